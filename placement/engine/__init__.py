@@ -1,0 +1,5 @@
+"""The placement engine: filter, score, normalize, pick; pure functions over a snapshot."""
+
+from placement.engine.engine import Engine, Outcome
+
+__all__ = ["Engine", "Outcome"]

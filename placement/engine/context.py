@@ -1,0 +1,209 @@
+"""Per-decision context: the candidate rows and the estimates plugins share (computed once)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+from numpy.typing import NDArray
+
+from placement.compiled import ONPREM, SPOT, CapacityState, CompiledInventory
+from placement.engine.rules import EffectiveRule
+from placement.model import Scales
+from placement.model.workload import Workload
+
+Floats = NDArray[np.float64]
+Ints = NDArray[np.int64]
+Bools = NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class Billing:
+    """Per candidate row: USD per hour billed for n GPUs, GPUs billed, instance chosen."""
+
+    usd_per_hour: Floats
+    billed_gpus: Ints
+    instance: Ints  # index into CompiledInventory.inst_names, -1 for on-prem
+
+
+@dataclass(frozen=True)
+class DataMove:
+    """Per site: bulk data to move in, its egress cost and time, and lookup penalties."""
+
+    egress_gb: Floats
+    egress_usd: Floats
+    transfer_hours: Floats
+    lookup_ms: Floats
+    lookup_egress_gb_per_hour: Floats
+    lookup_egress_usd_per_hour: Floats
+
+
+@dataclass
+class DecisionContext:
+    """Everything one decision needs. Estimates are cached per decision, never across them."""
+
+    ci: CompiledInventory
+    cap: CapacityState
+    workload: Workload
+    rule: EffectiveRule
+    scales: Scales
+    rows: Ints
+    billing: Billing
+    mask: Bools = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    @cached_property
+    def n(self) -> int:
+        """Candidates in this decision."""
+        return len(self.rows)
+
+    @cached_property
+    def site(self) -> Ints:
+        return self.ci.row_site[self.rows]
+
+    @cached_property
+    def kind(self) -> Ints:
+        return self.ci.row_kind[self.rows]
+
+    @cached_property
+    def group(self) -> Ints:
+        return self.ci.row_group[self.rows]
+
+    @cached_property
+    def is_cloud(self) -> Bools:
+        return self.kind != ONPREM
+
+    @cached_property
+    def gpus_needed(self) -> int:
+        return self.workload.spec.gpu.count * self.workload.spec.replicas
+
+    @cached_property
+    def hours(self) -> float:
+        """Hours of work: a job's duration or a service's cost horizon."""
+        spec = self.workload.spec
+        return spec.duration_hours if spec.duration_hours else self.rule.service_horizon_hours
+
+    @cached_property
+    def spot_overhead(self) -> Floats:
+        """Expected fraction of extra run time from spot interruptions (0 if not spot)."""
+        lost_h = self.workload.spec.checkpoint_minutes / 120 + (
+            self.rule.burst.restart_overhead_minutes / 60)
+        rate = self.ci.spot_rate[self.site]
+        return np.where(self.kind == SPOT, rate * lost_h, 0.0)
+
+    @cached_property
+    def run_hours(self) -> Floats:
+        return self.hours * (1.0 + self.spot_overhead)
+
+    @cached_property
+    def usd_per_hour(self) -> Floats:
+        return self.billing.usd_per_hour[self.rows]
+
+    @cached_property
+    def gpu_usd(self) -> Floats:
+        return self.usd_per_hour * self.run_hours
+
+    @cached_property
+    def gpu_hours(self) -> Floats:
+        return self.billing.billed_gpus[self.rows] * self.run_hours
+
+    @cached_property
+    def data(self) -> DataMove:
+        return data_move(self.ci, self.workload)
+
+    @cached_property
+    def egress_gb(self) -> Floats:
+        d = self.data
+        return d.egress_gb[self.site] + d.lookup_egress_gb_per_hour[self.site] * self.hours
+
+    @cached_property
+    def egress_usd(self) -> Floats:
+        d = self.data
+        return d.egress_usd[self.site] + d.lookup_egress_usd_per_hour[self.site] * self.hours
+
+    @cached_property
+    def transfer_hours(self) -> Floats:
+        return self.data.transfer_hours[self.site]
+
+    @cached_property
+    def total_usd(self) -> Floats:
+        return self.gpu_usd + self.egress_usd
+
+    @cached_property
+    def free_gpus(self) -> Ints:
+        cap = self.ci.group_capacity[self.group]
+        return cap - self.cap.reserved[self.group]
+
+    @cached_property
+    def wait_hours(self) -> Floats:
+        """Expected delay until the GPUs are there: queue (on-prem) or provisioning (cloud)."""
+        deficit = self.gpus_needed - self.free_gpus
+        wait = np.zeros(self.n)
+        short = deficit > 0
+        if short.any():
+            wait[short] = release_wait(self.cap, self.group[short], deficit[short])
+        prov = self.ci.provision_h[self.site]
+        return np.where(self.is_cloud, np.where(short, np.inf, prov), wait)
+
+    @cached_property
+    def start_hours(self) -> Floats:
+        """Data moves while the workload waits: it starts when both are done."""
+        return np.maximum(self.wait_hours, self.transfer_hours)
+
+    @cached_property
+    def finish_hours(self) -> Floats:
+        return self.start_hours + self.run_hours
+
+    @cached_property
+    def p99_ms(self) -> Floats:
+        """Worst client's p99: RTT + service time + RAG lookups x RTT to the data."""
+        lat = self.workload.spec.latency
+        if lat is None:
+            return np.full(self.n, np.nan)
+        idx = [self.ci.client_index[c.location] for c in lat.clients]
+        rtt = self.ci.client_rtt[np.array(idx)][:, self.site].max(axis=0)
+        return rtt + lat.service_time_p99_ms + self.data.lookup_ms[self.site]
+
+
+def release_wait(cap: CapacityState, groups: Ints, deficit: Ints) -> Floats:
+    """Hours until `deficit` more GPUs are released in each group (inf if never expected)."""
+    if len(cap.ev_group) == 0:
+        return np.full(len(groups), np.inf)
+    stride = int(cap.ev_cum.max()) + int(deficit.max()) + 1
+    keys = cap.ev_group * stride + cap.ev_cum
+    pos = np.searchsorted(keys, groups * stride + deficit, side="left")
+    ok = pos < len(keys)
+    pos = np.minimum(pos, len(keys) - 1)
+    ok &= cap.ev_group[pos] == groups
+    return np.where(ok, cap.ev_time[pos], np.inf)
+
+
+def data_move(ci: CompiledInventory, wl: Workload) -> DataMove:
+    """Per site: what reading the workload's datasets there costs (vectorized over sites)."""
+    s = len(ci.site_names)
+    gb, usd, hours = np.zeros(s), np.zeros(s), np.zeros(s)
+    lookup_ms, lk_gb_h, lk_usd_h = np.zeros(s), np.zeros(s), np.zeros(s)
+    rate = wl.spec.requests_per_s
+    for ref in wl.spec.datasets:
+        d = ci.dataset_index[ref.name]
+        reps = np.flatnonzero(ci.dataset_replicas[d])
+        if ref.access == "bulk":
+            size = ci.dataset_size[d]
+            cost = ci.egress[reps] * size  # R x S
+            secs = size * 8 / ci.gbps[reps]  # GB -> Gbit over Gbit/s
+            best = np.argmin(cost + secs * 1e-9, axis=0)
+            cols = np.arange(s)
+            local = ci.dataset_replicas[d]
+            gb += np.where(local, 0.0, size)
+            usd += cost[best, cols]
+            hours += secs[best, cols] / 3600
+        else:
+            rtt = ci.rtt[reps]  # R x S
+            near = np.argmin(rtt, axis=0)
+            lookup_ms += ref.lookups_per_request * rtt[near, np.arange(s)]
+            local = ci.dataset_replicas[d]
+            per_h = rate * ref.lookups_per_request * ref.kb_per_lookup / 1e6 * 3600
+            moved = np.where(local, 0.0, per_h)
+            lk_gb_h += moved
+            lk_usd_h += moved * ci.egress[reps[near], np.arange(s)]
+    return DataMove(gb, usd, hours, lookup_ms, lk_gb_h, lk_usd_h)

@@ -1,0 +1,190 @@
+"""The engine: filter all candidates, score the survivors, normalize, weigh and pick one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from placement.compiled import (
+    ONPREM,
+    CapacityState,
+    CompiledInventory,
+    capacity_state,
+    compile_inventory,
+)
+from placement.engine.context import Billing, DecisionContext
+from placement.engine.framework import FilterPlugin, FilterResult, ScorePlugin
+from placement.engine.normalize import normalize
+from placement.engine.rules import EffectiveRule, resolve
+from placement.errors import UnknownReferenceError
+from placement.model import Decision, Inventory, Policy, Reservation
+from placement.model.workload import Workload
+from placement.plugins.registry import check_unique, default_filters, default_scores
+
+Floats = NDArray[np.float64]
+Bools = NDArray[np.bool_]
+Ints = NDArray[np.int64]
+
+
+@dataclass
+class Outcome:
+    """A decision in array form; `Engine.explain` turns it into a `Decision`."""
+
+    ctx: DecisionContext
+    filter_names: list[str]
+    filter_results: list[FilterResult]
+    fails: Bools  # filters x candidates
+    considered: Bools
+    raw: dict[str, Floats]
+    scores: dict[str, Floats]
+    weights: dict[str, float]
+    total: Floats
+    ranking: Ints  # considered candidates, best first
+    chosen: int | None
+    action: str
+    policy_version: str
+
+    @property
+    def rule(self) -> EffectiveRule:
+        return self.ctx.rule
+
+
+class Engine:
+    """Holds a compiled snapshot (inventory, reservations, policy) and decides workloads."""
+
+    def __init__(self, inventory: Inventory, policy: Policy, policy_version: str,
+                 reservations: list[Reservation] | None = None,
+                 filters: list[FilterPlugin] | None = None,
+                 scores: list[ScorePlugin] | None = None) -> None:
+        self.filters = filters if filters is not None else default_filters()
+        self.scores = scores if scores is not None else default_scores()
+        check_unique(self.filters, self.scores)
+        self.inventory = inventory
+        self.policy = policy
+        self.policy_version = policy_version
+        self.ci: CompiledInventory = compile_inventory(inventory)
+        self.cap: CapacityState = capacity_state(self.ci, list(reservations or []))
+        self._datasets = {d.name: d for d in inventory.datasets}
+        self._billing: dict[int, Billing] = {}
+        self._site_rank = np.argsort(np.argsort(np.array(self.ci.site_names)))
+
+    def with_reservations(self, reservations: list[Reservation]) -> Engine:
+        """A copy of this engine over another set of reservations (same compiled inventory)."""
+        twin = object.__new__(Engine)
+        twin.__dict__.update(self.__dict__)
+        twin.cap = capacity_state(self.ci, reservations)
+        return twin
+
+    def billing(self, n: int) -> Billing:
+        """Cheapest instance mix per candidate row for `n` GPUs (memoized per n)."""
+        got = self._billing.get(n)
+        if got is not None:
+            return got
+        ci = self.ci
+        per_hour = ci.row_unit_price * n
+        billed = np.full(len(ci.row_group), n, dtype=np.int64)
+        inst = np.full(len(ci.row_group), -1, dtype=np.int64)
+        if len(ci.inst_row):
+            count = np.ceil(n / ci.inst_gpus)
+            cost = count * ci.inst_price
+            order = np.lexsort((cost, ci.inst_row))
+            rows = ci.inst_row[order]
+            first = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+            pick = order[first]
+            per_hour[ci.inst_row[pick]] = cost[pick]
+            billed[ci.inst_row[pick]] = (count * ci.inst_gpus)[pick].astype(np.int64)
+            inst[ci.inst_row[pick]] = pick
+        got = Billing(per_hour, billed, inst)
+        self._billing[n] = got
+        return got
+
+    def _candidates(self, wl: Workload) -> Ints:
+        ids = [self.ci.gpu_index[t] for t in wl.spec.gpu.types if t in self.ci.gpu_index]
+        return np.flatnonzero(np.isin(self.ci.row_gpu, np.array(ids, dtype=np.int64)))
+
+    def _check_refs(self, wl: Workload) -> None:
+        for ref in wl.spec.datasets:
+            if ref.name not in self.ci.dataset_index:
+                raise UnknownReferenceError("dataset", ref.name, list(self.ci.dataset_index))
+        if wl.spec.latency is not None:
+            for c in wl.spec.latency.clients:
+                if c.location not in self.ci.client_index:
+                    raise UnknownReferenceError("client location", c.location,
+                                                list(self.ci.client_index))
+
+    def decide(self, wl: Workload) -> Outcome:
+        """Decide one workload; pure over this engine's snapshot."""
+        self._check_refs(wl)
+        rule = resolve(self.policy, wl, self._datasets)
+        rows = self._candidates(wl)
+        ctx = DecisionContext(self.ci, self.cap, wl, rule, self.policy.spec.scales, rows,
+                              self.billing(wl.spec.gpu.count * wl.spec.replicas))
+        n = len(rows)
+        fails = np.zeros((len(self.filters), n), dtype=bool)
+        results = []
+        mask = np.ones(n, dtype=bool)
+        for k, plugin in enumerate(self.filters):
+            ctx.mask = mask
+            res = plugin.filter(ctx)
+            results.append(res)
+            fails[k] = ~res.passed
+            mask = mask & res.passed
+        considered, queue_only = mask, False
+        if not mask.any():
+            wait_k = [p.NAME for p in self.filters].index("wait")
+            others = np.delete(fails, wait_k, axis=0).any(axis=0)
+            only_wait = fails[wait_k] & ~others & np.isfinite(ctx.wait_hours)
+            if only_wait.any():
+                considered, queue_only = only_wait, True
+        return self._score(ctx, results, fails, considered, queue_only)
+
+    def _score(self, ctx: DecisionContext, results: list[FilterResult], fails: Bools,
+               considered: Bools, queue_only: bool) -> Outcome:
+        scales = ctx.scales
+        scale_of = {"latency": scales.latency_ms, "data_gravity": scales.data_gravity_hours,
+                    "cost": scales.cost_usd, "wait": scales.wait_hours}
+        raw: dict[str, Floats] = {}
+        scores: dict[str, Floats] = {}
+        weights: dict[str, float] = {}
+        total = np.zeros(ctx.n)
+        for plugin in self.scores:
+            res = plugin.score(ctx)
+            crit = plugin.CRITERION
+            raw[crit] = res.raw
+            w = float(getattr(ctx.rule.weights, crit, 0.0)) if res.applicable else 0.0
+            weights[crit] = w
+            scores[crit] = normalize(res.raw, considered, scale_of.get(crit, 0.0))
+            if w > 0:
+                total = total + w * np.nan_to_num(scores[crit])
+        wsum = sum(weights.values())
+        total = total / wsum if wsum > 0 else total
+        idx = np.flatnonzero(considered)
+        if queue_only:  # nothing can start in time: queue where it starts soonest
+            keys = (self._site_rank[ctx.site[idx]], ctx.total_usd[idx], ctx.wait_hours[idx])
+        else:
+            keys = (ctx.kind[idx], self._site_rank[ctx.site[idx]], ctx.wait_hours[idx],
+                    ctx.total_usd[idx], -np.round(total[idx], 9))
+        ranking = idx[np.lexsort(keys)]
+        chosen = int(ranking[0]) if len(ranking) else None
+        if chosen is None:
+            action = "reject"
+        elif ctx.kind[chosen] != ONPREM:
+            action = "burst"
+        elif queue_only or ctx.wait_hours[chosen] > 0:
+            action = "queue"
+        else:
+            action = "place"
+        return Outcome(ctx, [p.NAME for p in self.filters], results, fails, considered, raw,
+                       scores, weights, total, ranking, chosen, action, self.policy_version)
+
+    def explain(self, outcome: Outcome) -> Decision:
+        """The full, serializable decision with every candidate's story."""
+        from placement.engine.explain import build_decision
+
+        return build_decision(self, outcome)
+
+    def place(self, wl: Workload) -> Decision:
+        """decide + explain."""
+        return self.explain(self.decide(wl))

@@ -1,0 +1,33 @@
+"""The shared normalizer: raw values to 0-100 against the best considered value (a ratio)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+Floats = NDArray[np.float64]
+Bools = NDArray[np.bool_]
+
+
+def normalize(raw: Floats, considered: Bools, scale: float) -> Floats:
+    """Score = 100 x (best + scale) / (raw + scale); lower raw is better.
+
+    `best` is the lowest raw value among considered candidates, so a candidate that is worse on
+    every criterion never changes the others' scores (no rank reversal), and with scale 0 a
+    ratio is invariant when all values are multiplied by one constant (e.g. every price). The
+    scale is the policy's indifference level: differences well under it barely matter, so 0.01
+    vs 0 is not scored 0 vs 100. Candidates not considered get NaN.
+    """
+    out = np.full(raw.shape, np.nan)
+    if not considered.any():
+        return out
+    vals = raw[considered]
+    best = float(np.min(vals))
+    if scale > 0:
+        out[considered] = 100.0 * (best + scale) / (vals + scale)
+    elif best > 0:
+        out[considered] = 100.0 * best / vals
+    else:  # best is 0 with no scale: only exact zeros are best
+        out[considered] = np.where(vals <= 0, 100.0, 0.0)
+    out[considered & ~np.isfinite(raw)] = 0.0
+    return out

@@ -1,0 +1,48 @@
+"""Domain model: inventory, workloads, policy and decisions as pydantic v2 models."""
+
+from placement.model.common import Location, Metadata
+from placement.model.decision import Candidate, CriterionScore, Decision, Estimates
+from placement.model.inventory import (
+    ClientLocation,
+    CloudGpu,
+    CloudInstance,
+    CloudSiteSpec,
+    Dataset,
+    Inventory,
+    Link,
+    OnPremGpu,
+    OnPremSiteSpec,
+    Reservation,
+    Site,
+)
+from placement.model.policy import Burst, Match, Policy, Rule, Scales, SiteSelector, Weights
+from placement.model.workload import Workload, WorkloadKind
+
+__all__ = [
+    "Burst",
+    "Candidate",
+    "ClientLocation",
+    "CloudGpu",
+    "CloudInstance",
+    "CloudSiteSpec",
+    "CriterionScore",
+    "Dataset",
+    "Decision",
+    "Estimates",
+    "Inventory",
+    "Link",
+    "Location",
+    "Match",
+    "Metadata",
+    "OnPremGpu",
+    "OnPremSiteSpec",
+    "Policy",
+    "Reservation",
+    "Rule",
+    "Scales",
+    "Site",
+    "SiteSelector",
+    "Weights",
+    "Workload",
+    "WorkloadKind",
+]

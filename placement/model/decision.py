@@ -1,0 +1,75 @@
+"""Decision documents: the action, the chosen site, estimates and every candidate's story."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Action = Literal["place", "burst", "queue", "reject"]
+Capacity = Literal["onprem", "on_demand", "spot"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Estimates(_Out):
+    """What placing the workload on a candidate is expected to cost and take."""
+
+    p99_latency_ms: float | None = Field(description="Worst client's p99, ms (services).")
+    total_usd: float = Field(description="GPU cost plus egress, USD, over the run or horizon.")
+    gpu_usd: float
+    usd_per_hour: float = Field(description="Billed GPU USD per hour while running.")
+    egress_gb: float
+    egress_usd: float
+    transfer_hours: float = Field(description="Time to move bulk data to the site.")
+    wait_hours: float | None = Field(
+        description="Expected delay before GPUs are available; None = no release expected."
+    )
+    finish_hours: float | None = Field(description="Jobs: expected hours until done.")
+    gpu_hours: float = Field(description="GPU-hours billed, spot restarts included.")
+
+
+class CriterionScore(_Out):
+    """One criterion for one candidate: raw value, 0-100 score and weight."""
+
+    raw: float | None
+    unit: str
+    score: float | None
+    weight: float
+
+
+class Candidate(_Out):
+    """One (site, GPU type, capacity) option and why it won or lost."""
+
+    site: str
+    site_type: Literal["onprem", "cloud"]
+    gpu_type: str | None
+    capacity: Capacity | None
+    instance_type: str | None = None
+    feasible: bool
+    rejected_by: str | None = None
+    reason: str | None = None
+    also_failed: list[str] = Field(default_factory=list)
+    criteria: dict[str, CriterionScore] = Field(default_factory=dict)
+    total_score: float | None = None
+    rank: int | None = None
+    estimates: Estimates | None = None
+
+
+class Decision(_Out):
+    """The engine's answer for one workload."""
+
+    workload: str
+    action: Action
+    site: str | None
+    gpu_type: str | None
+    capacity: Capacity | None
+    instance_type: str | None
+    summary: str
+    estimates: Estimates | None
+    rule: str | None = Field(description="Rule that set weights, wait and burst settings.")
+    constraint_rules: list[str] = Field(description="Rules whose require/forbid applied.")
+    policy_version: str
+    candidates: list[Candidate]

@@ -1,0 +1,183 @@
+"""Inventory documents: sites (on-prem and cloud), datasets, client locations, reservations."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from placement.model.common import GpuType, Location, Metadata, Name, Strict
+
+Classification = Literal["public", "internal", "confidential", "restricted"]
+Provider = Literal["aws", "gcp", "azure"]
+
+
+class Link(Strict):
+    """A measured network path from this site to another one (directional for egress)."""
+
+    to: Name = Field(description="Name of the other site.")
+    rtt_ms: float | None = Field(default=None, ge=0, description="Round-trip time in ms.")
+    gbps: float | None = Field(default=None, gt=0, description="Usable bandwidth, Gbit/s.")
+    egress_usd_per_gb: float | None = Field(
+        default=None, ge=0, description="USD per GB sent from this site to the other."
+    )
+    source: str | None = Field(default=None, description="Where the numbers come from.")
+
+
+class OnPremGpu(Strict):
+    """GPUs installed in an on-prem cluster, priced at their amortized cost."""
+
+    type: GpuType
+    count: int = Field(ge=0, description="GPUs installed.")
+    usd_per_gpu_hour: float = Field(
+        gt=0, description="Amortized cost (hardware, power, space, staff) per GPU-hour; never 0."
+    )
+
+
+class CloudInstance(Strict):
+    """One instance type that carries a GPU type, with its catalog prices."""
+
+    type: str = Field(min_length=1, description="Instance or machine type, e.g. p5.48xlarge.")
+    gpus: int = Field(ge=1, description="GPUs per instance.")
+    on_demand_usd_per_hour: float = Field(gt=0, description="On-demand price per instance-hour.")
+    spot_usd_per_hour: float | None = Field(
+        default=None, gt=0, description="Spot price per instance-hour; absent when none."
+    )
+
+
+class CloudGpu(Strict):
+    """A GPU type a cloud region sells, the quota for it and the instances that carry it."""
+
+    type: GpuType
+    quota_gpus: int = Field(ge=0, description="GPUs of this type the account may run here.")
+    instances: list[CloudInstance] = Field(min_length=1)
+
+
+class _SiteCommon(Strict):
+    location: Location
+    kube_context: str = Field(min_length=1, description="Kubernetes context to act on the site.")
+    network_boundary: str | None = Field(
+        default=None, description="Closed network the site sits in (e.g. a plant's OT network)."
+    )
+    accepts_boundaries: list[str] = Field(
+        default_factory=list, description="Other boundaries whose clients may reach this site."
+    )
+    wan_gbps: float = Field(gt=0, description="WAN bandwidth to the outside, Gbit/s.")
+    egress_usd_per_gb: float = Field(
+        ge=0, description="Default USD per GB leaving the site, where no link says otherwise."
+    )
+    links: list[Link] = Field(default_factory=list)
+
+
+class OnPremSiteSpec(_SiteCommon):
+    """A cluster the organisation owns."""
+
+    type: Literal["onprem"]
+    gpus: list[OnPremGpu] = Field(min_length=1)
+
+
+class CloudSiteSpec(_SiteCommon):
+    """A public cloud region where GPU capacity can be provisioned (a burst)."""
+
+    type: Literal["cloud"]
+    provider: Provider
+    region: str = Field(min_length=1)
+    provisioning_minutes: float = Field(
+        default=15, ge=0, description="Time to add a GPU node pool and have it ready."
+    )
+    spot_interruptions_per_hour: float = Field(
+        default=0.05, ge=0, description="Expected spot interruptions per instance-hour."
+    )
+    gpus: list[CloudGpu] = Field(min_length=1)
+
+
+SiteSpec = Annotated[OnPremSiteSpec | CloudSiteSpec, Field(discriminator="type")]
+
+
+class Site(Strict):
+    """A place that can run GPUs."""
+
+    kind: Literal["Site"] = "Site"
+    apiVersion: str | None = None
+    metadata: Metadata
+    spec: SiteSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+class DatasetSpec(Strict):
+    """Size, replicas and classification of a dataset."""
+
+    size_gb: float = Field(ge=0, description="Size in GB (10^9 bytes).")
+    replicas: list[Name] = Field(min_length=1, description="Sites holding a full replica.")
+    classification: Classification = "internal"
+    network_boundary: str | None = Field(
+        default=None, description="The data may not leave sites inside this boundary."
+    )
+
+
+class Dataset(Strict):
+    """Data a workload reads."""
+
+    kind: Literal["Dataset"] = "Dataset"
+    apiVersion: str | None = None
+    metadata: Metadata
+    spec: DatasetSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+class ClientLocationSpec(Strict):
+    """Where users of a service sit, and measured RTTs from there."""
+
+    location: Location
+    network_boundary: str | None = Field(
+        default=None, description="Clients inside a closed network reach only sites that allow it."
+    )
+    rtt_ms: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict, description="Measured RTT in ms to named sites; others estimated."
+    )
+    rtt_source: str | None = Field(default=None, description="Where the measured RTTs come from.")
+
+
+class ClientLocation(Strict):
+    """A population of users."""
+
+    kind: Literal["ClientLocation"] = "ClientLocation"
+    apiVersion: str | None = None
+    metadata: Metadata
+    spec: ClientLocationSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+class Reservation(Strict):
+    """GPUs held at a site by a placed workload (the source of truth for free capacity)."""
+
+    site: str
+    gpu_type: str
+    count: int = Field(ge=1)
+    remaining_hours: float | None = Field(
+        default=None, ge=0, description="Expected hours until release; None = not known."
+    )
+    workload: str | None = None
+
+
+class Inventory(Strict):
+    """Everything the engine knows about where work can run."""
+
+    sites: list[Site]
+    datasets: list[Dataset] = Field(default_factory=list)
+    client_locations: list[ClientLocation] = Field(default_factory=list)
+
+    def site(self, name: str) -> Site:
+        for s in self.sites:
+            if s.name == name:
+                return s
+        raise KeyError(name)

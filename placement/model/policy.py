@@ -1,0 +1,136 @@
+"""Policy documents: ordered rules with constraints, weights, wait limits and burst settings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from placement.model.common import Metadata, Name, Strict
+from placement.model.inventory import Classification
+from placement.model.workload import WorkloadKind
+
+CRITERIA: tuple[str, ...] = ("latency", "data_gravity", "cost", "wait")
+
+
+class SiteSelector(Strict):
+    """Selects sites by type, labels (all must match) or name (any)."""
+
+    site_types: list[Literal["onprem", "cloud"]] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    sites: list[Name] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> SiteSelector:
+        if not (self.site_types or self.labels or self.sites):
+            raise ValueError("a selector needs at least one of site_types, labels or sites")
+        return self
+
+
+class Match(Strict):
+    """Which workloads a rule applies to; every field given must match (empty = any)."""
+
+    kinds: list[WorkloadKind] = Field(default_factory=list)
+    teams: list[Name] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    data_classifications: list[Classification] = Field(
+        default_factory=list, description="Matches when any dataset read has one of these."
+    )
+
+
+class Weights(Strict):
+    """Relative importance of each score criterion (any non-negative scale)."""
+
+    latency: float = Field(default=0, ge=0)
+    data_gravity: float = Field(default=0, ge=0)
+    cost: float = Field(default=0, ge=0)
+    wait: float = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> Weights:
+        if not any(getattr(self, c) > 0 for c in CRITERIA):
+            raise ValueError("at least one weight must be above 0")
+        return self
+
+
+class Burst(Strict):
+    """When a workload may go to a cloud region, and how it is bought."""
+
+    allowed: bool = False
+    when: Literal["always", "onprem_unavailable"] = Field(
+        default="onprem_unavailable",
+        description="onprem_unavailable: only when no on-prem site can start within max wait.",
+    )
+    spot: Literal["never", "when_deadline_allows", "always"] = "never"
+    spot_slack_factor: float = Field(
+        default=2.0, ge=1, description="Spot needs deadline slack of this many expected overheads."
+    )
+    restart_overhead_minutes: float = Field(
+        default=10, ge=0, description="Time to get back to work after a spot interruption."
+    )
+    max_usd_per_hour: float | None = Field(default=None, gt=0, description="Cap on burst $/hour.")
+
+
+class Rule(Strict):
+    """One ordered policy rule."""
+
+    name: Name
+    description: str | None = None
+    match: Match = Field(default_factory=Match)
+    require: SiteSelector | None = Field(default=None, description="Sites must match this.")
+    forbid: SiteSelector | None = Field(default=None, description="Sites must not match this.")
+    weights: Weights | None = None
+    max_wait_hours: float | None = Field(default=None, ge=0)
+    burst: Burst | None = None
+
+
+class Scales(Strict):
+    """Indifference scales for normalization: differences well below these barely matter."""
+
+    latency_ms: float = Field(default=0, ge=0)
+    data_gravity_hours: float = Field(default=0.25, ge=0)
+    cost_usd: float = Field(default=0, ge=0)
+    wait_hours: float = Field(default=0.25, ge=0)
+
+
+class Defaults(Strict):
+    """Settings used when no matching rule sets them."""
+
+    weights: Weights = Field(
+        default_factory=lambda: Weights(latency=1, data_gravity=1, cost=1, wait=1)
+    )
+    max_wait_hours: float = Field(default=1.0, ge=0)
+    burst: Burst = Field(default_factory=Burst)
+    service_horizon_hours: float = Field(
+        default=720, gt=0, description="Hours over which a service's cost is estimated."
+    )
+
+
+class PolicySpec(Strict):
+    """Defaults, normalization scales and the ordered rules."""
+
+    defaults: Defaults = Field(default_factory=Defaults)
+    scales: Scales = Field(default_factory=Scales)
+    rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_rules(self) -> PolicySpec:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.name in seen:
+                raise ValueError(f"rule name {rule.name!r} appears twice; rename one")
+            seen.add(rule.name)
+        return self
+
+
+class Policy(Strict):
+    """A policy document."""
+
+    kind: Literal["Policy"] = "Policy"
+    apiVersion: str | None = None
+    metadata: Metadata
+    spec: PolicySpec = Field(default_factory=PolicySpec)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name

@@ -1,0 +1,113 @@
+"""Workload documents: what to run, with which GPUs, data, clients and limits."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from placement.model.common import GpuType, Metadata, Name, Strict
+
+WorkloadKind = Literal["inference", "rag", "training", "finetune", "batch"]
+SERVICE_KINDS: frozenset[str] = frozenset({"inference", "rag"})
+JOB_KINDS: frozenset[str] = frozenset({"training", "finetune", "batch"})
+
+
+class GpuRequest(Strict):
+    """GPU types acceptable (any one of them) and how many per replica."""
+
+    types: list[GpuType] = Field(min_length=1)
+    count: int = Field(ge=1, description="GPUs per replica (all on one site).")
+
+
+class ClientRef(Strict):
+    """A client location a service serves, with its share of the traffic."""
+
+    location: Name
+    share: float = Field(default=1.0, gt=0, le=1)
+
+
+class LatencySpec(Strict):
+    """The service's latency target and its own service time."""
+
+    p99_slo_ms: float = Field(gt=0, description="p99 end-to-end latency SLO seen by clients, ms.")
+    service_time_p99_ms: float = Field(ge=0, description="p99 model service time on a GPU, ms.")
+    clients: list[ClientRef] = Field(min_length=1)
+
+
+class DatasetRef(Strict):
+    """A dataset the workload reads, and how."""
+
+    name: Name
+    access: Literal["bulk", "lookup"] = Field(
+        default="bulk",
+        description="bulk: read in full before starting; lookup: queried per request (RAG).",
+    )
+    lookups_per_request: float = Field(default=0, ge=0)
+    kb_per_lookup: float = Field(default=0, ge=0, description="KB returned per lookup.")
+
+
+class ServingSpec(Strict):
+    """What Triton serves for an inference or RAG workload."""
+
+    model: Name
+    backend: Literal["python", "onnxruntime", "pytorch", "tensorrt", "vllm", "tensorrtllm"]
+    max_batch_size: int = Field(default=0, ge=0)
+    dynamic_batching: bool = True
+    instances_per_gpu: int = Field(default=1, ge=1)
+
+
+class WorkloadSpec(Strict):
+    """The workload itself."""
+
+    kind: WorkloadKind
+    team: Name
+    priority: int = 0
+    gpu: GpuRequest
+    replicas: int = Field(default=1, ge=1, description="Service replicas (jobs: 1).")
+    duration_hours: float | None = Field(default=None, gt=0, description="Expected run time.")
+    deadline_hours: float | None = Field(
+        default=None, gt=0, description="Must finish within this many hours of submission."
+    )
+    budget_usd: float | None = Field(default=None, gt=0, description="Most it may cost in total.")
+    checkpoint_minutes: float = Field(
+        default=30, gt=0, description="Checkpoint interval; bounds the work lost to a restart."
+    )
+    requests_per_s: float = Field(default=0, ge=0, description="Services: mean request rate.")
+    latency: LatencySpec | None = None
+    datasets: list[DatasetRef] = Field(default_factory=list)
+    serving: ServingSpec | None = None
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> WorkloadSpec:
+        if self.kind in SERVICE_KINDS and self.latency is None:
+            raise ValueError(
+                f"a {self.kind} workload needs 'latency' (p99_slo_ms, service_time_p99_ms, "
+                "clients); add it"
+            )
+        if self.kind in JOB_KINDS and self.duration_hours is None:
+            raise ValueError(f"a {self.kind} job needs 'duration_hours'; add the expected run time")
+        if self.kind in JOB_KINDS and self.replicas != 1:
+            raise ValueError("jobs run as one replica; remove 'replicas' or set it to 1")
+        if self.kind == "rag" and not any(d.access == "lookup" for d in self.datasets):
+            raise ValueError(
+                "a rag workload needs at least one dataset with access: lookup (its index)"
+            )
+        return self
+
+    @property
+    def is_service(self) -> bool:
+        return self.kind in SERVICE_KINDS
+
+
+class Workload(Strict):
+    """A workload document."""
+
+    kind: Literal["Workload"] = "Workload"
+    apiVersion: str | None = None
+    metadata: Metadata
+    spec: WorkloadSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name

@@ -1,0 +1,32 @@
+"""Network estimates: great-circle distance and an RTT model fitted to measured RTTs."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+EARTH_RADIUS_KM = 6371.0
+# Both constants come from ../shared/data/net_skyplane_rtt_2022.csv (8,010 measured AWS/GCP/Azure
+# region pairs) joined with the region coordinates in regions_geo_multicloud.csv:
+# RTT_BASE_MS is the median measured RTT between regions of one metro area (< 100 km apart);
+# RTT_MS_PER_KM is the median of measured RTT / great-circle km over all pairs. It is about
+# 1.8x the speed of light in fibre, the usual inflation of real routes.
+RTT_BASE_MS = 2.9
+RTT_MS_PER_KM = 0.0183
+LOCAL_RTT_MS = 0.5  # within one site (same cluster network)
+
+Floats = NDArray[np.float64]
+
+
+def great_circle_km(lat1: Floats, lon1: Floats, lat2: Floats, lon2: Floats) -> Floats:
+    """Haversine distance in km; broadcasts like NumPy."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dphi = p2 - p1
+    dlam = np.radians(lon2) - np.radians(lon1)
+    h = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlam / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
+
+
+def estimated_rtt_ms(km: Floats) -> Floats:
+    """RTT estimate for a path of `km` great-circle kilometres, where none was measured."""
+    return RTT_BASE_MS + RTT_MS_PER_KM * km

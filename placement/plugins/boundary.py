@@ -1,0 +1,44 @@
+"""Network boundary filter: clients must reach the site; bounded data may not leave its boundary."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from placement.engine.context import DecisionContext
+from placement.engine.framework import FilterResult
+
+
+class Boundary:
+    """Closed networks (plant OT networks, air-gapped zones) limit where work can go."""
+
+    NAME: ClassVar[str] = "boundary"
+
+    def filter(self, ctx: DecisionContext) -> FilterResult:
+        ci, spec = ctx.ci, ctx.workload.spec
+        n_sites = len(ci.site_names)
+        ok = np.ones(n_sites, dtype=bool)
+        why: list[tuple[np.ndarray, str]] = []
+        names = {v: k for k, v in ci.boundary_index.items()}
+        if spec.latency is not None:
+            for client in spec.latency.clients:
+                b = int(ci.client_boundary[ci.client_index[client.location]])
+                reach = ci.reach[b]
+                label = names[b] or "the open network"
+                why.append((reach, f"clients at {client.location} (in {label}) cannot reach it"))
+                ok &= reach
+        for ref in spec.datasets:
+            b = int(ci.dataset_boundary[ci.dataset_index[ref.name]])
+            if b == 0:
+                continue
+            inside = ci.site_boundary == b
+            why.append((inside, f"dataset {ref.name} may not leave network boundary {names[b]}"))
+            ok &= inside
+        passed = ok[ctx.site]
+
+        def reason(i: int) -> str:
+            s = int(ctx.site[i])
+            return "; ".join(text for mask, text in why if not mask[s])
+
+        return FilterResult(passed, reason)

@@ -1,0 +1,34 @@
+"""Budget filter: the workload's total budget and the burst rule's $/hour cap."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from placement.engine.context import DecisionContext
+from placement.engine.framework import FilterResult
+
+
+class Budget:
+    """Rejects candidates whose estimated total $ or burst $/hour exceed what is allowed."""
+
+    NAME: ClassVar[str] = "budget"
+
+    def filter(self, ctx: DecisionContext) -> FilterResult:
+        budget = ctx.workload.spec.budget_usd
+        cap = ctx.rule.burst.max_usd_per_hour
+        total, hourly = ctx.total_usd, ctx.usd_per_hour
+        over_total = total > budget if budget is not None else np.zeros(ctx.n, dtype=bool)
+        over_rate = (ctx.is_cloud & (hourly > cap)) if cap is not None else np.zeros(
+            ctx.n, dtype=bool)
+
+        def reason(i: int) -> str:
+            parts = []
+            if over_total[i]:
+                parts.append(f"estimated ${total[i]:,.0f} exceeds the budget of ${budget:,.0f}")
+            if over_rate[i]:
+                parts.append(f"${hourly[i]:,.2f}/h exceeds the burst cap of ${cap:,.2f}/h")
+            return "; ".join(parts)
+
+        return FilterResult(~(over_total | over_rate), reason)

@@ -1,0 +1,20 @@
+"""Data gravity: hours to bring bulk data to the site from its best replica (egress $ is in cost)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from placement.engine.context import DecisionContext
+from placement.engine.framework import ScoreResult
+
+
+class DataGravity:
+    """Raw value: transfer hours over the measured (or WAN-limited) bandwidth."""
+
+    NAME: ClassVar[str] = "data_gravity"
+    CRITERION: ClassVar[str] = "data_gravity"
+    UNIT: ClassVar[str] = "h"
+
+    def score(self, ctx: DecisionContext) -> ScoreResult:
+        applicable = any(d.access == "bulk" for d in ctx.workload.spec.datasets)
+        return ScoreResult(ctx.transfer_hours, applicable)
