@@ -12,7 +12,7 @@ import typer
 from placement.errors import ConfigError, PlacementError
 
 if TYPE_CHECKING:
-    from placement.model import Decision
+    pass
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Decide, explain and record where AI workloads run.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -157,9 +158,9 @@ def compile_inventory(inv: Inventory) -> CompiledInventory:
                                                   s_lat[None, :], s_lon[None, :]))
     client_rtt = client_rtt.reshape(len(inv.client_locations), len(names))
     for i, cl in enumerate(inv.client_locations):
-        for site, ms in cl.spec.rtt_ms.items():
-            if site in idx:
-                client_rtt[i, idx[site]] = ms
+        for target, ms in cl.spec.rtt_ms.items():
+            if target in idx:
+                client_rtt[i, idx[target]] = ms
     replicas = np.zeros((len(inv.datasets), len(names)), dtype=bool)
     for i, ds in enumerate(inv.datasets):
         replicas[i, [idx[r] for r in ds.spec.replicas if r in idx]] = True
@@ -188,7 +189,7 @@ def compile_inventory(inv: Inventory) -> CompiledInventory:
     )
 
 
-def _offers(inv: Inventory, idx: dict[str, int]) -> dict[str, object]:
+def _offers(inv: Inventory, idx: dict[str, int]) -> dict[str, Any]:
     gpu_index: dict[str, int] = {}
     g_site: list[int] = []
     g_gpu: list[int] = []

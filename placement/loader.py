@@ -56,7 +56,7 @@ def yaml_files(paths: Iterable[Path]) -> list[tuple[Path, str]]:
     return out
 
 
-def _fix_for(err: dict[str, Any]) -> str:
+def _fix_for(err: Any) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     if kind == "missing":
@@ -83,7 +83,7 @@ def _fix_for(err: dict[str, Any]) -> str:
     return "correct the value"
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: Any) -> str:
     msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
         shown = repr(err["input"])

@@ -24,7 +24,8 @@ def great_circle_km(lat1: Floats, lon1: Floats, lat2: Floats, lon2: Floats) -> F
     dphi = p2 - p1
     dlam = np.radians(lon2) - np.radians(lon1)
     h = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlam / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
+    km: Floats = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
+    return km
 
 
 def estimated_rtt_ms(km: Floats) -> Floats:

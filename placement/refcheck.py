@@ -50,12 +50,13 @@ def _site_issues(items: list[tuple[Site, SourceDoc]], sites: set[str]) -> list[I
                 issues.append(_issue(doc, ("spec", "links", i, "to"), pre,
                                      "a site cannot link to itself", "remove this link"))
         seen: set[str] = set()
-        for i, gpu in enumerate(site.spec.gpus):
-            if gpu.type in seen:
+        types: list[str] = [g.type for g in site.spec.gpus]
+        for i, gpu_type in enumerate(types):
+            if gpu_type in seen:
                 issues.append(_issue(doc, ("spec", "gpus", i, "type"), pre,
-                                     f"GPU type {gpu.type!r} listed twice",
+                                     f"GPU type {gpu_type!r} listed twice",
                                      "merge the two entries into one"))
-            seen.add(gpu.type)
+            seen.add(gpu_type)
     return issues
 
 

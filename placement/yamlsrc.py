@@ -33,8 +33,8 @@ class SourceDoc:
                 node = node[part]
             elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
                 node = node[part]
-            else:
-                continue  # union tags and missing fields: keep the closest known line
+            else:  # union tags and missing fields: keep the closest known line
+                continue
             probe.append(part)
             best = self.lines.get(tuple(probe), best)
         return best

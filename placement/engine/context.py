@@ -71,7 +71,8 @@ class DecisionContext:
 
     @cached_property
     def is_cloud(self) -> Bools:
-        return self.kind != ONPREM
+        cloud: Bools = self.kind != ONPREM
+        return cloud
 
     @cached_property
     def gpus_needed(self) -> int:
@@ -162,7 +163,8 @@ class DecisionContext:
             return np.full(self.n, np.nan)
         idx = [self.ci.client_index[c.location] for c in lat.clients]
         rtt = self.ci.client_rtt[np.array(idx)][:, self.site].max(axis=0)
-        return rtt + lat.service_time_p99_ms + self.data.lookup_ms[self.site]
+        p99: Floats = rtt + lat.service_time_p99_ms + self.data.lookup_ms[self.site]
+        return p99
 
 
 def release_wait(cap: CapacityState, groups: Ints, deficit: Ints) -> Floats:
@@ -175,7 +177,8 @@ def release_wait(cap: CapacityState, groups: Ints, deficit: Ints) -> Floats:
     ok = pos < len(keys)
     pos = np.minimum(pos, len(keys) - 1)
     ok &= cap.ev_group[pos] == groups
-    return np.where(ok, cap.ev_time[pos], np.inf)
+    wait: Floats = np.where(ok, cap.ev_time[pos], np.inf)
+    return wait
 
 
 def data_move(ci: CompiledInventory, wl: Workload) -> DataMove:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -161,6 +162,7 @@ class Engine:
         wsum = sum(weights.values())
         total = total / wsum if wsum > 0 else total
         idx = np.flatnonzero(considered)
+        keys: tuple[NDArray[Any], ...]
         if queue_only:  # nothing can start in time: queue where it starts soonest
             keys = (self._site_rank[ctx.site[idx]], ctx.total_usd[idx], ctx.wait_hours[idx])
         else:

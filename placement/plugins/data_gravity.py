@@ -1,4 +1,4 @@
-"""Data gravity: hours to bring bulk data to the site from its best replica (egress $ is in cost)."""
+"""Data gravity: hours to bring bulk data to a site from its best replica (egress $: cost)."""
 
 from __future__ import annotations
 
