@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/placement place-all --config $(CONFIG)
+	$(BIN)/placement place $(CONFIG)/workloads --config $(CONFIG)
 
 test: $(STAMP)
 	$(BIN)/ruff check placement tests bench
