@@ -229,3 +229,25 @@ def test_duplicate_plugin_names_fail_at_start_up() -> None:
     with pytest.raises(DuplicatePluginError, match="registered twice"):
         Engine(f.engine([f.onprem("dc", {"A100": (8, 2.0)})]).inventory, f.policy(), "v",
                filters=[Capacity(), Capacity()])
+
+
+REJECTS = [
+    ("no site offers the GPU type", {"gpu": "H200"}, "no site offers the GPU"),
+    ("more GPUs than any site has", {"count": 100}, "capacity: 1"),
+]
+
+
+@pytest.mark.parametrize(("job", "summary"), [r[1:] for r in REJECTS], ids=[r[0] for r in REJECTS])
+def test_reject_says_why(job: dict[str, Any], summary: str) -> None:
+    d = f.engine([f.onprem("dc", {"A100": (8, 2.0)})]).place(f.job(**job))
+    assert (d.action, d.site) == ("reject", None)
+    assert summary in d.summary
+    assert all(c.rejected_by and c.reason for c in d.candidates)
+
+
+def test_unknown_reservation_site_is_a_clear_error() -> None:
+    from placement.errors import UnknownReferenceError
+
+    with pytest.raises(UnknownReferenceError, match="no site named 'x'; known: dc"):
+        f.engine([f.onprem("dc", {"A100": (8, 2.0)})],
+                 reservations=[Reservation(site="x", gpu_type="A100", count=1)])

@@ -133,8 +133,9 @@ class Engine:
             fails[k] = ~res.passed
             mask = mask & res.passed
         considered, queue_only = mask, False
-        if not mask.any():
-            wait_k = [p.NAME for p in self.filters].index("wait")
+        names = [p.NAME for p in self.filters]
+        if not mask.any() and "wait" in names:
+            wait_k = names.index("wait")
             others = np.delete(fails, wait_k, axis=0).any(axis=0)
             only_wait = fails[wait_k] & ~others & np.isfinite(ctx.wait_hours)
             if only_wait.any():
