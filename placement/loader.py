@@ -114,6 +114,8 @@ def parse_documents(paths: Iterable[Path]) -> tuple[dict[str, list[tuple[Any, So
                                                         list[Issue]]:
     """Parse and type-check every document; group the valid ones by kind."""
     by_kind: dict[str, list[tuple[Any, SourceDoc]]] = {k: [] for k in KINDS}
+    # Documents that failed type checks are kept as raw data under "invalid-<Kind>" so their
+    # references can still be checked: every error is reported in one pass.
     issues: list[Issue] = []
     for path, display in yaml_files(paths):
         docs, problems = read_yaml(path, display)
@@ -137,6 +139,7 @@ def parse_documents(paths: Iterable[Path]) -> tuple[dict[str, list[tuple[Any, So
                 obj = KINDS[kind].model_validate(doc.data)
             except ValidationError as exc:
                 issues.extend(validation_issues(doc, exc, prefix))
+                by_kind.setdefault(f"invalid-{kind}", []).append((doc.data, doc))
                 continue
             by_kind[kind].append((obj, doc))
     return by_kind, issues

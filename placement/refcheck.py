@@ -24,6 +24,8 @@ def _known(names: set[str]) -> str:
 def _duplicates(by_kind: Grouped) -> list[Issue]:
     issues = []
     for kind, items in by_kind.items():
+        if kind.startswith("invalid-"):
+            continue
         first: dict[str, SourceDoc] = {}
         for obj, doc in items:
             name = obj.metadata.name
@@ -130,6 +132,34 @@ def _policy_issues(items: list[tuple[Policy, SourceDoc]], sites: set[str],
     return issues
 
 
+def _raw_workload_issues(items: list[tuple[Any, SourceDoc]], datasets: set[str],
+                         clients: set[str]) -> list[Issue]:
+    """References in workloads that failed type checks, read from their raw data."""
+    issues = []
+    for data, doc in items:
+        spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
+        name = (data.get("metadata") or {}).get("name") if isinstance(
+            data.get("metadata"), dict) else None
+        pre = f"Workload {name!r} " if name else "Workload "
+        refs = spec.get("datasets") if isinstance(spec.get("datasets"), list) else []
+        for i, ref in enumerate(refs):
+            if isinstance(ref, dict) and isinstance(ref.get("name"), str) and (
+                    ref["name"] not in datasets):
+                issues.append(_issue(doc, ("spec", "datasets", i, "name"), pre,
+                                     f"unknown dataset {ref['name']!r}",
+                                     f"define it as a Dataset or use one of: {_known(datasets)}"))
+        lat = spec.get("latency") if isinstance(spec.get("latency"), dict) else {}
+        cl = lat.get("clients") if isinstance(lat.get("clients"), list) else []
+        for i, ref in enumerate(cl):
+            if isinstance(ref, dict) and isinstance(ref.get("location"), str) and (
+                    ref["location"] not in clients):
+                issues.append(_issue(doc, ("spec", "latency", "clients", i, "location"), pre,
+                                     f"unknown client location {ref['location']!r}",
+                                     f"define it as a ClientLocation or use one of: "
+                                     f"{_known(clients)}"))
+    return issues
+
+
 def check_references(by_kind: Grouped) -> list[Issue]:
     """Every cross-document problem in the grouped documents."""
     sites = {s.name for s, _ in by_kind["Site"]}
@@ -142,5 +172,6 @@ def check_references(by_kind: Grouped) -> list[Issue]:
         *_dataset_issues(by_kind["Dataset"], sites),
         *_client_issues(by_kind["ClientLocation"], sites),
         *workload_issues(by_kind["Workload"], datasets, clients),
+        *_raw_workload_issues(by_kind.get("invalid-Workload", []), datasets, clients),
         *_policy_issues(by_kind["Policy"], sites, labels),
     ]

@@ -19,7 +19,8 @@ def _cell(c: Candidate, name: str) -> str:
     if s is None or s.raw is None or s.weight == 0:
         return "-"
     score = "" if s.score is None else f"{s.score:.0f} "
-    return f"{score}[dim]({s.raw:.3g} {s.unit})[/dim]"
+    raw = f"${s.raw:,.0f}" if s.unit == "USD" else f"{s.raw:.3g} {s.unit}"
+    return f"{score}[dim]({raw})[/dim]"
 
 
 def decision_table(d: Decision) -> Table:

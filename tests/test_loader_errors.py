@@ -130,3 +130,11 @@ def test_a_valid_bundle_loads_with_a_content_hash(tmp_path: Path) -> None:
 def test_missing_directory_is_an_error(tmp_path: Path) -> None:
     issues = _issues(tmp_path / "absent")
     assert "no such file" in issues[0].message
+
+
+def test_references_are_checked_even_in_documents_with_type_errors(base: Path) -> None:
+    (base / "w.yaml").write_text(WORKLOAD.replace("DATASET", "nope").replace("count: 4",
+                                                                            "count: -4"))
+    messages = {(i.line, i.message.split(" (")[0]) for i in _issues(base)}
+    assert (6, "Input should be greater than or equal to 1") in messages
+    assert (9, "unknown dataset 'nope'") in messages
