@@ -132,24 +132,30 @@ def _policy_issues(items: list[tuple[Policy, SourceDoc]], sites: set[str],
     return issues
 
 
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _raw_workload_issues(items: list[tuple[Any, SourceDoc]], datasets: set[str],
                          clients: set[str]) -> list[Issue]:
     """References in workloads that failed type checks, read from their raw data."""
     issues = []
     for data, doc in items:
-        spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
-        name = (data.get("metadata") or {}).get("name") if isinstance(
-            data.get("metadata"), dict) else None
+        spec = _as_dict(data.get("spec"))
+        name = _as_dict(data.get("metadata")).get("name")
         pre = f"Workload {name!r} " if name else "Workload "
-        refs = spec.get("datasets") if isinstance(spec.get("datasets"), list) else []
+        refs = _as_list(spec.get("datasets"))
         for i, ref in enumerate(refs):
             if isinstance(ref, dict) and isinstance(ref.get("name"), str) and (
                     ref["name"] not in datasets):
                 issues.append(_issue(doc, ("spec", "datasets", i, "name"), pre,
                                      f"unknown dataset {ref['name']!r}",
                                      f"define it as a Dataset or use one of: {_known(datasets)}"))
-        lat = spec.get("latency") if isinstance(spec.get("latency"), dict) else {}
-        cl = lat.get("clients") if isinstance(lat.get("clients"), list) else []
+        cl = _as_list(_as_dict(spec.get("latency")).get("clients"))
         for i, ref in enumerate(cl):
             if isinstance(ref, dict) and isinstance(ref.get("location"), str) and (
                     ref["location"] not in clients):
