@@ -44,6 +44,10 @@ def place(
         held = load_reservations(reservations) if reservations else []
         names = _workload_names(workloads)
         chosen = [w for w in bundle.workloads if w.name in names]
+        if not chosen:
+            shown = ", ".join(str(p) for p in workloads)
+            raise PlacementError(f"no Workload documents found in {shown}; pass files or "
+                                 "directories holding 'kind: Workload' YAML")
         decisions = decide_all(bundle, chosen, held)
     except (ConfigError, PlacementError) as exc:
         _fail(exc)

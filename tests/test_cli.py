@@ -88,3 +88,8 @@ def test_examples_validate_against_the_json_schema(path: Path) -> None:
         kind = doc.data["kind"].lower()
         validator = registry(store[f"https://placement.dev/schema/v1alpha1/{kind}.schema.json"])
         validator.validate(doc.data)
+
+
+def test_place_without_workloads_is_an_error(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["place", str(tmp_path), "--config", str(EXAMPLES)])
+    assert res.exit_code == 1 and "no Workload documents found" in res.output
