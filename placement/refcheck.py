@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from placement.errors import Issue
-from placement.model import ClientLocation, Dataset, Policy, Site, SiteSelector, Workload
+from placement.model import ClientLocation, Dataset, Policy, Site, SiteSelector
 from placement.yamlsrc import SourceDoc, format_path
 
 Grouped = dict[str, list[tuple[Any, SourceDoc]]]
@@ -82,27 +82,6 @@ def _client_issues(items: list[tuple[ClientLocation, SourceDoc]], sites: set[str
     ]
 
 
-def workload_issues(items: list[tuple[Workload, SourceDoc]], datasets: set[str],
-                    clients: set[str]) -> list[Issue]:
-    """A workload may only name datasets and client locations that exist."""
-    issues = []
-    for wl, doc in items:
-        pre = f"Workload {wl.name!r} "
-        for i, ref in enumerate(wl.spec.datasets):
-            if ref.name not in datasets:
-                issues.append(_issue(doc, ("spec", "datasets", i, "name"), pre,
-                                     f"unknown dataset {ref.name!r}",
-                                     f"define it as a Dataset or use one of: {_known(datasets)}"))
-        if wl.spec.latency is not None:
-            for i, client in enumerate(wl.spec.latency.clients):
-                if client.location not in clients:
-                    issues.append(_issue(
-                        doc, ("spec", "latency", "clients", i, "location"), pre,
-                        f"unknown client location {client.location!r}",
-                        f"define it as a ClientLocation or use one of: {_known(clients)}"))
-    return issues
-
-
 def _selector_issues(sel: SiteSelector, doc: SourceDoc, path: tuple[str | int, ...],
                      pre: str, sites: set[str], labels: set[tuple[str, str]]) -> list[Issue]:
     issues = []
@@ -140,9 +119,12 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _raw_workload_issues(items: list[tuple[Any, SourceDoc]], datasets: set[str],
-                         clients: set[str]) -> list[Issue]:
-    """References in workloads that failed type checks, read from their raw data."""
+def workload_issues(items: list[tuple[Any, SourceDoc]], datasets: set[str],
+                    clients: set[str]) -> list[Issue]:
+    """Datasets and client locations a workload names must exist.
+
+    Read from the raw YAML data, so workloads that failed type checks are checked too.
+    """
     issues = []
     for data, doc in items:
         spec = _as_dict(data.get("spec"))
@@ -177,7 +159,7 @@ def check_references(by_kind: Grouped) -> list[Issue]:
         *_site_issues(by_kind["Site"], sites),
         *_dataset_issues(by_kind["Dataset"], sites),
         *_client_issues(by_kind["ClientLocation"], sites),
-        *workload_issues(by_kind["Workload"], datasets, clients),
-        *_raw_workload_issues(by_kind.get("invalid-Workload", []), datasets, clients),
+        *workload_issues([(doc.data, doc) for _, doc in by_kind["Workload"]]
+                         + by_kind.get("invalid-Workload", []), datasets, clients),
         *_policy_issues(by_kind["Policy"], sites, labels),
     ]

@@ -52,3 +52,14 @@ class Location(Strict):
     lat: float = Field(ge=-90, le=90, description="Latitude in degrees.")
     lon: float = Field(ge=-180, le=180, description="Longitude in degrees.")
     description: str | None = None
+
+
+class Document(Strict):
+    """Common shape of every YAML document: kind, optional apiVersion, metadata, spec."""
+
+    apiVersion: str | None = None
+    metadata: Metadata
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name

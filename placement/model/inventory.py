@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from placement.model.common import GpuType, Location, Metadata, Name, Strict
+from placement.model.common import Document, GpuType, Location, Name, Strict
 
 Classification = Literal["public", "internal", "confidential", "restricted"]
 Provider = Literal["aws", "gcp", "azure"]
@@ -94,17 +94,12 @@ class CloudSiteSpec(_SiteCommon):
 SiteSpec = Annotated[OnPremSiteSpec | CloudSiteSpec, Field(discriminator="type")]
 
 
-class Site(Strict):
+class Site(Document):
     """A place that can run GPUs."""
 
     kind: Literal["Site"] = "Site"
-    apiVersion: str | None = None
-    metadata: Metadata
     spec: SiteSpec
 
-    @property
-    def name(self) -> str:
-        return self.metadata.name
 
 
 class DatasetSpec(Strict):
@@ -118,17 +113,12 @@ class DatasetSpec(Strict):
     )
 
 
-class Dataset(Strict):
+class Dataset(Document):
     """Data a workload reads."""
 
     kind: Literal["Dataset"] = "Dataset"
-    apiVersion: str | None = None
-    metadata: Metadata
     spec: DatasetSpec
 
-    @property
-    def name(self) -> str:
-        return self.metadata.name
 
 
 class ClientLocationSpec(Strict):
@@ -144,17 +134,12 @@ class ClientLocationSpec(Strict):
     rtt_source: str | None = Field(default=None, description="Where the measured RTTs come from.")
 
 
-class ClientLocation(Strict):
+class ClientLocation(Document):
     """A population of users."""
 
     kind: Literal["ClientLocation"] = "ClientLocation"
-    apiVersion: str | None = None
-    metadata: Metadata
     spec: ClientLocationSpec
 
-    @property
-    def name(self) -> str:
-        return self.metadata.name
 
 
 class Reservation(Strict):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from placement.model.common import Metadata, Name, Strict
+from placement.model.common import Document, Name, Strict
 from placement.model.inventory import Classification
 from placement.model.workload import WorkloadKind
 
@@ -123,14 +123,9 @@ class PolicySpec(Strict):
         return self
 
 
-class Policy(Strict):
+class Policy(Document):
     """A policy document."""
 
     kind: Literal["Policy"] = "Policy"
-    apiVersion: str | None = None
-    metadata: Metadata
     spec: PolicySpec = Field(default_factory=PolicySpec)
 
-    @property
-    def name(self) -> str:
-        return self.metadata.name

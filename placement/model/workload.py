@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from placement.model.common import GpuType, Metadata, Name, Strict
+from placement.model.common import Document, GpuType, Name, Strict
 
 WorkloadKind = Literal["inference", "rag", "training", "finetune", "batch"]
 SERVICE_KINDS: frozenset[str] = frozenset({"inference", "rag"})
@@ -100,14 +100,9 @@ class WorkloadSpec(Strict):
         return self.kind in SERVICE_KINDS
 
 
-class Workload(Strict):
+class Workload(Document):
     """A workload document."""
 
     kind: Literal["Workload"] = "Workload"
-    apiVersion: str | None = None
-    metadata: Metadata
     spec: WorkloadSpec
 
-    @property
-    def name(self) -> str:
-        return self.metadata.name
