@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= policies/examples
 
-.PHONY: run test lint typecheck bench schema clean
+.PHONY: run place test lint typecheck bench schema clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,15 +14,18 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/placement serve --config $(CONFIG) --demo-token
+
+place: $(STAMP)
 	$(BIN)/placement place $(CONFIG)/workloads --config $(CONFIG)
 
 test: $(STAMP)
-	$(BIN)/ruff check placement tests bench
+	$(BIN)/ruff check placement api tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check placement tests bench
+	$(BIN)/ruff check placement api tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -1,4 +1,4 @@
-"""Command line: place workloads, validate policy bundles, write the JSON Schema."""
+"""Command line: place workloads, validate bundles, serve the API, manage tokens and schema."""
 
 from __future__ import annotations
 
@@ -12,12 +12,18 @@ import typer
 from placement.errors import ConfigError, PlacementError
 
 if TYPE_CHECKING:
-    pass
+    from placement.settings import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Decide, explain and record where AI workloads run.")
 policy_app = typer.Typer(no_args_is_help=True, help="Work with policy bundles.")
 app.add_typer(policy_app, name="policy")
+token_app = typer.Typer(no_args_is_help=True, help="Manage API tokens.")
+app.add_typer(token_app, name="token")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema migrations.")
+app.add_typer(db_app, name="db")
+DbOpt = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: "
+                                           "PLACEMENT_DATABASE_URL or sqlite:///placement.db).")]
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Directory of YAML documents.")]
 
@@ -36,8 +42,8 @@ def place(
         help="YAML list of reservations (site, gpu_type, count, remaining_hours).")] = None,
 ) -> None:
     """Decide where each workload runs and explain why every other site lost."""
+    from placement.decide import decide_all, load_reservations
     from placement.loader import load_bundle
-    from placement.service import decide_all, load_reservations
 
     try:
         bundle = load_bundle(config, workloads)
@@ -96,9 +102,113 @@ def schema(out: Annotated[Path, typer.Option(help="Directory to write into.")] =
         typer.echo(f"wrote {path}")
 
 
+def _settings(**overrides: object) -> Settings:
+    from placement.settings import Settings
+
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+    database_url: DbOpt = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="GitOps directory.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    demo_token: Annotated[bool, typer.Option(help="Create and print an admin token.")] = False,
+) -> None:
+    """Start the REST API (migrates the database, loads the policy, seeds the inventory)."""
+    import os
+    import tempfile
+
+    import uvicorn
+
+    from api.app import build_runtime
+    from placement.auth import create_token
+
+    settings = _settings(host=host, port=port, database_url=database_url, config_dir=config,
+                         workers=workers)
+    for key, value in settings.model_dump().items():
+        os.environ[f"PLACEMENT_{key.upper()}"] = str(value)
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="placement-metrics-")
+    try:
+        rt = build_runtime(settings)  # migrate and load once, before workers start
+    except (PlacementError, ConfigError) as exc:
+        _fail(exc)
+        return
+    url = f"http://{settings.host}:{settings.port}"
+    typer.echo(f"placement API on {url} (database {rt.db.url.split('@')[-1]}, policy "
+               f"{rt.policy_version}); OpenAPI at {url}/docs")
+    if demo_token:
+        with rt.db.write() as s:
+            token = create_token(s, role="admin", team=None, description="demo (make run)")
+        typer.echo(f"demo admin token: {token}")
+        typer.echo(f"try: curl -H 'Authorization: Bearer {token}' {url}/v1/sites")
+    rt.db.dispose()
+    uvicorn.run("api.main:app", host=settings.host, port=settings.port,
+                workers=settings.workers, log_level="warning")
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="admin or member.")] = "member",
+    team: Annotated[str | None, typer.Option(help="Team of a member token.")] = None,
+    description: Annotated[str, typer.Option(help="What the token is for.")] = "",
+    database_url: DbOpt = None,
+) -> None:
+    """Create an API token and print it once (only its hash is stored)."""
+    from placement.auth import create_token
+    from placement.store.db import open_database
+    from placement.store.migrate import ensure_schema
+
+    if role not in ("admin", "member"):
+        _fail(PlacementError(f"role must be admin or member, not {role!r}"))
+    settings = _settings(database_url=database_url)
+    db = open_database(settings.database_url)
+    try:
+        ensure_schema(db, settings.migrate)
+        with db.write() as s:
+            token = create_token(s, role=role, team=team,  # type: ignore[arg-type]
+                                 description=description)
+    except PlacementError as exc:
+        _fail(exc)
+        return
+    finally:
+        db.dispose()
+    typer.echo(token)
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DbOpt = None, revision: str = "head") -> None:
+    """Migrate the schema up to REVISION (default head)."""
+    from placement.store.db import open_database
+    from placement.store.migrate import current_revision, upgrade
+
+    db = open_database(_settings(database_url=database_url).database_url)
+    upgrade(db, revision)
+    typer.echo(f"schema at {current_revision(db)}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision.")],
+                 database_url: DbOpt = None) -> None:
+    """Migrate the schema down to REVISION (e.g. base)."""
+    from placement.store.db import open_database
+    from placement.store.migrate import current_revision, downgrade
+
+    db = open_database(_settings(database_url=database_url).database_url)
+    downgrade(db, revision)
+    typer.echo(f"schema at {current_revision(db) or 'base'}")
+
+
 def main() -> None:
     """Entry point of the `placement` command."""
     try:
         app()
     except BrokenPipeError:
         sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -278,15 +278,22 @@ class CapacityState:
 
 def capacity_state(ci: CompiledInventory, reservations: list[Reservation]) -> CapacityState:
     """Fold reservations into per-group usage and a release schedule."""
-    groups = [ci.group_of(r.site, r.gpu_type) for r in reservations]
+    return capacity_state_rows(ci, [(r.site, r.gpu_type, r.count, r.remaining_hours)
+                                    for r in reservations])
+
+
+HeldRow = tuple[str, str, int, float | None]  # site, GPU type, count, hours until release
+
+
+def capacity_state_rows(ci: CompiledInventory, rows: list[HeldRow]) -> CapacityState:
+    """Like `capacity_state`, from plain (site, gpu_type, count, remaining_hours) rows."""
+    grp = np.array([ci.group_of(site, gpu) for site, gpu, _, _ in rows], dtype=np.int64)
+    counts = np.array([n for _, _, n, _ in rows], dtype=np.int64)
+    times = np.array([np.inf if h is None else h for _, _, _, h in rows], dtype=float)
     reserved = np.zeros(len(ci.group_site), dtype=np.int64)
-    np.add.at(reserved, np.array(groups, dtype=np.int64), [r.count for r in reservations])
-    times = np.array([np.inf if r.remaining_hours is None else r.remaining_hours
-                      for r in reservations], dtype=float)
-    grp = np.array(groups, dtype=np.int64)
+    np.add.at(reserved, grp, counts)
     order = np.lexsort((times, grp))
-    grp, times = grp[order], times[order]
-    counts = np.array([r.count for r in reservations], dtype=np.int64)[order]
+    grp, times, counts = grp[order], times[order], counts[order]
     cum = np.cumsum(counts)
     starts = np.searchsorted(grp, np.arange(len(ci.group_site))).astype(np.int64)
     if len(cum):

@@ -46,3 +46,42 @@ class UnknownReferenceError(PlacementError):
         self.known = known
         shown = ", ".join(sorted(known)[:20]) or "none"
         super().__init__(f"no {kind} named {name!r}; known: {shown}. Use one of those names.")
+
+
+class NotFoundError(PlacementError):
+    """No object of this kind with this id or name."""
+
+    def __init__(self, kind: str, key: str) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(f"no {kind} {key!r}; list them with GET /v1/{kind}s to find the id")
+
+
+class ConflictError(PlacementError):
+    """The request clashes with the current state; the message says what to do instead."""
+
+
+class ForbiddenError(PlacementError):
+    """The caller may not do this (wrong role or team)."""
+
+
+class UnauthorizedError(PlacementError):
+    """No valid credentials."""
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One invalid field in a request body."""
+
+    loc: tuple[str | int, ...]
+    message: str
+    fix: str
+
+
+class InvalidRequestError(PlacementError):
+    """A request body is well-formed JSON but its content is invalid; lists every field."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        self.problems = problems
+        text = "; ".join(f"{'.'.join(map(str, p.loc))}: {p.message} ({p.fix})" for p in problems)
+        super().__init__(f"invalid request: {text}")

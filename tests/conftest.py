@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from placement.decide import engine_for
 from placement.engine import Engine
 from placement.loader import Bundle, load_bundle
-from placement.service import engine_for
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "policies" / "examples"
@@ -23,3 +24,66 @@ def bundle() -> Bundle:
 @pytest.fixture(scope="session")
 def example_engine(bundle: Bundle) -> Engine:
     return engine_for(bundle)
+
+
+# --- service fixtures -------------------------------------------------------------------------
+from collections.abc import Iterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+from fastapi.testclient import TestClient  # noqa: E402
+from prometheus_client import CollectorRegistry  # noqa: E402
+
+from api.app import build_runtime, create_app  # noqa: E402
+from placement.auth import create_token  # noqa: E402
+from placement.metrics import Metrics  # noqa: E402
+from placement.runtime import Runtime  # noqa: E402
+from placement.settings import Settings  # noqa: E402
+
+from .services import postgres_database  # noqa: E402
+
+
+@dataclass
+class Api:
+    """A test client over a real database, with tokens for three callers."""
+
+    client: TestClient
+    runtime: Runtime
+    tokens: dict[str, str]
+
+    def h(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+
+@contextmanager
+def api_on(url: str, config: Path = EXAMPLES) -> Iterator[Api]:
+    rt = build_runtime(Settings(database_url=url, config_dir=config),
+                       Metrics(CollectorRegistry()))
+    with rt.db.write() as s:
+        tokens = {
+            "admin": create_token(s, role="admin", team=None),
+            "vision": create_token(s, role="member", team="vision"),
+            "quality": create_token(s, role="member", team="quality"),
+        }
+    with TestClient(create_app(runtime=rt)) as client:
+        yield Api(client, rt, tokens)
+
+
+@contextmanager
+def database(kind: str, tmp: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp / 'placement.db'}"
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+@pytest.fixture()
+def api(tmp_path: Path) -> Iterator[Api]:
+    with api_on(f"sqlite:///{tmp_path / 'placement.db'}") as a:
+        yield a
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with database(request.param, tmp_path) as url:
+        yield url

@@ -73,9 +73,13 @@ class Engine:
 
     def with_reservations(self, reservations: list[Reservation]) -> Engine:
         """A copy of this engine over another set of reservations (same compiled inventory)."""
+        return self.with_capacity(capacity_state(self.ci, reservations))
+
+    def with_capacity(self, cap: CapacityState) -> Engine:
+        """A copy of this engine over another capacity state; compiled data and memos shared."""
         twin = object.__new__(Engine)
         twin.__dict__.update(self.__dict__)
-        twin.cap = capacity_state(self.ci, reservations)
+        twin.cap = cap
         return twin
 
     def billing(self, n: int) -> Billing:

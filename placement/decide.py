@@ -1,4 +1,4 @@
-"""Glue for one-shot use (CLI, tests): build an engine from a bundle and decide workloads."""
+"""One-shot decisions (CLI, tests, simulator): an engine from a bundle, no store."""
 
 from __future__ import annotations
 

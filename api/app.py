@@ -1,0 +1,114 @@
+"""The FastAPI application: wiring only (settings, runtime, routers, handlers, metrics)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from api import errors
+from api.routers import decisions, health, inventory, policies, workloads
+from placement.errors import ConfigError, PlacementError
+from placement.lifecycle import requeue
+from placement.loader import load_bundle
+from placement.metrics import Metrics
+from placement.runtime import Runtime, activate_policy, active_policy
+from placement.settings import Settings
+from placement.store import inventory as inv
+from placement.store.db import open_database
+from placement.store.migrate import ensure_schema
+
+log = logging.getLogger("placement.api")
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
+                                                                       Awaitable[None]]],
+                   Awaitable[None]]
+
+
+class StartupError(PlacementError):
+    """The service cannot start; the message says why and what to do."""
+
+
+def build_runtime(settings: Settings, metrics: Metrics | None = None) -> Runtime:
+    """Open and migrate the database, load the GitOps policy (and seed inventory)."""
+    db = open_database(settings.database_url)
+    ensure_schema(db, settings.migrate)
+    try:
+        bundle = load_bundle(settings.config_dir)
+    except ConfigError as exc:
+        with db.read() as s:
+            stored = active_policy(s)
+        if stored is None:
+            raise StartupError(f"no valid policy to start with: {exc}") from exc
+        log.error("policy bundle in %s is invalid; keeping stored version %s:\n%s",
+                  settings.config_dir, stored[1], exc)
+        return Runtime(db, stored[0], stored[1], metrics or Metrics())
+    with db.write() as s:
+        changed = activate_policy(s, bundle, str(settings.config_dir))
+        if settings.seed_inventory:
+            inv.seed(s, bundle.inventory)
+    rt = Runtime(db, bundle.policy, bundle.policy_version, metrics or Metrics())
+    if changed:
+        requeue(rt)
+    return rt
+
+
+def _http_metrics(app: ASGIApp, metrics_of: Callable[[], Metrics]) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Callable[[], Awaitable[Message]],
+                         send: Callable[[Message], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        status = 500
+        start = time.perf_counter()
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, capture)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            metrics_of().http_seconds.labels(path, scope["method"], str(status)).observe(
+                time.perf_counter() - start)
+
+    return middleware
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """The application; pass a runtime (tests) or settings (serve)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if getattr(app.state, "runtime", None) is None:
+            app.state.runtime = build_runtime(settings)
+        yield
+        app.state.runtime.db.dispose()
+
+    app = FastAPI(title="hybrid-placement", version="0.1.0", lifespan=lifespan,
+                  description="Decide, explain and record where AI workloads run: on-prem GPU "
+                  "clusters or public cloud regions, scored on latency, data gravity and cost.")
+    app.state.runtime = runtime
+    app.state.token_cache = {}
+    errors.install(app)
+    for router in (health.router, inventory.sites, inventory.datasets,
+                   inventory.client_locations, workloads.router, decisions.router,
+                   policies.router):
+        app.include_router(router)
+    inner = app.build_middleware_stack
+
+    def build() -> Any:
+        return _http_metrics(inner(), lambda: app.state.runtime.metrics)
+
+    app.build_middleware_stack = build  # type: ignore[method-assign]
+    return app

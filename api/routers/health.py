@@ -1,0 +1,40 @@
+"""Liveness, readiness and the Prometheus exposition."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from api.deps import RuntimeDep
+from placement.store.queries import capacity
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=None)
+def readyz(rt: RuntimeDep) -> JSONResponse | dict[str, str]:
+    """Ready when the database answers and a policy is loaded."""
+    try:
+        with rt.db.read() as s:
+            s.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure to reach the database means not ready
+        return JSONResponse({"status": "unavailable", "reason": f"database: {exc}"[:300]},
+                            status_code=503)
+    return {"status": "ready", "policy_version": rt.policy_version}
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(rt: RuntimeDep) -> Response:
+    """Prometheus text format; capacity gauges are read from the store at scrape time."""
+    with rt.db.read() as s:
+        for row in capacity(s):
+            rt.metrics.gpus_reserved.labels(row.site, row.gpu_type).set(row.reserved)
+            rt.metrics.gpus_free.labels(row.site, row.gpu_type).set(row.total - row.reserved)
+    return Response(rt.metrics.exposition(), media_type="text/plain; version=0.0.4")

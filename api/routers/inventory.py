@@ -1,0 +1,74 @@
+"""Sites, datasets and client locations: list and get (any caller), write (admin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Response
+
+from api.deps import PrincipalDep, RuntimeDep
+from api.schemas import InventoryPublic
+from placement.store import inventory as inv
+
+
+def _public(row: Any) -> InventoryPublic:
+    return InventoryPublic(id=row.id, name=row.name, document=row.document,
+                           created_at=row.created_at, updated_at=row.updated_at)
+
+
+def make_router(kind: inv.Kind, path: str, example: dict[str, Any]) -> APIRouter:
+    """The five routes of one inventory resource."""
+    router = APIRouter(prefix=f"/v1/{path}", tags=[path])
+    doc = Body(examples=[example])
+
+    @router.get("", response_model=list[InventoryPublic], name=f"list_{kind}s")
+    def list_all(rt: RuntimeDep, _: PrincipalDep) -> list[InventoryPublic]:
+        with rt.db.read() as s:
+            return [_public(r) for r in inv.list_docs(s, kind=kind)]
+
+    @router.get("/{name}", response_model=InventoryPublic, name=f"get_{kind}")
+    def get_one(name: str, rt: RuntimeDep, _: PrincipalDep) -> InventoryPublic:
+        with rt.db.read() as s:
+            return _public(inv.get_doc(s, kind=kind, name=name))
+
+    @router.post("", response_model=InventoryPublic, status_code=201, name=f"create_{kind}")
+    def create(rt: RuntimeDep, who: PrincipalDep,
+               document: dict[str, Any] = doc) -> InventoryPublic:
+        who.require_admin()
+        with rt.db.write() as s:
+            row = inv.create_doc(s, kind=kind, document=document)
+            s.flush()
+            return _public(row)
+
+    @router.put("/{name}", response_model=InventoryPublic, name=f"replace_{kind}")
+    def replace(name: str, rt: RuntimeDep, who: PrincipalDep,
+                document: dict[str, Any] = doc) -> InventoryPublic:
+        who.require_admin()
+        with rt.db.write() as s:
+            row = inv.replace_doc(s, kind=kind, name=name, document=document)
+            s.flush()
+            return _public(row)
+
+    @router.delete("/{name}", status_code=204, response_class=Response, name=f"delete_{kind}")
+    def remove(name: str, rt: RuntimeDep, who: PrincipalDep) -> Response:
+        who.require_admin()
+        with rt.db.write() as s:
+            inv.delete_doc(s, kind=kind, name=name)
+        return Response(status_code=204)
+
+    return router
+
+
+SITE_EXAMPLE = {"metadata": {"name": "dc-berlin", "labels": {"residency": "eu"}},
+                "spec": {"type": "onprem", "location": {"lat": 52.52, "lon": 13.40},
+                         "kube_context": "dc-berlin", "wan_gbps": 10, "egress_usd_per_gb": 0,
+                         "gpus": [{"type": "L4", "count": 8, "usd_per_gpu_hour": 0.7489}]}}
+DATASET_EXAMPLE = {"metadata": {"name": "manuals"},
+                   "spec": {"size_gb": 20, "replicas": ["dc-frankfurt"],
+                            "classification": "internal"}}
+CLIENT_EXAMPLE = {"metadata": {"name": "berlin-office"},
+                  "spec": {"location": {"lat": 52.52, "lon": 13.40}}}
+
+sites = make_router("site", "sites", SITE_EXAMPLE)
+datasets = make_router("dataset", "datasets", DATASET_EXAMPLE)
+client_locations = make_router("client_location", "client-locations", CLIENT_EXAMPLE)

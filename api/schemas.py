@@ -1,0 +1,91 @@
+"""Request and response schemas (XCreate / XPublic)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from placement.model import Decision
+from placement.model.common import Metadata
+from placement.model.workload import WorkloadSpec
+
+
+class WorkloadCreate(BaseModel):
+    """A workload document; `kind: Workload` may be omitted."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "metadata": {"name": "vision-finetune"},
+        "spec": {"kind": "finetune", "team": "vision",
+                 "gpu": {"types": ["A100-80GB"], "count": 8}, "duration_hours": 12,
+                 "deadline_hours": 36, "datasets": [{"name": "product-images"}]}}]})
+
+    kind: Literal["Workload"] = "Workload"
+    apiVersion: str | None = None
+    metadata: Metadata
+    spec: WorkloadSpec
+
+
+class DecisionPublic(BaseModel):
+    id: uuid.UUID
+    workload_id: uuid.UUID | None
+    created_at: datetime | None
+    decision: Decision
+
+
+class WorkloadPublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    team: str
+    kind: str
+    phase: str
+    action: str | None
+    site: str | None
+    created_at: datetime
+    updated_at: datetime
+    spec: dict[str, Any]
+    decision: DecisionPublic | None = None
+
+
+class WorkloadPage(BaseModel):
+    items: list[WorkloadPublic]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page.")
+
+
+class TransitionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    phase: Literal["running", "succeeded", "failed"]
+    message: str = ""
+
+
+class EventPublic(BaseModel):
+    id: int
+    at: datetime
+    type: str
+    message: str
+    detail: dict[str, Any]
+
+
+class InventoryPublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    document: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class PolicyPublic(BaseModel):
+    version: str
+    name: str
+    rules: list[dict[str, Any]]
+    defaults: dict[str, Any]
+    scales: dict[str, Any]
+
+
+class Problem(BaseModel):
+    """Error body: what went wrong and, per field, how to fix it."""
+
+    detail: str
+    errors: list[dict[str, Any]] = Field(default_factory=list)

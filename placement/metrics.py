@@ -1,0 +1,48 @@
+"""Every Prometheus metric of the project, declared here and nowhere else."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """The metric objects, bound to one registry (a fresh one per test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.decisions = Counter("placement_decisions_total", "Stored decisions by action and "
+                                 "chosen site kind.", ["action", "site_kind"], registry=r)
+        self.decision_seconds = Histogram(
+            "placement_decision_duration_seconds", "Engine time per decision (filter, score, "
+            "explain).", buckets=LATENCY_BUCKETS, registry=r)
+        self.capacity_conflicts = Counter(
+            "placement_capacity_conflicts_total", "Decisions retried because another replica "
+            "reserved the same GPUs first.", registry=r)
+        self.estimated_usd = Counter("placement_estimated_usd_total", "Estimated USD of placed "
+                                     "workloads (GPU + egress).", ["site_kind"], registry=r)
+        self.egress_gb = Counter("placement_estimated_egress_gb_total", "Estimated egress GB of "
+                                 "placed workloads.", ["site_kind"], registry=r)
+        self.gpus_reserved = Gauge("placement_gpus_reserved", "Reserved GPUs per site and type "
+                                   "(read from the store at scrape time).", ["site", "gpu_type"],
+                                   registry=r, multiprocess_mode="mostrecent")
+        self.gpus_free = Gauge("placement_gpus_free", "Free GPUs per site and type (installed "
+                               "or quota minus reserved).", ["site", "gpu_type"], registry=r,
+                               multiprocess_mode="mostrecent")
+        self.http_seconds = Histogram(
+            "placement_http_request_duration_seconds", "HTTP request latency by route template, "
+            "method and status.", ["route", "method", "status"], buckets=LATENCY_BUCKETS,
+            registry=r)
+
+    def exposition(self) -> bytes:
+        """Text exposition; aggregates all worker processes in multiprocess mode."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            return generate_latest(merged)
+        return generate_latest(self.registry)

@@ -1,0 +1,82 @@
+"""Per-process service state: database, active policy, metrics and the compiled-engine cache."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from placement.compiled import capacity_state_rows
+from placement.engine import Engine
+from placement.loader import Bundle, policy_version
+from placement.metrics import Metrics
+from placement.model import Policy
+from placement.store.db import Database, as_utc
+from placement.store.inventory import inventory_version, load_inventory
+from placement.store.tables import PolicyBundleRow, ReservationRow, utcnow
+
+
+@dataclass
+class Runtime:
+    """What every request needs. The compiled engine is rebuilt only when inventory or policy
+    change (the inventory version row is bumped in the same transaction as any change)."""
+
+    db: Database
+    policy: Policy
+    policy_version: str
+    metrics: Metrics = field(default_factory=Metrics)
+    _base: Engine | None = None
+    _key: tuple[int, str] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def engine(self, session: Session, now: datetime | None = None) -> Engine:
+        """An engine over the current inventory, policy and active reservations."""
+        key = (inventory_version(session), self.policy_version)
+        base = self._base
+        if base is None or self._key != key:
+            with self._lock:
+                base = Engine(load_inventory(session), self.policy, self.policy_version)
+                self._base, self._key = base, key
+        now = now or utcnow()
+        rows = session.execute(select(ReservationRow.site, ReservationRow.gpu_type,
+                                      ReservationRow.count, ReservationRow.expected_end_at)
+                               .where(ReservationRow.released_at.is_(None))).all()
+        groups = base.ci._group_lookup
+        held = []
+        for site, gpu, count, end in rows:
+            s, g = base.ci.site_index.get(site), base.ci.gpu_index.get(gpu)
+            if s is None or g is None or (s, g) not in groups:
+                continue  # capacity rows stop a site/GPU type from going while reserved
+            end_utc = as_utc(end)
+            hours = None if end_utc is None else max(0.0, (end_utc - now).total_seconds() / 3600)
+            held.append((site, gpu, count, hours))
+        return base.with_capacity(capacity_state_rows(base.ci, held))
+
+
+def activate_policy(session: Session, bundle: Bundle, source: str) -> bool:
+    """Store the bundle's policy and make it the active one; True when the version changed."""
+    version = bundle.policy_version
+    active = session.scalar(select(PolicyBundleRow).where(PolicyBundleRow.active.is_(True)))
+    if active is not None and active.version == version:
+        return False
+    session.execute(update(PolicyBundleRow).values(active=False))
+    row = session.scalar(select(PolicyBundleRow).where(PolicyBundleRow.version == version))
+    if row is None:
+        session.add(PolicyBundleRow(version=version, active=True, source=source,
+                                    content=bundle.policy.model_dump(mode="json")))
+    else:
+        row.active = True
+    return True
+
+
+def active_policy(session: Session) -> tuple[Policy, str] | None:
+    """The stored active policy and its version, if any."""
+    row = session.scalar(select(PolicyBundleRow).where(PolicyBundleRow.active.is_(True)))
+    if row is None:
+        return None
+    policy = Policy.model_validate(row.content)
+    assert policy_version(policy) == row.version
+    return policy, row.version

@@ -1,0 +1,27 @@
+"""Service settings, read once at the edge from the environment (PLACEMENT_*) or flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from placement.store.db import DEFAULT_URL
+
+
+class Settings(BaseSettings):
+    """Everything `placement serve` needs; library code receives it as an argument."""
+
+    model_config = SettingsConfigDict(env_prefix="PLACEMENT_", extra="ignore")
+
+    database_url: str = Field(default=DEFAULT_URL, description="SQLAlchemy URL.")
+    config_dir: Path = Field(default=Path("policies/examples"),
+                             description="GitOps directory: policies (and inventory to seed).")
+    seed_inventory: bool = Field(default=True,
+                                 description="Import the directory's inventory into an empty DB.")
+    migrate: bool = Field(default=True, description="Run migrations at start, else refuse.")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = Field(default=1, ge=1)
+    demo_token: bool = Field(default=False, description="Create and print an admin token.")

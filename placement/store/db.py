@@ -1,0 +1,101 @@
+"""Database engines and sessions: SQLite (embedded default) and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+DEFAULT_URL = "sqlite:///placement.db"
+
+
+def normalize_url(url: str) -> str:
+    """Use the psycopg 3 driver for plain postgresql:// URLs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes: they were written as UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _sqlite_engine(url: str, immediate: bool) -> Engine:
+    eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60},
+                        pool_size=8, max_overflow=16)
+
+    @event.listens_for(eng, "connect")
+    def _connect(dbapi_conn: Any, _: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(eng, "begin")
+    def _begin(conn: Any) -> None:
+        # Writers take the database lock up front, so two writers never deadlock on upgrade.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return eng
+
+
+@dataclass
+class Database:
+    """Engines and session factories for one database URL."""
+
+    url: str
+    engine: Engine
+    read_engine: Engine
+    writes: sessionmaker[Session]
+    reads: sessionmaker[Session]
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A transaction that may write; committed on success, rolled back on error."""
+        with self.writes() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction."""
+        with self.reads() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
+
+
+def open_database(url: str = DEFAULT_URL) -> Database:
+    """Engines for `url`; nothing is created or migrated here."""
+    url = normalize_url(url)
+    if is_sqlite(url):
+        write_eng = _sqlite_engine(url, immediate=True)
+        read_eng = _sqlite_engine(url, immediate=False)
+    else:
+        write_eng = create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+        read_eng = write_eng
+    return Database(url, write_eng, read_eng,
+                    sessionmaker(write_eng, expire_on_commit=False),
+                    sessionmaker(read_eng, expire_on_commit=False))

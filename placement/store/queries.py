@@ -1,0 +1,72 @@
+"""Read queries for the API: workload listing with cursor pagination, events, capacity."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from placement.errors import FieldProblem, InvalidRequestError
+from placement.store.db import as_utc
+from placement.store.tables import CapacityRow, EventRow, WorkloadRow
+
+
+@dataclass(frozen=True)
+class WorkloadFilter:
+    team: str | None = None
+    kind: str | None = None
+    phase: str | None = None
+    site: str | None = None
+
+
+def encode_cursor(row: WorkloadRow) -> str:
+    created = as_utc(row.created_at)
+    assert created is not None
+    raw = json.dumps([created.isoformat(), str(row.id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created, wid = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(created), uuid.UUID(wid)
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequestError([FieldProblem(("query", "cursor"), "malformed cursor",
+                                                "pass next_cursor from the previous page")]
+                                  ) from exc
+
+
+def list_workloads(session: Session, *, filt: WorkloadFilter, limit: int,
+                   cursor: str | None) -> tuple[list[WorkloadRow], str | None]:
+    """Newest first; `cursor` continues after the last row of the previous page."""
+    q = select(WorkloadRow)
+    for col, value in ((WorkloadRow.team, filt.team), (WorkloadRow.kind, filt.kind),
+                       (WorkloadRow.phase, filt.phase), (WorkloadRow.site, filt.site)):
+        if value is not None:
+            q = q.where(col == value)
+    if cursor:
+        created, wid = decode_cursor(cursor)
+        if session.bind is not None and session.bind.dialect.name == "sqlite":
+            created = created.replace(tzinfo=None)
+        q = q.where(or_(WorkloadRow.created_at < created,
+                        and_(WorkloadRow.created_at == created, WorkloadRow.id < wid)))
+    rows = list(session.scalars(q.order_by(WorkloadRow.created_at.desc(),
+                                           WorkloadRow.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1]) if more and rows else None
+
+
+def events_of(session: Session, *, workload_id: uuid.UUID) -> list[EventRow]:
+    return list(session.scalars(select(EventRow).where(EventRow.workload_id == workload_id)
+                                .order_by(EventRow.id)))
+
+
+def capacity(session: Session) -> list[CapacityRow]:
+    return list(session.scalars(select(CapacityRow).order_by(CapacityRow.site,
+                                                             CapacityRow.gpu_type)))

@@ -1,0 +1,158 @@
+"""SQLAlchemy 2.0 typed tables. Every change here needs an Alembic migration."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    """Timezone-aware UTC now."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class InventoryDoc:
+    """Columns shared by sites, datasets and client locations: a name and the whole document."""
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    document: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SiteRow(InventoryDoc, Base):
+    __tablename__ = "sites"
+    site_type: Mapped[str] = mapped_column(String(16))
+
+
+class DatasetRow(InventoryDoc, Base):
+    __tablename__ = "datasets"
+
+
+class ClientLocationRow(InventoryDoc, Base):
+    __tablename__ = "client_locations"
+
+
+class InventoryVersion(Base):
+    """One row; bumped in the same transaction as any inventory change (engine cache key)."""
+
+    __tablename__ = "inventory_version"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CapacityRow(Base):
+    """GPUs per (site, GPU type) and how many are reserved; guarded updates keep it <= total."""
+
+    __tablename__ = "capacity"
+    __table_args__ = (
+        CheckConstraint("reserved >= 0 AND reserved <= total", name="ck_capacity_reserved"),
+    )
+    site: Mapped[str] = mapped_column(String(63), primary_key=True)
+    gpu_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    total: Mapped[int] = mapped_column(Integer)
+    reserved: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PolicyBundleRow(Base):
+    __tablename__ = "policy_bundles"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    version: Mapped[str] = mapped_column(String(80), unique=True)
+    content: Mapped[dict[str, Any]]
+    source: Mapped[str] = mapped_column(Text, default="")
+    active: Mapped[bool] = mapped_column(default=False)
+    loaded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkloadRow(Base):
+    __tablename__ = "workloads"
+    __table_args__ = (
+        UniqueConstraint("team", "idempotency_key", name="uq_workloads_team_idempotency_key"),
+        Index("ix_workloads_team_phase", "team", "phase"),
+        Index("ix_workloads_phase_created", "phase", "created_at"),
+    )
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(63))
+    team: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    phase: Mapped[str] = mapped_column(String(16))
+    site: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    action: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    document: Mapped[dict[str, Any]]
+    decision_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DecisionRow(Base):
+    __tablename__ = "decisions"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    workload_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workloads.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    site: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    policy_version: Mapped[str] = mapped_column(String(80))
+    explanation: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReservationRow(Base):
+    __tablename__ = "reservations"
+    __table_args__ = (Index("ix_reservations_active", "released_at"),)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    workload_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workloads.id"), index=True)
+    site: Mapped[str] = mapped_column(String(63))
+    gpu_type: Mapped[str] = mapped_column(String(32))
+    count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expected_end_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    released_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class ApiTokenRow(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    team: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class EventRow(Base):
+    """Append-only log per workload: rows are inserted, never updated or deleted."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    workload_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workloads.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    type: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,184 @@
+"""Workload routes: submit, read, list, decisions, preview, lifecycle, auth scoping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from placement.loader import load_bundle
+
+from .conftest import EXAMPLES, Api, api_on
+
+WL = {w.name: w.model_dump(mode="json") for w in load_bundle(EXAMPLES).workloads}
+
+
+def submit(api: Api, name: str, who: str = "admin", **headers: str) -> Any:
+    return api.client.post("/v1/workloads", json=WL[name], headers={**api.h(who), **headers})
+
+
+def test_submit_returns_the_decision_and_reserves(api: Api) -> None:
+    res = submit(api, "vision-finetune", "vision")
+    assert res.status_code == 201, res.text
+    body = res.json()
+    assert (body["phase"], body["site"], body["action"]) == ("placed", "dc-frankfurt", "place")
+    decision = body["decision"]["decision"]
+    assert decision["policy_version"].startswith("sha256:")
+    assert {c["site"] for c in decision["candidates"]} >= {"aws-us-east-1", "plant-austin"}
+    got = api.client.get(f"/v1/decisions/{body['decision']['id']}", headers=api.h("vision"))
+    assert got.status_code == 200 and got.json()["decision"] == decision
+    metrics = api.client.get("/metrics").text
+    assert 'placement_gpus_reserved{gpu_type="A100-80GB",site="dc-frankfurt"} 8.0' in metrics
+    assert 'placement_decisions_total{action="place",site_kind="onprem"} 1.0' in metrics
+
+
+def test_idempotency_key_returns_the_first_result(api: Api) -> None:
+    first = submit(api, "vision-finetune", "vision", **{"Idempotency-Key": "abc"})
+    again = submit(api, "vision-finetune", "vision", **{"Idempotency-Key": "abc"})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json()["id"] == again.json()["id"]
+    listed = api.client.get("/v1/workloads", headers=api.h("admin")).json()["items"]
+    assert len(listed) == 1
+
+
+def test_preview_stores_nothing(api: Api) -> None:
+    res = api.client.post("/v1/placements/preview", json=WL["llm-pretrain"],
+                          headers=api.h("admin"))
+    assert res.status_code == 200 and res.json()["site"] == "aws-us-east-1"
+    assert api.client.get("/v1/workloads", headers=api.h("admin")).json()["items"] == []
+
+
+def test_lifecycle_and_events(api: Api) -> None:
+    wid = submit(api, "vision-finetune", "vision").json()["id"]
+    url = f"/v1/workloads/{wid}"
+    h = api.h("vision")
+    assert api.client.post(f"{url}/transitions", json={"phase": "succeeded"},
+                           headers=h).status_code == 409  # placed -> succeeded is not allowed
+    for phase in ("running", "succeeded"):
+        res = api.client.post(f"{url}/transitions", json={"phase": phase}, headers=h)
+        assert res.status_code == 200 and res.json()["phase"] == phase
+    assert api.client.post(f"{url}/cancel", headers=h).status_code == 409
+    events = [e["type"] for e in api.client.get(f"{url}/events", headers=h).json()]
+    assert events == ["submitted", "placed", "running", "succeeded"]
+    metrics = api.client.get("/metrics").text
+    assert 'placement_gpus_reserved{gpu_type="A100-80GB",site="dc-frankfurt"} 0.0' in metrics
+
+
+def test_list_filters_and_cursor_pagination(api: Api) -> None:
+    for name in ("vision-finetune", "llm-pretrain", "sensor-anomaly-batch", "support-chat"):
+        assert submit(api, name).status_code == 201
+    h = api.h("admin")
+    seen, cursor = [], None
+    while True:
+        page = api.client.get("/v1/workloads", params={"limit": 3, **(
+            {"cursor": cursor} if cursor else {})}, headers=h).json()
+        seen += [w["name"] for w in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert sorted(seen) == sorted(["vision-finetune", "llm-pretrain", "sensor-anomaly-batch",
+                                   "support-chat"])
+    burst = api.client.get("/v1/workloads", params={"site": "aws-us-east-1"}, headers=h).json()
+    assert [w["name"] for w in burst["items"]] == ["llm-pretrain"]
+    jobs = api.client.get("/v1/workloads", params={"kind": "batch", "phase": "placed"},
+                          headers=h).json()
+    assert [w["name"] for w in jobs["items"]] == ["sensor-anomaly-batch"]
+    bad = api.client.get("/v1/workloads", params={"cursor": "nonsense"}, headers=h)
+    assert bad.status_code == 422
+
+
+SCOPING = [
+    ("member reads another team's workload", "get", "", 403),
+    ("member cancels another team's workload", "post", "/cancel", 403),
+    ("member reads another team's events", "get", "/events", 403),
+    ("owner reads its workload", "get", "", 200),
+]
+
+
+@pytest.mark.parametrize(("method", "suffix", "status"), [s[1:] for s in SCOPING],
+                         ids=[s[0] for s in SCOPING])
+def test_members_see_only_their_team(api: Api, method: str, suffix: str, status: int) -> None:
+    wid = submit(api, "vision-finetune", "vision").json()["id"]
+    who = "vision" if status == 200 else "quality"
+    res = getattr(api.client, method)(f"/v1/workloads/{wid}{suffix}", headers=api.h(who))
+    assert res.status_code == status, res.text
+
+
+def test_member_lists_only_its_team_and_cannot_submit_for_another(api: Api) -> None:
+    submit(api, "vision-finetune", "vision")
+    submit(api, "defect-detector", "quality")
+    listed = api.client.get("/v1/workloads", headers=api.h("quality")).json()["items"]
+    assert [w["team"] for w in listed] == ["quality"]
+    assert api.client.get("/v1/workloads", params={"team": "vision"},
+                          headers=api.h("quality")).status_code == 403
+    assert submit(api, "vision-finetune", "quality").status_code == 403
+
+
+AUTH = [
+    ("no token", {}, 401),
+    ("malformed header", {"Authorization": "Token abc"}, 401),
+    ("unknown token", {"Authorization": "Bearer plc_nope"}, 401),
+]
+
+
+@pytest.mark.parametrize(("headers", "status"), [a[1:] for a in AUTH], ids=[a[0] for a in AUTH])
+def test_bad_credentials(api: Api, headers: dict[str, str], status: int) -> None:
+    res = api.client.get("/v1/workloads", headers=headers)
+    assert res.status_code == status and "token" in res.json()["detail"]
+
+
+BAD = [
+    ("unknown dataset names the field", {"spec": {"datasets": [{"name": "nope"}]}},
+     ["body", "spec", "datasets", 0, "name"]),
+    ("negative GPU count", {"spec": {"gpu": {"types": ["A100"], "count": -1}}},
+     ["body", "spec", "gpu", "count"]),
+    ("unknown GPU type", {"spec": {"gpu": {"types": ["H1000"], "count": 1}}},
+     ["body", "spec", "gpu", "types", 0]),
+    ("extra field", {"spec": {"colour": "blue"}}, ["body", "spec", "colour"]),
+]
+
+
+@pytest.mark.parametrize(("patch", "loc"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_workload_is_422_naming_the_field(api: Api, patch: dict[str, Any],
+                                              loc: list[Any]) -> None:
+    body = {**WL["vision-finetune"], "spec": {**WL["vision-finetune"]["spec"], **patch["spec"]}}
+    res = api.client.post("/v1/workloads", json=body, headers=api.h("admin"))
+    assert res.status_code == 422, res.text
+    assert loc in [e["loc"] for e in res.json()["errors"]]
+
+
+NOT_FOUND = [
+    ("unknown workload", "get", "/v1/workloads/00000000-0000-0000-0000-000000000000", 404),
+    ("unknown decision", "get", "/v1/decisions/00000000-0000-0000-0000-000000000000", 404),
+    ("malformed id", "get", "/v1/workloads/not-a-uuid", 422),
+    ("unknown transition target", "post",
+     "/v1/workloads/00000000-0000-0000-0000-000000000000/transitions", 422),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [n[1:] for n in NOT_FOUND],
+                         ids=[n[0] for n in NOT_FOUND])
+def test_unknown_ids(api: Api, method: str, path: str, status: int) -> None:
+    kwargs: dict[str, Any] = {"headers": api.h("admin")}
+    if method == "post":
+        kwargs["json"] = {"phase": "exploded"}
+    assert getattr(api.client, method)(path, **kwargs).status_code == status
+
+
+def test_policy_active_and_health(api: Api) -> None:
+    pol = api.client.get("/v1/policies/active", headers=api.h("vision"))
+    assert pol.status_code == 200
+    assert pol.json()["version"] == api.runtime.policy_version
+    assert pol.json()["rules"][0]["name"] == "confidential-data-stays-onprem"
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    assert api.client.get("/readyz").json()["status"] == "ready"
+
+
+def test_routes_work_on_postgresql_too(db_url: str) -> None:
+    with api_on(db_url) as a:
+        first = submit(a, "llm-pretrain", **{"Idempotency-Key": "k1"})
+        assert first.status_code == 201 and first.json()["action"] == "burst"
+        assert submit(a, "llm-pretrain", **{"Idempotency-Key": "k1"}).status_code == 200
+        wid = first.json()["id"]
+        assert a.client.post(f"/v1/workloads/{wid}/release", headers=a.h("admin")).json()[
+            "phase"] == "released"
