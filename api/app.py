@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
 
 from api import errors
 from api.routers import decisions, health, inventory, policies, workloads
 from placement.errors import ConfigError, PlacementError
-from placement.lifecycle import requeue
+from placement.lifecycle import Requeuer, requeue
 from placement.loader import load_bundle
 from placement.metrics import Metrics
 from placement.runtime import Runtime, activate_policy, active_policy
@@ -23,6 +26,8 @@ from placement.store.db import open_database
 from placement.store.migrate import ensure_schema
 
 log = logging.getLogger("placement.api")
+THREADS = int(os.environ.get("PLACEMENT_THREADS", "4"))
+SWITCH_INTERVAL_S = 0.0005
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
@@ -92,8 +97,19 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if getattr(app.state, "runtime", None) is None:
             app.state.runtime = build_runtime(settings)
+        rt: Runtime = app.state.runtime
+        # Fewer threads than anyio's default 40: with the GIL, many runnable threads stretch
+        # every transaction (and the row locks it holds) without adding throughput.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
+        # Hand the GIL over sooner (default 5 ms), so a thread that holds a row lock gets back
+        # to its COMMIT quickly instead of waiting behind threads that are deciding.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        requeuer = Requeuer(rt).start()
+        rt.on_release = requeuer.wake.set
         yield
-        app.state.runtime.db.dispose()
+        requeuer.stop()
+        rt.on_release = None
+        rt.db.dispose()
 
     app = FastAPI(title="hybrid-placement", version="0.1.0", lifespan=lifespan,
                   description="Decide, explain and record where AI workloads run: on-prem GPU "

@@ -9,23 +9,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from placement.model import Decision
-from placement.model.common import Metadata
-from placement.model.workload import WorkloadSpec
-
-
-class WorkloadCreate(BaseModel):
-    """A workload document; `kind: Workload` may be omitted."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "metadata": {"name": "vision-finetune"},
-        "spec": {"kind": "finetune", "team": "vision",
-                 "gpu": {"types": ["A100-80GB"], "count": 8}, "duration_hours": 12,
-                 "deadline_hours": 36, "datasets": [{"name": "product-images"}]}}]})
-
-    kind: Literal["Workload"] = "Workload"
-    apiVersion: str | None = None
-    metadata: Metadata
-    spec: WorkloadSpec
 
 
 class DecisionPublic(BaseModel):

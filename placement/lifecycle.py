@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -13,8 +15,14 @@ from sqlalchemy.orm import Session
 
 from placement.auth import Principal
 from placement.engine import Engine, Outcome
-from placement.errors import ConflictError, NotFoundError, PlacementError
-from placement.model import Decision, Workload
+from placement.errors import (
+    ConflictError,
+    FieldProblem,
+    InvalidRequestError,
+    NotFoundError,
+    PlacementError,
+)
+from placement.model import Workload
 from placement.runtime import Runtime
 from placement.store.tables import (
     CapacityRow,
@@ -25,6 +33,8 @@ from placement.store.tables import (
     utcnow,
 )
 
+log = logging.getLogger("placement.lifecycle")
+DecisionData = dict[str, Any]  # a Decision as JSON-ready data (Engine.explain_dict)
 LIVE = frozenset({"submitted", "placed", "queued", "running"})
 ALLOWED: dict[str, frozenset[str]] = {
     "running": frozenset({"placed"}),
@@ -48,56 +58,77 @@ def event(session: Session, workload_id: uuid.UUID, kind: str, message: str,
     session.add(EventRow(workload_id=workload_id, type=kind, message=message, detail=detail))
 
 
-def _reserve(session: Session, row: WorkloadRow, decision: Decision, out: Outcome) -> None:
-    assert decision.site and decision.gpu_type and out.chosen is not None
+def _reserve(session: Session, row: WorkloadRow, decision: DecisionData, out: Outcome) -> None:
+    """Add the reservation, then take the GPUs with a guarded update.
+
+    The update runs last, right before COMMIT, so the capacity row lock is held as briefly as
+    possible; when another transaction got there first it matches no row and we decide again.
+    """
+    site, gpu = decision["site"], decision["gpu_type"]
+    assert site and gpu and out.chosen is not None
     n = out.ctx.gpus_needed
+    finish = (decision["estimates"] or {}).get("finish_hours")
+    end = utcnow() + timedelta(hours=finish) if finish is not None else None
+    session.add(ReservationRow(workload_id=row.id, site=site, gpu_type=gpu, count=n,
+                               expected_end_at=end))
     done = session.execute(
         update(CapacityRow)
-        .where(CapacityRow.site == decision.site, CapacityRow.gpu_type == decision.gpu_type,
+        .where(CapacityRow.site == site, CapacityRow.gpu_type == gpu,
                CapacityRow.reserved + n <= CapacityRow.total)
         .values(reserved=CapacityRow.reserved + n))
     if done.rowcount != 1:  # type: ignore[attr-defined]
-        raise CapacityConflict(f"{decision.site} {decision.gpu_type} changed")
-    est = decision.estimates
-    end = None
-    if est is not None and est.finish_hours is not None:
-        end = utcnow() + timedelta(hours=est.finish_hours)
-    session.add(ReservationRow(workload_id=row.id, site=decision.site,
-                               gpu_type=decision.gpu_type, count=n, expected_end_at=end))
+        raise CapacityConflict(f"{site} {gpu} changed")
 
 
-def record_decision(session: Session, row: WorkloadRow, decision: Decision,
+def record_decision(session: Session, row: WorkloadRow, decision: DecisionData,
                     out: Outcome) -> DecisionRow:
-    """Store the decision, reserve GPUs for place/burst (guarded), set the phase, log events."""
-    if decision.action in ("place", "burst"):
-        _reserve(session, row, decision, out)
-    drow = DecisionRow(id=uuid.uuid4(), workload_id=row.id, action=decision.action,
-                       site=decision.site, policy_version=decision.policy_version,
-                       explanation=decision.model_dump(mode="json"))
+    """Store the decision, set the phase, log events, and reserve GPUs for place/burst (last)."""
+    action = decision["action"]
+    drow = DecisionRow(id=uuid.uuid4(), workload_id=row.id, action=action,
+                       site=decision["site"], policy_version=decision["policy_version"],
+                       explanation=decision, created_at=utcnow())
     session.add(drow)
-    row.phase = PHASE_OF_ACTION[decision.action]
-    row.site, row.action, row.decision_id = decision.site, decision.action, drow.id
-    event(session, row.id, row.phase, decision.summary, decision_id=str(drow.id),
-          policy_version=decision.policy_version)
+    row.phase = PHASE_OF_ACTION[action]
+    row.site, row.action, row.decision_id = decision["site"], action, drow.id
+    event(session, row.id, row.phase, decision["summary"], decision_id=str(drow.id),
+          policy_version=decision["policy_version"])
+    if action in ("place", "burst"):
+        _reserve(session, row, decision, out)
     return drow
 
 
-def _decide(rt: Runtime, engine: Engine, wl: Workload) -> tuple[Decision, Outcome]:
+def check_references(engine: Engine, wl: Workload) -> None:
+    """InvalidRequestError naming each dataset or client location the inventory lacks."""
+    ci = engine.ci
+    problems = [FieldProblem(("spec", "datasets", i, "name"), f"unknown dataset {d.name!r}",
+                             "create the dataset first or correct the name")
+                for i, d in enumerate(wl.spec.datasets) if d.name not in ci.dataset_index]
+    if wl.spec.latency is not None:
+        problems += [FieldProblem(("spec", "latency", "clients", i, "location"),
+                                  f"unknown client location {c.location!r}",
+                                  "create the client location first or correct the name")
+                     for i, c in enumerate(wl.spec.latency.clients)
+                     if c.location not in ci.client_index]
+    if problems:
+        raise InvalidRequestError(problems)
+
+
+def _decide(rt: Runtime, engine: Engine, wl: Workload) -> tuple[DecisionData, Outcome]:
     t0 = time.perf_counter()
     out = engine.decide(wl)
-    decision = engine.explain(out)
+    decision = engine.explain_dict(out)
     rt.metrics.decision_seconds.observe(time.perf_counter() - t0)
     return decision, out
 
 
-def _count(rt: Runtime, decision: Decision, engine: Engine) -> None:
-    kind = "none"
-    if decision.site:
-        kind = "cloud" if engine.ci.is_cloud[engine.ci.site_index[decision.site]] else "onprem"
-    rt.metrics.decisions.labels(decision.action, kind).inc()
-    if decision.action in ("place", "burst") and decision.estimates:
-        rt.metrics.estimated_usd.labels(kind).inc(decision.estimates.total_usd)
-        rt.metrics.egress_gb.labels(kind).inc(decision.estimates.egress_gb)
+def _count(rt: Runtime, decision: DecisionData, engine: Engine) -> None:
+    kind, site, est = "none", decision["site"], decision["estimates"]
+    if site:
+        kind = "cloud" if engine.ci.is_cloud[engine.ci.site_index[site]] else "onprem"
+    rt.metrics.decisions.labels(decision["action"], kind).inc()
+    if decision["action"] in ("place", "burst") and est:
+        rt.metrics.estimated_usd.labels(kind).inc(est["total_usd"])
+        rt.metrics.egress_gb.labels(kind).inc(est["egress_gb"])
 
 
 def _existing(rt: Runtime, team: str, key: str) -> tuple[WorkloadRow, DecisionRow | None] | None:
@@ -119,16 +150,18 @@ def submit(rt: Runtime, *, workload: Workload, idempotency_key: str | None = Non
     for _ in range(MAX_ATTEMPTS):
         if idempotency_key is not None and (found := _existing(rt, team, idempotency_key)):
             return found[0], found[1], False
+        with rt.db.read() as s:  # decide on a snapshot, outside any write lock
+            engine = rt.engine(s)
+        check_references(engine, workload)
+        decision, out = _decide(rt, engine, workload)
         try:
             with rt.db.write() as s:
-                engine = rt.engine(s)
-                decision, out = _decide(rt, engine, workload)
                 row = WorkloadRow(id=uuid.uuid4(), name=workload.name, team=team,
                                   kind=workload.spec.kind, priority=workload.spec.priority,
                                   phase="submitted", document=workload.model_dump(mode="json"),
-                                  idempotency_key=idempotency_key)
+                                  idempotency_key=idempotency_key, created_at=utcnow())
                 s.add(row)
-                s.flush()
+                s.flush()  # the workload row first: events and decisions refer to it
                 event(s, row.id, "submitted", f"submitted by team {team}")
                 drow = record_decision(s, row, decision, out)
         except CapacityConflict:
@@ -152,12 +185,17 @@ def _load(s: Session, workload_id: uuid.UUID, who: Principal, lock: bool = False
     return row
 
 
-def free_gpus(s: Session, row: WorkloadRow) -> int:
-    """Release the workload's active reservation; returns GPUs freed."""
-    held = s.scalars(select(ReservationRow).where(ReservationRow.workload_id == row.id,
-                                                  ReservationRow.released_at.is_(None))).all()
+def active_reservations(s: Session, row: WorkloadRow) -> list[ReservationRow]:
+    return list(s.scalars(select(ReservationRow).where(ReservationRow.workload_id == row.id,
+                                                       ReservationRow.released_at.is_(None))))
+
+
+def free_gpus(s: Session, held: list[ReservationRow]) -> int:
+    """Release reservations; returns GPUs freed. Capacity rows are updated last (short locks)."""
     for res in held:
         res.released_at = utcnow()
+    s.flush()
+    for res in held:
         s.execute(update(CapacityRow)
                   .where(CapacityRow.site == res.site, CapacityRow.gpu_type == res.gpu_type)
                   .values(reserved=CapacityRow.reserved - res.count))
@@ -174,16 +212,22 @@ def transition(rt: Runtime, *, workload_id: uuid.UUID, to: str, who: Principal,
         if row.phase not in ALLOWED[to]:
             raise ConflictError(f"workload is {row.phase}; it can become {to} only from "
                                 f"{', '.join(sorted(ALLOWED[to]))}")
-        freed = free_gpus(s, row) if to in FREES_GPUS else 0
+        held = active_reservations(s, row) if to in FREES_GPUS else []
         row.phase = to
-        event(s, row.id, to, message or f"{to} by {who.role}", gpus_freed=freed)
+        event(s, row.id, to, message or f"{to} by {who.role}",
+              gpus_freed=sum(r.count for r in held))
+        freed = free_gpus(s, held)
     if freed:
-        requeue(rt)
+        rt.request_requeue()
     return row
 
 
 def requeue(rt: Runtime, limit: int = 100) -> int:
-    """Re-decide queued workloads (priority, then age); returns how many left the queue."""
+    """Re-decide queued workloads (priority, then age); returns how many left the queue.
+
+    Safe to run in several processes at once: each workload is locked (SKIP LOCKED) and its
+    phase re-checked inside the transaction.
+    """
     with rt.db.read() as s:
         ids = list(s.scalars(select(WorkloadRow.id).where(WorkloadRow.phase == "queued")
                              .order_by(WorkloadRow.priority.desc(), WorkloadRow.created_at)
@@ -199,7 +243,7 @@ def requeue(rt: Runtime, limit: int = 100) -> int:
                 engine = rt.engine(s)
                 wl = Workload.model_validate(row.document)
                 decision, out = _decide(rt, engine, wl)
-                if decision.action == "queue":
+                if decision["action"] == "queue":
                     continue
                 record_decision(s, row, decision, out)
                 moved += 1
@@ -215,3 +259,40 @@ def requeue(rt: Runtime, limit: int = 100) -> int:
             continue
         _count(rt, decision, engine)
     return moved
+
+
+class Requeuer:
+    """A background thread per process that re-evaluates the queue when GPUs are freed.
+
+    Requests coalesce: many releases in a burst cause one pass, off the request path. A pass
+    also runs every `period` seconds, so releases seen by other replicas are picked up too.
+    """
+
+    def __init__(self, rt: Runtime, period: float = 30.0) -> None:
+        self.rt = rt
+        self.period = period
+        self.wake = threading.Event()
+        self.stopped = threading.Event()
+        self.passes = 0
+        self.thread = threading.Thread(target=self._run, name="placement-requeue", daemon=True)
+
+    def start(self) -> Requeuer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.wake.set()
+        self.thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            self.wake.wait(self.period)
+            self.wake.clear()
+            if self.stopped.is_set():
+                return
+            try:
+                requeue(self.rt)
+            except Exception:  # keep the thread alive through outages; next pass retries
+                log.exception("re-evaluating the queue failed")
+            self.passes += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -31,6 +32,16 @@ class Runtime:
     _base: Engine | None = None
     _key: tuple[int, str] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    on_release: Callable[[], None] | None = None
+
+    def request_requeue(self) -> None:
+        """GPUs were freed: ask for the queue to be re-evaluated (in the background if set)."""
+        if self.on_release is not None:
+            self.on_release()
+        else:
+            from placement.lifecycle import requeue
+
+            requeue(self)
 
     def engine(self, session: Session, now: datetime | None = None) -> Engine:
         """An engine over the current inventory, policy and active reservations."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,10 @@ def test_queued_workload_is_placed_when_gpus_are_released(db_url: str) -> None:
         assert (first["phase"], second["phase"]) == ("placed", "queued")
         assert "queue at dc" in second["decision"]["decision"]["summary"]
         a.client.post(f"/v1/workloads/{first['id']}/release", headers=h)
-        now = a.client.get(f"/v1/workloads/{second['id']}", headers=h).json()
+        deadline = time.monotonic() + 10  # the queue is re-evaluated in the background
+        while (now := a.client.get(f"/v1/workloads/{second['id']}", headers=h).json())[
+                "phase"] == "queued" and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert (now["phase"], now["site"]) == ("placed", "dc")
         events = [e["type"] for e in a.client.get(f"/v1/workloads/{second['id']}/events",
                                                   headers=h).json()]

@@ -115,3 +115,10 @@ def test_on_prem_is_never_free(example_engine: Engine, bundle: Bundle) -> None:
         for c in example_engine.place(wl).candidates:
             if c.site_type == "onprem" and c.estimates:
                 assert c.estimates.gpu_usd > 0
+
+
+def test_the_unvalidated_decision_data_has_exactly_the_models_shape(
+        example_engine: Engine, bundle: Bundle) -> None:
+    for wl in bundle.workloads:
+        data = example_engine.explain_dict(example_engine.decide(wl))
+        assert Decision.model_validate(data).model_dump(mode="json") == data

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Body, Response
 
 from api.deps import PrincipalDep, RuntimeDep
-from api.routers.workloads import check_references, decision_public
-from api.schemas import DecisionPublic, WorkloadCreate
+from api.routers.workloads import EXAMPLES, decision_public, reply
+from api.schemas import DecisionPublic
 from placement.errors import NotFoundError
+from placement.lifecycle import check_references
 from placement.model import Decision, Workload
 from placement.store.tables import DecisionRow, WorkloadRow
 
@@ -29,11 +31,11 @@ def get_decision(decision_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> D
 
 
 @router.post("/v1/placements/preview", response_model=Decision)
-def preview(body: WorkloadCreate, rt: RuntimeDep, who: PrincipalDep) -> Decision:
+def preview(body: Annotated[Workload, Body(openapi_examples=EXAMPLES)], rt: RuntimeDep,
+            who: PrincipalDep) -> Response:
     """Decide against the current state and store nothing (a dry run)."""
     who.require_team(body.spec.team)
-    wl = Workload.model_validate(body.model_dump())
-    check_references(rt, wl)
     with rt.db.read() as s:
         engine = rt.engine(s)
-    return engine.place(wl)
+    check_references(engine, body)
+    return reply(engine.explain_dict(engine.decide(body)))

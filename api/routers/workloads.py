@@ -2,84 +2,88 @@
 
 from __future__ import annotations
 
+import json
 import uuid
-from typing import Annotated, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Body, Header, Query, Response
 
 from api.deps import PrincipalDep, RuntimeDep
 from api.schemas import (
     DecisionPublic,
     EventPublic,
     TransitionCreate,
-    WorkloadCreate,
     WorkloadPage,
     WorkloadPublic,
 )
 from placement import lifecycle
-from placement.errors import FieldProblem, InvalidRequestError, NotFoundError
-from placement.model import Decision, Workload
+from placement.errors import NotFoundError
+from placement.model import Workload
+from placement.store.db import as_utc
 from placement.store.queries import WorkloadFilter, events_of, list_workloads
 from placement.store.tables import DecisionRow, WorkloadRow
 
 router = APIRouter(prefix="/v1/workloads", tags=["workloads"])
+EXAMPLES = {"finetune": {"summary": "A fine-tuning job reading a dataset", "value": {
+    "metadata": {"name": "vision-finetune"},
+    "spec": {"kind": "finetune", "team": "vision", "gpu": {"types": ["A100-80GB"], "count": 8},
+             "duration_hours": 12, "deadline_hours": 36,
+             "datasets": [{"name": "product-images"}]}}}}
 Phase = Literal["submitted", "placed", "queued", "rejected", "running", "succeeded", "failed",
                 "cancelled", "released"]
 Kind = Literal["inference", "rag", "training", "finetune", "batch"]
 
 
+def _iso(value: datetime | None) -> str | None:
+    value = as_utc(value)
+    return value.isoformat() if value else None
+
+
+def decision_json(row: DecisionRow) -> dict[str, Any]:
+    """The stored explanation is already validated JSON: send it as it is."""
+    return {"id": str(row.id), "workload_id": str(row.workload_id),
+            "created_at": _iso(row.created_at), "decision": row.explanation}
+
+
+def workload_json(row: WorkloadRow, decision: DecisionRow | None = None) -> dict[str, Any]:
+    return {"id": str(row.id), "name": row.name, "team": row.team, "kind": row.kind,
+            "phase": row.phase, "action": row.action, "site": row.site,
+            "created_at": _iso(row.created_at), "updated_at": _iso(row.updated_at),
+            "spec": row.document["spec"],
+            "decision": decision_json(decision) if decision else None}
+
+
 def decision_public(row: DecisionRow) -> DecisionPublic:
-    return DecisionPublic(id=row.id, workload_id=row.workload_id, created_at=row.created_at,
-                          decision=Decision.model_validate(row.explanation))
+    return DecisionPublic.model_validate(decision_json(row))
 
 
-def workload_public(row: WorkloadRow, decision: DecisionRow | None = None) -> WorkloadPublic:
-    return WorkloadPublic(
-        id=row.id, name=row.name, team=row.team, kind=row.kind, phase=row.phase,
-        action=row.action, site=row.site, created_at=row.created_at, updated_at=row.updated_at,
-        spec=row.document["spec"], decision=decision_public(decision) if decision else None)
-
-
-def check_references(rt: RuntimeDep, wl: Workload) -> None:
-    """422 naming each dataset or client location that does not exist."""
-    with rt.db.read() as s:
-        ci = rt.engine(s).ci
-    problems = [FieldProblem(("spec", "datasets", i, "name"), f"unknown dataset {d.name!r}",
-                             "create the dataset first or correct the name")
-                for i, d in enumerate(wl.spec.datasets) if d.name not in ci.dataset_index]
-    if wl.spec.latency is not None:
-        problems += [FieldProblem(("spec", "latency", "clients", i, "location"),
-                                  f"unknown client location {c.location!r}",
-                                  "create the client location first or correct the name")
-                     for i, c in enumerate(wl.spec.latency.clients)
-                     if c.location not in ci.client_index]
-    if problems:
-        raise InvalidRequestError(problems)
+def reply(content: Any, status: int = 200) -> Response:
+    """JSON from data the store already validated (no second validation pass)."""
+    return Response(json.dumps(content, separators=(",", ":")), status_code=status,
+                    media_type="application/json")
 
 
 @router.post("", response_model=WorkloadPublic, status_code=201)
-def submit(body: WorkloadCreate, rt: RuntimeDep, who: PrincipalDep, response: Response,
+def submit(body: Annotated[Workload, Body(openapi_examples=EXAMPLES)], rt: RuntimeDep,
+           who: PrincipalDep,
            idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None
-           ) -> WorkloadPublic:
+           ) -> Response:
     """Submit a workload; it is decided and, when placed, its GPUs reserved in one transaction.
 
     With an `Idempotency-Key` header a retry returns the first result (200) instead of a
     second workload.
     """
     who.require_team(body.spec.team)
-    wl = Workload.model_validate(body.model_dump())
-    check_references(rt, wl)
-    row, drow, created = lifecycle.submit(rt, workload=wl, idempotency_key=idempotency_key)
-    if not created:
-        response.status_code = 200
-    return workload_public(row, drow)
+    row, drow, created = lifecycle.submit(rt, workload=body, idempotency_key=idempotency_key)
+    return reply(workload_json(row, drow), 201 if created else 200)
 
 
 @router.get("", response_model=WorkloadPage)
 def list_all(rt: RuntimeDep, who: PrincipalDep, team: str | None = None,
              kind: Kind | None = None, phase: Phase | None = None, site: str | None = None,
              limit: Annotated[int, Query(ge=1, le=200)] = 50,
-             cursor: str | None = None) -> WorkloadPage:
+             cursor: str | None = None) -> Response:
     """Newest first, filtered; members see only their team."""
     if not who.is_admin:
         if team is not None:
@@ -88,7 +92,7 @@ def list_all(rt: RuntimeDep, who: PrincipalDep, team: str | None = None,
     with rt.db.read() as s:
         rows, nxt = list_workloads(s, filt=WorkloadFilter(team, kind, phase, site), limit=limit,
                                    cursor=cursor)
-    return WorkloadPage(items=[workload_public(r) for r in rows], next_cursor=nxt)
+    return reply({"items": [workload_json(r) for r in rows], "next_cursor": nxt})
 
 
 def _get(rt: RuntimeDep, who: PrincipalDep, workload_id: uuid.UUID) -> WorkloadRow:
@@ -101,12 +105,12 @@ def _get(rt: RuntimeDep, who: PrincipalDep, workload_id: uuid.UUID) -> WorkloadR
 
 
 @router.get("/{workload_id}", response_model=WorkloadPublic)
-def get_one(workload_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> WorkloadPublic:
+def get_one(workload_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> Response:
     """The workload with its latest decision."""
     row = _get(rt, who, workload_id)
     with rt.db.read() as s:
         drow = s.get(DecisionRow, row.decision_id) if row.decision_id else None
-    return workload_public(row, drow)
+    return reply(workload_json(row, drow))
 
 
 @router.get("/{workload_id}/events", response_model=list[EventPublic])
@@ -120,21 +124,21 @@ def events(workload_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> list[Ev
 
 @router.post("/{workload_id}/transitions", response_model=WorkloadPublic)
 def transition(workload_id: uuid.UUID, body: TransitionCreate, rt: RuntimeDep,
-               who: PrincipalDep) -> WorkloadPublic:
+               who: PrincipalDep) -> Response:
     """running (from placed), succeeded (from running), failed (from placed or running)."""
-    return workload_public(lifecycle.transition(rt, workload_id=workload_id, to=body.phase,
-                                                who=who, message=body.message))
+    return reply(workload_json(lifecycle.transition(rt, workload_id=workload_id, to=body.phase,
+                                                    who=who, message=body.message)))
 
 
 @router.post("/{workload_id}/cancel", response_model=WorkloadPublic)
-def cancel(workload_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> WorkloadPublic:
+def cancel(workload_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> Response:
     """Cancel a live workload; its GPUs are freed and queued workloads re-evaluated."""
-    return workload_public(lifecycle.transition(rt, workload_id=workload_id, to="cancelled",
-                                                who=who))
+    return reply(workload_json(lifecycle.transition(rt, workload_id=workload_id,
+                                                    to="cancelled", who=who)))
 
 
 @router.post("/{workload_id}/release", response_model=WorkloadPublic)
-def release(workload_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> WorkloadPublic:
+def release(workload_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> Response:
     """Free the workload's GPUs (phase `released`); queued workloads are re-evaluated."""
-    return workload_public(lifecycle.transition(rt, workload_id=workload_id, to="released",
-                                                who=who))
+    return reply(workload_json(lifecycle.transition(rt, workload_id=workload_id,
+                                                    to="released", who=who)))

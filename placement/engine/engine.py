@@ -192,6 +192,12 @@ class Engine:
 
         return build_decision(self, outcome)
 
+    def explain_dict(self, outcome: Outcome) -> dict[str, Any]:
+        """The decision as JSON-ready data (same shape as `Decision`), without validation."""
+        from placement.engine.explain import decision_dict
+
+        return decision_dict(self, outcome)
+
     def place(self, wl: Workload) -> Decision:
         """decide + explain."""
         return self.explain(self.decide(wl))

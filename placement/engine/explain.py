@@ -96,14 +96,16 @@ def _candidate(engine: Engine, out: Outcome, cols: _Columns, i: int, rank: dict[
 def _missing_sites(engine: Engine, out: Outcome) -> list[dict[str, Any]]:
     present = set(out.ctx.site.tolist())
     wanted = "/".join(out.ctx.workload.spec.gpu.types)
-    extra = []
+    extra: list[dict[str, Any]] = []
     for s, site in enumerate(engine.inventory.sites):
         if s in present:
             continue
         has = ", ".join(f"{g.type}" for g in site.spec.gpus) or "no GPUs"
         extra.append({"site": site.name, "site_type": site.spec.type, "gpu_type": None,
-                      "capacity": None, "feasible": False, "rejected_by": "capacity",
-                      "reason": f"offers no {wanted} (has: {has})"})
+                      "capacity": None, "instance_type": None, "feasible": False,
+                      "rejected_by": "capacity", "reason": f"offers no {wanted} (has: {has})",
+                      "also_failed": [], "criteria": {}, "total_score": None, "rank": None,
+                      "estimates": None})
     return extra
 
 
@@ -128,10 +130,15 @@ def _summary(out: Outcome, chosen: dict[str, Any] | None) -> str:
 
 
 def build_decision(engine: Engine, out: Outcome) -> Decision:
-    """Materialize the outcome: chosen candidate, summary and every candidate's explanation.
+    """The outcome as a validated `Decision` model."""
+    return Decision.model_validate(decision_dict(engine, out))
 
-    Everything is assembled as plain data and validated once, which is far faster than
-    building thousands of nested models one by one.
+
+def decision_dict(engine: Engine, out: Outcome) -> dict[str, Any]:
+    """The outcome as JSON-ready data shaped exactly like `Decision.model_dump(mode="json")`.
+
+    The service stores and returns this without a validation pass (a test holds the shape to
+    the model); everything is assembled as plain data, far faster than building models.
     """
     gpus = _gpu_names(engine)
     rank = {int(i): r + 1 for r, i in enumerate(out.ranking)}
@@ -139,7 +146,7 @@ def build_decision(engine: Engine, out: Outcome) -> Decision:
     cands = [_candidate(engine, out, cols, i, rank, gpus) for i in range(out.ctx.n)]
     chosen = cands[out.chosen] if out.chosen is not None else None
     ordered = sorted(cands, key=lambda x: (x["rank"] is None, x["rank"] or 0, x["site"]))
-    return Decision.model_validate({
+    return {
         "workload": out.ctx.workload.name,
         "action": out.action,
         "site": chosen["site"] if chosen else None,
@@ -152,4 +159,4 @@ def build_decision(engine: Engine, out: Outcome) -> Decision:
         "constraint_rules": sorted({c.rule for c in out.rule.constraints}),
         "policy_version": out.policy_version,
         "candidates": ordered + _missing_sites(engine, out),
-    })
+    }

@@ -1,0 +1,1 @@
+"""Benchmarks that print numbers (run them as scripts)."""
