@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -15,6 +14,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.routers import decisions, health, inventory, policies, workloads
+from placement.batching import Batcher
 from placement.errors import ConfigError, PlacementError
 from placement.lifecycle import Requeuer, requeue
 from placement.loader import load_bundle
@@ -27,7 +27,6 @@ from placement.store.migrate import ensure_schema
 
 log = logging.getLogger("placement.api")
 THREADS = int(os.environ.get("PLACEMENT_THREADS", "4"))
-SWITCH_INTERVAL_S = 0.0005
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
@@ -101,12 +100,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         # Fewer threads than anyio's default 40: with the GIL, many runnable threads stretch
         # every transaction (and the row locks it holds) without adding throughput.
         anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
-        # Hand the GIL over sooner (default 5 ms), so a thread that holds a row lock gets back
-        # to its COMMIT quickly instead of waiting behind threads that are deciding.
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
         requeuer = Requeuer(rt).start()
         rt.on_release = requeuer.wake.set
+        app.state.batcher = Batcher(rt).start()
         yield
+        app.state.batcher.stop()
         requeuer.stop()
         rt.on_release = None
         rt.db.dispose()

@@ -1,11 +1,13 @@
 """API benchmark: placements per second and submit latency through HTTP, persisted on PostgreSQL.
 
-Starts `placement serve` on a fresh PostgreSQL database loaded with the example bundle, then for
-each concurrency level runs N client tasks for --seconds: each submits a workload and, once it is
-placed, releases it (queued ones are cancelled) so capacity stays available; those follow-up
-calls are not timed. Prints one JSON line
-per level; `overcommitted_gpus` is read from the store after the level (reserved beyond capacity,
-or reservations that disagree with the capacity rows).
+Starts `placement serve` on a fresh PostgreSQL database loaded with the example bundle, its GPU
+counts and quotas multiplied by --capacity-scale (default 1000) so that a run never fills it:
+every placement still takes its GPUs through the guarded capacity update. For each concurrency
+level, N client tasks submit the example workloads for --seconds. With --churn each client also
+releases what was placed and cancels what was queued (untimed follow-up calls), at the example
+capacity (scale 1). Prints one JSON line per level; `overcommitted_gpus` is read from the store
+after the level (GPUs reserved beyond capacity, plus any disagreement between the capacity rows
+and the active reservations).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -25,10 +28,32 @@ from typing import Any
 
 import httpx
 import psycopg
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "policies" / "examples"
 ADMIN = os.environ.get("PLACEMENT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _scaled_bundle(out: Path, scale: int) -> None:
+    """The example bundle with every GPU count and quota multiplied by `scale`."""
+    sys.path.insert(0, str(ROOT))
+    from placement.loader import load_bundle
+
+    bundle = load_bundle(CONFIG)
+    docs: list[dict[str, Any]] = []
+    for site in bundle.inventory.sites:
+        data = site.model_dump(mode="json", exclude_none=True)
+        for gpu in data["spec"]["gpus"]:
+            for key in ("count", "quota_gpus"):
+                if key in gpu:
+                    gpu[key] *= scale
+        docs.append(data)
+    docs += [d.model_dump(mode="json", exclude_none=True) for d in bundle.inventory.datasets]
+    docs += [c.model_dump(mode="json", exclude_none=True)
+             for c in bundle.inventory.client_locations]
+    docs.append(bundle.policy.model_dump(mode="json", exclude_none=True))
+    (out / "bundle.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
 
 
 def _workloads() -> list[dict[str, Any]]:
@@ -68,7 +93,7 @@ class Conn:
             self.writer.close()
 
 
-async def _client(port: int, token: str, bodies: list[bytes], until: float,
+async def _client(port: int, token: str, bodies: list[bytes], until: float, churn: bool,
                   lat: list[float], placed: list[int], rng: random.Random) -> None:
     conn = Conn("127.0.0.1", port, token)
     try:
@@ -76,13 +101,13 @@ async def _client(port: int, token: str, bodies: list[bytes], until: float,
             t0 = time.perf_counter()
             status, data = await conn.request("POST", "/v1/workloads", rng.choice(bodies))
             lat.append((time.perf_counter() - t0) * 1000)
-            if status == 201 and data["phase"] == "placed":
-                placed.append(1)
-                await conn.request("POST", f"/v1/workloads/{data['id']}/release")
-            elif status == 201 and data["phase"] == "queued":
-                await conn.request("POST", f"/v1/workloads/{data['id']}/cancel")
-            elif status != 201:
+            if status != 201:
                 raise RuntimeError(f"submit answered {status}: {data}")
+            if data["phase"] == "placed":
+                placed.append(1)
+            if churn and data["phase"] in ("placed", "queued"):
+                verb = "release" if data["phase"] == "placed" else "cancel"
+                await conn.request("POST", f"/v1/workloads/{data['id']}/{verb}")
     finally:
         conn.close()
 
@@ -99,15 +124,15 @@ def _overcommit(url: str) -> int:
     return int((over or [0])[0]) + int((drift or [0])[0])
 
 
-async def _level(port: int, token: str, clients: int, seconds: float,
+async def _level(port: int, token: str, clients: int, seconds: float, churn: bool,
                  pool: list[dict[str, Any]]) -> dict[str, Any]:
     lat: list[float] = []
     placed: list[int] = []
     start = time.perf_counter()
     until = start + seconds
     bodies = [json.dumps(w).encode() for w in pool]
-    await asyncio.gather(*(_client(port, token, bodies, until, lat, placed, random.Random(i))
-                           for i in range(clients)))
+    await asyncio.gather(*(_client(port, token, bodies, until, churn, lat, placed,
+                                   random.Random(i)) for i in range(clients)))
     elapsed = time.perf_counter() - start
     q = statistics.quantiles(lat, n=100, method="inclusive")
     return {"bench": "api", "clients": clients, "placements_per_s": round(len(placed) / elapsed, 1),
@@ -121,7 +146,14 @@ def main() -> None:
     parser.add_argument("--clients", default="8,32,64")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument("--capacity-scale", type=int, default=1000,
+                        help="multiply every GPU count and quota (1 = the example as is)")
+    parser.add_argument("--churn", action="store_true",
+                        help="release placed and cancel queued workloads after each submit")
     args = parser.parse_args()
+    scale = 1 if args.churn else args.capacity_scale
+    config = Path(tempfile.mkdtemp(prefix="placement-bench-"))
+    _scaled_bundle(config, scale)
     name = f"placement_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -132,7 +164,7 @@ def main() -> None:
                            text=True).stdout.strip()
     port = 18000 + random.randrange(1000)
     server = subprocess.Popen([sys.executable, "-m", "placement.cli", "serve", "--port",
-                               str(port), "--config", str(CONFIG), "--workers",
+                               str(port), "--config", str(config), "--workers",
                                str(args.workers)], env=env, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -144,8 +176,10 @@ def main() -> None:
                 time.sleep(0.2)
         pool = _workloads()
         for n in (int(x) for x in args.clients.split(",")):
-            result = asyncio.run(_level(port, token, n, args.seconds, pool))
+            result = asyncio.run(_level(port, token, n, args.seconds, args.churn, pool))
             result["overcommitted_gpus"] = _overcommit(url)
+            result["capacity_scale"] = scale
+            result["churn"] = args.churn
             result["server_workers"] = args.workers
             result["cores"] = os.cpu_count()
             print(json.dumps(result) if args.json else result, flush=True)

@@ -58,7 +58,8 @@ def event(session: Session, workload_id: uuid.UUID, kind: str, message: str,
     session.add(EventRow(workload_id=workload_id, type=kind, message=message, detail=detail))
 
 
-def _reserve(session: Session, row: WorkloadRow, decision: DecisionData, out: Outcome) -> None:
+def _reserve(session: Session, row: WorkloadRow, decision: DecisionData, out: Outcome,
+             take: bool = True) -> None:
     """Add the reservation, then take the GPUs with a guarded update.
 
     The update runs last, right before COMMIT, so the capacity row lock is held as briefly as
@@ -71,6 +72,12 @@ def _reserve(session: Session, row: WorkloadRow, decision: DecisionData, out: Ou
     end = utcnow() + timedelta(hours=finish) if finish is not None else None
     session.add(ReservationRow(workload_id=row.id, site=site, gpu_type=gpu, count=n,
                                expected_end_at=end))
+    if take:
+        take_gpus(session, site, gpu, n)
+
+
+def take_gpus(session: Session, site: str, gpu: str, n: int) -> None:
+    """Guarded update: reserve n GPUs only if they are free now; CapacityConflict otherwise."""
     done = session.execute(
         update(CapacityRow)
         .where(CapacityRow.site == site, CapacityRow.gpu_type == gpu,
@@ -81,7 +88,7 @@ def _reserve(session: Session, row: WorkloadRow, decision: DecisionData, out: Ou
 
 
 def record_decision(session: Session, row: WorkloadRow, decision: DecisionData,
-                    out: Outcome) -> DecisionRow:
+                    out: Outcome, take: bool = True) -> DecisionRow:
     """Store the decision, set the phase, log events, and reserve GPUs for place/burst (last)."""
     action = decision["action"]
     drow = DecisionRow(id=uuid.uuid4(), workload_id=row.id, action=action,
@@ -93,7 +100,7 @@ def record_decision(session: Session, row: WorkloadRow, decision: DecisionData,
     event(session, row.id, row.phase, decision["summary"], decision_id=str(drow.id),
           policy_version=decision["policy_version"])
     if action in ("place", "burst"):
-        _reserve(session, row, decision, out)
+        _reserve(session, row, decision, out, take)
     return drow
 
 
@@ -113,7 +120,7 @@ def check_references(engine: Engine, wl: Workload) -> None:
         raise InvalidRequestError(problems)
 
 
-def _decide(rt: Runtime, engine: Engine, wl: Workload) -> tuple[DecisionData, Outcome]:
+def decide(rt: Runtime, engine: Engine, wl: Workload) -> tuple[DecisionData, Outcome]:
     t0 = time.perf_counter()
     out = engine.decide(wl)
     decision = engine.explain_dict(out)
@@ -121,7 +128,7 @@ def _decide(rt: Runtime, engine: Engine, wl: Workload) -> tuple[DecisionData, Ou
     return decision, out
 
 
-def _count(rt: Runtime, decision: DecisionData, engine: Engine) -> None:
+def count_decision(rt: Runtime, decision: DecisionData, engine: Engine) -> None:
     kind, site, est = "none", decision["site"], decision["estimates"]
     if site:
         kind = "cloud" if engine.ci.is_cloud[engine.ci.site_index[site]] else "onprem"
@@ -147,13 +154,17 @@ def submit(rt: Runtime, *, workload: Workload, idempotency_key: str | None = Non
     A retried submission with the same Idempotency-Key (per team) returns the first result.
     """
     team = workload.spec.team
-    for _ in range(MAX_ATTEMPTS):
+    for attempt in range(MAX_ATTEMPTS):
         if idempotency_key is not None and (found := _existing(rt, team, idempotency_key)):
             return found[0], found[1], False
         with rt.db.read() as s:  # decide on a snapshot, outside any write lock
-            engine = rt.engine(s)
+            engine = rt.engine(s, fresh=attempt > 0)
         check_references(engine, workload)
-        decision, out = _decide(rt, engine, workload)
+        decision, out = decide(rt, engine, workload)
+        if attempt == 0 and decision["action"] in ("queue", "reject"):
+            with rt.db.read() as s:  # queue and reject are decided on a fresh read
+                engine = rt.engine(s, fresh=True)
+            decision, out = decide(rt, engine, workload)
         try:
             with rt.db.write() as s:
                 row = WorkloadRow(id=uuid.uuid4(), name=workload.name, team=team,
@@ -166,12 +177,15 @@ def submit(rt: Runtime, *, workload: Workload, idempotency_key: str | None = Non
                 drow = record_decision(s, row, decision, out)
         except CapacityConflict:
             rt.metrics.capacity_conflicts.inc()
+            rt.invalidate_capacity()
             continue
         except IntegrityError:
             if idempotency_key is not None and (found := _existing(rt, team, idempotency_key)):
                 return found[0], found[1], False
             raise
-        _count(rt, decision, engine)
+        if decision["action"] in ("place", "burst") and out.chosen is not None:
+            rt.note_reserved(engine.cap, {int(out.ctx.group[out.chosen]): out.ctx.gpus_needed})
+        count_decision(rt, decision, engine)
         return row, drow, True
     raise ConflictError("GPUs kept being taken by concurrent submissions; retry the request")
 
@@ -218,6 +232,7 @@ def transition(rt: Runtime, *, workload_id: uuid.UUID, to: str, who: Principal,
               gpus_freed=sum(r.count for r in held))
         freed = free_gpus(s, held)
     if freed:
+        rt.invalidate_capacity()
         rt.request_requeue()
     return row
 
@@ -240,9 +255,9 @@ def requeue(rt: Runtime, limit: int = 100) -> int:
                                .with_for_update(skip_locked=True))
                 if row is None or row.phase != "queued":
                     continue
-                engine = rt.engine(s)
+                engine = rt.engine(s, fresh=True)
                 wl = Workload.model_validate(row.document)
-                decision, out = _decide(rt, engine, wl)
+                decision, out = decide(rt, engine, wl)
                 if decision["action"] == "queue":
                     continue
                 record_decision(s, row, decision, out)
@@ -257,7 +272,7 @@ def requeue(rt: Runtime, limit: int = 100) -> int:
                     row.phase = "rejected"
                     event(s, wid, "rejected", f"re-evaluation failed: {exc}")
             continue
-        _count(rt, decision, engine)
+        count_decision(rt, decision, engine)
     return moved
 
 
@@ -268,9 +283,10 @@ class Requeuer:
     also runs every `period` seconds, so releases seen by other replicas are picked up too.
     """
 
-    def __init__(self, rt: Runtime, period: float = 30.0) -> None:
+    def __init__(self, rt: Runtime, period: float = 30.0, coalesce: float = 0.1) -> None:
         self.rt = rt
         self.period = period
+        self.coalesce = coalesce
         self.wake = threading.Event()
         self.stopped = threading.Event()
         self.passes = 0
@@ -288,9 +304,9 @@ class Requeuer:
     def _run(self) -> None:
         while not self.stopped.is_set():
             self.wake.wait(self.period)
-            self.wake.clear()
-            if self.stopped.is_set():
+            if self.stopped.wait(self.coalesce):  # let a burst of releases gather first
                 return
+            self.wake.clear()
             try:
                 requeue(self.rt)
             except Exception:  # keep the thread alive through outages; next pass retries

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -10,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from placement.compiled import capacity_state_rows
+from placement.compiled import CapacityState, capacity_state_rows
 from placement.engine import Engine
 from placement.loader import Bundle, policy_version
 from placement.metrics import Metrics
@@ -33,6 +34,19 @@ class Runtime:
     _key: tuple[int, str] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     on_release: Callable[[], None] | None = None
+    capacity_ttl: float = 0.1
+    _cap: tuple[tuple[int, str], float, CapacityState] | None = None
+
+    def invalidate_capacity(self) -> None:
+        """Forget the cached capacity state (GPUs were freed, or a guarded update lost)."""
+        self._cap = None
+
+    def note_reserved(self, state: CapacityState, increments: dict[int, int]) -> None:
+        """Add GPUs this process just reserved (committed) to the cached state they came from."""
+        cached = self._cap
+        if cached is not None and cached[2] is state:
+            for group, n in increments.items():
+                cached[2].reserved[group] += n
 
     def request_requeue(self) -> None:
         """GPUs were freed: ask for the queue to be re-evaluated (in the background if set)."""
@@ -43,15 +57,29 @@ class Runtime:
 
             requeue(self)
 
-    def engine(self, session: Session, now: datetime | None = None) -> Engine:
-        """An engine over the current inventory, policy and active reservations."""
+    def engine(self, session: Session, now: datetime | None = None,
+               fresh: bool = False) -> Engine:
+        """An engine over the current inventory, policy and active reservations.
+
+        The reservation state is cached for `capacity_ttl` seconds: reading every active
+        reservation costs time that grows with the cluster, and correctness never rests on it
+        (a guarded update refuses GPUs that are gone; the caller then asks for `fresh`).
+        """
         key = (inventory_version(session), self.policy_version)
         base = self._base
         if base is None or self._key != key:
             with self._lock:
                 base = Engine(load_inventory(session), self.policy, self.policy_version)
                 self._base, self._key = base, key
-        now = now or utcnow()
+        cached = self._cap
+        if (not fresh and cached is not None and cached[0] == key
+                and time.monotonic() - cached[1] < self.capacity_ttl):
+            return base.with_capacity(cached[2])
+        cap = self._read_capacity(session, base, now or utcnow())
+        self._cap = (key, time.monotonic(), cap)
+        return base.with_capacity(cap)
+
+    def _read_capacity(self, session: Session, base: Engine, now: datetime) -> CapacityState:
         rows = session.execute(select(ReservationRow.site, ReservationRow.gpu_type,
                                       ReservationRow.count, ReservationRow.expected_end_at)
                                .where(ReservationRow.released_at.is_(None))).all()
@@ -64,7 +92,7 @@ class Runtime:
             end_utc = as_utc(end)
             hours = None if end_utc is None else max(0.0, (end_utc - now).total_seconds() / 3600)
             held.append((site, gpu, count, hours))
-        return base.with_capacity(capacity_state_rows(base.ci, held))
+        return capacity_state_rows(base.ci, held)
 
 
 def activate_policy(session: Session, bundle: Bundle, source: str) -> bool:

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Header, Query, Response
+from fastapi import APIRouter, Body, Header, Query, Request, Response
 
 from api.deps import PrincipalDep, RuntimeDep
 from api.schemas import (
@@ -18,6 +18,7 @@ from api.schemas import (
     WorkloadPublic,
 )
 from placement import lifecycle
+from placement.batching import Batcher
 from placement.errors import NotFoundError
 from placement.model import Workload
 from placement.store.db import as_utc
@@ -66,7 +67,7 @@ def reply(content: Any, status: int = 200) -> Response:
 
 @router.post("", response_model=WorkloadPublic, status_code=201)
 def submit(body: Annotated[Workload, Body(openapi_examples=EXAMPLES)], rt: RuntimeDep,
-           who: PrincipalDep,
+           who: PrincipalDep, request: Request,
            idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None
            ) -> Response:
     """Submit a workload; it is decided and, when placed, its GPUs reserved in one transaction.
@@ -75,7 +76,11 @@ def submit(body: Annotated[Workload, Body(openapi_examples=EXAMPLES)], rt: Runti
     second workload.
     """
     who.require_team(body.spec.team)
-    row, drow, created = lifecycle.submit(rt, workload=body, idempotency_key=idempotency_key)
+    batcher: Batcher | None = getattr(request.app.state, "batcher", None)
+    if batcher is not None:
+        row, drow, created = batcher.submit(body, idempotency_key)
+    else:
+        row, drow, created = lifecycle.submit(rt, workload=body, idempotency_key=idempotency_key)
     return reply(workload_json(row, drow), 201 if created else 200)
 
 
