@@ -16,8 +16,10 @@ import uuid
 from collections import defaultdict
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import Table, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from placement.compiled import CapacityState
@@ -25,19 +27,24 @@ from placement.engine import Engine, Outcome
 from placement.errors import PlacementError
 from placement.lifecycle import (
     MAX_ATTEMPTS,
+    PHASE_OF_ACTION,
     CapacityConflict,
     DecisionData,
     check_references,
     count_decision,
     decide,
-    event,
-    record_decision,
     submit,
     take_gpus,
 )
 from placement.model import Workload
 from placement.runtime import Runtime
-from placement.store.tables import DecisionRow, WorkloadRow, utcnow
+from placement.store.tables import (
+    DecisionRow,
+    EventRow,
+    ReservationRow,
+    WorkloadRow,
+    utcnow,
+)
 
 log = logging.getLogger("placement.batching")
 Result = tuple[WorkloadRow, DecisionRow | None, bool]
@@ -172,28 +179,67 @@ def _decide_all(rt: Runtime, todo: list[Pending], fresh: bool
     return decided, engine, origin, taken
 
 
-def _store(rt: Runtime, decided: list[tuple[Pending, DecisionData, Outcome]]
+def _rows_for(p: Pending, decision: DecisionData, out: Outcome
+             ) -> tuple[WorkloadRow, DecisionRow, list[dict[str, Any]], dict[str, Any] | None]:
+    """Rows of one decided submission: workload, decision, events and reservation."""
+    wl, now = p.workload, utcnow()
+    action = decision["action"]
+    wid, did = uuid.uuid4(), uuid.uuid4()
+    phase = PHASE_OF_ACTION[action]
+    row = WorkloadRow(id=wid, name=wl.name, team=wl.spec.team, kind=wl.spec.kind,
+                      priority=wl.spec.priority, phase=phase, site=decision["site"],
+                      action=action, document=wl.model_dump(mode="json"), decision_id=did,
+                      idempotency_key=p.key, created_at=now, updated_at=now)
+    drow = DecisionRow(id=did, workload_id=wid, action=action, site=decision["site"],
+                       policy_version=decision["policy_version"], explanation=decision,
+                       created_at=now)
+    events = [
+        {"workload_id": wid, "at": now, "type": "submitted",
+         "message": f"submitted by team {wl.spec.team}", "detail": {}},
+        {"workload_id": wid, "at": now, "type": phase, "message": decision["summary"],
+         "detail": {"decision_id": str(did), "policy_version": decision["policy_version"]}},
+    ]
+    held = None
+    if action in ("place", "burst"):
+        finish = (decision["estimates"] or {}).get("finish_hours")
+        held = {"id": uuid.uuid4(), "workload_id": wid, "site": decision["site"],
+                "gpu_type": decision["gpu_type"], "count": out.ctx.gpus_needed,
+                "created_at": now, "released_at": None,
+                "expected_end_at": now + timedelta(hours=finish) if finish is not None
+                else None}
+    return row, drow, events, held
+
+
+def _table(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+_WORKLOAD_COLUMNS = [c.key for c in WorkloadRow.__table__.columns]
+_DECISION_COLUMNS = [c.key for c in DecisionRow.__table__.columns]
+
+
+def _store(rt: Runtime, decided: Decided
            ) -> list[tuple[Pending, WorkloadRow, DecisionRow, DecisionData]]:
-    stored = []
+    """One transaction with bulk inserts, then one guarded update per (site, GPU type)."""
+    stored, workloads, decisions, events, held = [], [], [], [], []
+    need: dict[tuple[str, str], int] = defaultdict(int)
+    for p, decision, out in decided:
+        row, drow, evs, res = _rows_for(p, decision, out)
+        workloads.append({k: getattr(row, k) for k in _WORKLOAD_COLUMNS})
+        decisions.append({k: getattr(drow, k) for k in _DECISION_COLUMNS})
+        events += evs
+        if res is not None:
+            held.append(res)
+            need[(res["site"], res["gpu_type"])] += res["count"]
+        stored.append((p, row, drow, decision))
     with rt.db.write() as s:
-        rows = []
-        for p, _, _ in decided:
-            wl = p.workload
-            row = WorkloadRow(id=uuid.uuid4(), name=wl.name, team=wl.spec.team,
-                              kind=wl.spec.kind, priority=wl.spec.priority, phase="submitted",
-                              document=wl.model_dump(mode="json"), idempotency_key=p.key,
-                              created_at=utcnow())
-            rows.append(row)
-        s.add_all(rows)
-        s.flush()  # workloads first: everything else refers to them
-        need: dict[tuple[str, str], int] = defaultdict(int)
-        for (p, decision, out), row in zip(decided, rows, strict=True):
-            event(s, row.id, "submitted", f"submitted by team {row.team}")
-            drow = record_decision(s, row, decision, out, take=False)
-            if decision["action"] in ("place", "burst"):
-                need[(decision["site"], decision["gpu_type"])] += out.ctx.gpus_needed
-            stored.append((p, row, drow, decision))
-        s.flush()
+        conn = s.connection()  # Core executemany: no ORM bookkeeping for rows we never reuse
+        conn.execute(insert(_table(WorkloadRow)), workloads)  # parents first
+        conn.execute(insert(_table(DecisionRow)), decisions)
+        conn.execute(insert(_table(EventRow)), events)
+        if held:
+            conn.execute(insert(_table(ReservationRow)), held)
         for (site, gpu), n in sorted(need.items()):  # one order everywhere: no deadlocks
             take_gpus(s, site, gpu, n)
     return stored

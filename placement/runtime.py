@@ -61,20 +61,22 @@ class Runtime:
                fresh: bool = False) -> Engine:
         """An engine over the current inventory, policy and active reservations.
 
-        The reservation state is cached for `capacity_ttl` seconds: reading every active
-        reservation costs time that grows with the cluster, and correctness never rests on it
-        (a guarded update refuses GPUs that are gone; the caller then asks for `fresh`).
+        The inventory version and reservation state are cached for `capacity_ttl` seconds:
+        reading every active reservation costs time that grows with the cluster, and
+        correctness never rests on it (a guarded update refuses GPUs that are gone, or a site
+        that is gone; the caller then asks for `fresh`).
         """
+        cached = self._cap
+        if (not fresh and cached is not None and cached[0][1] == self.policy_version
+                and time.monotonic() - cached[1] < self.capacity_ttl and self._base is not None
+                and self._key == cached[0]):
+            return self._base.with_capacity(cached[2])
         key = (inventory_version(session), self.policy_version)
         base = self._base
         if base is None or self._key != key:
             with self._lock:
                 base = Engine(load_inventory(session), self.policy, self.policy_version)
                 self._base, self._key = base, key
-        cached = self._cap
-        if (not fresh and cached is not None and cached[0] == key
-                and time.monotonic() - cached[1] < self.capacity_ttl):
-            return base.with_capacity(cached[2])
         cap = self._read_capacity(session, base, now or utcnow())
         self._cap = (key, time.monotonic(), cap)
         return base.with_capacity(cap)

@@ -94,7 +94,9 @@ def open_database(url: str = DEFAULT_URL) -> Database:
         write_eng = _sqlite_engine(url, immediate=True)
         read_eng = _sqlite_engine(url, immediate=False)
     else:
-        write_eng = create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+        # No pre-ping (a round trip per checkout); stale connections are recycled instead and
+        # a failed statement surfaces as 503 with Retry-After.
+        write_eng = create_engine(url, pool_size=20, max_overflow=20, pool_recycle=300)
         read_eng = write_eng
     return Database(url, write_eng, read_eng,
                     sessionmaker(write_eng, expire_on_commit=False),
