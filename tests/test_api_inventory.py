@@ -124,3 +124,31 @@ def test_queued_workload_is_placed_when_gpus_are_released(db_url: str) -> None:
         events = [e["type"] for e in a.client.get(f"/v1/workloads/{second['id']}/events",
                                                   headers=h).json()]
         assert events == ["submitted", "queued", "placed"]
+
+
+CRUD: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
+    ("sites", "dc-berlin", SITE, {"spec": {**SITE["spec"], "wan_gbps": 40}}),
+    ("datasets", "manuals", {"metadata": {"name": "manuals"}, "spec": {
+        "size_gb": 20, "replicas": ["dc-frankfurt"]}},
+     {"spec": {"size_gb": 25, "replicas": ["dc-frankfurt", "plant-stuttgart"]}}),
+    ("client-locations", "berlin-office", {"metadata": {"name": "berlin-office"}, "spec": {
+        "location": {"lat": 52.52, "lon": 13.40}}},
+     {"spec": {"location": {"lat": 52.52, "lon": 13.40}, "rtt_ms": {"dc-frankfurt": 11.0}}}),
+]
+
+
+@pytest.mark.parametrize(("path", "name", "body", "change"), CRUD, ids=[c[0] for c in CRUD])
+def test_inventory_crud_for_every_resource(api: Api, path: str, name: str, body: dict[str, Any],
+                                           change: dict[str, Any]) -> None:
+    h = api.h("admin")
+    url = f"/v1/{path}"
+    assert api.client.post(url, json=body, headers=h).status_code == 201
+    assert name in [d["name"] for d in api.client.get(url, headers=api.h("vision")).json()]
+    updated = {**body, **change}
+    res = api.client.put(f"{url}/{name}", json=updated, headers=h)
+    assert res.status_code == 200 and res.json()["document"]["spec"] == \
+        api.client.get(f"{url}/{name}", headers=h).json()["document"]["spec"]
+    assert api.client.put(f"{url}/{name}", json=updated, headers=api.h("vision")).status_code \
+        == 403
+    assert api.client.delete(f"{url}/{name}", headers=h).status_code == 204
+    assert api.client.get(f"{url}/{name}", headers=h).status_code == 404
