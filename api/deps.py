@@ -6,6 +6,7 @@ import time
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 
 from placement.auth import Principal, authenticate, hash_token
 from placement.runtime import Runtime
@@ -13,7 +14,7 @@ from placement.runtime import Runtime
 TOKEN_CACHE_SECONDS = 10.0  # a revoked token stops working within this time
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
 
@@ -21,16 +22,22 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_principal(rt: RuntimeDep, request: Request,
-                  authorization: Annotated[str | None, Header()] = None) -> Principal:
+async def get_principal(rt: RuntimeDep, request: Request,
+                        authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """Async so that the common (cached) case costs no thread hop; a miss reads the store in
+    the thread pool."""
     cache: dict[str, tuple[Principal, float]] = request.app.state.token_cache
     key = hash_token(authorization or "")
     hit = cache.get(key)
     now = time.monotonic()
     if hit is not None and hit[1] > now:
         return hit[0]
-    with rt.db.read() as session:
-        who = authenticate(session, authorization)
+
+    def lookup() -> Principal:
+        with rt.db.read() as session:
+            return authenticate(session, authorization)
+
+    who = await run_in_threadpool(lookup)
     cache[key] = (who, now + TOKEN_CACHE_SECONDS)
     return who
 

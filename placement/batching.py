@@ -81,11 +81,15 @@ class Batcher:
         self.inbox.put(None)
         self.thread.join(timeout=30)
 
-    def submit(self, workload: Workload, key: str | None, timeout: float = 60.0) -> Result:
-        """Called from a request thread: wait for this submission's batch to commit."""
+    def enqueue(self, workload: Workload, key: str | None) -> Future[Result]:
+        """Queue a submission; the future resolves when its batch has committed."""
         pending = Pending(workload, key)
         self.inbox.put(pending)
-        return pending.future.result(timeout=timeout)
+        return pending.future
+
+    def submit(self, workload: Workload, key: str | None, timeout: float = 60.0) -> Result:
+        """Blocking form of `enqueue`, for callers on a thread."""
+        return self.enqueue(workload, key).result(timeout=timeout)
 
     def _run(self) -> None:
         while True:

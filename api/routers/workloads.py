@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import PrincipalDep, RuntimeDep
 from api.schemas import (
@@ -66,7 +68,7 @@ def reply(content: Any, status: int = 200) -> Response:
 
 
 @router.post("", response_model=WorkloadPublic, status_code=201)
-def submit(body: Annotated[Workload, Body(openapi_examples=EXAMPLES)], rt: RuntimeDep,
+async def submit(body: Annotated[Workload, Body(openapi_examples=EXAMPLES)], rt: RuntimeDep,
            who: PrincipalDep, request: Request,
            idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None
            ) -> Response:
@@ -77,10 +79,11 @@ def submit(body: Annotated[Workload, Body(openapi_examples=EXAMPLES)], rt: Runti
     """
     who.require_team(body.spec.team)
     batcher: Batcher | None = getattr(request.app.state, "batcher", None)
-    if batcher is not None:
-        row, drow, created = batcher.submit(body, idempotency_key)
+    if batcher is not None:  # wait on the batch without holding a thread
+        row, drow, created = await asyncio.wrap_future(batcher.enqueue(body, idempotency_key))
     else:
-        row, drow, created = lifecycle.submit(rt, workload=body, idempotency_key=idempotency_key)
+        row, drow, created = await run_in_threadpool(
+            lifecycle.submit, rt, workload=body, idempotency_key=idempotency_key)
     return reply(workload_json(row, drow), 201 if created else 200)
 
 
