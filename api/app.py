@@ -119,6 +119,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                    inventory.client_locations, workloads.router, decisions.router,
                    policies.router):
         app.include_router(router)
+    # Outermost, around Starlette's error middleware, so unhandled errors count as 500 too.
     inner = app.build_middleware_stack
 
     def build() -> Any:

@@ -16,7 +16,6 @@ import uuid
 from collections import defaultdict
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Table, insert, select, tuple_
@@ -24,16 +23,15 @@ from sqlalchemy.exc import IntegrityError
 
 from placement.compiled import CapacityState
 from placement.engine import Engine, Outcome
-from placement.errors import PlacementError
+from placement.errors import ConflictError, PlacementError
 from placement.lifecycle import (
     MAX_ATTEMPTS,
-    PHASE_OF_ACTION,
     CapacityConflict,
     DecisionData,
     check_references,
     count_decision,
     decide,
-    submit,
+    decision_rows,
     take_gpus,
 )
 from placement.model import Workload
@@ -86,10 +84,6 @@ class Batcher:
         pending = Pending(workload, key)
         self.inbox.put(pending)
         return pending.future
-
-    def submit(self, workload: Workload, key: str | None, timeout: float = 60.0) -> Result:
-        """Blocking form of `enqueue`, for callers on a thread."""
-        return self.enqueue(workload, key).result(timeout=timeout)
 
     def _run(self) -> None:
         while True:
@@ -185,33 +179,17 @@ def _decide_all(rt: Runtime, todo: list[Pending], fresh: bool
 
 def _rows_for(p: Pending, decision: DecisionData, out: Outcome
              ) -> tuple[WorkloadRow, DecisionRow, list[dict[str, Any]], dict[str, Any] | None]:
-    """Rows of one decided submission: workload, decision, events and reservation."""
+    """Rows of one new submission: workload, decision, events and reservation."""
     wl, now = p.workload, utcnow()
-    action = decision["action"]
-    wid, did = uuid.uuid4(), uuid.uuid4()
-    phase = PHASE_OF_ACTION[action]
-    row = WorkloadRow(id=wid, name=wl.name, team=wl.spec.team, kind=wl.spec.kind,
-                      priority=wl.spec.priority, phase=phase, site=decision["site"],
-                      action=action, document=wl.model_dump(mode="json"), decision_id=did,
-                      idempotency_key=p.key, created_at=now, updated_at=now)
-    drow = DecisionRow(id=did, workload_id=wid, action=action, site=decision["site"],
-                       policy_version=decision["policy_version"], explanation=decision,
-                       created_at=now)
-    events = [
-        {"workload_id": wid, "at": now, "type": "submitted",
-         "message": f"submitted by team {wl.spec.team}", "detail": {}},
-        {"workload_id": wid, "at": now, "type": phase, "message": decision["summary"],
-         "detail": {"decision_id": str(did), "policy_version": decision["policy_version"]}},
-    ]
-    held = None
-    if action in ("place", "burst"):
-        finish = (decision["estimates"] or {}).get("finish_hours")
-        held = {"id": uuid.uuid4(), "workload_id": wid, "site": decision["site"],
-                "gpu_type": decision["gpu_type"], "count": out.ctx.gpus_needed,
-                "created_at": now, "released_at": None,
-                "expected_end_at": now + timedelta(hours=finish) if finish is not None
-                else None}
-    return row, drow, events, held
+    drow, ev, held = decision_rows(uuid.uuid4(), decision, out, now)
+    row = WorkloadRow(id=drow.workload_id, name=wl.name, team=wl.spec.team, kind=wl.spec.kind,
+                      priority=wl.spec.priority, phase=ev["type"], site=decision["site"],
+                      action=decision["action"], document=wl.model_dump(mode="json"),
+                      decision_id=drow.id, idempotency_key=p.key, created_at=now,
+                      updated_at=now)
+    submitted = {"workload_id": row.id, "at": now, "type": "submitted",
+                 "message": f"submitted by team {wl.spec.team}", "detail": {}}
+    return row, drow, [submitted, ev], held
 
 
 def _table(model: Any) -> Table:
@@ -252,6 +230,7 @@ def _store(rt: Runtime, decided: Decided
 def place_batch(rt: Runtime, batch: list[Pending]) -> None:
     """Decide and store a batch; falls back to one-by-one on an idempotency race."""
     todo = _resolve_existing(rt, batch)
+    race: IntegrityError | None = None
     for attempt in range(MAX_ATTEMPTS):
         decided, engine, origin, taken = _decide_all(rt, todo, fresh=attempt > 0)
         if attempt == 0 and any(d["action"] in ("queue", "reject") for _, d, _ in decided):
@@ -266,17 +245,30 @@ def place_batch(rt: Runtime, batch: list[Pending]) -> None:
             rt.metrics.capacity_conflicts.inc()
             rt.invalidate_capacity()
             continue
-        except IntegrityError:  # another replica stored the same Idempotency-Key meanwhile
+        except IntegrityError as exc:  # another replica stored the same Idempotency-Key
+            race = exc
             break
         rt.note_reserved(origin, taken)
         for p, row, drow, decision in stored:
             count_decision(rt, decision, engine)
             p.future.set_result((row, drow, True))
         return
-    for p in todo:  # contention or an idempotency race: the single path handles each one
-        if p.future.done():
-            continue
-        try:
-            p.future.set_result(submit(rt, workload=p.workload, idempotency_key=p.key))
-        except Exception as exc:  # the request thread raises it
-            p.future.set_exception(exc)
+    left = [p for p in todo if not p.future.done()]
+    if race is None:
+        for p in left:
+            p.future.set_exception(ConflictError(
+                "GPUs kept being taken by concurrent submissions; retry the request"))
+    elif len(left) > 1:  # split the batch: each one alone resolves against the stored key
+        for p in left:
+            place_batch(rt, [p])
+    else:
+        for p in _resolve_existing(rt, left):  # still not stored: a real integrity error
+            p.future.set_exception(race)
+
+
+def submit(rt: Runtime, *, workload: Workload, idempotency_key: str | None = None) -> Result:
+    """Decide and record one submission now (a batch of one). Returns (workload, decision,
+    created); a retry with the same Idempotency-Key returns the first result."""
+    pending = Pending(workload, idempotency_key)
+    place_batch(rt, [pending])
+    return pending.future.result()

@@ -6,11 +6,10 @@ import logging
 import threading
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from placement.auth import Principal
@@ -58,24 +57,6 @@ def event(session: Session, workload_id: uuid.UUID, kind: str, message: str,
     session.add(EventRow(workload_id=workload_id, type=kind, message=message, detail=detail))
 
 
-def _reserve(session: Session, row: WorkloadRow, decision: DecisionData, out: Outcome,
-             take: bool = True) -> None:
-    """Add the reservation, then take the GPUs with a guarded update.
-
-    The update runs last, right before COMMIT, so the capacity row lock is held as briefly as
-    possible; when another transaction got there first it matches no row and we decide again.
-    """
-    site, gpu = decision["site"], decision["gpu_type"]
-    assert site and gpu and out.chosen is not None
-    n = out.ctx.gpus_needed
-    finish = (decision["estimates"] or {}).get("finish_hours")
-    end = utcnow() + timedelta(hours=finish) if finish is not None else None
-    session.add(ReservationRow(workload_id=row.id, site=site, gpu_type=gpu, count=n,
-                               expected_end_at=end))
-    if take:
-        take_gpus(session, site, gpu, n)
-
-
 def take_gpus(session: Session, site: str, gpu: str, n: int) -> None:
     """Guarded update: reserve n GPUs only if they are free now; CapacityConflict otherwise."""
     done = session.execute(
@@ -87,20 +68,38 @@ def take_gpus(session: Session, site: str, gpu: str, n: int) -> None:
         raise CapacityConflict(f"{site} {gpu} changed")
 
 
-def record_decision(session: Session, row: WorkloadRow, decision: DecisionData,
-                    out: Outcome, take: bool = True) -> DecisionRow:
-    """Store the decision, set the phase, log events, and reserve GPUs for place/burst (last)."""
-    action = decision["action"]
-    drow = DecisionRow(id=uuid.uuid4(), workload_id=row.id, action=action,
-                       site=decision["site"], policy_version=decision["policy_version"],
-                       explanation=decision, created_at=utcnow())
-    session.add(drow)
-    row.phase = PHASE_OF_ACTION[action]
-    row.site, row.action, row.decision_id = decision["site"], action, drow.id
-    event(session, row.id, row.phase, decision["summary"], decision_id=str(drow.id),
-          policy_version=decision["policy_version"])
+def decision_rows(workload_id: uuid.UUID, decision: DecisionData, out: Outcome,
+                  now: datetime) -> tuple[DecisionRow, dict[str, Any], dict[str, Any] | None]:
+    """The rows a decision adds: the decision, its event and, for place/burst, a reservation."""
+    action, did = decision["action"], uuid.uuid4()
+    drow = DecisionRow(id=did, workload_id=workload_id, action=action, site=decision["site"],
+                       policy_version=decision["policy_version"], explanation=decision,
+                       created_at=now)
+    ev = {"workload_id": workload_id, "at": now, "type": PHASE_OF_ACTION[action],
+          "message": decision["summary"],
+          "detail": {"decision_id": str(did), "policy_version": decision["policy_version"]}}
+    held = None
     if action in ("place", "burst"):
-        _reserve(session, row, decision, out, take)
+        finish = (decision["estimates"] or {}).get("finish_hours")
+        held = {"id": uuid.uuid4(), "workload_id": workload_id, "site": decision["site"],
+                "gpu_type": decision["gpu_type"], "count": out.ctx.gpus_needed,
+                "created_at": now, "released_at": None,
+                "expected_end_at": now + timedelta(hours=finish) if finish is not None
+                else None}
+    return drow, ev, held
+
+
+def record_decision(session: Session, row: WorkloadRow, decision: DecisionData,
+                    out: Outcome) -> DecisionRow:
+    """A new decision for a stored workload (re-queue): rows added, GPUs taken last."""
+    drow, ev, held = decision_rows(row.id, decision, out, utcnow())
+    session.add(drow)
+    row.phase = PHASE_OF_ACTION[decision["action"]]
+    row.site, row.action, row.decision_id = decision["site"], decision["action"], drow.id
+    session.execute(insert(EventRow), [ev])
+    if held is not None:
+        session.execute(insert(ReservationRow), [held])
+        take_gpus(session, held["site"], held["gpu_type"], held["count"])
     return drow
 
 
@@ -136,58 +135,6 @@ def count_decision(rt: Runtime, decision: DecisionData, engine: Engine) -> None:
     if decision["action"] in ("place", "burst") and est:
         rt.metrics.estimated_usd.labels(kind).inc(est["total_usd"])
         rt.metrics.egress_gb.labels(kind).inc(est["egress_gb"])
-
-
-def _existing(rt: Runtime, team: str, key: str) -> tuple[WorkloadRow, DecisionRow | None] | None:
-    with rt.db.read() as s:
-        row = s.scalar(select(WorkloadRow).where(WorkloadRow.team == team,
-                                                 WorkloadRow.idempotency_key == key))
-        if row is None:
-            return None
-        return row, s.get(DecisionRow, row.decision_id) if row.decision_id else None
-
-
-def submit(rt: Runtime, *, workload: Workload, idempotency_key: str | None = None
-           ) -> tuple[WorkloadRow, DecisionRow | None, bool]:
-    """Decide and record atomically. Returns (workload, decision, created).
-
-    A retried submission with the same Idempotency-Key (per team) returns the first result.
-    """
-    team = workload.spec.team
-    for attempt in range(MAX_ATTEMPTS):
-        if idempotency_key is not None and (found := _existing(rt, team, idempotency_key)):
-            return found[0], found[1], False
-        with rt.db.read() as s:  # decide on a snapshot, outside any write lock
-            engine = rt.engine(s, fresh=attempt > 0)
-        check_references(engine, workload)
-        decision, out = decide(rt, engine, workload)
-        if attempt == 0 and decision["action"] in ("queue", "reject"):
-            with rt.db.read() as s:  # queue and reject are decided on a fresh read
-                engine = rt.engine(s, fresh=True)
-            decision, out = decide(rt, engine, workload)
-        try:
-            with rt.db.write() as s:
-                row = WorkloadRow(id=uuid.uuid4(), name=workload.name, team=team,
-                                  kind=workload.spec.kind, priority=workload.spec.priority,
-                                  phase="submitted", document=workload.model_dump(mode="json"),
-                                  idempotency_key=idempotency_key, created_at=utcnow())
-                s.add(row)
-                s.flush()  # the workload row first: events and decisions refer to it
-                event(s, row.id, "submitted", f"submitted by team {team}")
-                drow = record_decision(s, row, decision, out)
-        except CapacityConflict:
-            rt.metrics.capacity_conflicts.inc()
-            rt.invalidate_capacity()
-            continue
-        except IntegrityError:
-            if idempotency_key is not None and (found := _existing(rt, team, idempotency_key)):
-                return found[0], found[1], False
-            raise
-        if decision["action"] in ("place", "burst") and out.chosen is not None:
-            rt.note_reserved(engine.cap, {int(out.ctx.group[out.chosen]): out.ctx.gpus_needed})
-        count_decision(rt, decision, engine)
-        return row, drow, True
-    raise ConflictError("GPUs kept being taken by concurrent submissions; retry the request")
 
 
 def _load(s: Session, workload_id: uuid.UUID, who: Principal, lock: bool = False) -> WorkloadRow:

@@ -19,7 +19,7 @@ from api.schemas import (
     WorkloadPage,
     WorkloadPublic,
 )
-from placement import lifecycle
+from placement import batching, lifecycle
 from placement.batching import Batcher
 from placement.errors import NotFoundError
 from placement.model import Workload
@@ -83,7 +83,7 @@ async def submit(body: Annotated[Workload, Body(openapi_examples=EXAMPLES)], rt:
         row, drow, created = await asyncio.wrap_future(batcher.enqueue(body, idempotency_key))
     else:
         row, drow, created = await run_in_threadpool(
-            lifecycle.submit, rt, workload=body, idempotency_key=idempotency_key)
+            batching.submit, rt, workload=body, idempotency_key=idempotency_key)
     return reply(workload_json(row, drow), 201 if created else 200)
 
 
