@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +73,11 @@ class CompiledInventory:
         if key not in self._group_lookup:
             raise UnknownReferenceError(f"GPU type at site {site}", gpu, list(self.gpu_index))
         return self._group_lookup[key]
+
+    @property
+    def gpu_names(self) -> list[str]:
+        """GPU type names by index."""
+        return sorted(self.gpu_index, key=self.gpu_index.__getitem__)
 
     def selector_mask(self, sel: SiteSelector) -> Bools:
         """Sites matching a selector (all given parts must match)."""
@@ -265,15 +271,65 @@ def _offers(inv: Inventory, idx: dict[str, int]) -> dict[str, Any]:
     }
 
 
+HeldRow = tuple[str, str, int, float | None]  # site, GPU type, count, hours until release
+Fetch = Callable[[list[tuple[str, str]]], list[HeldRow]]
+
+
+class ReleaseSchedule:
+    """When reserved GPUs are expected back, per group: release times sorted, with the running
+    total of GPUs freed by each.
+
+    Built from every reservation at once, or filled on demand through `fetch` for only the
+    groups a decision finds short of GPUs: a service then never reads the reservations of
+    groups with room, however many there are.
+    """
+
+    def __init__(self, ci: CompiledInventory, rows: list[HeldRow] | None = None,
+                 fetch: Fetch | None = None) -> None:
+        self.ci = ci
+        self.fetch = fetch
+        self._by_group: dict[int, tuple[Floats, Ints]] = {}
+        if rows is not None:
+            self._fold(rows, range(len(ci.group_site)))
+
+    def _fold(self, rows: list[HeldRow], groups: Iterable[int]) -> None:
+        found: dict[int, list[tuple[float, int]]] = {g: [] for g in groups}
+        for site, gpu, count, hours in rows:
+            g = self.ci.group_of(site, gpu)
+            found.setdefault(g, []).append((np.inf if hours is None else hours, count))
+        for g, events in found.items():
+            events.sort()
+            self._by_group[g] = (np.array([t for t, _ in events], dtype=float),
+                                 np.cumsum(np.array([n for _, n in events], dtype=np.int64)))
+
+    def wait(self, groups: Ints, deficit: Ints) -> Floats:
+        """Hours until `deficit` more GPUs are released in each group (inf if never)."""
+        wanted = [int(g) for g in groups]
+        missing = sorted({g for g in wanted if g not in self._by_group})
+        if missing and self.fetch is not None:
+            pairs = [(self.ci.site_names[int(self.ci.group_site[g])],
+                      self.ci.gpu_names[int(self.ci.group_gpu[g])]) for g in missing]
+            self._fold(self.fetch(pairs), missing)
+        out = np.full(len(wanted), np.inf)
+        for i, (g, need) in enumerate(zip(wanted, deficit.tolist(), strict=True)):
+            times, cum = self._by_group.get(g, (_NO_TIMES, _NO_COUNTS))
+            pos = int(np.searchsorted(cum, need, side="left"))
+            if pos < len(times):
+                out[i] = times[pos]
+        return out
+
+
+_NO_TIMES: Floats = np.zeros(0)
+_NO_COUNTS: Ints = np.zeros(0, dtype=np.int64)
+
+
 @dataclass
 class CapacityState:
-    """Free GPUs per group and when reserved GPUs are expected back."""
+    """GPUs reserved per group, and when reserved GPUs are expected back (shared by copies
+    that differ only in `reserved`)."""
 
     reserved: Ints  # G
-    ev_group: Ints  # E, sorted by (group, time)
-    ev_time: Floats  # hours from now
-    ev_cum: Ints  # GPUs released up to and including this event, within its group
-    ev_start: Ints  # G: first event index of each group (searchsorted)
+    schedule: ReleaseSchedule
 
 
 def capacity_state(ci: CompiledInventory, reservations: list[Reservation]) -> CapacityState:
@@ -282,21 +338,9 @@ def capacity_state(ci: CompiledInventory, reservations: list[Reservation]) -> Ca
                                     for r in reservations])
 
 
-HeldRow = tuple[str, str, int, float | None]  # site, GPU type, count, hours until release
-
-
 def capacity_state_rows(ci: CompiledInventory, rows: list[HeldRow]) -> CapacityState:
     """Like `capacity_state`, from plain (site, gpu_type, count, remaining_hours) rows."""
-    grp = np.array([ci.group_of(site, gpu) for site, gpu, _, _ in rows], dtype=np.int64)
-    counts = np.array([n for _, _, n, _ in rows], dtype=np.int64)
-    times = np.array([np.inf if h is None else h for _, _, _, h in rows], dtype=float)
     reserved = np.zeros(len(ci.group_site), dtype=np.int64)
-    np.add.at(reserved, grp, counts)
-    order = np.lexsort((times, grp))
-    grp, times, counts = grp[order], times[order], counts[order]
-    cum = np.cumsum(counts)
-    starts = np.searchsorted(grp, np.arange(len(ci.group_site))).astype(np.int64)
-    if len(cum):
-        before = np.concatenate([[0], cum])[starts[grp]]
-        cum = cum - before
-    return CapacityState(reserved, grp, times, cum, starts)
+    for site, gpu, count, _ in rows:
+        reserved[ci.group_of(site, gpu)] += count
+    return CapacityState(reserved, ReleaseSchedule(ci, rows))

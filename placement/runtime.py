@@ -6,19 +6,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 
-from sqlalchemy import select, update
+import numpy as np
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
-from placement.compiled import CapacityState, capacity_state_rows
+from placement.compiled import CapacityState, HeldRow, ReleaseSchedule
 from placement.engine import Engine
 from placement.loader import Bundle, policy_version
 from placement.metrics import Metrics
 from placement.model import Policy
 from placement.store.db import Database, as_utc
 from placement.store.inventory import inventory_version, load_inventory
-from placement.store.tables import PolicyBundleRow, ReservationRow, utcnow
+from placement.store.tables import CapacityRow, PolicyBundleRow, ReservationRow, utcnow
 
 
 @dataclass
@@ -57,8 +57,7 @@ class Runtime:
 
             requeue(self)
 
-    def engine(self, session: Session, now: datetime | None = None,
-               fresh: bool = False) -> Engine:
+    def engine(self, session: Session, fresh: bool = False) -> Engine:
         """An engine over the current inventory, policy and active reservations.
 
         The inventory version and reservation state are cached for `capacity_ttl` seconds:
@@ -77,24 +76,39 @@ class Runtime:
             with self._lock:
                 base = Engine(load_inventory(session), self.policy, self.policy_version)
                 self._base, self._key = base, key
-        cap = self._read_capacity(session, base, now or utcnow())
+        cap = self._read_capacity(session, base)
         self._cap = (key, time.monotonic(), cap)
         return base.with_capacity(cap)
 
-    def _read_capacity(self, session: Session, base: Engine, now: datetime) -> CapacityState:
-        rows = session.execute(select(ReservationRow.site, ReservationRow.gpu_type,
-                                      ReservationRow.count, ReservationRow.expected_end_at)
-                               .where(ReservationRow.released_at.is_(None))).all()
-        groups = base.ci._group_lookup
-        held = []
+    def _read_capacity(self, session: Session, base: Engine) -> CapacityState:
+        """Reserved GPUs from the capacity rows (one per site and GPU type, kept equal to the
+        active reservations by the guarded updates); release times are read later, and only
+        for the groups a decision finds short."""
+        ci = base.ci
+        reserved = np.zeros(len(ci.group_site), dtype=np.int64)
+        for site, gpu, n in session.execute(
+                select(CapacityRow.site, CapacityRow.gpu_type, CapacityRow.reserved)).all():
+            s, g = ci.site_index.get(site), ci.gpu_index.get(gpu)
+            group = ci._group_lookup.get((s, g)) if s is not None and g is not None else None
+            if group is not None:
+                reserved[group] = n
+        return CapacityState(reserved, ReleaseSchedule(ci, fetch=self._release_rows))
+
+    def _release_rows(self, pairs: list[tuple[str, str]]) -> list[HeldRow]:
+        """Active reservations of the given (site, GPU type) pairs, with hours until release."""
+        now = utcnow()
+        with self.db.read() as s:
+            rows = s.execute(select(ReservationRow.site, ReservationRow.gpu_type,
+                                    ReservationRow.count, ReservationRow.expected_end_at)
+                             .where(ReservationRow.released_at.is_(None),
+                                    tuple_(ReservationRow.site, ReservationRow.gpu_type)
+                                    .in_(pairs))).all()
+        held: list[HeldRow] = []
         for site, gpu, count, end in rows:
-            s, g = base.ci.site_index.get(site), base.ci.gpu_index.get(gpu)
-            if s is None or g is None or (s, g) not in groups:
-                continue  # capacity rows stop a site/GPU type from going while reserved
             end_utc = as_utc(end)
             hours = None if end_utc is None else max(0.0, (end_utc - now).total_seconds() / 3600)
             held.append((site, gpu, count, hours))
-        return capacity_state_rows(base.ci, held)
+        return held
 
 
 def activate_policy(session: Session, bundle: Bundle, source: str) -> bool:

@@ -182,3 +182,32 @@ def test_routes_work_on_postgresql_too(db_url: str) -> None:
         wid = first.json()["id"]
         assert a.client.post(f"/v1/workloads/{wid}/release", headers=a.h("admin")).json()[
             "phase"] == "released"
+
+
+QUEUE_BUNDLE = EXAMPLES.parents[1] / "tests" / "data" / "queue"
+
+
+def _job(name: str, gpus: int, hours: float) -> dict[str, Any]:
+    return {"metadata": {"name": name},
+            "spec": {"kind": "training", "team": "vision", "duration_hours": hours,
+                     "gpu": {"types": ["A100"], "count": gpus}}}
+
+
+def test_queued_wait_comes_from_the_stored_release_times(db_url: str) -> None:
+    """The service reads release times only for short groups; the wait they give is the time
+    until enough held GPUs come back (here: the 0.25 h job frees 4, the 0.5 h job 4 more)."""
+    with api_on(db_url, QUEUE_BUNDLE) as a:
+        post = a.client.post
+        for name, gpus, hours in (("short", 4, 0.25), ("long", 4, 0.5)):
+            assert post("/v1/workloads", json=_job(name, gpus, hours),
+                        headers=a.h("admin")).json()["phase"] == "placed"
+        cases = [(2, 0.25), (4, 0.25), (6, 0.5), (8, 0.5)]
+        for gpus, wait in cases:
+            body = a.client.post("/v1/placements/preview", json=_job(f"w{gpus}", gpus, 1),
+                                 headers=a.h("admin")).json()
+            assert body["action"] == "queue", body
+            assert body["estimates"]["wait_hours"] == pytest.approx(wait, abs=0.01)
+        queued = post("/v1/workloads", json=_job("next", 8, 1), headers=a.h("admin")).json()
+        assert queued["phase"] == "queued"
+        assert queued["decision"]["decision"]["estimates"]["wait_hours"] == pytest.approx(
+            0.5, abs=0.01)

@@ -142,7 +142,7 @@ class DecisionContext:
         wait = np.zeros(self.n)
         short = deficit > 0
         if short.any():
-            wait[short] = release_wait(self.cap, self.group[short], deficit[short])
+            wait[short] = self.cap.schedule.wait(self.group[short], deficit[short])
         prov = self.ci.provision_h[self.site]
         return np.where(self.is_cloud, np.where(short, np.inf, prov), wait)
 
@@ -165,20 +165,6 @@ class DecisionContext:
         rtt = self.ci.client_rtt[np.array(idx)][:, self.site].max(axis=0)
         p99: Floats = rtt + lat.service_time_p99_ms + self.data.lookup_ms[self.site]
         return p99
-
-
-def release_wait(cap: CapacityState, groups: Ints, deficit: Ints) -> Floats:
-    """Hours until `deficit` more GPUs are released in each group (inf if never expected)."""
-    if len(cap.ev_group) == 0:
-        return np.full(len(groups), np.inf)
-    stride = int(cap.ev_cum.max()) + int(deficit.max()) + 1
-    keys = cap.ev_group * stride + cap.ev_cum
-    pos = np.searchsorted(keys, groups * stride + deficit, side="left")
-    ok = pos < len(keys)
-    pos = np.minimum(pos, len(keys) - 1)
-    ok &= cap.ev_group[pos] == groups
-    wait: Floats = np.where(ok, cap.ev_time[pos], np.inf)
-    return wait
 
 
 def data_move(ci: CompiledInventory, wl: Workload) -> DataMove:
