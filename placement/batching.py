@@ -18,12 +18,16 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Table, insert, select, tuple_
+import psycopg
+from psycopg.types.json import Json
+from sqlalchemy import JSON, Table, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from placement.compiled import CapacityState
 from placement.engine import Engine, Outcome
 from placement.errors import ConflictError, PlacementError
+from placement.jsoncodec import dumps_str
 from placement.lifecycle import (
     MAX_ATTEMPTS,
     CapacityConflict,
@@ -197,8 +201,52 @@ def _table(model: Any) -> Table:
     return table
 
 
-_WORKLOAD_COLUMNS = [c.key for c in WorkloadRow.__table__.columns]
-_DECISION_COLUMNS = [c.key for c in DecisionRow.__table__.columns]
+def _columns(model: Any) -> list[str]:
+    return [c.key for c in _table(model).columns if c.autoincrement is not True]
+
+
+_WORKLOAD_COLUMNS = _columns(WorkloadRow)
+_DECISION_COLUMNS = _columns(DecisionRow)
+_EVENT_COLUMNS = _columns(EventRow)
+_RESERVATION_COLUMNS = _columns(ReservationRow)
+_TAKE_SQL = ("UPDATE capacity SET reserved = reserved + %s "
+             "WHERE site = %s AND gpu_type = %s AND reserved + %s <= total")
+
+
+def _insert_sql(model: Any, columns: list[str]) -> str:
+    return (f"INSERT INTO {_table(model).name} ({', '.join(columns)}) "
+            f"VALUES ({', '.join(['%s'] * len(columns))})")
+
+
+_INSERTS = [(_insert_sql(m, cols), cols, {c.key for c in _table(m).columns
+                                          if isinstance(c.type, JSON)})
+            for m, cols in ((WorkloadRow, _WORKLOAD_COLUMNS), (DecisionRow, _DECISION_COLUMNS),
+                            (EventRow, _EVENT_COLUMNS), (ReservationRow, _RESERVATION_COLUMNS))]
+
+
+def _write_pipelined(s: Session, tables: list[list[dict[str, Any]]],
+                     need: list[tuple[tuple[str, str], int]]) -> None:
+    """PostgreSQL: every insert and guarded update of the batch in one pipeline (one round
+    trip instead of one per statement); the caller's transaction commits it."""
+    raw = s.connection().connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    takes: list[psycopg.Cursor[Any]] = []
+    try:
+        with raw.pipeline(), raw.cursor() as cur:
+            for (sql, cols, json_cols), rows in zip(_INSERTS, tables, strict=True):
+                if rows:
+                    cur.executemany(sql, [
+                        tuple(Json(r[c], dumps=dumps_str) if c in json_cols else r[c]
+                              for c in cols) for r in rows])
+            for (site, gpu), n in need:
+                take = raw.cursor()
+                take.execute(_TAKE_SQL, (n, site, gpu, n))
+                takes.append(take)
+    except psycopg.IntegrityError as exc:
+        raise IntegrityError(_INSERTS[0][0], None, exc) from exc
+    for take, ((site, gpu), _) in zip(takes, need, strict=True):
+        if take.rowcount != 1:
+            raise CapacityConflict(f"{site} {gpu} changed")
 
 
 def _store(rt: Runtime, decided: Decided
@@ -215,14 +263,18 @@ def _store(rt: Runtime, decided: Decided
             held.append(res)
             need[(res["site"], res["gpu_type"])] += res["count"]
         stored.append((p, row, drow, decision))
+    ordered = sorted(need.items())  # one order everywhere: no deadlocks
     with rt.db.write() as s:
+        if rt.db.dialect == "postgresql":
+            _write_pipelined(s, [workloads, decisions, events, held], ordered)
+            return stored
         conn = s.connection()  # Core executemany: no ORM bookkeeping for rows we never reuse
         conn.execute(insert(_table(WorkloadRow)), workloads)  # parents first
         conn.execute(insert(_table(DecisionRow)), decisions)
         conn.execute(insert(_table(EventRow)), events)
         if held:
             conn.execute(insert(_table(ReservationRow)), held)
-        for (site, gpu), n in sorted(need.items()):  # one order everywhere: no deadlocks
+        for (site, gpu), n in ordered:
             take_gpus(s, site, gpu, n)
     return stored
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -19,7 +18,7 @@ from api.schemas import (
     WorkloadPage,
     WorkloadPublic,
 )
-from placement import batching, lifecycle
+from placement import batching, jsoncodec, lifecycle
 from placement.batching import Batcher
 from placement.errors import NotFoundError
 from placement.model import Workload
@@ -63,7 +62,7 @@ def decision_public(row: DecisionRow) -> DecisionPublic:
 
 def reply(content: Any, status: int = 200) -> Response:
     """JSON from data the store already validated (no second validation pass)."""
-    return Response(json.dumps(content, separators=(",", ":")), status_code=status,
+    return Response(jsoncodec.dumps(content), status_code=status,
                     media_type="application/json")
 
 

@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from placement.jsoncodec import dumps_str, loads
+
 DEFAULT_URL = "sqlite:///placement.db"
 
 
@@ -35,7 +37,8 @@ def as_utc(value: datetime | None) -> datetime | None:
 
 def _sqlite_engine(url: str, immediate: bool) -> Engine:
     eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60},
-                        pool_size=8, max_overflow=16)
+                        pool_size=8, max_overflow=16, json_serializer=dumps_str,
+                        json_deserializer=loads)
 
     @event.listens_for(eng, "connect")
     def _connect(dbapi_conn: Any, _: Any) -> None:
@@ -96,7 +99,8 @@ def open_database(url: str = DEFAULT_URL) -> Database:
     else:
         # No pre-ping (a round trip per checkout); stale connections are recycled instead and
         # a failed statement surfaces as 503 with Retry-After.
-        write_eng = create_engine(url, pool_size=20, max_overflow=20, pool_recycle=300)
+        write_eng = create_engine(url, pool_size=20, max_overflow=20, pool_recycle=300,
+                                  json_serializer=dumps_str, json_deserializer=loads)
         read_eng = write_eng
     return Database(url, write_eng, read_eng,
                     sessionmaker(write_eng, expire_on_commit=False),
