@@ -16,81 +16,91 @@ if TYPE_CHECKING:
 UNITS = {"latency": "ms", "data_gravity": "h", "cost": "USD", "wait": "h"}
 
 
-def _col(values: np.ndarray, digits: int) -> list[float | None]:
-    """Array -> list with NaN/inf as None, rounded; one conversion per array, not per cell."""
-    arr = np.asarray(values, dtype=float)
+def _cols(values: list[np.ndarray], digits: list[int]) -> list[list[float | None]]:
+    """Arrays -> lists with NaN/inf as None, rounded: one conversion for all of them."""
+    arr = np.array(values, dtype=float).reshape(len(values), -1)
     finite = np.isfinite(arr)
-    out: list[float | None] = np.round(np.where(finite, arr, 0.0), digits).tolist()
-    if not finite.all():
-        for i in np.flatnonzero(~finite).tolist():
-            out[i] = None
+    scale = 10.0 ** np.array(digits, dtype=float)[:, None]
+    out: list[list[float | None]] = (np.rint(np.where(finite, arr, 0.0) * scale) / scale
+                                     ).tolist()
+    for r, i in np.argwhere(~finite).tolist():
+        out[r][i] = None
     return out
 
 
-class _Columns:
-    """Every per-candidate value the explanation needs, converted to Python lists at once."""
-
-    def __init__(self, out: Outcome) -> None:
-        c = out.ctx
-        self.p99 = _col(c.p99_ms, 3)
-        self.total = _col(c.total_usd, 2)
-        self.gpu = _col(c.gpu_usd, 2)
-        self.rate = _col(c.usd_per_hour, 4)
-        self.egb = _col(c.egress_gb, 3)
-        self.eusd = _col(c.egress_usd, 2)
-        self.xfer = _col(c.transfer_hours, 4)
-        self.wait = _col(c.wait_hours, 6)
-        self.finish = _col(c.finish_hours, 6)
-        self.gpuh = _col(c.gpu_hours, 3)
-        self.service = c.workload.spec.is_service
-        self.raw = {k: _col(v, 6) for k, v in out.raw.items()}
-        self.score = {k: _col(v, 6) for k, v in out.scores.items()}
-        self.weighted = _col(out.total, 3)
+_ESTIMATES = (  # field, Decision digits, zero when missing
+    ("p99_latency_ms", 3, False), ("total_usd", 2, True), ("gpu_usd", 2, True),
+    ("usd_per_hour", 4, True), ("egress_gb", 3, True), ("egress_usd", 2, True),
+    ("transfer_hours", 4, True), ("wait_hours", 6, False), ("finish_hours", 6, False),
+    ("gpu_hours", 3, True))
 
 
-def estimates(cols: _Columns, i: int) -> dict[str, Any]:
-    """Estimates for candidate i, as the fields of `Estimates`."""
-    return {
-        "p99_latency_ms": cols.p99[i], "total_usd": cols.total[i] or 0.0,
-        "gpu_usd": cols.gpu[i] or 0.0, "usd_per_hour": cols.rate[i] or 0.0,
-        "egress_gb": cols.egb[i] or 0.0, "egress_usd": cols.eusd[i] or 0.0,
-        "transfer_hours": cols.xfer[i] or 0.0, "wait_hours": cols.wait[i],
-        "finish_hours": None if cols.service else cols.finish[i],
-        "gpu_hours": cols.gpuh[i] or 0.0,
-    }
+def _estimate_rows(out: Outcome) -> list[dict[str, Any]]:
+    """Estimates for every candidate, as the fields of `Estimates`."""
+    c = out.ctx
+    arrays = [c.p99_ms, c.total_usd, c.gpu_usd, c.usd_per_hour, c.egress_gb, c.egress_usd,
+              c.transfer_hours, c.wait_hours, c.finish_hours, c.gpu_hours]
+    cols = _cols(arrays, [d for _, d, _ in _ESTIMATES])
+    if c.workload.spec.is_service:
+        cols[8] = [None] * c.n
+    names = [name for name, _, _ in _ESTIMATES]
+    zero = [z for _, _, z in _ESTIMATES]
+    return [{k: (0.0 if v is None and z else v) for k, v, z in zip(names, vals, zero,
+                                                                   strict=True)}
+            for vals in zip(*cols, strict=True)]
+
+
+def _criteria_rows(out: Outcome) -> tuple[list[dict[str, Any]], list[float | None]]:
+    """Per candidate: each criterion's raw value, score and weight; and the weighted total."""
+    names = list(out.raw)
+    cols = _cols([out.raw[k] for k in names] + [out.scores[k] for k in names] + [out.total],
+                 [6] * (2 * len(names)) + [3])
+    k = len(names)
+    units = [UNITS.get(name, "") for name in names]
+    weights = [out.weights[name] for name in names]
+    rows = [{name: {"raw": raw, "unit": unit, "score": score, "weight": weight}
+             for name, unit, weight, raw, score in zip(names, units, weights, vals[:k],
+                                                       vals[k:2 * k], strict=True)}
+            for vals in zip(*cols[:2 * k], strict=True)] if k else [{} for _ in range(out.ctx.n)]
+    return rows, cols[2 * k]
 
 
 def _gpu_names(engine: Engine) -> dict[int, str]:
     return {v: k for k, v in engine.ci.gpu_index.items()}
 
 
-def _candidate(engine: Engine, out: Outcome, cols: _Columns, i: int, rank: dict[int, int],
-               gpus: dict[int, str]) -> dict[str, Any]:
+def _candidates(engine: Engine, out: Outcome) -> list[dict[str, Any]]:
+    """Every candidate with its criteria, estimates and, when rejected, the filter and why."""
     c, ci = out.ctx, engine.ci
-    row = int(c.rows[i])
-    failed = np.flatnonzero(out.fails[:, i]).tolist()
-    inst = int(c.billing.instance[row])
-    criteria = {
-        name: {"raw": cols.raw[name][i], "unit": UNITS.get(name, ""),
-               "score": cols.score[name][i], "weight": out.weights[name]}
-        for name in out.raw
-    }
-    considered = bool(out.considered[i])
-    return {
-        "site": ci.site_names[int(c.site[i])],
-        "site_type": "cloud" if c.is_cloud[i] else "onprem",
-        "gpu_type": gpus[int(ci.row_gpu[row])],
-        "capacity": CAPACITY_NAMES[int(c.kind[i])],
-        "instance_type": ci.inst_names[inst] if inst >= 0 else None,
-        "feasible": not failed,
-        "rejected_by": out.filter_names[failed[0]] if failed else None,
-        "reason": out.filter_results[failed[0]].reason(i) if failed else None,
-        "also_failed": [out.filter_names[k] for k in failed[1:]],
-        "criteria": criteria,
-        "total_score": cols.weighted[i] if considered else None,
-        "rank": rank.get(i),
-        "estimates": estimates(cols, i),
-    }
+    gpus = _gpu_names(engine)
+    rank = {int(i): r + 1 for r, i in enumerate(out.ranking)}
+    rows = c.rows
+    inst = c.billing.instance[rows].tolist()
+    gpu_of = ci.row_gpu[rows].tolist()
+    criteria, weighted = _criteria_rows(out)
+    estimates = _estimate_rows(out)
+    fails = out.fails.T.tolist()
+    sites, cloud, kinds = c.site.tolist(), c.is_cloud.tolist(), c.kind.tolist()
+    considered = out.considered.tolist()
+    cands = []
+    for i in range(c.n):
+        failed = [k for k, f in enumerate(fails[i]) if f]
+        cands.append({
+            "site": ci.site_names[sites[i]],
+            "site_type": "cloud" if cloud[i] else "onprem",
+            "gpu_type": gpus[gpu_of[i]],
+            "capacity": CAPACITY_NAMES[kinds[i]],
+            "instance_type": ci.inst_names[inst[i]] if inst[i] >= 0 else None,
+            "feasible": not failed,
+            "rejected_by": out.filter_names[failed[0]] if failed else None,
+            "reason": out.filter_results[failed[0]].reason(i) if failed else None,
+            "also_failed": [out.filter_names[k] for k in failed[1:]],
+            "criteria": criteria[i],
+            "total_score": weighted[i] if considered[i] else None,
+            "rank": rank.get(i),
+            "estimates": estimates[i],
+        })
+    return cands
 
 
 def _missing_sites(engine: Engine, out: Outcome) -> list[dict[str, Any]]:
@@ -140,10 +150,7 @@ def decision_dict(engine: Engine, out: Outcome) -> dict[str, Any]:
     The service stores and returns this without a validation pass (a test holds the shape to
     the model); everything is assembled as plain data, far faster than building models.
     """
-    gpus = _gpu_names(engine)
-    rank = {int(i): r + 1 for r, i in enumerate(out.ranking)}
-    cols = _Columns(out)
-    cands = [_candidate(engine, out, cols, i, rank, gpus) for i in range(out.ctx.n)]
+    cands = _candidates(engine, out)
     chosen = cands[out.chosen] if out.chosen is not None else None
     ordered = sorted(cands, key=lambda x: (x["rank"] is None, x["rank"] or 0, x["site"]))
     return {
