@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import psycopg
 import yaml
 
@@ -86,7 +87,7 @@ class Conn:
             if line.lower().startswith(b"content-length:"):
                 length = int(line.split(b":", 1)[1])
         data = await self.reader.readexactly(length)
-        return int(status_line.split()[1]), json.loads(data) if data else None
+        return int(status_line.split()[1]), orjson.loads(data) if data else None
 
     def close(self) -> None:
         if self.writer is not None:
@@ -146,7 +147,7 @@ def main() -> None:
     parser.add_argument("--clients", default="8,32,64")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
-    parser.add_argument("--capacity-scale", type=int, default=1000,
+    parser.add_argument("--capacity-scale", type=int, default=100_000,
                         help="multiply every GPU count and quota (1 = the example as is)")
     parser.add_argument("--churn", action="store_true",
                         help="release placed and cancel queued workloads after each submit")

@@ -74,6 +74,11 @@ class CompiledInventory:
             raise UnknownReferenceError(f"GPU type at site {site}", gpu, list(self.gpu_index))
         return self._group_lookup[key]
 
+    def group_index(self, site: str, gpu: str) -> int | None:
+        """Group id of (site, GPU type), or None when absent."""
+        s, g = self.site_index.get(site), self.gpu_index.get(gpu)
+        return None if s is None or g is None else self._group_lookup.get((s, g))
+
     @property
     def gpu_names(self) -> list[str]:
         """GPU type names by index."""

@@ -88,8 +88,7 @@ class Runtime:
         reserved = np.zeros(len(ci.group_site), dtype=np.int64)
         for site, gpu, n in session.execute(
                 select(CapacityRow.site, CapacityRow.gpu_type, CapacityRow.reserved)).all():
-            s, g = ci.site_index.get(site), ci.gpu_index.get(gpu)
-            group = ci._group_lookup.get((s, g)) if s is not None and g is not None else None
+            group = ci.group_index(site, gpu)
             if group is not None:
                 reserved[group] = n
         return CapacityState(reserved, ReleaseSchedule(ci, fetch=self._release_rows))
