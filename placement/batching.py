@@ -104,6 +104,7 @@ class Batcher:
                     self.inbox.put(None)
                     break
                 batch.append(item)
+            self.rt.metrics.batch_size.observe(len(batch))
             try:
                 place_batch(self.rt, batch)
             except Exception as exc:  # never leave a request waiting forever

@@ -34,6 +34,9 @@ class Metrics:
         self.gpus_free = Gauge("placement_gpus_free", "Free GPUs per site and type (installed "
                                "or quota minus reserved).", ["site", "gpu_type"], registry=r,
                                multiprocess_mode="mostrecent")
+        self.batch_size = Histogram(
+            "placement_batch_submissions", "Submissions decided and stored together in one "
+            "transaction.", buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
         self.http_seconds = Histogram(
             "placement_http_request_duration_seconds", "HTTP request latency by route template, "
             "method and status.", ["route", "method", "status"], buckets=LATENCY_BUCKETS,
