@@ -125,6 +125,7 @@ def serve(
 
     from api.app import build_runtime
     from placement.auth import create_token
+    from placement.serving import reuse_port_supported, run_workers
 
     settings = _settings(host=host, port=port, database_url=database_url, config_dir=config,
                          workers=workers)
@@ -146,6 +147,12 @@ def serve(
         typer.echo(f"demo admin token: {token}")
         typer.echo(f"try: curl -H 'Authorization: Bearer {token}' {url}/v1/sites")
     rt.db.dispose()
+    if settings.workers > 1 and reuse_port_supported():
+        try:
+            run_workers(settings.host, settings.port, settings.workers)
+        except OSError as exc:
+            _fail(PlacementError(f"cannot listen on {settings.host}:{settings.port}: {exc}"))
+        return
     uvicorn.run("api.main:app", host=settings.host, port=settings.port,
                 workers=settings.workers, log_level="warning")
 
