@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Json
 from sqlalchemy import JSON, Table, insert, select, tuple_
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -214,13 +214,18 @@ _TAKE_SQL = ("UPDATE capacity SET reserved = reserved + %s "
              "WHERE site = %s AND gpu_type = %s AND reserved + %s <= total")
 
 
-def _insert_sql(model: Any, columns: list[str]) -> str:
-    return (f"INSERT INTO {_table(model).name} ({', '.join(columns)}) "
-            f"VALUES ({', '.join(['%s'] * len(columns))})")
+def _unnest_insert(model: Any, columns: list[str]) -> tuple[str, list[str], set[str]]:
+    """PostgreSQL: all rows of a table in one statement, one array parameter per column
+    (one message to send and to parse, however many rows)."""
+    table = _table(model)
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    types = [table.c[c].type.compile(dialect=dialect) for c in columns]
+    sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest("
+           + ", ".join(f"%b::{t}[]" for t in types) + ")")
+    return sql, columns, {c for c in columns if isinstance(table.c[c].type, JSON)}
 
 
-_INSERTS = [(_insert_sql(m, cols), cols, {c.key for c in _table(m).columns
-                                          if isinstance(c.type, JSON)})
+_INSERTS = [_unnest_insert(m, cols)
             for m, cols in ((WorkloadRow, _WORKLOAD_COLUMNS), (DecisionRow, _DECISION_COLUMNS),
                             (EventRow, _EVENT_COLUMNS), (ReservationRow, _RESERVATION_COLUMNS))]
 
@@ -236,9 +241,9 @@ def _write_pipelined(s: Session, tables: list[list[dict[str, Any]]],
         with raw.pipeline(), raw.cursor() as cur:
             for (sql, cols, json_cols), rows in zip(_INSERTS, tables, strict=True):
                 if rows:
-                    cur.executemany(sql, [
-                        tuple(Json(r[c], dumps=dumps_str) if c in json_cols else r[c]
-                              for c in cols) for r in rows])
+                    cur.execute(sql, [
+                        [None if r[c] is None else dumps_str(r[c]) for r in rows]
+                        if c in json_cols else [r[c] for r in rows] for c in cols])
             for (site, gpu), n in need:
                 take = raw.cursor()
                 take.execute(_TAKE_SQL, (n, site, gpu, n))
