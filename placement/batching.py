@@ -49,7 +49,8 @@ from placement.store.tables import (
 )
 
 log = logging.getLogger("placement.batching")
-Result = tuple[WorkloadRow, DecisionRow | None, bool]
+Row = dict[str, Any]
+Result = tuple[Row, Row | None, bool]  # workload, its decision, created now
 
 
 @dataclass
@@ -118,15 +119,16 @@ class Batcher:
 def _resolve_existing(rt: Runtime, batch: list[Pending]) -> list[Pending]:
     """Answer retries whose Idempotency-Key is already stored; fold duplicates in the batch."""
     keyed = [p.ident for p in batch if p.ident is not None]
-    found: dict[tuple[str, str], tuple[WorkloadRow, DecisionRow | None]] = {}
+    found: dict[tuple[str, str], tuple[Row, Row | None]] = {}
     if keyed:
         with rt.db.read() as s:
             rows = s.scalars(select(WorkloadRow).where(
                 tuple_(WorkloadRow.team, WorkloadRow.idempotency_key).in_(keyed))).all()
             for row in rows:
                 assert row.idempotency_key is not None
+                drow = s.get(DecisionRow, row.decision_id) if row.decision_id else None
                 found[(row.team, row.idempotency_key)] = (
-                    row, s.get(DecisionRow, row.decision_id) if row.decision_id else None)
+                    row.columns(), drow.columns() if drow else None)
     todo: list[Pending] = []
     first_of: dict[tuple[str, str], Pending] = {}
     for p in batch:
@@ -183,16 +185,17 @@ def _decide_all(rt: Runtime, todo: list[Pending], fresh: bool
 
 
 def _rows_for(p: Pending, decision: DecisionData, out: Outcome
-             ) -> tuple[WorkloadRow, DecisionRow, list[dict[str, Any]], dict[str, Any] | None]:
-    """Rows of one new submission: workload, decision, events and reservation."""
+             ) -> tuple[Row, Row, list[Row], Row | None]:
+    """Rows of one new submission: workload, decision, events and reservation (plain dicts:
+    they are inserted in bulk and answered, never loaded into a session)."""
     wl, now = p.workload, utcnow()
     drow, ev, held = decision_rows(uuid.uuid4(), decision, out, now)
-    row = WorkloadRow(id=drow.workload_id, name=wl.name, team=wl.spec.team, kind=wl.spec.kind,
-                      priority=wl.spec.priority, phase=ev["type"], site=decision["site"],
-                      action=decision["action"], document=wl.model_dump(mode="json"),
-                      decision_id=drow.id, idempotency_key=p.key, created_at=now,
-                      updated_at=now)
-    submitted = {"workload_id": row.id, "at": now, "type": "submitted",
+    row = {"id": drow["workload_id"], "name": wl.name, "team": wl.spec.team,
+           "kind": wl.spec.kind, "priority": wl.spec.priority, "phase": ev["type"],
+           "site": decision["site"], "action": decision["action"],
+           "document": wl.model_dump(mode="json"), "decision_id": drow["id"],
+           "idempotency_key": p.key, "created_at": now, "updated_at": now}
+    submitted = {"workload_id": row["id"], "at": now, "type": "submitted",
                  "message": f"submitted by team {wl.spec.team}", "detail": {}}
     return row, drow, [submitted, ev], held
 
@@ -256,14 +259,14 @@ def _write_pipelined(s: Session, tables: list[list[dict[str, Any]]],
 
 
 def _store(rt: Runtime, decided: Decided
-           ) -> list[tuple[Pending, WorkloadRow, DecisionRow, DecisionData]]:
+           ) -> list[tuple[Pending, Row, Row, DecisionData]]:
     """One transaction with bulk inserts, then one guarded update per (site, GPU type)."""
     stored, workloads, decisions, events, held = [], [], [], [], []
     need: dict[tuple[str, str], int] = defaultdict(int)
     for p, decision, out in decided:
         row, drow, evs, res = _rows_for(p, decision, out)
-        workloads.append({k: getattr(row, k) for k in _WORKLOAD_COLUMNS})
-        decisions.append({k: getattr(drow, k) for k in _DECISION_COLUMNS})
+        workloads.append(row)
+        decisions.append(drow)
         events += evs
         if res is not None:
             held.append(res)

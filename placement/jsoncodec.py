@@ -21,3 +21,9 @@ def dumps_str(value: Any) -> str:
 
 def loads(data: str | bytes) -> Any:
     return orjson.loads(data)
+
+
+def fragment(value: Any) -> Any:
+    """`value` encoded now, as a piece that later encodings embed without re-encoding: a
+    decision's explanation is encoded once for the store and the API response alike."""
+    return orjson.Fragment(orjson.dumps(value, option=_OPTIONS))

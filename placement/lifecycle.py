@@ -21,6 +21,7 @@ from placement.errors import (
     NotFoundError,
     PlacementError,
 )
+from placement.jsoncodec import fragment
 from placement.model import Workload
 from placement.runtime import Runtime
 from placement.store.tables import (
@@ -68,13 +69,14 @@ def take_gpus(session: Session, site: str, gpu: str, n: int) -> None:
         raise CapacityConflict(f"{site} {gpu} changed")
 
 
-def decision_rows(workload_id: uuid.UUID, decision: DecisionData, out: Outcome,
-                  now: datetime) -> tuple[DecisionRow, dict[str, Any], dict[str, Any] | None]:
-    """The rows a decision adds: the decision, its event and, for place/burst, a reservation."""
+def decision_rows(workload_id: uuid.UUID, decision: DecisionData, out: Outcome, now: datetime
+                  ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """The rows a decision adds: the decision, its event and, for place/burst, a reservation.
+    The explanation is encoded here, once, for the store and the response."""
     action, did = decision["action"], uuid.uuid4()
-    drow = DecisionRow(id=did, workload_id=workload_id, action=action, site=decision["site"],
-                       policy_version=decision["policy_version"], explanation=decision,
-                       created_at=now)
+    drow = {"id": did, "workload_id": workload_id, "action": action, "site": decision["site"],
+            "policy_version": decision["policy_version"], "explanation": fragment(decision),
+            "created_at": now}
     ev = {"workload_id": workload_id, "at": now, "type": PHASE_OF_ACTION[action],
           "message": decision["summary"],
           "detail": {"decision_id": str(did), "policy_version": decision["policy_version"]}}
@@ -90,17 +92,16 @@ def decision_rows(workload_id: uuid.UUID, decision: DecisionData, out: Outcome,
 
 
 def record_decision(session: Session, row: WorkloadRow, decision: DecisionData,
-                    out: Outcome) -> DecisionRow:
+                    out: Outcome) -> None:
     """A new decision for a stored workload (re-queue): rows added, GPUs taken last."""
     drow, ev, held = decision_rows(row.id, decision, out, utcnow())
-    session.add(drow)
+    session.execute(insert(DecisionRow), [drow])
     row.phase = PHASE_OF_ACTION[decision["action"]]
-    row.site, row.action, row.decision_id = decision["site"], decision["action"], drow.id
+    row.site, row.action, row.decision_id = decision["site"], decision["action"], drow["id"]
     session.execute(insert(EventRow), [ev])
     if held is not None:
         session.execute(insert(ReservationRow), [held])
         take_gpus(session, held["site"], held["gpu_type"], held["count"])
-    return drow
 
 
 def check_references(engine: Engine, wl: Workload) -> None:

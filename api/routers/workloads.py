@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -42,22 +43,25 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def decision_json(row: DecisionRow) -> dict[str, Any]:
+def decision_json(row: Mapping[str, Any]) -> dict[str, Any]:
     """The stored explanation is already validated JSON: send it as it is."""
-    return {"id": str(row.id), "workload_id": str(row.workload_id),
-            "created_at": _iso(row.created_at), "decision": row.explanation}
+    return {"id": str(row["id"]), "workload_id": str(row["workload_id"]),
+            "created_at": _iso(row["created_at"]), "decision": row["explanation"]}
 
 
-def workload_json(row: WorkloadRow, decision: DecisionRow | None = None) -> dict[str, Any]:
-    return {"id": str(row.id), "name": row.name, "team": row.team, "kind": row.kind,
-            "phase": row.phase, "action": row.action, "site": row.site,
-            "created_at": _iso(row.created_at), "updated_at": _iso(row.updated_at),
-            "spec": row.document["spec"],
-            "decision": decision_json(decision) if decision else None}
+def workload_json(row: Mapping[str, Any] | WorkloadRow,
+                  decision: Mapping[str, Any] | DecisionRow | None = None) -> dict[str, Any]:
+    """A workload (a stored row or the columns of a new one) with its decision, if given."""
+    w = row.columns() if isinstance(row, WorkloadRow) else row
+    d = decision.columns() if isinstance(decision, DecisionRow) else decision
+    return {"id": str(w["id"]), "name": w["name"], "team": w["team"], "kind": w["kind"],
+            "phase": w["phase"], "action": w["action"], "site": w["site"],
+            "created_at": _iso(w["created_at"]), "updated_at": _iso(w["updated_at"]),
+            "spec": w["document"]["spec"], "decision": decision_json(d) if d else None}
 
 
 def decision_public(row: DecisionRow) -> DecisionPublic:
-    return DecisionPublic.model_validate(decision_json(row))
+    return DecisionPublic.model_validate(decision_json(row.columns()))
 
 
 def reply(content: Any, status: int = 200) -> Response:

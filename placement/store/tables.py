@@ -33,6 +33,10 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
 
+    def columns(self) -> dict[str, Any]:
+        """The row as a plain dict of its column values."""
+        return {c.key: getattr(self, c.key) for c in self.__table__.columns}
+
 
 class InventoryDoc:
     """Columns shared by sites, datasets and client locations: a name and the whole document."""
