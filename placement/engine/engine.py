@@ -69,6 +69,7 @@ class Engine:
         self.cap: CapacityState = capacity_state(self.ci, list(reservations or []))
         self._datasets = {d.name: d for d in inventory.datasets}
         self._billing: dict[int, Billing] = {}
+        self._rows_of_types: dict[frozenset[str], Ints] = {}
         self._site_rank = np.argsort(np.argsort(np.array(self.ci.site_names)))
 
     def with_reservations(self, reservations: list[Reservation]) -> Engine:
@@ -106,8 +107,14 @@ class Engine:
         return got
 
     def _candidates(self, wl: Workload) -> Ints:
-        ids = [self.ci.gpu_index[t] for t in wl.spec.gpu.types if t in self.ci.gpu_index]
-        return np.flatnonzero(np.isin(self.ci.row_gpu, np.array(ids, dtype=np.int64)))
+        """Candidate rows offering one of the workload's GPU types (memoized per type list)."""
+        types = frozenset(wl.spec.gpu.types)
+        rows = self._rows_of_types.get(types)
+        if rows is None:
+            ids = [self.ci.gpu_index[t] for t in types if t in self.ci.gpu_index]
+            rows = np.flatnonzero(np.isin(self.ci.row_gpu, np.array(ids, dtype=np.int64)))
+            self._rows_of_types[types] = rows
+        return rows
 
     def _check_refs(self, wl: Workload) -> None:
         for ref in wl.spec.datasets:
@@ -163,7 +170,8 @@ class Engine:
             weights[crit] = w
             scores[crit] = normalize(res.raw, considered, scale_of.get(crit, 0.0))
             if w > 0:
-                total = total + w * np.nan_to_num(scores[crit])
+                s = scores[crit]
+                total = total + w * np.where(np.isnan(s), 0.0, s)
         wsum = sum(weights.values())
         total = total / wsum if wsum > 0 else total
         idx = np.flatnonzero(considered)
