@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import orjson
 import psycopg
+import uvloop
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,7 +178,7 @@ def main() -> None:
                 time.sleep(0.2)
         pool = _workloads()
         for n in (int(x) for x in args.clients.split(",")):
-            result = asyncio.run(_level(port, token, n, args.seconds, args.churn, pool))
+            result = uvloop.run(_level(port, token, n, args.seconds, args.churn, pool))
             result["overcommitted_gpus"] = _overcommit(url)
             result["capacity_scale"] = scale
             result["churn"] = args.churn
