@@ -16,15 +16,18 @@ if TYPE_CHECKING:
 UNITS = {"latency": "ms", "data_gravity": "h", "cost": "USD", "wait": "h"}
 
 
-def _cols(values: list[np.ndarray], digits: list[int]) -> list[list[float | None]]:
-    """Arrays -> lists with NaN/inf as None, rounded: one conversion for all of them."""
+def _cols(values: list[np.ndarray], digits: list[int], zero: list[bool] | None = None
+          ) -> list[list[float | None]]:
+    """Arrays -> lists, rounded, with NaN/inf as None (or 0.0 where `zero` says so): one
+    conversion for all of them."""
     arr = np.array(values, dtype=float).reshape(len(values), -1)
     finite = np.isfinite(arr)
     scale = 10.0 ** np.array(digits, dtype=float)[:, None]
     out: list[list[float | None]] = (np.rint(np.where(finite, arr, 0.0) * scale) / scale
                                      ).tolist()
     for r, i in np.argwhere(~finite).tolist():
-        out[r][i] = None
+        if zero is None or not zero[r]:
+            out[r][i] = None
     return out
 
 
@@ -35,19 +38,18 @@ _ESTIMATES = (  # field, Decision digits, zero when missing
     ("gpu_hours", 3, True))
 
 
+_ESTIMATE_NAMES = [name for name, _, _ in _ESTIMATES]
+
+
 def _estimate_rows(out: Outcome) -> list[dict[str, Any]]:
     """Estimates for every candidate, as the fields of `Estimates`."""
     c = out.ctx
     arrays = [c.p99_ms, c.total_usd, c.gpu_usd, c.usd_per_hour, c.egress_gb, c.egress_usd,
               c.transfer_hours, c.wait_hours, c.finish_hours, c.gpu_hours]
-    cols = _cols(arrays, [d for _, d, _ in _ESTIMATES])
+    cols = _cols(arrays, [d for _, d, _ in _ESTIMATES], [z for _, _, z in _ESTIMATES])
     if c.workload.spec.is_service:
         cols[8] = [None] * c.n
-    names = [name for name, _, _ in _ESTIMATES]
-    zero = [z for _, _, z in _ESTIMATES]
-    return [{k: (0.0 if v is None and z else v) for k, v, z in zip(names, vals, zero,
-                                                                   strict=True)}
-            for vals in zip(*cols, strict=True)]
+    return [dict(zip(_ESTIMATE_NAMES, vals, strict=True)) for vals in zip(*cols, strict=True)]
 
 
 def _criteria_rows(out: Outcome) -> tuple[list[dict[str, Any]], list[float | None]]:
@@ -80,11 +82,12 @@ def _candidates(engine: Engine, out: Outcome) -> list[dict[str, Any]]:
     criteria, weighted = _criteria_rows(out)
     estimates = _estimate_rows(out)
     fails = out.fails.T.tolist()
+    rejected: list[bool] = out.fails.any(axis=0).tolist()
     sites, cloud, kinds = c.site.tolist(), c.is_cloud.tolist(), c.kind.tolist()
     considered = out.considered.tolist()
     cands = []
     for i in range(c.n):
-        failed = [k for k, f in enumerate(fails[i]) if f]
+        failed = [k for k, f in enumerate(fails[i]) if f] if rejected[i] else []
         cands.append({
             "site": ci.site_names[sites[i]],
             "site_type": "cloud" if cloud[i] else "onprem",
