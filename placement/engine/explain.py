@@ -82,7 +82,7 @@ def _candidates(engine: Engine, out: Outcome) -> list[dict[str, Any]]:
     criteria, weighted = _criteria_rows(out)
     estimates = _estimate_rows(out)
     fails = out.fails.T.tolist()
-    rejected: list[bool] = out.fails.any(axis=0).tolist()
+    rejected: list[bool] = np.asarray(out.fails.any(axis=0)).tolist()
     sites, cloud, kinds = c.site.tolist(), c.is_cloud.tolist(), c.kind.tolist()
     considered = out.considered.tolist()
     cands = []
