@@ -115,6 +115,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         requeuer = Requeuer(rt).start()
         rt.on_release = requeuer.wake.set
         app.state.batcher = Batcher(rt).start()
+        with rt.db.read() as session:  # compile the engine now, not on the first request
+            rt.engine(session)
         _tune_gc()
         yield
         app.state.batcher.stop()

@@ -1,9 +1,10 @@
 """API benchmark: placements per second and submit latency through HTTP, persisted on PostgreSQL.
 
 Starts `placement serve` on a fresh PostgreSQL database loaded with the example bundle, its GPU
-counts and quotas multiplied by --capacity-scale (default 1000) so that a run never fills it:
+counts and quotas multiplied by --capacity-scale (default 100,000) so that a run never fills it:
 every placement still takes its GPUs through the guarded capacity update. For each concurrency
-level, N client tasks submit the example workloads for --seconds. With --churn each client also
+level, N client tasks submit the example workloads for --warmup seconds (not measured: new
+connections, first statements) and then for --seconds, measured. With --churn each client also
 releases what was placed and cancels what was queued (untimed follow-up calls), at the example
 capacity (scale 1). Prints one JSON line per level; `overcommitted_gpus` is read from the store
 after the level (GPUs reserved beyond capacity, plus any disagreement between the capacity rows
@@ -95,16 +96,17 @@ class Conn:
             self.writer.close()
 
 
-async def _client(port: int, token: str, bodies: list[bytes], until: float, churn: bool,
-                  lat: list[float], placed: list[int], rng: random.Random) -> None:
+async def _client(port: int, token: str, bodies: list[bytes], since: float, until: float,
+                  churn: bool, lat: list[float], placed: list[int], rng: random.Random) -> None:
     conn = Conn("127.0.0.1", port, token)
     try:
-        while time.perf_counter() < until:
-            t0 = time.perf_counter()
+        while (t0 := time.perf_counter()) < until:
             status, data = await conn.request("POST", "/v1/workloads", rng.choice(bodies))
-            lat.append((time.perf_counter() - t0) * 1000)
             if status != 201:
                 raise RuntimeError(f"submit answered {status}: {data}")
+            if t0 < since:  # warm-up: not measured
+                continue
+            lat.append((time.perf_counter() - t0) * 1000)
             if data["phase"] == "placed":
                 placed.append(1)
             if churn and data["phase"] in ("placed", "queued"):
@@ -127,15 +129,15 @@ def _overcommit(url: str) -> int:
 
 
 async def _level(port: int, token: str, clients: int, seconds: float, churn: bool,
-                 pool: list[dict[str, Any]]) -> dict[str, Any]:
+                 pool: list[dict[str, Any]], warmup: float) -> dict[str, Any]:
     lat: list[float] = []
     placed: list[int] = []
-    start = time.perf_counter()
+    start = time.perf_counter() + warmup
     until = start + seconds
     bodies = [json.dumps(w).encode() for w in pool]
-    await asyncio.gather(*(_client(port, token, bodies, until, churn, lat, placed,
+    await asyncio.gather(*(_client(port, token, bodies, start, until, churn, lat, placed,
                                    random.Random(i)) for i in range(clients)))
-    elapsed = time.perf_counter() - start
+    elapsed = until - start
     q = statistics.quantiles(lat, n=100, method="inclusive")
     return {"bench": "api", "clients": clients, "placements_per_s": round(len(placed) / elapsed, 1),
             "submissions_per_s": round(len(lat) / elapsed, 1), "p50_ms": round(q[49], 2),
@@ -146,7 +148,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--clients", default="8,32,64")
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured time per level")
+    parser.add_argument("--warmup", type=float, default=1.0,
+                        help="seconds per level before measuring (new connections, caches)")
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--capacity-scale", type=int, default=100_000,
                         help="multiply every GPU count and quota (1 = the example as is)")
@@ -178,7 +182,8 @@ def main() -> None:
                 time.sleep(0.2)
         pool = _workloads()
         for n in (int(x) for x in args.clients.split(",")):
-            result = uvloop.run(_level(port, token, n, args.seconds, args.churn, pool))
+            result = uvloop.run(_level(port, token, n, args.seconds, args.churn, pool,
+                                       args.warmup))
             result["overcommitted_gpus"] = _overcommit(url)
             result["capacity_scale"] = scale
             result["churn"] = args.churn
