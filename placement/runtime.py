@@ -38,7 +38,8 @@ class Runtime:
     _cap: tuple[tuple[int, str], float, CapacityState] | None = None
 
     def invalidate_capacity(self) -> None:
-        """Forget the cached capacity state (GPUs were freed, or a guarded update lost)."""
+        """Forget the cached capacity state (GPUs were freed, the inventory changed, or a
+        guarded update lost). Other processes see such changes within `capacity_ttl`."""
         self._cap = None
 
     def note_reserved(self, state: CapacityState, increments: dict[int, int]) -> None:

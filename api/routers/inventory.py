@@ -38,7 +38,9 @@ def make_router(kind: inv.Kind, path: str, example: dict[str, Any]) -> APIRouter
         with rt.db.write() as s:
             row = inv.create_doc(s, kind=kind, document=document)
             s.flush()
-            return _public(row)
+            out = _public(row)
+        rt.invalidate_capacity()  # this process decides on the new inventory at once
+        return out
 
     @router.put("/{name}", response_model=InventoryPublic, name=f"replace_{kind}")
     def replace(name: str, rt: RuntimeDep, who: PrincipalDep,
@@ -47,13 +49,16 @@ def make_router(kind: inv.Kind, path: str, example: dict[str, Any]) -> APIRouter
         with rt.db.write() as s:
             row = inv.replace_doc(s, kind=kind, name=name, document=document)
             s.flush()
-            return _public(row)
+            out = _public(row)
+        rt.invalidate_capacity()
+        return out
 
     @router.delete("/{name}", status_code=204, response_class=Response, name=f"delete_{kind}")
     def remove(name: str, rt: RuntimeDep, who: PrincipalDep) -> Response:
         who.require_admin()
         with rt.db.write() as s:
             inv.delete_doc(s, kind=kind, name=name)
+        rt.invalidate_capacity()
         return Response(status_code=204)
 
     return router
