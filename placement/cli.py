@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -90,6 +90,53 @@ def validate(config: Annotated[Path, typer.Argument(help="Directory of YAML docu
                f"{len(inv.client_locations)} client locations, "
                f"{len(bundle.policy.spec.rules)} rules, {len(bundle.workloads)} workloads; "
                f"policy version {bundle.policy_version}")
+
+
+@policy_app.command("diff")
+def policy_diff(
+    base: Annotated[Path, typer.Argument(help="Bundle directory before the change.")],
+    head: Annotated[Path, typer.Argument(help="Bundle directory after the change.")],
+    workloads: Annotated[list[Path] | None, typer.Option(
+        "--workloads", "-w", help="Workload YAML files or directories to decide.")] = None,
+    from_store: Annotated[str | None, typer.Option(
+        "--from-store", help="Also decide the live workloads of this store (database URL).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="markdown or json.")] = "markdown",
+) -> None:
+    """Decide workloads under both bundles and report what moves, why, and the $/egress/SLO
+    deltas. Exit 0: nothing moves; 3: placements change; 1: invalid input."""
+    from placement import policydiff
+    from placement.loader import load_bundle, parse_documents
+
+    if fmt not in ("markdown", "json"):
+        _fail(PlacementError(f"--format must be markdown or json, not {fmt!r}"))
+    if not workloads and not from_store:
+        _fail(PlacementError("nothing to decide: pass --workloads FILE_OR_DIR and/or "
+                             "--from-store DATABASE_URL"))
+    try:
+        bundles = [load_bundle(base), load_bundle(head)]
+        chosen: list[Any] = []
+        if workloads:
+            by_kind, issues = parse_documents(workloads)
+            if issues:
+                raise ConfigError(issues)
+            chosen = [w for w, _ in by_kind["Workload"]]
+            if not chosen:
+                raise PlacementError("no Workload documents in " +
+                                     ", ".join(str(p) for p in workloads))
+        held = None
+        if from_store:
+            live, held = policydiff.from_store(from_store)
+            chosen += live
+        report = policydiff.diff(bundles[0], bundles[1], chosen, held)
+    except (ConfigError, PlacementError) as exc:
+        _fail(exc)
+        return
+    if fmt == "json":
+        typer.echo(json.dumps(policydiff.to_json(report), indent=2))
+    else:
+        typer.echo(policydiff.to_markdown(report), nl=False)
+    raise typer.Exit(3 if report.moved else 0)
 
 
 @app.command()
