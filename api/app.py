@@ -17,14 +17,16 @@ from api import errors
 from api.routers import decisions, health, inventory, policies, workloads
 from placement.batching import Batcher
 from placement.errors import ConfigError, PlacementError
+from placement.gitops import PolicyWatcher, bundle_version
 from placement.lifecycle import Requeuer, requeue
 from placement.loader import load_bundle
 from placement.metrics import Metrics
-from placement.runtime import Runtime, activate_policy, active_policy
+from placement.runtime import ReloadStatus, Runtime, activate_policy, active_policy
 from placement.settings import Settings
 from placement.store import inventory as inv
 from placement.store.db import open_database
 from placement.store.migrate import ensure_schema
+from placement.store.tables import utcnow
 
 log = logging.getLogger("placement.api")
 GC_YOUNG = 50_000  # allocations between young collections (CPython's default: 700)
@@ -44,21 +46,28 @@ def build_runtime(settings: Settings, metrics: Metrics | None = None) -> Runtime
     """Open and migrate the database, load the GitOps policy (and seed inventory)."""
     db = open_database(settings.database_url)
     ensure_schema(db, settings.migrate)
+    metrics = metrics or Metrics()
+    directory = settings.config_dir
     try:
-        bundle = load_bundle(settings.config_dir)
+        bundle = load_bundle(directory)
     except ConfigError as exc:
         with db.read() as s:
             stored = active_policy(s)
         if stored is None:
             raise StartupError(f"no valid policy to start with: {exc}") from exc
         log.error("policy bundle in %s is invalid; keeping stored version %s:\n%s",
-                  settings.config_dir, stored[1], exc)
-        return Runtime(db, stored[0], stored[1], metrics or Metrics())
+                  directory, stored[1], exc)
+        rt = Runtime(db, stored[0], stored[1], metrics, config_dir=directory)
+        now = utcnow()
+        rt.note_reload(ReloadStatus(False, now, stored[1], str(exc), now))
+        return rt
+    version = bundle_version(directory, bundle)
     with db.write() as s:
-        changed = activate_policy(s, bundle, str(settings.config_dir))
+        changed = activate_policy(s, bundle, str(directory), version)
         if settings.seed_inventory:
             inv.seed(s, bundle.inventory)
-    rt = Runtime(db, bundle.policy, bundle.policy_version, metrics or Metrics())
+    rt = Runtime(db, bundle.policy, version, metrics, config_dir=directory)
+    rt.note_reload(ReloadStatus(True, utcnow(), version))
     if changed:
         requeue(rt)
     return rt
@@ -115,11 +124,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         requeuer = Requeuer(rt).start()
         rt.on_release = requeuer.wake.set
         app.state.batcher = Batcher(rt).start()
+        watcher = (PolicyWatcher(rt, rt.config_dir, settings.reload_seconds).start()
+                   if rt.config_dir is not None and settings.reload_seconds > 0 else None)
         with rt.db.read() as session:  # compile the engine now, not on the first request
             rt.engine(session)
         _tune_gc()
         yield
         app.state.batcher.stop()
+        if watcher is not None:
+            watcher.stop()
         requeuer.stop()
         rt.on_release = None
         rt.db.dispose()

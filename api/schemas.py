@@ -59,12 +59,25 @@ class InventoryPublic(BaseModel):
     updated_at: datetime
 
 
+class ReloadPublic(BaseModel):
+    """The last time the GitOps directory was read, and the latest failure (if any)."""
+
+    ok: bool = Field(description="The last attempt loaded (or found unchanged) a valid bundle.")
+    checked_at: datetime
+    version: str | None = Field(description="Active version after the attempt.")
+    last_error: str | None = Field(description="Every problem of the latest invalid bundle "
+                                   "(file:line, field, fix); it never replaced the active one.")
+    last_error_at: datetime | None
+
+
 class PolicyPublic(BaseModel):
-    version: str
+    version: str = Field(description="git:<commit> for a clean checkout, else sha256:<hash>.")
     name: str
     rules: list[dict[str, Any]]
     defaults: dict[str, Any]
     scales: dict[str, Any]
+    source: str | None = Field(default=None, description="The GitOps directory.")
+    reload: ReloadPublic | None = None
 
 
 class Problem(BaseModel):

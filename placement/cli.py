@@ -106,6 +106,7 @@ def policy_diff(
     """Decide workloads under both bundles and report what moves, why, and the $/egress/SLO
     deltas. Exit 0: nothing moves; 3: placements change; 1: invalid input."""
     from placement import policydiff
+    from placement.gitops import bundle_version
     from placement.loader import load_bundle, parse_documents
 
     if fmt not in ("markdown", "json"):
@@ -129,6 +130,8 @@ def policy_diff(
             live, held = policydiff.from_store(from_store)
             chosen += live
         report = policydiff.diff(bundles[0], bundles[1], chosen, held)
+        report.base_version = bundle_version(base, bundles[0])
+        report.head_version = bundle_version(head, bundles[1])
     except (ConfigError, PlacementError) as exc:
         _fail(exc)
         return

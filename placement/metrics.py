@@ -37,6 +37,13 @@ class Metrics:
         self.batch_size = Histogram(
             "placement_batch_submissions", "Submissions decided and stored together in one "
             "transaction.", buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
+        self.policy_reloads = Counter(
+            "placement_policy_reloads_total", "Policy bundle reloads from the GitOps directory "
+            "by result (ok, failed).", ["result"], registry=r)
+        self.policy_reload_failing = Gauge(
+            "placement_policy_reload_failing", "1 while the last reload of the GitOps directory "
+            "failed validation (the previous bundle keeps serving).", registry=r,
+            multiprocess_mode="mostrecent")
         self.http_seconds = Histogram(
             "placement_http_request_duration_seconds", "HTTP request latency by route template, "
             "method and status.", ["route", "method", "status"], buckets=LATENCY_BUCKETS,

@@ -6,6 +6,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select, tuple_, update
@@ -13,12 +15,24 @@ from sqlalchemy.orm import Session
 
 from placement.compiled import CapacityState, HeldRow, ReleaseSchedule
 from placement.engine import Engine
+from placement.errors import PlacementError
 from placement.loader import Bundle, policy_version
 from placement.metrics import Metrics
 from placement.model import Policy
 from placement.store.db import Database, as_utc
 from placement.store.inventory import inventory_version, load_inventory
 from placement.store.tables import CapacityRow, PolicyBundleRow, ReservationRow, utcnow
+
+
+@dataclass
+class ReloadStatus:
+    """The last policy reload attempt, as `GET /v1/policies/active` reports it."""
+
+    ok: bool  # the last attempt
+    checked_at: datetime
+    version: str | None = None  # active after the attempt
+    last_error: str | None = None  # the latest failure, kept after later successes
+    last_error_at: datetime | None = None
 
 
 @dataclass
@@ -36,6 +50,22 @@ class Runtime:
     on_release: Callable[[], None] | None = None
     capacity_ttl: float = 0.1
     _cap: tuple[tuple[int, str], float, CapacityState] | None = None
+    reload: ReloadStatus | None = None
+    config_dir: Path | None = None  # the GitOps directory the policy came from
+
+    def set_policy(self, policy: Policy, version: str) -> None:
+        """Switch to another policy; the next decision compiles an engine for it."""
+        with self._lock:
+            self.policy, self.policy_version = policy, version
+        self.invalidate_capacity()
+
+    def note_reload(self, status: ReloadStatus) -> None:
+        """Record a reload attempt; the latest failure stays visible after later successes."""
+        if status.last_error is None and self.reload is not None:
+            status.last_error, status.last_error_at = (self.reload.last_error,
+                                                       self.reload.last_error_at)
+        self.reload = status
+        self.metrics.policy_reload_failing.set(0 if status.ok else 1)
 
     def invalidate_capacity(self) -> None:
         """Forget the cached capacity state (GPUs were freed, the inventory changed, or a
@@ -71,11 +101,13 @@ class Runtime:
                 and time.monotonic() - cached[1] < self.capacity_ttl and self._base is not None
                 and self._key == cached[0]):
             return self._base.with_capacity(cached[2])
-        key = (inventory_version(session), self.policy_version)
+        with self._lock:
+            policy, version = self.policy, self.policy_version
+        key = (inventory_version(session), version)
         base = self._base
         if base is None or self._key != key:
             with self._lock:
-                base = Engine(load_inventory(session), self.policy, self.policy_version)
+                base = Engine(load_inventory(session), policy, version)
                 self._base, self._key = base, key
         cap = self._read_capacity(session, base)
         self._cap = (key, time.monotonic(), cap)
@@ -111,9 +143,11 @@ class Runtime:
         return held
 
 
-def activate_policy(session: Session, bundle: Bundle, source: str) -> bool:
-    """Store the bundle's policy and make it the active one; True when the version changed."""
-    version = bundle.policy_version
+def activate_policy(session: Session, bundle: Bundle, source: str,
+                    version: str | None = None) -> bool:
+    """Store the bundle's policy and make it the active one; True when the version changed.
+    The version defaults to the policy's content hash (a git commit where known)."""
+    version = version or bundle.policy_version
     active = session.scalar(select(PolicyBundleRow).where(PolicyBundleRow.active.is_(True)))
     if active is not None and active.version == version:
         return False
@@ -133,5 +167,6 @@ def active_policy(session: Session) -> tuple[Policy, str] | None:
     if row is None:
         return None
     policy = Policy.model_validate(row.content)
-    assert policy_version(policy) == row.version
+    if row.version.startswith("sha256:") and policy_version(policy) != row.version:
+        raise PlacementError(f"stored policy {row.version} does not match its content hash")
     return policy, row.version

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     seed_inventory: bool = Field(default=True,
                                  description="Import the directory's inventory into an empty DB.")
     migrate: bool = Field(default=True, description="Run migrations at start, else refuse.")
+    reload_seconds: float = Field(default=5.0, ge=0, description="Poll the GitOps directory "
+                                  "this often and reload a changed bundle (0: never).")
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = Field(default=1, ge=1)

@@ -23,7 +23,8 @@ def test_submit_returns_the_decision_and_reserves(api: Api) -> None:
     body = res.json()
     assert (body["phase"], body["site"], body["action"]) == ("placed", "dc-frankfurt", "place")
     decision = body["decision"]["decision"]
-    assert decision["policy_version"].startswith("sha256:")
+    assert decision["policy_version"] == api.runtime.policy_version
+    assert decision["policy_version"].startswith(("git:", "sha256:"))
     assert {c["site"] for c in decision["candidates"]} >= {"aws-us-east-1", "plant-austin"}
     got = api.client.get(f"/v1/decisions/{body['decision']['id']}", headers=api.h("vision"))
     assert got.status_code == 200 and got.json()["decision"] == decision

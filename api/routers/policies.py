@@ -5,14 +5,19 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import PrincipalDep, RuntimeDep
-from api.schemas import PolicyPublic
+from api.schemas import PolicyPublic, ReloadPublic
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
 
 
 @router.get("/active", response_model=PolicyPublic)
 def active(rt: RuntimeDep, _: PrincipalDep) -> PolicyPublic:
-    """Version (content hash) and rules of the policy every decision is made under."""
+    """Version and rules of the policy every decision is made under, and the last reload of
+    the GitOps directory (a failed one says why; the previous bundle kept serving)."""
     spec = rt.policy.spec.model_dump(mode="json")
-    return PolicyPublic(version=rt.policy_version, name=rt.policy.name, rules=spec["rules"],
-                        defaults=spec["defaults"], scales=spec["scales"])
+    status = rt.reload
+    return PolicyPublic(
+        version=rt.policy_version, name=rt.policy.name, rules=spec["rules"],
+        defaults=spec["defaults"], scales=spec["scales"],
+        source=str(rt.config_dir) if rt.config_dir else None,
+        reload=ReloadPublic(**vars(status)) if status else None)
