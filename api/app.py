@@ -23,6 +23,7 @@ from placement.loader import load_bundle
 from placement.metrics import Metrics
 from placement.runtime import ReloadStatus, Runtime, activate_policy, active_policy
 from placement.settings import Settings
+from placement.signals import PrometheusClient, SignalCache
 from placement.store import inventory as inv
 from placement.store.db import open_database
 from placement.store.migrate import ensure_schema
@@ -128,9 +129,17 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                    if rt.config_dir is not None and settings.reload_seconds > 0 else None)
         with rt.db.read() as session:  # compile the engine now, not on the first request
             rt.engine(session)
+        if settings.prometheus_url and rt.signals is None:
+            rt.signals = SignalCache(
+                PrometheusClient(settings.prometheus_url, settings.signals_timeout_s),
+                rt.current_inventory, settings.signals_interval_s, settings.signals_max_age_s,
+                on_error=lambda site, signal: rt.metrics.signal_errors.labels(site, signal).inc(),
+            ).start()
         _tune_gc()
         yield
         app.state.batcher.stop()
+        if rt.signals is not None:
+            rt.signals.stop()
         if watcher is not None:
             watcher.stop()
         requeuer.stop()

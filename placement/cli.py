@@ -165,6 +165,8 @@ def serve(
     database_url: DbOpt = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="GitOps directory.")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    prometheus_url: Annotated[str | None, typer.Option(
+        help="Prometheus for live signals (sites' `signals` queries).")] = None,
     demo_token: Annotated[bool, typer.Option(help="Create and print an admin token.")] = False,
 ) -> None:
     """Start the REST API (migrates the database, loads the policy, seeds the inventory)."""
@@ -178,9 +180,10 @@ def serve(
     from placement.serving import reuse_port_supported, run_workers
 
     settings = _settings(host=host, port=port, database_url=database_url, config_dir=config,
-                         workers=workers)
+                         workers=workers, prometheus_url=prometheus_url)
     for key, value in settings.model_dump().items():
-        os.environ[f"PLACEMENT_{key.upper()}"] = str(value)
+        if value is not None:
+            os.environ[f"PLACEMENT_{key.upper()}"] = str(value)
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="placement-metrics-")
     try:

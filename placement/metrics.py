@@ -44,6 +44,9 @@ class Metrics:
             "placement_policy_reload_failing", "1 while the last reload of the GitOps directory "
             "failed validation (the previous bundle keeps serving).", registry=r,
             multiprocess_mode="mostrecent")
+        self.signal_errors = Counter(
+            "placement_signal_errors_total", "Failed or empty Prometheus signal queries by site "
+            "and signal (decisions fall back to the store).", ["site", "signal"], registry=r)
         self.http_seconds = Histogram(
             "placement_http_request_duration_seconds", "HTTP request latency by route template, "
             "method and status.", ["route", "method", "status"], buckets=LATENCY_BUCKETS,

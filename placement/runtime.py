@@ -18,7 +18,8 @@ from placement.engine import Engine
 from placement.errors import PlacementError
 from placement.loader import Bundle, policy_version
 from placement.metrics import Metrics
-from placement.model import Policy
+from placement.model import Inventory, Policy
+from placement.signals import SignalCache
 from placement.store.db import Database, as_utc
 from placement.store.inventory import inventory_version, load_inventory
 from placement.store.tables import CapacityRow, PolicyBundleRow, ReservationRow, utcnow
@@ -52,6 +53,7 @@ class Runtime:
     _cap: tuple[tuple[int, str], float, CapacityState] | None = None
     reload: ReloadStatus | None = None
     config_dir: Path | None = None  # the GitOps directory the policy came from
+    signals: SignalCache | None = None  # live signals from Prometheus, when configured
 
     def set_policy(self, policy: Policy, version: str) -> None:
         """Switch to another policy; the next decision compiles an engine for it."""
@@ -100,7 +102,7 @@ class Runtime:
         if (not fresh and cached is not None and cached[0][1] == self.policy_version
                 and time.monotonic() - cached[1] < self.capacity_ttl and self._base is not None
                 and self._key == cached[0]):
-            return self._base.with_capacity(cached[2])
+            return self._observe(self._base.with_capacity(cached[2]))
         with self._lock:
             policy, version = self.policy, self.policy_version
         key = (inventory_version(session), version)
@@ -111,7 +113,20 @@ class Runtime:
                 self._base, self._key = base, key
         cap = self._read_capacity(session, base)
         self._cap = (key, time.monotonic(), cap)
-        return base.with_capacity(cap)
+        return self._observe(base.with_capacity(cap))
+
+    def _observe(self, engine: Engine) -> Engine:
+        """Add the live signals as they are now (never waits on Prometheus)."""
+        if self.signals is None:
+            return engine
+        ci = engine.ci
+        return engine.with_observed(self.signals.observed(
+            engine.inventory, ci.site_index, ci.group_index, len(ci.group_site)))
+
+    def current_inventory(self) -> Inventory | None:
+        """The inventory of the engine last compiled (what the signal poller queries for)."""
+        base = self._base
+        return base.inventory if base is not None else None
 
     def _read_capacity(self, session: Session, base: Engine) -> CapacityState:
         """Reserved GPUs from the capacity rows (one per site and GPU type, kept equal to the

@@ -23,6 +23,13 @@ class Settings(BaseSettings):
     migrate: bool = Field(default=True, description="Run migrations at start, else refuse.")
     reload_seconds: float = Field(default=5.0, ge=0, description="Poll the GitOps directory "
                                   "this often and reload a changed bundle (0: never).")
+    prometheus_url: str | None = Field(
+        default=None, description="Prometheus for live signals (the sites' `signals` queries); "
+        "unset: decisions use the store only.")
+    signals_interval_s: float = Field(default=15.0, gt=0, description="Poll signals this often.")
+    signals_timeout_s: float = Field(default=1.0, gt=0, description="Per-query timeout.")
+    signals_max_age_s: float = Field(default=60.0, gt=0,
+                                     description="Older values are stale and not used.")
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = Field(default=1, ge=1)

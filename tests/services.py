@@ -90,3 +90,50 @@ def server(database_url: str, config: Path, workers: int = 1,
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextmanager
+def prometheus(targets: dict[str, str], tmp: Path, scrape_s: float = 1.0,
+               port: int | None = None) -> Iterator[str]:
+    """A real Prometheus server (Debian's `prometheus` package) scraping `targets`
+    (job name -> host:port) every `scrape_s`; yields its base URL once ready."""
+    import shutil
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        unavailable("the prometheus binary is not installed (apt-get install prometheus)")
+        raise AssertionError("unreachable")
+    config = tmp / "prometheus.yml"
+    jobs = "\n".join(f"  - job_name: {job}\n    static_configs:\n      - targets: ['{t}']"
+                     for job, t in targets.items())
+    ms = int(scrape_s * 1000)
+    config.write_text(f"global:\n  scrape_interval: {ms}ms\n  scrape_timeout: "
+                      f"{ms}ms\nscrape_configs:\n{jobs}\n")
+    port = port or free_port()
+    proc = subprocess.Popen([binary, f"--config.file={config}",
+                             f"--storage.tsdb.path={tmp / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                out = proc.stdout.read() if proc.stdout else ""
+                pytest.fail(f"prometheus exited with {proc.returncode}:\n{out}")
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("prometheus did not become ready in 60 s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()

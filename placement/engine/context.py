@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -12,6 +13,9 @@ from placement.compiled import ONPREM, SPOT, CapacityState, CompiledInventory
 from placement.engine.rules import EffectiveRule
 from placement.model import Scales
 from placement.model.workload import Workload
+
+if TYPE_CHECKING:
+    from placement.signals import Observed
 
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
@@ -51,6 +55,7 @@ class DecisionContext:
     rows: Ints
     billing: Billing
     mask: Bools = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    observed: Observed | None = None  # live signals, when the service has them
 
     @cached_property
     def n(self) -> int:
@@ -132,8 +137,17 @@ class DecisionContext:
 
     @cached_property
     def free_gpus(self) -> Ints:
+        """Free per the store; a fresh signal reporting fewer (GPUs busy with work the
+        scheduler did not place, or broken) lowers it, never raises it."""
         cap = self.ci.group_capacity[self.group]
-        return cap - self.cap.reserved[self.group]
+        free: Ints = cap - self.cap.reserved[self.group]
+        if self.observed is not None:
+            seen = self.observed.free_gpus[self.group]
+            known = ~np.isnan(seen)
+            if known.any():
+                free = np.where(known, np.minimum(free, np.nan_to_num(seen)), free
+                                ).astype(np.int64)
+        return free
 
     @cached_property
     def wait_hours(self) -> Floats:
@@ -163,7 +177,12 @@ class DecisionContext:
             return np.full(self.n, np.nan)
         idx = [self.ci.client_index[c.location] for c in lat.clients]
         rtt = self.ci.client_rtt[np.array(idx)][:, self.site].max(axis=0)
-        p99: Floats = rtt + lat.service_time_p99_ms + self.data.lookup_ms[self.site]
+        service: Floats | float = lat.service_time_p99_ms
+        seen = self.observed.service_for(self.workload) if self.observed is not None else None
+        if seen is not None:  # observed at the site (fresh) replaces the declared value
+            at_site = seen[self.site]
+            service = np.where(np.isnan(at_site), lat.service_time_p99_ms, at_site)
+        p99: Floats = rtt + service + self.data.lookup_ms[self.site]
         return p99
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,6 +23,9 @@ from placement.errors import UnknownReferenceError
 from placement.model import Decision, Inventory, Policy, Reservation
 from placement.model.workload import Workload
 from placement.plugins.registry import check_unique, default_filters, default_scores
+
+if TYPE_CHECKING:
+    from placement.signals import Observed
 
 Floats = NDArray[np.float64]
 Bools = NDArray[np.bool_]
@@ -70,11 +73,19 @@ class Engine:
         self._datasets = {d.name: d for d in inventory.datasets}
         self._billing: dict[int, Billing] = {}
         self._rows_of_types: dict[frozenset[str], Ints] = {}
+        self.observed: Observed | None = None
         self._site_rank = np.argsort(np.argsort(np.array(self.ci.site_names)))
 
     def with_reservations(self, reservations: list[Reservation]) -> Engine:
         """A copy of this engine over another set of reservations (same compiled inventory)."""
         return self.with_capacity(capacity_state(self.ci, reservations))
+
+    def with_observed(self, observed: Observed | None) -> Engine:
+        """A copy of this engine that also uses live signals (see placement.signals)."""
+        twin = object.__new__(Engine)
+        twin.__dict__.update(self.__dict__)
+        twin.observed = observed
+        return twin
 
     def with_capacity(self, cap: CapacityState) -> Engine:
         """A copy of this engine over another capacity state; compiled data and memos shared."""
@@ -132,7 +143,8 @@ class Engine:
         rule = resolve(self.policy, wl, self._datasets)
         rows = self._candidates(wl)
         ctx = DecisionContext(self.ci, self.cap, wl, rule, self.policy.spec.scales, rows,
-                              self.billing(wl.spec.gpu.count * wl.spec.replicas))
+                              self.billing(wl.spec.gpu.count * wl.spec.replicas),
+                              observed=self.observed)
         n = len(rows)
         fails = np.zeros((len(self.filters), n), dtype=bool)
         results = []

@@ -156,6 +156,14 @@ def decision_dict(engine: Engine, out: Outcome) -> dict[str, Any]:
     cands = _candidates(engine, out)
     chosen = cands[out.chosen] if out.chosen is not None else None
     ordered = sorted(cands, key=lambda x: (x["rank"] is None, x["rank"] or 0, x["site"]))
+    observed = out.ctx.observed
+    signals = observed.relevant(out.ctx.workload) if observed is not None else []
+    summary = _summary(out, chosen)
+    unused = [s for s in signals if s["status"] != "fresh"]
+    if unused:
+        summary += "; store state used for signals not fresh: " + ", ".join(
+            f"{s['site']} {s['signal']}{' ' + s['key'] if s['key'] else ''} ({s['status']})"
+            for s in unused)
     return {
         "workload": out.ctx.workload.name,
         "action": out.action,
@@ -163,10 +171,11 @@ def decision_dict(engine: Engine, out: Outcome) -> dict[str, Any]:
         "gpu_type": chosen["gpu_type"] if chosen else None,
         "capacity": chosen["capacity"] if chosen else None,
         "instance_type": chosen["instance_type"] if chosen else None,
-        "summary": _summary(out, chosen),
+        "summary": summary,
         "estimates": chosen["estimates"] if chosen else None,
         "rule": out.rule.name,
         "constraint_rules": sorted({c.rule for c in out.rule.constraints}),
         "policy_version": out.policy_version,
+        "signals": signals,
         "candidates": ordered + _missing_sites(engine, out),
     }

@@ -1,7 +1,13 @@
 """Domain model: inventory, workloads, policy and decisions as pydantic v2 models."""
 
 from placement.model.common import Location, Metadata
-from placement.model.decision import Candidate, CriterionScore, Decision, Estimates
+from placement.model.decision import (
+    Candidate,
+    CriterionScore,
+    Decision,
+    Estimates,
+    SignalUse,
+)
 from placement.model.inventory import (
     ClientLocation,
     CloudGpu,
@@ -13,6 +19,7 @@ from placement.model.inventory import (
     OnPremGpu,
     OnPremSiteSpec,
     Reservation,
+    SignalQueries,
     Site,
 )
 from placement.model.policy import Burst, Match, Policy, Rule, Scales, SiteSelector, Weights
@@ -40,6 +47,8 @@ __all__ = [
     "Reservation",
     "Rule",
     "Scales",
+    "SignalQueries",
+    "SignalUse",
     "Site",
     "SiteSelector",
     "Weights",

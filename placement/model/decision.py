@@ -58,6 +58,18 @@ class Candidate(_Out):
     estimates: Estimates | None = None
 
 
+class SignalUse(_Out):
+    """A live signal the decision consulted, and whether it was fresh enough to use."""
+
+    site: str
+    signal: Literal["free_gpus", "gpu_utilization_pct", "service_p99_ms"]
+    key: str | None = Field(description="GPU type (free_gpus) or model (service_p99_ms).")
+    status: Literal["fresh", "stale", "unavailable"]
+    value: float | None
+    age_s: float | None = Field(description="Seconds since the value was read.")
+    error: str | None = Field(description="Why the latest read failed or returned nothing.")
+
+
 class Decision(_Out):
     """The engine's answer for one workload."""
 
@@ -72,4 +84,7 @@ class Decision(_Out):
     rule: str | None = Field(description="Rule that set weights, wait and burst settings.")
     constraint_rules: list[str] = Field(description="Rules whose require/forbid applied.")
     policy_version: str
+    signals: list[SignalUse] = Field(
+        default_factory=list, description="Live signals consulted; stale or unavailable ones "
+        "were replaced by the store's state.")
     candidates: list[Candidate]

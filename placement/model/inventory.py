@@ -53,6 +53,31 @@ class CloudGpu(Strict):
     instances: list[CloudInstance] = Field(min_length=1)
 
 
+class SignalQueries(Strict):
+    """PromQL for live signals from the site's cluster; each one is optional.
+
+    Decisions use a signal while it is fresh and fall back to the store's state (and say so in
+    the explanation) when it is stale or unavailable.
+    """
+
+    free_gpus: str | None = Field(
+        default=None, description="Instant vector of free GPUs, one sample per GPU type (label "
+        "`gpu_type_label`), e.g. from DCGM exporter metrics. Decisions use the smaller of this "
+        "and the store's free count.")
+    gpu_utilization_pct: str | None = Field(
+        default=None, description="Average GPU utilization in percent, e.g. "
+        "avg(DCGM_FI_DEV_GPU_UTIL{cluster=\"...\"}).")
+    saturated_at_pct: float | None = Field(
+        default=None, gt=0, le=100, description="At or above this utilization the site is "
+        "taken to have no free GPUs (work the scheduler did not place is using them).")
+    service_p99_ms: str | None = Field(
+        default=None, description="Observed p99 service time in ms, one sample per model "
+        "(label `model_label`), e.g. from Triton's nv_inference_request_summary_us. Replaces "
+        "a workload's declared service_time_p99_ms at this site.")
+    gpu_type_label: str = Field(default="gpu_type", min_length=1)
+    model_label: str = Field(default="model", min_length=1)
+
+
 class _SiteCommon(Strict):
     location: Location
     kube_context: str = Field(min_length=1, description="Kubernetes context to act on the site.")
@@ -67,6 +92,9 @@ class _SiteCommon(Strict):
         ge=0, description="Default USD per GB leaving the site, where no link says otherwise."
     )
     links: list[Link] = Field(default_factory=list)
+    signals: SignalQueries | None = Field(
+        default=None, description="Live signals from Prometheus (used when the service is "
+        "started with a Prometheus URL).")
 
 
 class OnPremSiteSpec(_SiteCommon):
