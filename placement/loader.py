@@ -43,11 +43,18 @@ def policy_version(policy: Policy) -> str:
 
 
 def yaml_files(paths: Iterable[Path]) -> list[tuple[Path, str]]:
-    """Every .yaml/.yml file under the given files or directories, sorted, with display names."""
+    """Every .yaml/.yml file under the given files or directories, sorted, with display names.
+
+    Hidden files and directories are skipped: `.git`, and a mounted ConfigMap's `..data` and
+    timestamped `..2026_...` directories (its visible files are symlinks into them; an old
+    timestamped directory can linger during an update and must not load twice).
+    """
     out: list[tuple[Path, str]] = []
     seen: set[Path] = set()
     for root in paths:
-        found = (sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml"))
+        found = (sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml")
+                        and not any(part.startswith(".")
+                                    for part in p.relative_to(root).parts))
                  if root.is_dir() else [root])
         for p in found:
             if p.resolve() not in seen:

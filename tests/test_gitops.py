@@ -123,3 +123,18 @@ def test_the_service_reloads_on_its_own(tmp_path: Path, monkeypatch: pytest.Monk
                          json=CHAT.model_dump(mode="json"))
         assert res.json()["site"] != "dc-frankfurt"
         assert res.json()["policy_version"] == now
+
+
+def test_a_configmap_mount_loads_each_document_once(tmp_path: Path) -> None:
+    """kubelet's layout: visible symlinks -> ..data -> ..<timestamp>/; during an update the old
+    timestamped directory may still be there."""
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    for stamp in ("..2026_11_27_10_00_00.1", "..2026_11_27_11_00_00.2"):
+        shutil.copytree(EXAMPLES, mount / stamp, ignore=shutil.ignore_patterns("workloads"))
+    (mount / "..data").symlink_to("..2026_11_27_11_00_00.2")
+    for f in (mount / "..data").iterdir():
+        (mount / f.name).symlink_to(Path("..data") / f.name)
+    bundle = load_bundle(mount)
+    assert [s.name for s in bundle.inventory.sites] == [
+        s.name for s in load_bundle(EXAMPLES).inventory.sites]
