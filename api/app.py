@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI
+from sqlalchemy.exc import IntegrityError
 
 from api import errors
 from api.routers import decisions, health, inventory, policies, workloads
@@ -63,10 +64,16 @@ def build_runtime(settings: Settings, metrics: Metrics | None = None) -> Runtime
         rt.note_reload(ReloadStatus(False, now, stored[1], str(exc), now))
         return rt
     version = bundle_version(directory, bundle)
-    with db.write() as s:
-        changed = activate_policy(s, bundle, str(directory), version)
-        if settings.seed_inventory:
-            inv.seed(s, bundle.inventory)
+    for attempt in (1, 2):
+        try:
+            with db.write() as s:
+                changed = activate_policy(s, bundle, str(directory), version)
+                if settings.seed_inventory:
+                    inv.seed(s, bundle.inventory)
+            break
+        except IntegrityError:  # another replica starting now stored the same version first
+            if attempt == 2:
+                raise
     rt = Runtime(db, bundle.policy, version, metrics, config_dir=directory)
     rt.note_reload(ReloadStatus(True, utcnow(), version))
     if changed:

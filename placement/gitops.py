@@ -37,12 +37,14 @@ def _git(directory: Path, *args: str) -> str | None:
 
 
 def git_commit(directory: Path) -> str | None:
-    """`git:<commit>` when the directory is inside a checkout with no local changes under it."""
-    head = _git(directory, "rev-parse", "HEAD")
-    if not head:
-        return None
-    dirty = _git(directory, "status", "--porcelain", "--untracked-files=all", "--", ".")
-    return f"git:{head}" if dirty == "" else None
+    """`git:<commit>`: the last commit that changed the directory, when it is tracked and has
+    no local changes under it (untracked or ignored files included: they are loaded too)."""
+    last = _git(directory, "log", "-1", "--format=%H", "--", ".")
+    if not last:
+        return None  # not a checkout, or nothing under it is tracked
+    dirty = _git(directory, "status", "--porcelain", "--untracked-files=all",
+                 "--ignored=matching", "--", ".")
+    return f"git:{last}" if dirty == "" else None
 
 
 def bundle_version(directory: Path, bundle: Bundle) -> str:
@@ -106,11 +108,20 @@ class PolicyWatcher:
 
     def _run(self) -> None:
         while not self.stop_event.wait(self.period):
-            try:
-                self.check()
-            except Exception:  # a database outage must not end the watcher
-                log.exception("policy reload check failed; retrying in %.0f s", self.period)
-                self.last = None
+            self.poll()
+
+    def poll(self) -> None:
+        """`check`, with any failure (the database down, files vanishing mid-read) reported
+        like an invalid bundle and retried next pass; the watcher never dies."""
+        try:
+            self.check()
+        except Exception as exc:
+            log.exception("policy reload failed; retrying in %g s", self.period)
+            self.last = None
+            now = utcnow()
+            self.rt.note_reload(ReloadStatus(False, now, self.rt.policy_version,
+                                             f"reload failed: {exc!r}", now))
+            self.rt.metrics.policy_reloads.labels("failed").inc()
 
     def check(self) -> bool:
         """One pass: True when a new bundle became active."""
@@ -121,6 +132,8 @@ class PolicyWatcher:
         try:
             bundle = load_bundle(self.directory)
         except ConfigError as exc:
+            if fingerprint(self.directory) != seen:
+                return False  # half-written (a pull in progress): read it again next pass
             self.last = seen  # the same broken content is reported once, not every pass
             self.rt.note_reload(ReloadStatus(False, now, self.rt.policy_version, str(exc), now))
             self.rt.metrics.policy_reloads.labels("failed").inc()

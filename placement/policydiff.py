@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from placement.decide import engine_for
@@ -196,6 +197,7 @@ def to_markdown(report: Report) -> str:
     if not moved:
         lines.append(f"No placement changes: {len(report.changes)} workload(s) decided the same "
                      "under both bundles.")
+        lines += _unchanged(report)
         return "\n".join(lines) + "\n"
     met_b, n = report.slo_count("base")
     met_h, _ = report.slo_count("head")
@@ -213,10 +215,20 @@ def to_markdown(report: Report) -> str:
     for c in moved:
         lines.append(f"- **{c.workload.name}**: " + "; ".join(c.why))
     lines += ["", "</details>"]
-    same = [c.workload.name for c in report.changes if not c.moved]
+    lines += _unchanged(report)
+    return "\n".join(lines) + "\n"
+
+
+def _unchanged(report: Report) -> list[str]:
+    lines = []
+    failed = [c for c in report.changes if not c.moved and c.base.decision is None]
+    same = [c.workload.name for c in report.changes if not c.moved and c.base.decision]
     if same:
         lines += ["", f"Unchanged ({len(same)}): " + ", ".join(same)]
-    return "\n".join(lines) + "\n"
+    if failed:
+        lines += ["", f"Could not be decided under either bundle ({len(failed)}):"]
+        lines += [f"- {c.workload.name}: {c.base.error}" for c in failed]
+    return lines
 
 
 def _side_json(change: Change, side: Side) -> dict[str, Any]:
@@ -240,6 +252,8 @@ def to_json(report: Report) -> dict[str, Any]:
                                  "p99_latency_ms": c.delta("p99_latency_ms")}}
                       for c in report.changes],
         "summary": {"workloads": len(report.changes), "changed": len(report.moved),
+                    "undecidable": sum(1 for c in report.changes
+                                       if c.base.decision is None and c.head.decision is None),
                     "delta_total_usd": report.total("total_usd"),
                     "delta_egress_gb": report.total("egress_gb"),
                     "slo_met_base": met_b, "slo_met_head": met_h, "with_slo": n},
@@ -249,27 +263,42 @@ def to_json(report: Report) -> dict[str, Any]:
 def from_store(url: str) -> tuple[list[Workload], Held]:
     """The store's live workloads (placed, queued, running) and, for each, the GPUs every other
     workload holds: each is decided as if submitted now beside the others."""
+    from pydantic import ValidationError
     from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
 
-    from placement.store.db import as_utc, open_database
+    from placement.store.db import as_utc, is_sqlite, normalize_url, open_database
     from placement.store.tables import ReservationRow, WorkloadRow, utcnow
 
-    db = open_database(url)
     try:
-        with db.read() as s:
-            rows = s.scalars(select(WorkloadRow).where(
-                WorkloadRow.phase.in_(("placed", "queued", "running")))
-                .order_by(WorkloadRow.created_at)).all()
-            held = s.execute(select(ReservationRow.workload_id, ReservationRow.site,
-                                    ReservationRow.gpu_type, ReservationRow.count,
-                                    ReservationRow.expected_end_at)
-                             .where(ReservationRow.released_at.is_(None))).all()
-    finally:
-        db.dispose()
+        url = normalize_url(url)
+        if is_sqlite(url) and ":memory:" not in url:
+            path = url.split("///", 1)[-1]
+            if not Path(path).is_file():
+                raise PlacementError(f"--from-store: no SQLite database at {path}")
+        db = open_database(url)
+        try:
+            with db.read() as s:
+                rows = s.scalars(select(WorkloadRow).where(
+                    WorkloadRow.phase.in_(("placed", "queued", "running")))
+                    .order_by(WorkloadRow.created_at)).all()
+                held = s.execute(select(ReservationRow.workload_id, ReservationRow.site,
+                                        ReservationRow.gpu_type, ReservationRow.count,
+                                        ReservationRow.expected_end_at)
+                                 .where(ReservationRow.released_at.is_(None))).all()
+        finally:
+            db.dispose()
+    except (SQLAlchemyError, ValueError) as exc:
+        raise PlacementError(f"--from-store: cannot read the store at {url}: "
+                             f"{str(exc).splitlines()[0]}") from exc
     now = utcnow()
     workloads, owner = [], {}
     for row in rows:
-        wl = Workload.model_validate(row.document)
+        try:
+            wl = Workload.model_validate(row.document)
+        except ValidationError as exc:
+            raise PlacementError(f"--from-store: stored workload {row.name} ({row.id}) no "
+                                 f"longer validates: {exc.errors()[0]['msg']}") from exc
         workloads.append(wl)
         owner[id(wl)] = row.id
     reservations = []

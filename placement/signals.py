@@ -9,6 +9,7 @@ for it and its explanation lists the signal with its status and the last error.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import math
@@ -18,6 +19,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +51,7 @@ class PrometheusClient:
         self.timeout_s = timeout_s
 
     def query(self, promql: str) -> list[Sample]:
+        """The samples with finite values (NaN and ±Inf, e.g. from 0/0, count as absent)."""
         target = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
         try:
             with urllib.request.urlopen(target, timeout=self.timeout_s) as res:
@@ -57,19 +60,28 @@ class PrometheusClient:
             raise SignalError(f"no answer within {self.timeout_s:g} s") from exc
         except urllib.error.HTTPError as exc:
             raise SignalError(f"HTTP {exc.code}: {_prom_error(exc)}") from exc
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             if isinstance(reason, TimeoutError):
                 raise SignalError(f"no answer within {self.timeout_s:g} s") from exc
-            raise SignalError(f"cannot query {self.url}: {reason}") from exc
-        if body.get("status") != "success":
-            raise SignalError(f"query failed: {body.get('error', body)}")
-        data = body["data"]
-        if data["resultType"] == "scalar":
-            return [Sample({}, float(data["result"][1]))]
-        if data["resultType"] != "vector":
-            raise SignalError(f"expected an instant vector, got a {data['resultType']}")
-        return [Sample(r.get("metric", {}), float(r["value"][1])) for r in data["result"]]
+            raise SignalError(f"cannot query {self.url}: {reason!r}") from exc
+        try:
+            return _samples(body)
+        except (KeyError, TypeError, IndexError, ValueError, AttributeError) as exc:
+            raise SignalError(f"not a Prometheus query response ({exc!r})") from exc
+
+
+def _samples(body: Any) -> list[Sample]:
+    if body.get("status") != "success":
+        raise SignalError(f"query failed: {body.get('error', body)}")
+    data = body["data"]
+    if data["resultType"] == "scalar":
+        found = [Sample({}, float(data["result"][1]))]
+    elif data["resultType"] == "vector":
+        found = [Sample(dict(r.get("metric", {})), float(r["value"][1])) for r in data["result"]]
+    else:
+        raise SignalError(f"expected an instant vector, got a {data['resultType']}")
+    return [s for s in found if math.isfinite(s.value)]
 
 
 def _prom_error(exc: urllib.error.HTTPError) -> str:
@@ -83,6 +95,7 @@ def _prom_error(exc: urllib.error.HTTPError) -> str:
 class Entry:
     """The last good result of one query, and the latest failure."""
 
+    promql: str = ""
     samples: list[Sample] | None = None
     read_at: float | None = None  # wall-clock time of the last result with samples
     error: str | None = None
@@ -119,12 +132,15 @@ class Observed:
         serving = wl.spec.serving
         return self.service_ms.get(serving.model) if serving is not None else None
 
-    def relevant(self, wl: Workload) -> list[dict[str, Any]]:
-        """The readings that bear on this workload: its GPU types, its model, utilization."""
+    def relevant(self, wl: Workload, sites: set[str]) -> list[dict[str, Any]]:
+        """The readings that bear on this workload at its candidate sites: its GPU types, its
+        model, utilization."""
         types = set(wl.spec.gpu.types)
         model = wl.spec.serving.model if wl.spec.serving is not None else None
         out = []
         for r in self.readings:
+            if r.site not in sites:
+                continue
             if r.signal == "free_gpus" and r.key is not None and r.key not in types:
                 continue
             if r.signal == "service_p99_ms" and (model is None or r.key not in (model, None)):
@@ -168,30 +184,45 @@ class SignalCache:
             self._stop.wait(self.interval_s)
 
     def refresh(self) -> None:
-        """Run every configured query once (serially, each within the client's timeout)."""
+        """Run every configured query once, concurrently, each within the client's timeout.
+        Entries of queries no longer configured (or edited) are dropped."""
         inv = self.inventory()
         if inv is None:
             return
+        wanted: dict[tuple[str, str], str] = {}
         for site in inv.sites:
             queries = site.spec.signals
-            if queries is None:
-                continue
-            for signal in SIGNALS:
+            for signal in SIGNALS if queries is not None else ():
                 promql = getattr(queries, signal)
-                if promql is None:
-                    continue
-                entry = self.entries.setdefault((site.name, signal), Entry())
-                try:
-                    samples = self.client.query(promql)
-                except SignalError as exc:
-                    entry.error = str(exc)
-                    if self.on_error is not None:
-                        self.on_error(site.name, signal)
-                    continue
-                if samples:
-                    entry.samples, entry.read_at, entry.error = samples, self.clock(), None
-                else:
-                    entry.error = "the query returned no samples"
+                if promql is not None:
+                    wanted[(site.name, signal)] = promql
+        for key in list(self.entries):
+            if self.entries[key].promql != wanted.get(key):
+                del self.entries[key]
+        if not wanted:
+            return
+        with ThreadPoolExecutor(max_workers=min(8, len(wanted)),
+                                thread_name_prefix="placement-signal") as pool:
+            results = {key: pool.submit(self._query, promql) for key, promql in wanted.items()}
+        for (name, signal), future in results.items():
+            entry = self.entries.setdefault((name, signal), Entry(wanted[(name, signal)]))
+            samples, error = future.result()
+            if error is not None:
+                entry.error = error
+                if self.on_error is not None:
+                    self.on_error(name, signal)
+            elif samples:
+                entry.samples, entry.read_at, entry.error = samples, self.clock(), None
+            else:
+                entry.error = "the query returned no samples"
+
+    def _query(self, promql: str) -> tuple[list[Sample], str | None]:
+        try:
+            return self.client.query(promql), None
+        except SignalError as exc:
+            return [], str(exc)
+        except Exception as exc:  # never let one query end the pass
+            return [], f"query failed: {exc!r}"
 
     def observed(self, inv: Inventory, site_index: dict[str, int],
                  group_of: Callable[[str, str], int | None], groups: int) -> Observed:
@@ -205,13 +236,14 @@ class SignalCache:
             if q is None:
                 continue
             types = [g.type for g in site.spec.gpus]
-            util = (self._readings(site.name, "gpu_utilization_pct", None, now, readings)
+            util = (self._readings(site.name, "gpu_utilization_pct", q.gpu_utilization_pct,
+                                   None, now, readings)
                     if q.gpu_utilization_pct is not None else None)
             saturated = (q.saturated_at_pct is not None and util is not None
                          and util >= q.saturated_at_pct)
             for gpu in types:
                 group = group_of(site.name, gpu)
-                value = (self._readings(site.name, "free_gpus", gpu, now, readings,
+                value = (self._readings(site.name, "free_gpus", q.free_gpus, gpu, now, readings,
                                         label=q.gpu_type_label, only=len(types) == 1)
                          if q.free_gpus is not None else None)
                 if group is None:
@@ -221,23 +253,29 @@ class SignalCache:
                 elif value is not None:
                     free[group] = max(0.0, math.floor(value))
             entry = self.entries.get((site.name, "service_p99_ms"))
+            if entry is not None and entry.promql != q.service_p99_ms:
+                entry = None  # the query was removed or edited since
             models = sorted({s.labels.get(q.model_label, "") for s in entry.samples or []}
                             - {""}) if entry is not None else []
             if q.service_p99_ms is not None and not models:
-                self._readings(site.name, "service_p99_ms", None, now, readings)
+                self._readings(site.name, "service_p99_ms", q.service_p99_ms, None, now,
+                               readings)
             for model in models:
-                value = self._readings(site.name, "service_p99_ms", model, now, readings,
-                                       label=q.model_label)
+                assert q.service_p99_ms is not None
+                value = self._readings(site.name, "service_p99_ms", q.service_p99_ms, model,
+                                       now, readings, label=q.model_label)
                 if value is not None:
                     arr = service.setdefault(model, np.full(len(site_index), np.nan))
                     arr[site_index[site.name]] = value
         return Observed(free, service, readings)
 
-    def _readings(self, site: str, signal: str, key: str | None, now: float,
+    def _readings(self, site: str, signal: str, promql: str, key: str | None, now: float,
                   out: list[Reading], label: str | None = None, only: bool = False
                   ) -> float | None:
         """Append the reading for (site, signal, key); return its value when fresh."""
         entry = self.entries.get((site, signal))
+        if entry is not None and entry.promql != promql:
+            entry = None  # edited since the last poll: its values answer another query
         value = None
         if entry is not None and entry.samples is not None:
             for sample in entry.samples:

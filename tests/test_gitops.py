@@ -54,14 +54,23 @@ def test_version_is_the_commit_of_a_clean_checkout(tmp_path: Path) -> None:
     d = _bundle(tmp_path)
     bundle = load_bundle(d)
     assert git_commit(d) is None and bundle_version(d, bundle) == bundle.policy_version
-    subprocess.run([*GIT, "init", "-q", str(d)], check=True)
-    subprocess.run([*GIT, "-C", str(d), "add", "."], check=True)
-    subprocess.run([*GIT, "-C", str(d), "commit", "-qm", "policy"], check=True)
+    repo = d.parent  # the bundle is one directory of the repository
+    subprocess.run([*GIT, "init", "-q", str(repo)], check=True)
+    subprocess.run([*GIT, "-C", str(repo), "add", "policies"], check=True)
+    subprocess.run([*GIT, "-C", str(repo), "commit", "-qm", "policy"], check=True)
     head = subprocess.run(["git", "-C", str(d), "rev-parse", "HEAD"], check=True,
                           capture_output=True, text=True).stdout.strip()
     assert bundle_version(d, bundle) == f"git:{head}"
+    (repo / "NOTES.md").write_text("unrelated\n")  # a commit elsewhere does not change it
+    subprocess.run([*GIT, "-C", str(repo), "add", "NOTES.md"], check=True)
+    subprocess.run([*GIT, "-C", str(repo), "commit", "-qm", "notes"], check=True)
+    assert bundle_version(d, bundle) == f"git:{head}"
     _edit(d, "max_wait_hours: 2", "max_wait_hours: 3")  # uncommitted: the commit is not it
     assert bundle_version(d, load_bundle(d)).startswith("sha256:")
+    subprocess.run([*GIT, "-C", str(d), "checkout", "-q", "policy.yaml"], check=True)
+    (d / ".gitignore").write_text("local.yaml\n")
+    (d / "local.yaml").write_text("# ignored by git, loaded all the same\n")
+    assert bundle_version(d, bundle).startswith("sha256:")
 
 
 def test_a_valid_change_takes_effect_and_a_broken_one_never_replaces_it(tmp_path: Path) -> None:
@@ -138,3 +147,24 @@ def test_a_configmap_mount_loads_each_document_once(tmp_path: Path) -> None:
     bundle = load_bundle(mount)
     assert [s.name for s in bundle.inventory.sites] == [
         s.name for s in load_bundle(EXAMPLES).inventory.sites]
+
+
+def test_a_reload_that_breaks_is_reported_and_retried(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    d = _bundle(tmp_path)
+    with api_on(f"sqlite:///{tmp_path / 'p.db'}", d) as a:
+        watcher = PolicyWatcher(a.runtime, d)
+        _edit(d, "  rules:\n", "  rules:\n" + FORBID)
+
+        def down(*args: object, **kwargs: object) -> bool:
+            raise OSError("database unreachable")
+
+        monkeypatch.setattr("placement.gitops.activate", down)
+        watcher.poll()
+        status = a.client.get("/v1/policies/active", headers=a.h("admin")).json()["reload"]
+        assert status["ok"] is False and "database unreachable" in status["last_error"]
+        monkeypatch.undo()
+        watcher.poll()  # retried on the next pass
+        assert a.client.get("/v1/policies/active", headers=a.h("admin")).json()["reload"][
+            "ok"] is True
+        assert _site_for_chat(a) != "dc-frankfurt"

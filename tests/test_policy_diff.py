@@ -104,10 +104,22 @@ def test_an_invalid_bundle_exits_1_naming_file_and_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["--format", "yaml"], "--format must be markdown or json"),
     (["--workloads", "/nonexistent/dir"], "/nonexistent/dir"),
+    (["--from-store", "sqlite:////nonexistent/p.db"], "no SQLite database at /nonexistent/p.db"),
+    (["--from-store", "postgresql://nobody@127.0.0.1:1/none"], "cannot read the store"),
 ])
 def test_bad_arguments_exit_1(args: list[str], message: str) -> None:
     res = runner.invoke(app, ["policy", "diff", str(EXAMPLES), str(EXAMPLES), *args])
     assert res.exit_code == 1 and message in res.output
+
+
+def test_a_workload_neither_bundle_can_decide_is_listed(tmp_path: Path) -> None:
+    odd = tmp_path / "odd.yaml"
+    odd.write_text((WORKLOADS / "vision-finetune.yaml").read_text().replace(
+        "name: product-images", "name: no-such-dataset"))
+    res = runner.invoke(app, ["policy", "diff", str(EXAMPLES), str(EXAMPLES), "-w", str(odd)])
+    assert res.exit_code == 0, res.output
+    assert "Could not be decided under either bundle (1):" in res.output
+    assert "no-such-dataset" in res.output
 
 
 def test_live_workloads_from_the_store(tmp_path: Path) -> None:

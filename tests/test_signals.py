@@ -7,6 +7,7 @@ own /metrics every second, and `placement serve` polling Prometheus every 0.2 s.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import socket
@@ -23,8 +24,10 @@ from typing import Any
 import httpx
 import pytest
 
+from placement.engine import Engine
 from placement.loader import load_bundle
-from placement.signals import PrometheusClient, SignalError
+from placement.model import Inventory, SignalQueries
+from placement.signals import PrometheusClient, Sample, SignalCache, SignalError
 
 from .conftest import EXAMPLES
 from .services import free_port, prometheus, server
@@ -278,3 +281,129 @@ def test_a_slow_prometheus_never_holds_a_decision(tmp_path: Path,
             assert "(unavailable)" in d["summary"]
     finally:
         hung.close()
+
+
+# --- without Prometheus: the client's parsing, the cache, and the engine's use of signals ------
+
+class Canned:
+    """An HTTP server answering every request with one canned body (or raw bytes)."""
+
+    def __init__(self, body: bytes, raw: bool = False) -> None:
+        canned = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if raw:
+                    self.wfile.write(canned.body)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(canned.body)))
+                self.end_headers()
+                self.wfile.write(canned.body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.body = body
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def _vector(*values: str) -> bytes:
+    result = [{"metric": {"gpu_type": f"t{i}"}, "value": [0, v]} for i, v in enumerate(values)]
+    return json.dumps({"status": "success",
+                       "data": {"resultType": "vector", "result": result}}).encode()
+
+
+@pytest.mark.parametrize(("body", "raw", "expect"), [
+    (_vector("3", "NaN", "+Inf", "-Inf"), False, [3.0]),  # non-finite values count as absent
+    (json.dumps({"status": "success", "data": {"resultType": "scalar",
+                                               "result": [0, "7"]}}).encode(), False, [7.0]),
+    (b"<html>proxy error</html>", False, "cannot query"),
+    (b"[1, 2]", False, "not a Prometheus query response"),
+    (json.dumps({"status": "success", "data": {}}).encode(), False,
+     "not a Prometheus query response"),
+    (json.dumps({"status": "error", "error": "bad"}).encode(), False, "query failed: bad"),
+    (b"SSH-2.0-OpenSSH_9.2\r\n", True, "cannot query"),  # not HTTP at all
+])
+def test_the_client_turns_every_bad_answer_into_a_signal_error(
+        body: bytes, raw: bool, expect: list[float] | str) -> None:
+    server_ = Canned(body, raw)
+    try:
+        client = PrometheusClient(server_.url, timeout_s=2)
+        if isinstance(expect, str):
+            with pytest.raises(SignalError, match=re.escape(expect)):
+                client.query("up")
+        else:
+            assert [s.value for s in client.query("up")] == expect
+    finally:
+        server_.httpd.shutdown()
+
+
+class FakeClient(PrometheusClient):
+    def __init__(self, answers: dict[str, list[Sample]]) -> None:
+        super().__init__("http://unused")
+        self.answers = answers
+
+    def query(self, promql: str) -> list[Sample]:
+        return self.answers.get(promql, [])
+
+
+def _dc_only(free: str | None, at: str = "dc-frankfurt") -> Inventory:
+    """The example inventory with one free-GPU query at one site (and no other signals)."""
+    inv = load_bundle(EXAMPLES).inventory
+    sites = []
+    for site in inv.sites:
+        queries = SignalQueries(free_gpus=free) if free and site.name == at else None
+        sites.append(site.model_copy(update={"spec": site.spec.model_copy(
+            update={"signals": queries})}))
+    return inv.model_copy(update={"sites": sites})
+
+
+def test_an_edited_or_removed_query_stops_counting() -> None:
+    current = {"inv": _dc_only("old")}
+    cache = SignalCache(FakeClient({"old": [Sample({"gpu_type": "H100"}, 1)]}),
+                        lambda: current["inv"])
+    cache.refresh()
+    assert ("dc-frankfurt", "free_gpus") in cache.entries
+    inv = current["inv"] = _dc_only("new")
+    engine = Engine(inv, load_bundle(EXAMPLES).policy, "v")
+    ci = engine.ci
+    obs = cache.observed(inv, ci.site_index, ci.group_index, len(ci.group_site))
+    assert {r.status for r in obs.readings} == {"unavailable"}  # old values answer "old"
+    cache.refresh()
+    assert cache.entries[("dc-frankfurt", "free_gpus")].promql == "new"
+
+
+@pytest.mark.parametrize(("workload", "site", "gpu", "action"), [
+    # services-near-clients may burst when on-prem cannot start in time: it does
+    ("support-chat", "dc-frankfurt", "A100-80GB", "burst"),
+    # the plant's OT network cannot reach the cloud: it queues at the plant (not rejected)
+    ("defect-detector", "plant-stuttgart", "L4", "queue"),
+])
+def test_gpus_busy_per_signals_delay_but_never_reject(workload: str, site: str, gpu: str,
+                                                      action: str) -> None:
+    """The store has room; signals say every GPU at the site is busy with other work. That
+    is a wait of unknown length (assumed 1 h), not an impossibility."""
+    bundle = load_bundle(EXAMPLES)
+    wl = next(w for w in bundle.workloads if w.name == workload)
+    inv = _dc_only("q", at=site)
+    zero = [Sample({"gpu_type": g.type}, 0) for s in inv.sites if s.name == site
+            for g in s.spec.gpus]
+    cache = SignalCache(FakeClient({"q": zero}), lambda: inv)
+    cache.refresh()
+    engine = Engine(inv, bundle.policy, "v")
+    ci = engine.ci
+    observed = cache.observed(inv, ci.site_index, ci.group_index, len(ci.group_site))
+    assert engine.explain(engine.decide(wl)).site == site  # without signals: placed there
+    decision = engine.explain(engine.with_observed(observed).decide(wl))
+    assert decision.action == action
+    busy = next(c for c in decision.candidates if (c.site, c.gpu_type) == (site, gpu))
+    assert busy.estimates is not None and busy.estimates.wait_hours == 1.0
+    if action == "queue":
+        assert decision.site == site
+    else:
+        assert busy.rejected_by == "wait" and "live signals report 0 free" in (busy.reason or "")
+    assert {s.status for s in decision.signals} == {"fresh"}

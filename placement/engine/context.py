@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from placement.signals import Observed
 
 Floats = NDArray[np.float64]
+SIGNAL_BUSY_WAIT_H = 1.0  # assumed wait for GPUs busy with work the scheduler did not place
 Ints = NDArray[np.int64]
 Bools = NDArray[np.bool_]
 
@@ -136,11 +137,16 @@ class DecisionContext:
         return self.gpu_usd + self.egress_usd
 
     @cached_property
+    def store_free_gpus(self) -> Ints:
+        """Installed (or quota) minus reserved, per the store."""
+        free: Ints = self.ci.group_capacity[self.group] - self.cap.reserved[self.group]
+        return free
+
+    @cached_property
     def free_gpus(self) -> Ints:
         """Free per the store; a fresh signal reporting fewer (GPUs busy with work the
         scheduler did not place, or broken) lowers it, never raises it."""
-        cap = self.ci.group_capacity[self.group]
-        free: Ints = cap - self.cap.reserved[self.group]
+        free = self.store_free_gpus
         if self.observed is not None:
             seen = self.observed.free_gpus[self.group]
             known = ~np.isnan(seen)
@@ -150,13 +156,27 @@ class DecisionContext:
         return free
 
     @cached_property
+    def busy_per_signals(self) -> Bools:
+        """Short of GPUs only because live signals report fewer free than the store."""
+        short: Bools = (self.gpus_needed > self.free_gpus) & (
+            self.gpus_needed <= self.store_free_gpus)
+        return short
+
+    @cached_property
     def wait_hours(self) -> Floats:
-        """Expected delay until the GPUs are there: queue (on-prem) or provisioning (cloud)."""
-        deficit = self.gpus_needed - self.free_gpus
+        """Expected delay until the GPUs are there: queue (on-prem) or provisioning (cloud).
+
+        Reservations' release times cover what the store knows. GPUs that signals report busy
+        with other work come back at an unknown time, assumed SIGNAL_BUSY_WAIT_H: the workload
+        queues (and is re-decided as signals change) instead of being rejected.
+        """
+        deficit = self.gpus_needed - self.store_free_gpus
         wait = np.zeros(self.n)
         short = deficit > 0
         if short.any():
             wait[short] = self.cap.schedule.wait(self.group[short], deficit[short])
+        wait = np.where(self.busy_per_signals, np.maximum(wait, SIGNAL_BUSY_WAIT_H), wait)
+        short = short | self.busy_per_signals
         prov = self.ci.provision_h[self.site]
         return np.where(self.is_cloud, np.where(short, np.inf, prov), wait)
 

@@ -157,7 +157,8 @@ def decision_dict(engine: Engine, out: Outcome) -> dict[str, Any]:
     chosen = cands[out.chosen] if out.chosen is not None else None
     ordered = sorted(cands, key=lambda x: (x["rank"] is None, x["rank"] or 0, x["site"]))
     observed = out.ctx.observed
-    signals = observed.relevant(out.ctx.workload) if observed is not None else []
+    signals = (observed.relevant(out.ctx.workload, {c["site"] for c in cands})
+               if observed is not None else [])
     summary = _summary(out, chosen)
     unused = [s for s in signals if s["status"] != "fresh"]
     if unused:

@@ -19,10 +19,15 @@ class Wait:
         wait = ctx.wait_hours
         limit = ctx.rule.max_wait_hours
 
+        busy = ctx.busy_per_signals
+        free = ctx.free_gpus
+
         def reason(i: int) -> str:
             shown = "no release expected" if wait[i] == float("inf") else f"{wait[i]:.2f} h"
-            return (f"expected wait for {ctx.gpus_needed} free GPUs is {shown}, over the rule's "
-                    f"max wait of {limit:g} h")
+            why = (f" (live signals report {free[i]} free: the rest are busy with work the "
+                   "scheduler did not place; their release time is unknown)" if busy[i] else "")
+            return (f"expected wait for {ctx.gpus_needed} free GPUs is {shown}{why}, over the "
+                    f"rule's max wait of {limit:g} h")
 
         return FilterResult(wait <= limit, reason)
 
