@@ -168,3 +168,38 @@ def test_a_reload_that_breaks_is_reported_and_retried(tmp_path: Path,
         assert a.client.get("/v1/policies/active", headers=a.h("admin")).json()["reload"][
             "ok"] is True
         assert _site_for_chat(a) != "dc-frankfurt"
+
+
+def test_a_policy_change_re_evaluates_queued_workloads(tmp_path: Path) -> None:
+    """A queued job is decided again when the policy changes: here the new policy forbids
+    its only site, so it is rejected instead of waiting forever."""
+    d = tmp_path / "queue"
+    shutil.copytree(EXAMPLES.parents[1] / "tests" / "data" / "queue", d)
+
+    def job(name: str) -> dict[str, object]:
+        return {"metadata": {"name": name}, "spec": {
+            "kind": "training", "team": "vision", "duration_hours": 0.5,
+            "gpu": {"types": ["A100"], "count": 8}}}
+
+    with api_on(f"sqlite:///{tmp_path / 'p.db'}", d) as a:
+        watcher = PolicyWatcher(a.runtime, d)
+        post = a.client.post
+        assert post("/v1/workloads", json=job("first"), headers=a.h("admin")).json()[
+            "phase"] == "placed"
+        queued = post("/v1/workloads", json=job("second"), headers=a.h("admin")).json()
+        assert queued["phase"] == "queued"
+        policy = d / "bundle.yaml"
+        policy.write_text(policy.read_text() + "  rules:\n    - name: dc-closed\n"
+                          "      forbid: {sites: [dc]}\n")
+        assert watcher.check() is True
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            got = a.client.get(f"/v1/workloads/{queued['id']}", headers=a.h("admin")).json()
+            if got["phase"] != "queued":
+                break
+            time.sleep(0.1)
+        assert got["phase"] == "rejected", got
+        decision = got["decision"]["decision"]
+        assert decision["policy_version"] == a.runtime.policy_version
+        assert [c["reason"] for c in decision["candidates"]] == [
+            "rule 'dc-closed' forbids site in ['dc']"]
