@@ -73,7 +73,6 @@ class Batcher:
         self.rt = rt
         self.max_batch = max_batch
         self.inbox: queue.Queue[Pending | None] = queue.Queue()
-        self.batches = 0
         self.thread = threading.Thread(target=self._run, name="placement-batcher", daemon=True)
 
     def start(self) -> Batcher:
@@ -113,7 +112,6 @@ class Batcher:
                 for p in batch:
                     if not p.future.done():
                         p.future.set_exception(exc)
-            self.batches += 1
 
 
 def _resolve_existing(rt: Runtime, batch: list[Pending]) -> list[Pending]:

@@ -59,8 +59,6 @@ class CompiledInventory:
     inst_gpus: Ints
     inst_price: Floats  # USD per instance-hour (on-demand or spot, per the row's kind)
     inst_names: list[str]
-    row_inst_start: Ints
-    row_has_inst: Bools
     _group_lookup: dict[tuple[int, int], int] = field(default_factory=dict)
 
     def group_of(self, site: str, gpu: str) -> int:
@@ -251,9 +249,6 @@ def _offers(inv: Inventory, idx: dict[str, int]) -> dict[str, Any]:
                     i_names.append(name)
     row_group = np.array(r_group, dtype=np.int64)
     inst_row = np.array(i_row, dtype=np.int64)
-    has_inst = np.zeros(len(r_group), dtype=bool)
-    has_inst[inst_row] = True
-    starts = np.searchsorted(inst_row, np.arange(len(r_group))).astype(np.int64)
     gs = np.array(g_site, dtype=np.int64)
     gg = np.array(g_gpu, dtype=np.int64)
     return {
@@ -270,8 +265,6 @@ def _offers(inv: Inventory, idx: dict[str, int]) -> dict[str, Any]:
         "inst_gpus": np.array(i_gpus, dtype=np.int64),
         "inst_price": np.array(i_price, dtype=float),
         "inst_names": i_names,
-        "row_inst_start": starts,
-        "row_has_inst": has_inst,
         "_group_lookup": lookup,
     }
 

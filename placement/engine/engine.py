@@ -76,10 +76,6 @@ class Engine:
         self.observed: Observed | None = None
         self._site_rank = np.argsort(np.argsort(np.array(self.ci.site_names)))
 
-    def with_reservations(self, reservations: list[Reservation]) -> Engine:
-        """A copy of this engine over another set of reservations (same compiled inventory)."""
-        return self.with_capacity(capacity_state(self.ci, reservations))
-
     def with_observed(self, observed: Observed | None) -> Engine:
         """A copy of this engine that also uses live signals (see placement.signals)."""
         twin = object.__new__(Engine)
