@@ -12,9 +12,10 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 from sqlalchemy.exc import IntegrityError
 
-from api import errors
+from api import errors, ui
 from api.routers import decisions, health, inventory, policies, workloads
 from placement.batching import Batcher
 from placement.errors import ConfigError, PlacementError
@@ -161,8 +162,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     errors.install(app)
     for router in (health.router, inventory.sites, inventory.datasets,
                    inventory.client_locations, workloads.router, decisions.router,
-                   policies.router):
+                   policies.router, ui.router):
         app.include_router(router)
+    app.mount("/ui/static", ui.static, name="ui-static")
+    app.state.reports_dir = settings.reports_dir
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/ui/", status_code=307)
+
     # Outermost, around Starlette's error middleware, so unhandled errors count as 500 too.
     inner = app.build_middleware_stack
 

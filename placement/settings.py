@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     signals_timeout_s: float = Field(default=1.0, gt=0, description="Per-query timeout.")
     signals_max_age_s: float = Field(default=60.0, gt=0,
                                      description="Older values are stale and not used.")
+    reports_dir: Path | None = Field(default=None, description="Folder of simulation HTML "
+                                     "reports the dashboard lists.")
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = Field(default=1, ge=1)

@@ -36,6 +36,7 @@ EXAMPLES = {"finetune": {"summary": "A fine-tuning job reading a dataset", "valu
 Phase = Literal["submitted", "placed", "queued", "rejected", "running", "succeeded", "failed",
                 "cancelled", "released"]
 Kind = Literal["inference", "rag", "training", "finetune", "batch"]
+Action = Literal["place", "burst", "queue", "reject"]
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -93,6 +94,7 @@ async def submit(body: Annotated[Workload, Body(openapi_examples=EXAMPLES)], rt:
 @router.get("", response_model=WorkloadPage)
 def list_all(rt: RuntimeDep, who: PrincipalDep, team: str | None = None,
              kind: Kind | None = None, phase: Phase | None = None, site: str | None = None,
+             action: Action | None = None,
              limit: Annotated[int, Query(ge=1, le=200)] = 50,
              cursor: str | None = None) -> Response:
     """Newest first, filtered; members see only their team."""
@@ -101,8 +103,8 @@ def list_all(rt: RuntimeDep, who: PrincipalDep, team: str | None = None,
             who.require_team(team)
         team = who.team
     with rt.db.read() as s:
-        rows, nxt = list_workloads(s, filt=WorkloadFilter(team, kind, phase, site), limit=limit,
-                                   cursor=cursor)
+        rows, nxt = list_workloads(s, filt=WorkloadFilter(team, kind, phase, site, action),
+                                   limit=limit, cursor=cursor)
     return reply({"items": [workload_json(r) for r in rows], "next_cursor": nxt})
 
 

@@ -8,12 +8,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from placement.errors import FieldProblem, InvalidRequestError
 from placement.store.db import as_utc
-from placement.store.tables import CapacityRow, EventRow, WorkloadRow
+from placement.store.tables import CapacityRow, DecisionRow, EventRow, WorkloadRow
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class WorkloadFilter:
     kind: str | None = None
     phase: str | None = None
     site: str | None = None
+    action: str | None = None
 
 
 def encode_cursor(row: WorkloadRow) -> str:
@@ -46,7 +47,8 @@ def list_workloads(session: Session, *, filt: WorkloadFilter, limit: int,
     """Newest first; `cursor` continues after the last row of the previous page."""
     q = select(WorkloadRow)
     for col, value in ((WorkloadRow.team, filt.team), (WorkloadRow.kind, filt.kind),
-                       (WorkloadRow.phase, filt.phase), (WorkloadRow.site, filt.site)):
+                       (WorkloadRow.phase, filt.phase), (WorkloadRow.site, filt.site),
+                       (WorkloadRow.action, filt.action)):
         if value is not None:
             q = q.where(col == value)
     if cursor:
@@ -70,3 +72,41 @@ def events_of(session: Session, *, workload_id: uuid.UUID) -> list[EventRow]:
 def capacity(session: Session) -> list[CapacityRow]:
     return list(session.scalars(select(CapacityRow).order_by(CapacityRow.site,
                                                              CapacityRow.gpu_type)))
+
+
+LIVE_PHASES = ("placed", "running")
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Estimated USD and egress GB of the placements decided in a window."""
+
+    placements: int
+    usd: float
+    egress_gb: float
+
+
+def estimate_totals(session: Session, *, since: datetime, team: str | None) -> Totals:
+    """Sum the stored decisions' estimates (place and burst) since `since`, in SQL."""
+    est = DecisionRow.explanation["estimates"]
+    q = (select(func.count(DecisionRow.id),
+                func.coalesce(func.sum(est["total_usd"].as_float()), 0.0),
+                func.coalesce(func.sum(est["egress_gb"].as_float()), 0.0))
+         .join(WorkloadRow, WorkloadRow.id == DecisionRow.workload_id)
+         .where(DecisionRow.action.in_(("place", "burst")), DecisionRow.created_at >= since))
+    if team is not None:
+        q = q.where(WorkloadRow.team == team)
+    n, usd, gb = session.execute(q).one()
+    return Totals(int(n), float(usd), float(gb))
+
+
+def active_bursts(session: Session, *, team: str | None
+                  ) -> list[tuple[WorkloadRow, DecisionRow]]:
+    """Workloads running on burst (cloud) capacity now, with the decision that put them there."""
+    q = (select(WorkloadRow, DecisionRow).join(DecisionRow,
+                                               DecisionRow.id == WorkloadRow.decision_id)
+         .where(WorkloadRow.action == "burst", WorkloadRow.phase.in_(LIVE_PHASES))
+         .order_by(WorkloadRow.created_at.desc()))
+    if team is not None:
+        q = q.where(WorkloadRow.team == team)
+    return [(w, d) for w, d in session.execute(q).all()]

@@ -1,0 +1,290 @@
+"""The web dashboard under /ui: capacity, placements and why, for people rather than scripts.
+
+Server-rendered HTML (Jinja2 templates and static files shipped in this package; no build step,
+no CDN). Pages read through the same store queries and JSON shapes as the REST API, with the
+same tokens: the login form stores the caller's token in an HttpOnly, SameSite=Strict cookie,
+and a member sees only its own team's workloads.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from api.routers.workloads import decision_json, workload_json
+from placement.auth import Principal, authenticate, hash_token
+from placement.errors import UnauthorizedError
+from placement.runtime import Runtime
+from placement.store.queries import (
+    WorkloadFilter,
+    active_bursts,
+    capacity,
+    estimate_totals,
+    events_of,
+    list_workloads,
+)
+from placement.store.tables import DecisionRow, WorkloadRow, utcnow
+
+HERE = Path(__file__).parent
+COOKIE = "placement_token"
+PAGE_SIZE = 25
+CRITERIA = ("latency", "data_gravity", "cost", "wait")
+KINDS = ("inference", "rag", "training", "finetune", "batch")
+PHASES = ("submitted", "placed", "queued", "rejected", "running", "succeeded", "failed",
+          "cancelled", "released")
+ACTIONS = ("place", "burst", "queue", "reject")
+
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+router = APIRouter(prefix="/ui", include_in_schema=False)
+static = StaticFiles(directory=str(HERE / "static"))
+
+
+def _runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def _principal(request: Request) -> Principal | None:
+    """The caller behind the session cookie (the API's token cache is shared)."""
+    token = request.cookies.get(COOKIE)
+    if not token:
+        return None
+    header = f"Bearer {token}"
+    cache: dict[str, Any] = request.app.state.token_cache
+    hit = cache.get(hash_token(header))
+    if hit is not None:
+        who: Principal = hit[0]
+        return who
+    try:
+        with _runtime(request).db.read() as s:
+            return authenticate(s, header)
+    except UnauthorizedError:
+        return None
+
+
+def _login_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse("/ui/login?" + urlencode({"next": target}), status_code=303)
+
+
+def _page(request: Request, name: str, who: Principal, status: int = 200,
+          **context: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, {"who": who, "nav": name, **context},
+                                      status_code=status)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/ui/") -> HTMLResponse:
+    return templates.TemplateResponse(request, "login.html", {"next": _safe(next),
+                                                              "error": None, "who": None})
+
+
+@router.post("/login", response_class=HTMLResponse, response_model=None)
+async def login(request: Request) -> Response:
+    form = parse_qs((await request.body()).decode(errors="replace"))
+    token = (form.get("token") or [""])[0].strip()
+    target = _safe((form.get("next") or ["/ui/"])[0])
+    try:
+        with _runtime(request).db.read() as s:
+            authenticate(s, f"Bearer {token}")
+    except UnauthorizedError:
+        return templates.TemplateResponse(
+            request, "login.html", {"next": target, "who": None,
+                                    "error": "That token is unknown or revoked."},
+            status_code=401)
+    res = RedirectResponse(target, status_code=303)
+    res.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/ui",
+                   secure=request.url.scheme == "https", max_age=12 * 3600)
+    return res
+
+
+@router.post("/logout")
+def logout() -> RedirectResponse:
+    res = RedirectResponse("/ui/login", status_code=303)
+    res.delete_cookie(COOKIE, path="/ui")
+    return res
+
+
+def _safe(target: str) -> str:
+    """Only redirect within the dashboard."""
+    return target if target.startswith("/ui/") and "//" not in target else "/ui/"
+
+
+@router.get("/", response_class=HTMLResponse, response_model=None)
+def overview(request: Request) -> Response:
+    who = _principal(request)
+    if who is None:
+        return _login_redirect(request)
+    rt = _runtime(request)
+    team = None if who.is_admin else who.team
+    now = utcnow()
+    with rt.db.read() as s:
+        rows = capacity(s)
+        day = estimate_totals(s, since=now - timedelta(days=1), team=team)
+        month = estimate_totals(s, since=now - timedelta(days=30), team=team)
+        bursts = [(workload_json(w), decision_json(d.columns())) for w, d in
+                  active_bursts(s, team=team)]
+    engine = rt._base
+    kinds = {site.name: site.spec.type for site in engine.inventory.sites} if engine else {}
+    utilization = _utilization(rt)
+    sites: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        site = sites.setdefault(row.site, {"name": row.site, "type": kinds.get(row.site, "?"),
+                                           "gpus": [], "utilization": utilization.get(row.site)})
+        site["gpus"].append({"type": row.gpu_type, "total": row.total,
+                             "reserved": row.reserved, "free": row.total - row.reserved})
+    burst_rate = sum((d["decision"]["estimates"] or {}).get("usd_per_hour", 0.0)
+                     for _, d in bursts)
+    return _page(request, "overview.html", who, sites=list(sites.values()), day=day,
+                 month=month, bursts=bursts, burst_rate=burst_rate,
+                 signals=rt.signals is not None)
+
+
+def _utilization(rt: Runtime) -> dict[str, dict[str, Any]]:
+    """Live GPU utilization per site, with its freshness, when signals are configured."""
+    engine = rt._base
+    if rt.signals is None or engine is None:
+        return {}
+    ci = engine.ci
+    seen = rt.signals.observed(engine.inventory, ci.site_index, ci.group_index,
+                               len(ci.group_site))
+    return {r.site: r.as_dict() for r in seen.readings if r.signal == "gpu_utilization_pct"}
+
+
+def _filters(request: Request, who: Principal) -> tuple[WorkloadFilter, dict[str, str]]:
+    q = request.query_params
+    chosen = {k: q[k] for k in ("team", "kind", "phase", "site", "action") if q.get(k)}
+    if chosen.get("kind") not in (None, *KINDS):
+        chosen.pop("kind")
+    if chosen.get("phase") not in (None, *PHASES):
+        chosen.pop("phase")
+    if chosen.get("action") not in (None, *ACTIONS):
+        chosen.pop("action")
+    if not who.is_admin:
+        chosen["team"] = who.team or ""
+    return WorkloadFilter(chosen.get("team"), chosen.get("kind"), chosen.get("phase"),
+                          chosen.get("site"), chosen.get("action")), chosen
+
+
+def _rows(request: Request, who: Principal) -> dict[str, Any]:
+    filt, chosen = _filters(request, who)
+    rt = _runtime(request)
+    with rt.db.read() as s:
+        rows, nxt = list_workloads(s, filt=filt, limit=PAGE_SIZE,
+                                   cursor=request.query_params.get("cursor") or None)
+    more = urlencode({**chosen, "cursor": nxt}) if nxt else None
+    return {"workloads": [workload_json(r) for r in rows], "chosen": chosen, "more": more,
+            "query": urlencode(chosen)}
+
+
+@router.get("/workloads", response_class=HTMLResponse, response_model=None)
+def workloads(request: Request) -> Response:
+    who = _principal(request)
+    if who is None:
+        return _login_redirect(request)
+    rt = _runtime(request)
+    sites = sorted(s.name for s in rt._base.inventory.sites) if rt._base else []
+    return _page(request, "workloads.html", who, kinds=KINDS, phases=PHASES,
+                 actions=ACTIONS, sites=sites, **_rows(request, who))
+
+
+@router.get("/workloads/rows", response_class=HTMLResponse, response_model=None)
+def workload_rows(request: Request) -> Response:
+    """The table body alone: the list page refreshes itself with it."""
+    who = _principal(request)
+    if who is None:
+        return Response(status_code=401)
+    return _page(request, "_rows.html", who, **_rows(request, who))
+
+
+@router.get("/workloads/{workload_id}", response_class=HTMLResponse, response_model=None)
+def workload(request: Request, workload_id: str) -> Response:
+    who = _principal(request)
+    if who is None:
+        return _login_redirect(request)
+    rt = _runtime(request)
+    try:
+        wid = uuid.UUID(workload_id)
+    except ValueError:
+        return _page(request, "missing.html", who, status=404, what=workload_id)
+    with rt.db.read() as s:
+        row = s.get(WorkloadRow, wid)
+        if row is None or not (who.is_admin or row.team == who.team):
+            return _page(request, "missing.html", who, status=404, what=workload_id)
+        drow = s.get(DecisionRow, row.decision_id) if row.decision_id else None
+        events = [{"at": e.at, "type": e.type, "message": e.message} for e in
+                  events_of(s, workload_id=wid)]
+    w = workload_json(row, drow)
+    decision = w["decision"]["decision"] if w["decision"] else None
+    return _page(request, "workload.html", who, w=w, d=decision, events=events,
+                 chart=_chart(decision) if decision else None)
+
+
+def _chart(decision: dict[str, Any]) -> dict[str, Any]:
+    """One bar per considered candidate, stacked by weighted criterion (the total score)."""
+    bars = []
+    for c in decision["candidates"]:
+        if c["total_score"] is None:
+            continue
+        weights = {k: v["weight"] for k, v in c["criteria"].items() if v["weight"] > 0}
+        total_weight = sum(weights.values()) or 1.0
+        x, parts = 0.0, []
+        for name in CRITERIA:
+            crit = c["criteria"].get(name)
+            if crit is None or name not in weights or crit["score"] is None:
+                continue
+            width = weights[name] * crit["score"] / total_weight
+            parts.append({"name": name, "x": x, "width": width, "score": crit["score"],
+                          "weight": weights[name], "raw": crit["raw"], "unit": crit["unit"]})
+            x += width
+        chosen = (c["site"], c["gpu_type"], c["capacity"]) == (
+            decision["site"], decision["gpu_type"], decision["capacity"])
+        bars.append({"label": f"{c['site']} · {c['capacity']} {c['gpu_type']}",
+                     "total": c["total_score"], "rank": c["rank"], "chosen": chosen,
+                     "parts": parts, "feasible": c["feasible"]})
+    bars.sort(key=lambda b: (b["rank"] is None, b["rank"] or 0))
+    rejected = [c for c in decision["candidates"] if c["rejected_by"]]
+    return {"bars": bars[:20], "hidden": max(0, len(bars) - 20), "rejected": rejected,
+            "criteria": CRITERIA}
+
+
+@router.get("/policy", response_class=HTMLResponse, response_model=None)
+def policy(request: Request) -> Response:
+    who = _principal(request)
+    if who is None:
+        return _login_redirect(request)
+    rt = _runtime(request)
+    spec = rt.policy.spec.model_dump(mode="json", exclude_none=True)
+    return _page(request, "policy.html", who, version=rt.policy_version,
+                 policy_name=rt.policy.name, spec=spec, reload=rt.reload, source=rt.config_dir)
+
+
+@router.get("/reports", response_class=HTMLResponse, response_model=None)
+def reports(request: Request) -> Response:
+    """Simulation reports (HTML files) from the reports directory, when one is configured."""
+    who = _principal(request)
+    if who is None:
+        return _login_redirect(request)
+    folder: Path | None = getattr(request.app.state, "reports_dir", None)
+    files = sorted(p.name for p in folder.glob("*.html")) if folder and folder.is_dir() else []
+    return _page(request, "reports.html", who, files=files, folder=folder)
+
+
+@router.get("/reports/{name}", response_model=None)
+def report(request: Request, name: str) -> Response:
+    who = _principal(request)
+    if who is None:
+        return _login_redirect(request)
+    folder: Path | None = getattr(request.app.state, "reports_dir", None)
+    path = (folder / name) if folder else None
+    if path is None or "/" in name or not name.endswith(".html") or not path.is_file():
+        return _page(request, "missing.html", who, status=404, what=name)
+    return HTMLResponse(path.read_text(encoding="utf-8"))

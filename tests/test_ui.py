@@ -1,0 +1,162 @@
+"""Dashboard routes, server side: auth, scoping, empty states, full sites, rejections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from placement.loader import load_bundle
+
+from .conftest import EXAMPLES, Api, api_on
+
+QUEUE_BUNDLE = EXAMPLES.parents[1] / "tests" / "data" / "queue"
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+PAGES = ["/ui/", "/ui/workloads", "/ui/policy", "/ui/reports"]
+
+
+def _login(api: Api, who: str) -> None:
+    res = api.client.post("/ui/login", content=f"token={api.tokens[who]}", headers=FORM,
+                          follow_redirects=False)
+    assert res.status_code == 303 and res.headers["location"] == "/ui/"
+
+
+def _submit(api: Api, body: dict[str, Any]) -> dict[str, Any]:
+    res = api.client.post("/v1/workloads", json=body, headers=api.h("admin"))
+    assert res.status_code == 201, res.text
+    out: dict[str, Any] = res.json()
+    return out
+
+
+@pytest.fixture()
+def examples(tmp_path: Path) -> Any:
+    with api_on(f"sqlite:///{tmp_path / 'p.db'}") as a:
+        ids = {w.name: _submit(a, w.model_dump(mode="json"))["id"]
+               for w in load_bundle(EXAMPLES).workloads}
+        yield a, ids
+
+
+@pytest.mark.parametrize("path", [*PAGES, "/ui/workloads/00000000-0000-0000-0000-000000000000"])
+def test_pages_need_a_login(api: Api, path: str) -> None:
+    res = api.client.get(path, follow_redirects=False)
+    assert res.status_code == 303 and res.headers["location"].startswith("/ui/login?next=")
+    api.client.cookies.set("placement_token", "plc_forged", path="/ui")
+    assert api.client.get(path, follow_redirects=False).status_code == 303
+
+
+def test_login_logout_and_the_row_fragment(api: Api) -> None:
+    bad = api.client.post("/ui/login", content="token=nope", headers=FORM)
+    assert bad.status_code == 401 and "unknown or revoked" in bad.text
+    assert api.client.get("/ui/workloads/rows").status_code == 401
+    _login(api, "admin")
+    cookie = api.client.cookies.get("placement_token")
+    assert cookie == api.tokens["admin"]
+    assert api.client.get("/ui/workloads/rows").status_code == 200
+    out = api.client.post("/ui/logout", follow_redirects=False)
+    assert out.status_code == 303 and "placement_token=\"\"" in out.headers["set-cookie"]
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/ui/", "/v1/sites"])
+def test_login_never_redirects_off_the_dashboard(api: Api, target: str) -> None:
+    res = api.client.post("/ui/login", content=f"token={api.tokens['admin']}&next={target}",
+                          headers=FORM, follow_redirects=False)
+    assert res.headers["location"] == "/ui/"
+
+
+def test_empty_states(api: Api) -> None:
+    _login(api, "admin")
+    assert "No workloads match" in api.client.get("/ui/workloads").text
+    overview = api.client.get("/ui/").text
+    assert "No workload runs on burst capacity now." in overview and "$0.00" in overview
+    assert "No reports directory is configured" in api.client.get("/ui/reports").text
+    assert api.client.get("/").headers.get("location") is None  # followed to the dashboard
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_renders(examples: Any, path: str) -> None:
+    api, _ = examples
+    _login(api, "admin")
+    res = api.client.get(path)
+    assert res.status_code == 200 and "<main id=\"main\">" in res.text
+
+
+def test_detail_explains_and_lists_rejections(examples: Any) -> None:
+    api, ids = examples
+    _login(api, "admin")
+    page = api.client.get(f"/ui/workloads/{ids['support-chat']}").text
+    assert 'data-chosen="yes"' in page and "★ dc-frankfurt" in page
+    assert "bursts only when on-prem cannot" in page  # the burst gate's reason
+    assert "Event log" in page and "submitted by team customer-care" in page
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("action=burst", {"llm-pretrain"}),
+    ("kind=finetune", {"vision-finetune"}),
+    ("site=plant-austin", {"austin-line-inspection"}),
+    ("phase=rejected", set()),
+])
+def test_filters(examples: Any, query: str, expected: set[str]) -> None:
+    api, _ = examples
+    _login(api, "admin")
+    rows = api.client.get(f"/ui/workloads/rows?{query}").text
+    names = {n for n in ("llm-pretrain", "vision-finetune", "austin-line-inspection",
+                         "support-chat", "defect-detector") if f">{n}</a>" in rows}
+    assert names == expected
+
+
+def test_members_see_only_their_team(examples: Any) -> None:
+    api, ids = examples
+    _login(api, "vision")
+    rows = api.client.get("/ui/workloads/rows?team=customer-care").text
+    assert ">vision-finetune</a>" in rows and ">support-chat</a>" not in rows
+    assert api.client.get(f"/ui/workloads/{ids['support-chat']}").status_code == 404
+    assert api.client.get("/ui/workloads/not-a-uuid").status_code == 404
+    overview = api.client.get("/ui/").text
+    assert "llm-pretrain" not in overview and "of team vision" in overview
+
+
+def test_a_full_site_and_a_rejected_workload(tmp_path: Path) -> None:
+    with api_on(f"sqlite:///{tmp_path / 'p.db'}", QUEUE_BUNDLE) as a:
+        job = {"metadata": {"name": "all-of-it"}, "spec": {
+            "kind": "training", "team": "vision", "duration_hours": 1,
+            "gpu": {"types": ["A100"], "count": 8}}}
+        _submit(a, job)
+        too_big = {"metadata": {"name": "too-big"}, "spec": {
+            "kind": "training", "team": "vision", "duration_hours": 1,
+            "gpu": {"types": ["A100"], "count": 16}}}
+        rejected = _submit(a, too_big)
+        assert rejected["phase"] == "rejected"
+        _login(a, "admin")
+        overview = a.client.get("/ui/").text
+        assert 'data-site="dc" data-gpu="A100"' in overview and ">full</span>" in overview
+        page = a.client.get(f"/ui/workloads/{rejected['id']}").text
+        assert "No candidate passed the filters." in page
+        assert "has 8 A100 installed; the workload needs 16 on one site" in page
+
+
+def test_reports_are_listed_and_served(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "q3-what-if.html").write_text("<h1>what if</h1>")
+    (tmp_path / "secret.html").write_text("no")
+    with api_on(f"sqlite:///{tmp_path / 'p.db'}") as a:
+        a.client.app.state.reports_dir = reports  # type: ignore[attr-defined]
+        _login(a, "admin")
+        assert "q3-what-if.html" in a.client.get("/ui/reports").text
+        assert a.client.get("/ui/reports/q3-what-if.html").text == "<h1>what if</h1>"
+        assert a.client.get("/ui/reports/..%2Fsecret.html").status_code == 404
+        assert a.client.get("/ui/reports/missing.html").status_code == 404
+
+
+def test_spend_totals_and_the_action_filter_on_both_databases(db_url: str) -> None:
+    """The totals are summed in SQL from the stored explanations (JSON paths differ by
+    dialect); the REST list takes the same action filter as the dashboard."""
+    with api_on(db_url) as a:
+        decided = [_submit(a, w.model_dump(mode="json")) for w in load_bundle(EXAMPLES).workloads]
+        expected = sum(w["decision"]["decision"]["estimates"]["total_usd"] for w in decided
+                       if w["action"] in ("place", "burst"))
+        _login(a, "admin")
+        assert f"${expected:,.2f}" in a.client.get("/ui/").text
+        bursts = a.client.get("/v1/workloads?action=burst", headers=a.h("admin")).json()
+        assert [w["name"] for w in bursts["items"]] == ["llm-pretrain"]
