@@ -232,7 +232,8 @@ def test_stale_signals_fall_back_and_say_so(stack: Stack) -> None:
            "the free-GPU signal goes stale", timeout=MAX_AGE_S + 30)
     d = stack.decide()
     stale = _signal(d, "free_gpus", "A100-80GB")
-    assert stale["error"] == "the query returned no samples" and stale["age_s"] > MAX_AGE_S
+    assert stale["error"] == "the query returned no samples"
+    assert stale["age_s"] >= MAX_AGE_S  # rounded to 0.1 s
     assert d["site"] == "dc-frankfurt"  # back on the store's state
     assert "store state used for signals not fresh:" in d["summary"]
     assert "dc-frankfurt free_gpus A100-80GB (stale)" in d["summary"]
@@ -243,11 +244,14 @@ def test_stale_signals_fall_back_and_say_so(stack: Stack) -> None:
 
 def test_prometheus_stopped_falls_back_and_says_so(stack: Stack) -> None:
     stack.stop_prometheus()
-    _until(lambda: _signal(stack.decide(), "free_gpus", "A100-80GB")["status"] == "stale",
-           "the signals go stale", timeout=MAX_AGE_S + 30)
+
+    def failed_and_stale() -> bool:
+        s = _signal(stack.decide(), "free_gpus", "A100-80GB")
+        return s["status"] == "stale" and "cannot query" in (s["error"] or "")
+
+    _until(failed_and_stale, "the signals fail and go stale", timeout=MAX_AGE_S + 30)
     d = stack.decide()
     assert d["site"] == "dc-frankfurt"
-    assert "cannot query" in (_signal(d, "free_gpus", "A100-80GB")["error"] or "")
     metrics = httpx.get(f"{stack.service}/metrics").text
     assert 'placement_signal_errors_total{signal="free_gpus",site="dc-frankfurt"}' in metrics
 
