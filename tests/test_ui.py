@@ -85,7 +85,8 @@ def test_detail_explains_and_lists_rejections(examples: Any) -> None:
     api, ids = examples
     _login(api, "admin")
     page = api.client.get(f"/ui/workloads/{ids['support-chat']}").text
-    assert 'data-chosen="yes"' in page and "★ dc-frankfurt" in page
+    assert ('data-chosen="yes" aria-label="dc-frankfurt · onprem A100-80GB: score 100.0, '
+            'chosen"') in page
     assert "bursts only when on-prem cannot" in page  # the burst gate's reason
     assert "Event log" in page and "submitted by team customer-care" in page
 
