@@ -166,6 +166,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         app.include_router(router)
     app.mount("/ui/static", ui.static, name="ui-static")
     app.state.reports_dir = settings.reports_dir
+    app.state.secure_cookie = settings.ui_secure_cookie
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:

@@ -43,3 +43,19 @@ async def get_principal(rt: RuntimeDep, request: Request,
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def cached_principal(rt: Runtime, cache: dict[str, tuple[Principal, float]],
+                     authorization: str) -> Principal:
+    """The same lookup for synchronous callers (the dashboard): cache entries expire after
+    TOKEN_CACHE_SECONDS, so a revoked token stops working there too."""
+    key = hash_token(authorization)
+    hit = cache.get(key)
+    now = time.monotonic()
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    cache.pop(key, None)
+    with rt.db.read() as session:
+        who = authenticate(session, authorization)
+    cache[key] = (who, now + TOKEN_CACHE_SECONDS)
+    return who

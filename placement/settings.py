@@ -32,6 +32,9 @@ class Settings(BaseSettings):
                                      description="Older values are stale and not used.")
     reports_dir: Path | None = Field(default=None, description="Folder of simulation HTML "
                                      "reports the dashboard lists.")
+    ui_secure_cookie: bool | None = Field(
+        default=None, description="Mark the dashboard's session cookie Secure; unset: when the "
+        "request came over https (set true behind a TLS-terminating proxy).")
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = Field(default=1, ge=1)

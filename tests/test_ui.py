@@ -64,13 +64,54 @@ def test_login_never_redirects_off_the_dashboard(api: Api, target: str) -> None:
     assert res.headers["location"] == "/ui/"
 
 
+def a_total(api: Api, who: str) -> float:
+    """Estimated USD of the placements the caller can see, per the REST API."""
+    total = 0.0
+    for item in api.client.get("/v1/workloads", headers=api.h(who)).json()["items"]:
+        d = api.client.get(f"/v1/workloads/{item['id']}", headers=api.h(who)).json()
+        if d["action"] in ("place", "burst"):
+            total += d["decision"]["decision"]["estimates"]["total_usd"]
+    return round(total, 2)
+
+
 def test_empty_states(api: Api) -> None:
     _login(api, "admin")
     assert "No workloads match" in api.client.get("/ui/workloads").text
     overview = api.client.get("/ui/").text
     assert "No workload runs on burst capacity now." in overview and "$0.00" in overview
     assert "No reports directory is configured" in api.client.get("/ui/reports").text
-    assert api.client.get("/").headers.get("location") is None  # followed to the dashboard
+    home = api.client.get("/", follow_redirects=False)
+    assert home.status_code == 307 and home.headers["location"] == "/ui/"
+
+
+def test_a_revoked_token_stops_working_on_the_dashboard(api: Api) -> None:
+    from sqlalchemy import update
+
+    from placement.auth import hash_token
+    from placement.store.tables import ApiTokenRow, utcnow
+
+    _login(api, "vision")
+    assert api.client.get("/ui/workloads", follow_redirects=False).status_code == 200
+    with api.runtime.db.write() as s:
+        s.execute(update(ApiTokenRow).where(
+            ApiTokenRow.token_hash == hash_token(api.tokens["vision"])).values(
+            revoked_at=utcnow()))
+    for key, (who, _) in list(api.client.app.state.token_cache.items()):  # type: ignore[attr-defined]
+        api.client.app.state.token_cache[key] = (who, 0.0)  # type: ignore[attr-defined]
+    assert api.client.get("/ui/workloads", follow_redirects=False).status_code == 303
+    assert api.client.get("/ui/workloads/rows").status_code == 401
+
+
+@pytest.mark.parametrize("query", [
+    "cursor=WyIyMDI0LTAxLTAxVDAwOjAwOjAwIiwgNV0=",  # ["2024-01-01T00:00:00", 5]
+    "cursor=%%%", "site=%00", "team=%00x", "kind=%ff", "phase=" + "x" * 500,
+])
+def test_odd_query_parameters_never_fail(api: Api, query: str) -> None:
+    _login(api, "admin")
+    for path in ("/ui/workloads", "/ui/workloads/rows"):
+        assert api.client.get(f"{path}?{query}").status_code == 200
+    assert api.client.get(f"/v1/workloads?{query}", headers=api.h("admin")).status_code in (
+        200, 422)
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -115,6 +156,9 @@ def test_members_see_only_their_team(examples: Any) -> None:
     assert api.client.get("/ui/workloads/not-a-uuid").status_code == 404
     overview = api.client.get("/ui/").text
     assert "llm-pretrain" not in overview and "of team vision" in overview
+    own = a_total(api, "vision")
+    assert f'data-testid="day-usd">${own:,.2f}<' in overview
+    assert own < a_total(api, "admin")
 
 
 def test_a_full_site_and_a_rejected_workload(tmp_path: Path) -> None:
@@ -136,18 +180,45 @@ def test_a_full_site_and_a_rejected_workload(tmp_path: Path) -> None:
         assert "has 8 A100 installed; the workload needs 16 on one site" in page
 
 
-def test_reports_are_listed_and_served(tmp_path: Path) -> None:
+def test_reports_are_listed_and_served_sandboxed(tmp_path: Path) -> None:
     reports = tmp_path / "reports"
     reports.mkdir()
-    (reports / "q3-what-if.html").write_text("<h1>what if</h1>")
-    (tmp_path / "secret.html").write_text("no")
+    (reports / "q3 what-if.html").write_text("<h1>what if</h1>")
+    (reports / "latin1.html").write_bytes(b"<p>caf\xe9</p>")
+    (tmp_path / "secret.html").write_text("SECRET")
+    (reports / "link.html").symlink_to(tmp_path / "secret.html")
     with api_on(f"sqlite:///{tmp_path / 'p.db'}") as a:
         a.client.app.state.reports_dir = reports  # type: ignore[attr-defined]
-        _login(a, "admin")
-        assert "q3-what-if.html" in a.client.get("/ui/reports").text
-        assert a.client.get("/ui/reports/q3-what-if.html").text == "<h1>what if</h1>"
-        assert a.client.get("/ui/reports/..%2Fsecret.html").status_code == 404
+        _login(a, "vision")
+        assert 'href="/ui/reports/q3%20what-if.html"' in a.client.get("/ui/reports").text
+        res = a.client.get("/ui/reports/q3%20what-if.html")
+        assert res.text == "<h1>what if</h1>"
+        assert res.headers["content-security-policy"] == "sandbox"
+        assert a.client.get("/ui/reports/latin1.html").status_code == 200
+        assert a.client.get("/ui/reports/link.html").status_code == 404  # points outside
         assert a.client.get("/ui/reports/missing.html").status_code == 404
+
+
+def test_the_first_page_refreshes_and_older_pages_keep_their_place(tmp_path: Path) -> None:
+    with api_on(f"sqlite:///{tmp_path / 'p.db'}", QUEUE_BUNDLE) as a:
+        def job(i: int) -> dict[str, Any]:
+            return {"metadata": {"name": f"j{i:03d}"}, "spec": {
+                "kind": "batch", "team": "vision", "duration_hours": 0.1,
+                "gpu": {"types": ["A100"], "count": 1}}}
+
+        for i in range(30):
+            _submit(a, job(i))
+        _login(a, "admin")
+        first = a.client.get("/ui/workloads?kind=batch").text
+        assert 'data-refresh="/ui/workloads/rows?kind=batch"' in first
+        older = first.split('rel="next"')[0].rsplit('href="', 1)[1].split('"')[0]
+        assert "kind=batch" in older and "cursor=" in older
+        page2 = a.client.get(older.replace("&amp;", "&")).text
+        assert "data-refresh" not in page2 and ">j004</a>" in page2 and ">j005</a>" not in page2
+        for i in range(30, 33):  # new arrivals go to the first page, the fragment has a pager
+            _submit(a, job(i))
+        fragment = a.client.get("/ui/workloads/rows?kind=batch").text
+        assert ">j032</a>" in fragment and 'rel="next"' in fragment
 
 
 def test_spend_totals_and_the_action_filter_on_both_databases(db_url: str) -> None:

@@ -23,6 +23,7 @@ from placement import batching, jsoncodec, lifecycle
 from placement.batching import Batcher
 from placement.errors import NotFoundError
 from placement.model import Workload
+from placement.model.common import NAME_PATTERN
 from placement.store.db import as_utc
 from placement.store.queries import WorkloadFilter, events_of, list_workloads
 from placement.store.tables import DecisionRow, WorkloadRow
@@ -92,8 +93,10 @@ async def submit(body: Annotated[Workload, Body(openapi_examples=EXAMPLES)], rt:
 
 
 @router.get("", response_model=WorkloadPage)
-def list_all(rt: RuntimeDep, who: PrincipalDep, team: str | None = None,
-             kind: Kind | None = None, phase: Phase | None = None, site: str | None = None,
+def list_all(rt: RuntimeDep, who: PrincipalDep,
+             team: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+             kind: Kind | None = None, phase: Phase | None = None,
+             site: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
              action: Action | None = None,
              limit: Annotated[int, Query(ge=1, le=200)] = 50,
              cursor: str | None = None) -> Response:

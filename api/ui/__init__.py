@@ -8,6 +8,7 @@ and a member sees only its own team's workloads.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -15,13 +16,16 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
+from api.deps import cached_principal
 from api.routers.workloads import decision_json, workload_json
-from placement.auth import Principal, authenticate, hash_token
-from placement.errors import UnauthorizedError
+from placement.auth import Principal, authenticate
+from placement.errors import InvalidRequestError, UnauthorizedError
+from placement.model.common import NAME_PATTERN
 from placement.runtime import Runtime
 from placement.store.queries import (
     WorkloadFilter,
@@ -34,6 +38,7 @@ from placement.store.queries import (
 from placement.store.tables import DecisionRow, WorkloadRow, utcnow
 
 HERE = Path(__file__).parent
+NAME = re.compile(NAME_PATTERN.strip("^$"))
 COOKIE = "placement_token"
 PAGE_SIZE = 25
 CRITERIA = ("latency", "data_gravity", "cost", "wait")
@@ -57,15 +62,9 @@ def _principal(request: Request) -> Principal | None:
     token = request.cookies.get(COOKIE)
     if not token:
         return None
-    header = f"Bearer {token}"
-    cache: dict[str, Any] = request.app.state.token_cache
-    hit = cache.get(hash_token(header))
-    if hit is not None:
-        who: Principal = hit[0]
-        return who
     try:
-        with _runtime(request).db.read() as s:
-            return authenticate(s, header)
+        return cached_principal(_runtime(request), request.app.state.token_cache,
+                                f"Bearer {token}")
     except UnauthorizedError:
         return None
 
@@ -92,17 +91,23 @@ async def login(request: Request) -> Response:
     form = parse_qs((await request.body()).decode(errors="replace"))
     token = (form.get("token") or [""])[0].strip()
     target = _safe((form.get("next") or ["/ui/"])[0])
-    try:
+
+    def check() -> None:
         with _runtime(request).db.read() as s:
             authenticate(s, f"Bearer {token}")
+
+    try:
+        await run_in_threadpool(check)  # the store is not read on the event loop
     except UnauthorizedError:
         return templates.TemplateResponse(
             request, "login.html", {"next": target, "who": None,
                                     "error": "That token is unknown or revoked."},
             status_code=401)
     res = RedirectResponse(target, status_code=303)
+    secure = getattr(request.app.state, "secure_cookie", None)
     res.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/ui",
-                   secure=request.url.scheme == "https", max_age=12 * 3600)
+                   secure=request.url.scheme == "https" if secure is None else secure,
+                   max_age=12 * 3600)
     return res
 
 
@@ -161,7 +166,8 @@ def _utilization(rt: Runtime) -> dict[str, dict[str, Any]]:
 
 def _filters(request: Request, who: Principal) -> tuple[WorkloadFilter, dict[str, str]]:
     q = request.query_params
-    chosen = {k: q[k] for k in ("team", "kind", "phase", "site", "action") if q.get(k)}
+    chosen = {k: q[k] for k in ("team", "kind", "phase", "site", "action")
+              if q.get(k) and NAME.fullmatch(q[k])}
     if chosen.get("kind") not in (None, *KINDS):
         chosen.pop("kind")
     if chosen.get("phase") not in (None, *PHASES):
@@ -177,12 +183,18 @@ def _filters(request: Request, who: Principal) -> tuple[WorkloadFilter, dict[str
 def _rows(request: Request, who: Principal) -> dict[str, Any]:
     filt, chosen = _filters(request, who)
     rt = _runtime(request)
+    cursor = request.query_params.get("cursor") or None
+    notice = None
     with rt.db.read() as s:
-        rows, nxt = list_workloads(s, filt=filt, limit=PAGE_SIZE,
-                                   cursor=request.query_params.get("cursor") or None)
+        try:
+            rows, nxt = list_workloads(s, filt=filt, limit=PAGE_SIZE, cursor=cursor)
+        except InvalidRequestError:
+            notice, cursor = "That page link was malformed; showing the newest workloads.", None
+            rows, nxt = list_workloads(s, filt=filt, limit=PAGE_SIZE, cursor=None)
     more = urlencode({**chosen, "cursor": nxt}) if nxt else None
     return {"workloads": [workload_json(r) for r in rows], "chosen": chosen, "more": more,
-            "query": urlencode(chosen)}
+            "query": urlencode(chosen), "first_page": cursor is None, "notice": notice,
+            "refresh": urlencode(chosen if cursor is None else {**chosen, "cursor": cursor})}
 
 
 @router.get("/workloads", response_class=HTMLResponse, response_model=None)
@@ -198,11 +210,11 @@ def workloads(request: Request) -> Response:
 
 @router.get("/workloads/rows", response_class=HTMLResponse, response_model=None)
 def workload_rows(request: Request) -> Response:
-    """The table body alone: the list page refreshes itself with it."""
+    """The list (table and pager) alone: the first page refreshes itself with it."""
     who = _principal(request)
     if who is None:
         return Response(status_code=401)
-    return _page(request, "_rows.html", who, **_rows(request, who))
+    return _page(request, "_list.html", who, **_rows(request, who))
 
 
 @router.get("/workloads/{workload_id}", response_class=HTMLResponse, response_model=None)
@@ -284,7 +296,10 @@ def report(request: Request, name: str) -> Response:
     if who is None:
         return _login_redirect(request)
     folder: Path | None = getattr(request.app.state, "reports_dir", None)
-    path = (folder / name) if folder else None
-    if path is None or "/" in name or not name.endswith(".html") or not path.is_file():
+    path = (folder / name).resolve() if folder else None
+    if (folder is None or path is None or not name.endswith(".html")
+            or not path.is_relative_to(folder.resolve()) or not path.is_file()):
         return _page(request, "missing.html", who, status=404, what=name)
-    return HTMLResponse(path.read_text(encoding="utf-8"))
+    # A report is a document, not part of the dashboard: no scripts, no access to its cookies.
+    return FileResponse(path, media_type="text/html", headers={
+        "Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"})

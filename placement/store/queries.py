@@ -35,8 +35,10 @@ def encode_cursor(row: WorkloadRow) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         created, wid = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not isinstance(created, str) or not isinstance(wid, str):
+            raise ValueError("cursor fields must be strings")
         return datetime.fromisoformat(created), uuid.UUID(wid)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, AttributeError) as exc:
         raise InvalidRequestError([FieldProblem(("query", "cursor"), "malformed cursor",
                                                 "pass next_cursor from the previous page")]
                                   ) from exc

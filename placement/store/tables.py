@@ -116,6 +116,7 @@ class WorkloadRow(Base):
 
 class DecisionRow(Base):
     __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_created_at", "created_at"),)
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     workload_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workloads.id"), index=True)
     action: Mapped[str] = mapped_column(String(16))
