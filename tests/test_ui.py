@@ -232,3 +232,23 @@ def test_spend_totals_and_the_action_filter_on_both_databases(db_url: str) -> No
         assert f"${expected:,.2f}" in a.client.get("/ui/").text
         bursts = a.client.get("/v1/workloads?action=burst", headers=a.h("admin")).json()
         assert [w["name"] for w in bursts["items"]] == ["llm-pretrain"]
+
+
+def test_overview_shows_live_utilization_when_signals_exist(tmp_path: Path) -> None:
+    from placement.signals import PrometheusClient, Sample, SignalCache
+
+    class Fake(PrometheusClient):
+        def query(self, promql: str) -> list[Sample]:
+            return [Sample({}, 73.4)] if promql.startswith("avg(") else []
+
+    with api_on(f"sqlite:///{tmp_path / 'p.db'}") as a:
+        cache = SignalCache(Fake("http://unused"), a.runtime.current_inventory)
+        cache.refresh()
+        a.runtime.signals = cache
+        _login(a, "admin")
+        overview = a.client.get("/ui/").text
+        assert "Live utilization" in overview
+        frankfurt = overview.split('data-site="dc-frankfurt"')[1].split("</tr>")[0]
+        assert '73% <span class="tag fresh">fresh</span>' in frankfurt
+        austin = overview.split('data-site="plant-austin"')[1].split("</tr>")[0]
+        assert "not configured" in austin
