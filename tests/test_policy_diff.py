@@ -122,8 +122,8 @@ def test_a_workload_neither_bundle_can_decide_is_listed(tmp_path: Path) -> None:
     assert "no-such-dataset" in res.output
 
 
-def test_live_workloads_from_the_store(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'p.db'}"
+def test_live_workloads_from_the_store(tmp_path: Path, db_url: str) -> None:
+    url = db_url
     chat = next(w for w in load_bundle(EXAMPLES).workloads if w.name == "support-chat")
     with api_on(url) as a:
         res = a.client.post("/v1/workloads", json=chat.model_dump(mode="json"),
