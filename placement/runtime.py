@@ -123,6 +123,10 @@ class Runtime:
         return engine.with_observed(self.signals.observed(
             engine.inventory, ci.site_index, ci.group_index, len(ci.group_site)))
 
+    def current_engine(self) -> Engine | None:
+        """The engine last compiled (inventory and policy; no capacity read), if any."""
+        return self._base
+
     def current_inventory(self) -> Inventory | None:
         """The inventory of the engine last compiled (what the signal poller queries for)."""
         base = self._base

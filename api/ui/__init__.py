@@ -137,7 +137,7 @@ def overview(request: Request) -> Response:
         month = estimate_totals(s, since=now - timedelta(days=30), team=team)
         bursts = [(workload_json(w), decision_json(d.columns())) for w, d in
                   active_bursts(s, team=team)]
-    engine = rt._base
+    engine = rt.current_engine()
     kinds = {site.name: site.spec.type for site in engine.inventory.sites} if engine else {}
     utilization = _utilization(rt)
     sites: dict[str, dict[str, Any]] = {}
@@ -155,7 +155,7 @@ def overview(request: Request) -> Response:
 
 def _utilization(rt: Runtime) -> dict[str, dict[str, Any]]:
     """Live GPU utilization per site, with its freshness, when signals are configured."""
-    engine = rt._base
+    engine = rt.current_engine()
     if rt.signals is None or engine is None:
         return {}
     ci = engine.ci
@@ -203,7 +203,8 @@ def workloads(request: Request) -> Response:
     if who is None:
         return _login_redirect(request)
     rt = _runtime(request)
-    sites = sorted(s.name for s in rt._base.inventory.sites) if rt._base else []
+    inv = rt.current_inventory()
+    sites = sorted(s.name for s in inv.sites) if inv is not None else []
     return _page(request, "workloads.html", who, kinds=KINDS, phases=PHASES,
                  actions=ACTIONS, sites=sites, **_rows(request, who))
 
