@@ -66,30 +66,39 @@ def server(database_url: str, config: Path, workers: int = 1,
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     cmd = [sys.executable, "-m", "placement.cli", "serve", "--port", str(port), "--config",
            str(config), "--workers", str(workers)]
+    with _running(cmd, env, "placement serve", f"http://127.0.0.1:{port}", "/readyz") as url:
+        yield url
+
+
+@contextmanager
+def _running(cmd: list[str], env: dict[str, str] | None, name: str, url: str,
+             ready_path: str) -> Iterator[str]:
+    """Start `cmd`, yield `url` once GET url+ready_path answers 200 (fail if the process
+    exits or 60 s pass), and stop the process afterwards."""
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
                 out = proc.stdout.read() if proc.stdout else ""
-                pytest.fail(f"placement serve exited with {proc.returncode}:\n{out}")
+                pytest.fail(f"{name} exited with {proc.returncode}:\n{out}")
             try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{url}{ready_path}", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail("placement serve did not become ready in 60 s")
+                pytest.fail(f"{name} did not become ready in 60 s")
             time.sleep(0.2)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 @contextmanager
@@ -110,30 +119,7 @@ def prometheus(targets: dict[str, str], tmp: Path, scrape_s: float = 1.0,
     config.write_text(f"global:\n  scrape_interval: {ms}ms\n  scrape_timeout: "
                       f"{ms}ms\nscrape_configs:\n{jobs}\n")
     port = port or free_port()
-    proc = subprocess.Popen([binary, f"--config.file={config}",
-                             f"--storage.tsdb.path={tmp / 'tsdb'}",
-                             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                out = proc.stdout.read() if proc.stdout else ""
-                pytest.fail(f"prometheus exited with {proc.returncode}:\n{out}")
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("prometheus did not become ready in 60 s")
-            time.sleep(0.2)
+    cmd = [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+           f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    with _running(cmd, None, "prometheus", f"http://127.0.0.1:{port}", "/-/ready") as url:
         yield url
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
