@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# tritonserver for the serving tests: only the binary the wheel bundles is used, so its
+	# Python dependencies (which pin numpy<2) are not installed.
+	$(BIN)/pip install --quiet --no-deps 'nvidia-pytriton==0.7.0'
 	touch $(STAMP)
 
 run: $(STAMP)

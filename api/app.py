@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from fastapi import FastAPI
@@ -30,6 +30,9 @@ from placement.store import inventory as inv
 from placement.store.db import open_database
 from placement.store.migrate import ensure_schema
 from placement.store.tables import utcnow
+
+if TYPE_CHECKING:
+    from placement.triton.actuator import ServingLoop
 
 log = logging.getLogger("placement.api")
 GC_YOUNG = 50_000  # allocations between young collections (CPython's default: 700)
@@ -118,6 +121,24 @@ def _http_metrics(app: ASGIApp, metrics_of: Callable[[], Metrics]) -> ASGIApp:
     return middleware
 
 
+def start_serving(rt: Runtime, settings: Settings) -> ServingLoop | None:
+    """With a kubeconfig: the Triton actuator loop and the feed of measured service times."""
+    if settings.kubeconfig is None:
+        return None
+    from placement.kube import Clusters
+    from placement.triton.actuator import ServingActuator, ServingLoop, ServingOptions
+    from placement.triton.feed import TritonFeed
+
+    options = ServingOptions(ready_timeout_s=settings.triton_ready_timeout_s,
+                             model_timeout_s=settings.triton_model_timeout_s)
+    if rt.triton is None:
+        rt.triton = TritonFeed(rt.db, settings.triton_metrics_interval_s,
+                               max_age_s=4 * settings.triton_metrics_interval_s).start()
+    loop = ServingLoop(ServingActuator(rt, Clusters(settings.kubeconfig), options),
+                       settings.serving_interval_s, on_stop=rt.triton.stop)
+    return loop.start()
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """The application; pass a runtime (tests) or settings (serve)."""
     settings = settings or Settings()
@@ -143,8 +164,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 rt.current_inventory, settings.signals_interval_s, settings.signals_max_age_s,
                 on_error=lambda site, signal: rt.metrics.signal_errors.labels(site, signal).inc(),
             ).start()
+        serving = start_serving(rt, settings)
         _tune_gc()
         yield
+        if serving is not None:
+            serving.stop()
         app.state.batcher.stop()
         if rt.signals is not None:
             rt.signals.stop()

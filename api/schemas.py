@@ -30,6 +30,26 @@ class WorkloadPublic(BaseModel):
     updated_at: datetime
     spec: dict[str, Any]
     decision: DecisionPublic | None = None
+    serving: ServingPublic | None = None
+
+
+class ServingPublic(BaseModel):
+    """Triton serving of an inference or RAG workload (present once the actuator took it)."""
+
+    status: Literal["pending", "retrying", "failed", "ready", "removing", "removed"] = Field(
+        description="ready: Triton serves the model at `endpoint`; retrying/failed: see "
+        "`message` and the event log.")
+    site: str
+    namespace: str | None
+    name: str = Field(description="Name of the Deployment and Service on the site's cluster.")
+    model: str
+    version: int | None = Field(description="Model version being served.")
+    endpoint: str | None = Field(description="Triton's HTTP endpoint (KServe v2 protocol).")
+    message: str
+    attempts: int
+    next_attempt_at: datetime | None
+    ready_at: datetime | None
+    updated_at: datetime
 
 
 class WorkloadPage(BaseModel):

@@ -23,6 +23,7 @@ from placement.signals import SignalCache
 from placement.store.db import Database, as_utc
 from placement.store.inventory import inventory_version, load_inventory
 from placement.store.tables import CapacityRow, PolicyBundleRow, ReservationRow, utcnow
+from placement.triton.feed import TritonFeed
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Runtime:
     reload: ReloadStatus | None = None
     config_dir: Path | None = None  # the GitOps directory the policy came from
     signals: SignalCache | None = None  # live signals from Prometheus, when configured
+    triton: TritonFeed | None = None  # service times measured on the Triton servers we run
 
     def set_policy(self, policy: Policy, version: str) -> None:
         """Switch to another policy; the next decision compiles an engine for it."""
@@ -116,12 +118,16 @@ class Runtime:
         return self._observe(base.with_capacity(cap))
 
     def _observe(self, engine: Engine) -> Engine:
-        """Add the live signals as they are now (never waits on Prometheus)."""
-        if self.signals is None:
+        """Add the live signals as they are now (never waits on Prometheus or Triton)."""
+        if self.signals is None and self.triton is None:
             return engine
         ci = engine.ci
-        return engine.with_observed(self.signals.observed(
-            engine.inventory, ci.site_index, ci.group_index, len(ci.group_site)))
+        observed = (self.signals.observed(engine.inventory, ci.site_index, ci.group_index,
+                                          len(ci.group_site))
+                    if self.signals is not None else None)
+        if self.triton is not None:
+            observed = self.triton.merge(observed, ci.site_index, len(ci.group_site))
+        return engine if observed is None else engine.with_observed(observed)
 
     def current_engine(self) -> Engine | None:
         """The engine last compiled (inventory and policy; no capacity read), if any."""

@@ -35,6 +35,16 @@ class Settings(BaseSettings):
     ui_secure_cookie: bool | None = Field(
         default=None, description="Mark the dashboard's session cookie Secure; unset: when the "
         "request came over https (set true behind a TLS-terminating proxy).")
+    kubeconfig: Path | None = Field(
+        default=None, description="Kubeconfig with a context per site (the inventory's "
+        "kube_context): set it to serve placed inference and RAG workloads with Triton.")
+    serving_interval_s: float = Field(default=10.0, gt=0, description="Actuator pass period.")
+    triton_ready_timeout_s: float = Field(default=120.0, gt=0,
+                                          description="Wait this long for Triton to be ready.")
+    triton_model_timeout_s: float = Field(default=300.0, gt=0,
+                                          description="Wait this long for a model to load.")
+    triton_metrics_interval_s: float = Field(default=15.0, gt=0,
+                                             description="Scrape Triton's metrics this often.")
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = Field(default=1, ge=1)

@@ -143,7 +143,8 @@ class Observed:
                 continue
             if r.signal == "free_gpus" and r.key is not None and r.key not in types:
                 continue
-            if r.signal == "service_p99_ms" and (model is None or r.key not in (model, None)):
+            if (r.signal in ("service_p99_ms", "triton_service_p99_ms")
+                    and (model is None or r.key not in (model, None))):
                 continue
             out.append(r.as_dict())
         return out

@@ -14,7 +14,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -72,16 +74,16 @@ def server(database_url: str, config: Path, workers: int = 1,
 
 @contextmanager
 def _running(cmd: list[str], env: dict[str, str] | None, name: str, url: str,
-             ready_path: str) -> Iterator[str]:
+             ready_path: str, log: Path | None = None) -> Iterator[str]:
     """Start `cmd`, yield `url` once GET url+ready_path answers 200 (fail if the process
-    exits or 60 s pass), and stop the process afterwards."""
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    exits or 60 s pass), and stop the process afterwards. Output goes to `log` if given."""
+    sink = log.open("w") if log is not None else subprocess.PIPE
+    proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                out = proc.stdout.read() if proc.stdout else ""
+                out = proc.stdout.read() if proc.stdout else log.read_text() if log else ""
                 pytest.fail(f"{name} exited with {proc.returncode}:\n{out}")
             try:
                 if httpx.get(f"{url}{ready_path}", timeout=1).status_code == 200:
@@ -99,6 +101,8 @@ def _running(cmd: list[str], env: dict[str, str] | None, name: str, url: str,
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if log is not None:
+            sink.close()  # type: ignore[union-attr]
 
 
 @contextmanager
@@ -123,3 +127,142 @@ def prometheus(targets: dict[str, str], tmp: Path, scrape_s: float = 1.0,
            f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
     with _running(cmd, None, "prometheus", f"http://127.0.0.1:{port}", "/-/ready") as url:
         yield url
+
+
+# --- Kubernetes API emulator ------------------------------------------------------------------
+class KubeEmulator:
+    """KMock's stateful Kubernetes API emulator, served on 127.0.0.1 from a background thread."""
+
+    def __init__(self) -> None:
+        import asyncio
+        import threading
+
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self.url = ""
+        self.emulator: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._serve, name="kmock", daemon=True)
+
+    def _serve(self) -> None:
+        import asyncio
+
+        import kmock
+
+        async def main() -> None:
+            async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as srv:
+                self.emulator, self.url = emulator, str(srv.url).rstrip("/")
+                self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+                self._ready.set()
+                await self._stop.wait()
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # reported by start()
+            self._error = exc
+            self._ready.set()
+
+    def start(self) -> KubeEmulator:
+        self._thread.start()
+        if not self._ready.wait(20) or self._error is not None:
+            raise RuntimeError(f"KMock did not start: {self._error!r}")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=10)
+
+    def kubeconfig(self, path: Path, contexts: list[str], server: str | None = None) -> Path:
+        """A kubeconfig whose contexts all point at this emulator (or at `server`)."""
+        import yaml
+
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "emulator", "cluster": {"server": server or self.url}}],
+            "users": [{"name": "tester", "user": {"token": "test-token"}}],
+            "contexts": [{"name": c, "context": {"cluster": "emulator", "user": "tester"}}
+                         for c in contexts],
+            "current-context": contexts[0]}))
+        return path
+
+    def stored(self, api_version: str, plural: str, namespace: str, name: str
+               ) -> dict[str, Any] | None:
+        """The live object the emulator holds, or None when absent or deleted."""
+        group_version = api_version if "/" in api_version else f"/{api_version}"
+        group, version = group_version.split("/")
+        for key, obj in list(self.emulator.objects.items()):
+            res, ns, n = key
+            if ((res.group or "") == group and res.version == version and res.plural == plural
+                    and ns == namespace and n == name and not obj.deleted):
+                return dict(obj.raw)
+        return None
+
+
+@contextmanager
+def kube_emulator() -> Iterator[KubeEmulator]:
+    try:
+        import kmock  # noqa: F401
+    except ImportError:
+        unavailable("kmock is not installed (pip install -e '.[dev]')")
+    emu = KubeEmulator().start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+# --- Triton Inference Server --------------------------------------------------------------------
+@dataclass
+class Triton:
+    url: str  # HTTP endpoint
+    metrics_url: str
+    log: Path
+
+
+def _triton_dist() -> Path:
+    """The tritonserver distribution the nvidia-pytriton wheel bundles."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        unavailable("nvidia-pytriton is not installed (make .venv/.installed installs it)")
+        raise AssertionError("unreachable")
+    dist = Path(next(iter(spec.submodule_search_locations))) / "tritonserver"
+    if not (dist / "bin" / "tritonserver").exists():
+        unavailable(f"no tritonserver binary under {dist}")
+    stub_libpython = Path("/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0")
+    if not stub_libpython.exists():
+        unavailable("the Python backend needs Debian's libpython3.11 (apt-get install "
+                    "libpython3.11)")
+    if not Path("/usr/lib/python3/dist-packages/numpy").exists():
+        unavailable("the Python backend's models import numpy from the system Python "
+                    "(apt-get install python3-numpy)")
+    return dist
+
+
+@contextmanager
+def tritonserver(repository: Path, tmp: Path, extra: list[str] | None = None
+                 ) -> Iterator[Triton]:
+    """A real tritonserver (from the nvidia-pytriton wheel) on 127.0.0.1 in explicit model
+    control mode, with the Python backend; yields once it answers /v2/health/ready."""
+    import shutil
+
+    dist = _triton_dist()
+    backends = tmp / "triton-backends"
+    if not backends.exists():
+        shutil.copytree(dist / "backends", backends)
+        shutil.copy(dist / "python_backend_stubs" / "3.11" / "triton_python_backend_stub",
+                    backends / "python" / "triton_python_backend_stub")
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    env = {**os.environ, "LD_LIBRARY_PATH": str(dist.parent.parent / "nvidia_pytriton.libs")}
+    cmd = [str(dist / "bin" / "tritonserver"), f"--model-repository={repository}",
+           f"--backend-directory={backends}", "--model-control-mode=explicit",
+           "--http-address=127.0.0.1", f"--http-port={http}", "--grpc-address=127.0.0.1",
+           f"--grpc-port={grpc}", "--metrics-address=127.0.0.1", f"--metrics-port={metrics}",
+           "--metrics-config=summary_latencies=true", "--exit-timeout-secs=5", *(extra or [])]
+    url = f"http://127.0.0.1:{http}"
+    log = tmp / f"tritonserver-{http}.log"
+    with _running(cmd, env, "tritonserver", url, "/v2/health/ready", log) as url:
+        yield Triton(url, f"http://127.0.0.1:{metrics}/metrics", log)

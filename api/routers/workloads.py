@@ -26,7 +26,7 @@ from placement.model import Workload
 from placement.model.common import NAME_PATTERN
 from placement.store.db import as_utc
 from placement.store.queries import WorkloadFilter, events_of, list_workloads
-from placement.store.tables import DecisionRow, WorkloadRow
+from placement.store.tables import DecisionRow, ServingRow, WorkloadRow
 
 router = APIRouter(prefix="/v1/workloads", tags=["workloads"])
 EXAMPLES = {"finetune": {"summary": "A fine-tuning job reading a dataset", "value": {
@@ -126,7 +126,20 @@ def get_one(workload_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> Respon
     row = _get(rt, who, workload_id)
     with rt.db.read() as s:
         drow = s.get(DecisionRow, row.decision_id) if row.decision_id else None
-    return reply(workload_json(row, drow))
+        srow = s.get(ServingRow, row.id)
+    out = workload_json(row, drow)
+    if srow is not None:
+        out["serving"] = serving_json(srow)
+    return reply(out)
+
+
+def serving_json(row: ServingRow) -> dict[str, Any]:
+    """Where Triton serves the workload and how far the actuator got."""
+    return {"status": row.status, "site": row.site, "namespace": row.namespace or None,
+            "name": row.name, "model": row.model, "version": row.version,
+            "endpoint": row.endpoint, "message": row.message, "attempts": row.attempts,
+            "next_attempt_at": _iso(row.next_attempt_at) if row.status != "ready" else None,
+            "ready_at": _iso(row.ready_at), "updated_at": _iso(row.updated_at)}
 
 
 @router.get("/{workload_id}/events", response_model=list[EventPublic])

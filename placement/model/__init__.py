@@ -21,9 +21,10 @@ from placement.model.inventory import (
     Reservation,
     SignalQueries,
     Site,
+    SiteServing,
 )
 from placement.model.policy import Burst, Match, Policy, Rule, Scales, SiteSelector, Weights
-from placement.model.workload import Workload, WorkloadKind
+from placement.model.workload import ServingSpec, TensorSpec, Workload, WorkloadKind
 
 __all__ = [
     "Burst",
@@ -47,10 +48,13 @@ __all__ = [
     "Reservation",
     "Rule",
     "Scales",
+    "ServingSpec",
     "SignalQueries",
     "SignalUse",
     "Site",
     "SiteSelector",
+    "SiteServing",
+    "TensorSpec",
     "Weights",
     "Workload",
     "WorkloadKind",

@@ -62,8 +62,10 @@ class SignalUse(_Out):
     """A live signal the decision consulted, and whether it was fresh enough to use."""
 
     site: str
-    signal: Literal["free_gpus", "gpu_utilization_pct", "service_p99_ms"]
-    key: str | None = Field(description="GPU type (free_gpus) or model (service_p99_ms).")
+    signal: Literal["free_gpus", "gpu_utilization_pct", "service_p99_ms",
+                    "triton_service_p99_ms"] = Field(
+        description="triton_service_p99_ms: measured on the Triton servers this service runs.")
+    key: str | None = Field(description="GPU type (free_gpus) or model (service times).")
     status: Literal["fresh", "stale", "unavailable"]
     value: float | None
     age_s: float | None = Field(description="Seconds since the value was read.")

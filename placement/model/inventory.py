@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from placement.model.common import Document, GpuType, Location, Name, Strict
 
@@ -78,6 +78,41 @@ class SignalQueries(Strict):
     model_label: str = Field(default="model", min_length=1)
 
 
+class SiteServing(Strict):
+    """How Triton Inference Server runs on the site's cluster and how the service reaches it.
+
+    `endpoint` and `metrics_url` are templates over {name} (the workload's serving name) and
+    {namespace}: in-cluster DNS by default, an ingress or a gateway where the service runs
+    outside the cluster.
+    """
+
+    namespace: Name = "placement-serving"
+    image: str = Field(default="nvcr.io/nvidia/tritonserver:24.10-py3", min_length=1)
+    repository: str | None = Field(default=None, min_length=1, description="Default model "
+                                   "repository for workloads that name none.")
+    endpoint: str = Field(default="http://{name}.{namespace}.svc.cluster.local:8000",
+                          min_length=1, description="Triton's HTTP endpoint template.")
+    metrics_url: str = Field(default="http://{name}.{namespace}.svc.cluster.local:8002/metrics",
+                             min_length=1, description="Triton's metrics template.")
+    service_monitor: bool = Field(default=False, description="Render a Prometheus Operator "
+                                  "ServiceMonitor (else scrape annotations only).")
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    cpu: str = "4"
+    memory: str = "16Gi"
+
+    @field_validator("endpoint", "metrics_url")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        try:
+            value.format(name="n", namespace="ns")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"a template may use only {{name}} and {{namespace}} ({exc!r}); "
+                             "fix the braces") from exc
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
 class _SiteCommon(Strict):
     location: Location
     kube_context: str = Field(min_length=1, description="Kubernetes context to act on the site.")
@@ -95,6 +130,8 @@ class _SiteCommon(Strict):
     signals: SignalQueries | None = Field(
         default=None, description="Live signals from Prometheus (used when the service is "
         "started with a Prometheus URL).")
+    serving: SiteServing = Field(default_factory=SiteServing, description="Triton serving "
+                                 "on this site (used when the service runs with a kubeconfig).")
 
 
 class OnPremSiteSpec(_SiteCommon):

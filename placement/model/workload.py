@@ -47,6 +47,24 @@ class DatasetRef(Strict):
     kb_per_lookup: float = Field(default=0, ge=0, description="KB returned per lookup.")
 
 
+TensorType = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
+                     "INT64", "FP16", "FP32", "FP64", "BF16", "BYTES"]
+
+
+class TensorSpec(Strict):
+    """One model input or output as Triton declares it (without the batch dimension)."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    data_type: TensorType = Field(description="Triton data type without the TYPE_ prefix.")
+    dims: list[int] = Field(min_length=1, description="Shape per request; -1 = variable.")
+
+    @model_validator(mode="after")
+    def _dims(self) -> TensorSpec:
+        if any(d == 0 or d < -1 for d in self.dims):
+            raise ValueError("dims must be positive sizes or -1 (variable); fix the shape")
+        return self
+
+
 class ServingSpec(Strict):
     """What Triton serves for an inference or RAG workload."""
 
@@ -55,6 +73,19 @@ class ServingSpec(Strict):
     max_batch_size: int = Field(default=0, ge=0)
     dynamic_batching: bool = True
     instances_per_gpu: int = Field(default=1, ge=1)
+    instance_kind: Literal["gpu", "cpu"] = Field(
+        default="gpu", description="Where Triton runs the model instances: gpu (KIND_GPU, "
+        "instances_per_gpu on each GPU) or cpu (KIND_CPU: pre- and post-processing models).")
+    version: int = Field(default=1, ge=1, description="Model version to serve; changing it "
+                         "rolls the model: load the new version, check it, unload the old one.")
+    repository: str | None = Field(
+        default=None, min_length=1, description="Model repository Triton reads the model's "
+        "version directories from (s3://, gs://, as:// or a path in the image); default: the "
+        "site's serving.repository.")
+    inputs: list[TensorSpec] = Field(default_factory=list, description="Inputs; empty: the "
+                                     "backend's auto-complete fills them (no smoke inference).")
+    outputs: list[TensorSpec] = Field(default_factory=list)
+    max_queue_delay_us: int = Field(default=100, ge=0, description="Dynamic batching delay.")
 
 
 class WorkloadSpec(Strict):

@@ -161,3 +161,26 @@ class EventRow(Base):
     type: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text, default="")
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ServingRow(Base):
+    """Where and how a service workload is served by Triton, and how far the actuator got."""
+
+    __tablename__ = "servings"
+    __table_args__ = (Index("ix_servings_status_next", "status", "next_attempt_at"),)
+    workload_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workloads.id"), primary_key=True)
+    site: Mapped[str] = mapped_column(String(63))
+    namespace: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(63))
+    model: Mapped[str] = mapped_column(String(63))
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)  # version serving now
+    # pending -> applying -> ready | retrying; removing -> removed
+    status: Mapped[str] = mapped_column(String(16))
+    endpoint: Mapped[str | None] = mapped_column(Text, nullable=True)
+    metrics_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    ready_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,0 +1,180 @@
+"""Acting on the sites' Kubernetes clusters with the official `kubernetes` client.
+
+One API client per kube context (from a kubeconfig file; credentials never logged). `apply` is
+idempotent: each object carries a hash of its desired manifest, an object whose hash matches is
+left alone, a missing one is created and a changed one patched. `delete` treats "already gone"
+as done. Failures become `KubeError` with whether a retry can help.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+Manifest = dict[str, Any]
+HASH_ANNOTATION = "placement.io/applied-hash"
+TIMEOUT = (3.0, 15.0)  # connect, read seconds for every call
+Outcome = Literal["created", "updated", "unchanged", "deleted", "absent"]
+
+
+class KubeError(Exception):
+    """A cluster call failed; `retryable` says whether trying again later can help."""
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How the typed client reaches one kind: its API class and method suffix, or, for a custom
+    resource, its group, version and plural through CustomObjectsApi."""
+
+    api: str
+    suffix: str = ""
+    plural: str = ""
+
+
+KINDS: dict[tuple[str, str], Kind] = {
+    ("v1", "ConfigMap"): Kind("CoreV1Api", "namespaced_config_map"),
+    ("v1", "Service"): Kind("CoreV1Api", "namespaced_service"),
+    ("v1", "Secret"): Kind("CoreV1Api", "namespaced_secret"),
+    ("apps/v1", "Deployment"): Kind("AppsV1Api", "namespaced_deployment"),
+    ("batch/v1", "Job"): Kind("BatchV1Api", "namespaced_job"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): Kind("CustomObjectsApi",
+                                                         plural="servicemonitors"),
+}
+
+
+class Clusters:
+    """API clients for the sites' clusters, one per kube context of a kubeconfig file."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def client(self, context: str) -> Any:
+        """The ApiClient for a context; KubeError (not retryable) when it is not configured."""
+        with self._lock:
+            if context not in self._clients:
+                self._clients[context] = self._load(context)
+            return self._clients[context]
+
+    def _load(self, context: str) -> Any:
+        from kubernetes import config
+        from kubernetes.config.config_exception import ConfigException
+
+        try:
+            return config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=str(self.kubeconfig), context=context, persist_config=False)
+        except (ConfigException, OSError, ValueError, TypeError) as exc:
+            raise KubeError(f"cannot use kube context {context!r} from {self.kubeconfig}: "
+                            f"{exc}; add the context (cluster and user) to the kubeconfig",
+                            retryable=False) from exc
+
+
+def manifest_hash(manifest: Manifest) -> str:
+    """A stable digest of the desired manifest (without the hash annotation itself)."""
+    body = json.dumps(manifest, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(body.encode()).hexdigest()[:20]
+
+
+def apply(client: Any, manifest: Manifest) -> Outcome:
+    """Create the object, patch it if its desired state changed, or leave it unchanged."""
+    digest = manifest_hash(manifest)
+    meta = manifest["metadata"]
+    desired = {**manifest, "metadata": {**meta, "annotations": {
+        **meta.get("annotations", {}), HASH_ANNOTATION: digest}}}
+    current = _call(client, manifest, "read")
+    if current is None:
+        _call(client, desired, "create")
+        return "created"
+    annotations = (current.get("metadata") or {}).get("annotations") or {}
+    if annotations.get(HASH_ANNOTATION) == digest:
+        return "unchanged"
+    _call(client, desired, "patch")
+    return "updated"
+
+
+def delete(client: Any, manifest: Manifest) -> Outcome:
+    """Delete the object; an object already gone counts as done."""
+    return "deleted" if _call(client, manifest, "delete") is not None else "absent"
+
+
+def read(client: Any, manifest: Manifest) -> dict[str, Any] | None:
+    """The object as the cluster has it (plain dict), or None when it does not exist."""
+    return _call(client, manifest, "read")
+
+
+def _call(client: Any, manifest: Manifest, verb: str) -> dict[str, Any] | None:
+    """One typed-client call; None for a 404 on read or delete."""
+    from kubernetes import client as k
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    key = (manifest["apiVersion"], manifest["kind"])
+    kind = KINDS.get(key)
+    if kind is None:
+        raise KubeError(f"{key[1]} ({key[0]}) is not a kind this service manages",
+                        retryable=False)
+    name, ns = manifest["metadata"]["name"], manifest["metadata"].get("namespace", "default")
+    api = getattr(k, kind.api)(client)
+    try:
+        if kind.plural:
+            result = _custom(api, kind, key[0], verb, name, ns, manifest)
+        else:
+            method = getattr(api, f"{verb}_{kind.suffix}")
+            args: dict[str, Any] = {"namespace": ns, "_request_timeout": TIMEOUT}
+            if verb != "create":
+                args["name"] = name
+            if verb in ("create", "patch"):
+                args["body"] = manifest
+            if verb == "patch":
+                args["_content_type"] = "application/strategic-merge-patch+json"
+            result = method(**args)
+    except ApiException as exc:
+        if exc.status == 404 and verb in ("read", "delete"):
+            return None
+        raise _api_error(exc, verb, manifest) from exc
+    except (HTTPError, OSError) as exc:
+        raise KubeError(f"cannot reach the cluster to {verb} {key[1]} {ns}/{name}: {exc}",
+                        retryable=True) from exc
+    if isinstance(result, dict):
+        return result
+    sanitized: dict[str, Any] = client.sanitize_for_serialization(result)
+    return sanitized
+
+
+def _custom(api: Any, kind: Kind, api_version: str, verb: str, name: str, ns: str,
+            manifest: Manifest) -> Any:
+    group, version = api_version.split("/")
+    common = {"group": group, "version": version, "namespace": ns, "plural": kind.plural,
+              "_request_timeout": TIMEOUT}
+    if verb == "read":
+        return api.get_namespaced_custom_object(name=name, **common)
+    if verb == "create":
+        return api.create_namespaced_custom_object(body=manifest, **common)
+    if verb == "patch":
+        return api.patch_namespaced_custom_object(name=name, body=manifest, **common)
+    return api.delete_namespaced_custom_object(name=name, **common)
+
+
+def _api_error(exc: Any, verb: str, manifest: Manifest) -> KubeError:
+    status = int(exc.status or 0)
+    try:
+        detail = json.loads(exc.body).get("message") or exc.reason
+    except (TypeError, ValueError, AttributeError):
+        detail = exc.reason
+    meta = manifest["metadata"]
+    where = f"{manifest['kind']} {meta.get('namespace', 'default')}/{meta['name']}"
+    hint = {401: "check the kubeconfig credentials", 403: "grant the service account the verb "
+            "on this kind in that namespace (RBAC)", 404: "create the namespace first",
+            422: "the manifest was refused; report it as a bug"}.get(status, "retried later")
+    return KubeError(f"cannot {verb} {where}: HTTP {status} {detail}; {hint}",
+                     retryable=status >= 500 or status in (0, 409, 429), status=status)

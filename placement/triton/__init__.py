@@ -1,0 +1,1 @@
+"""Serving with Triton Inference Server: render, apply, control, and feed measurements back."""

@@ -1,0 +1,131 @@
+"""Observed service times from the Triton servers this service runs, fed to the latency plugin.
+
+A poller scrapes each ready serving's metrics URL, turns the interval between two scrapes into
+a service time per model (see `placement.triton.metrics`) and keeps the last one per (site,
+model) with the time it was read. While fresh, it replaces the workload's declared
+`service_time_p99_ms` at that site (where Prometheus also reports one, the larger counts).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+
+from placement.signals import Observed, Reading
+from placement.store.db import Database
+from placement.store.tables import ServingRow
+from placement.triton.metrics import (
+    MetricsFormatError,
+    ModelCounters,
+    ServiceTime,
+    parse_models,
+    service_times,
+)
+
+log = logging.getLogger("placement.triton.feed")
+SIGNAL = "triton_service_p99_ms"
+
+
+@dataclass
+class Seen:
+    value: ServiceTime
+    read_at: float
+
+
+class TritonFeed:
+    """Scrapes the ready servings' Triton metrics; `merge` adds fresh readings to Observed."""
+
+    def __init__(self, db: Database, interval_s: float = 15.0, max_age_s: float = 120.0,
+                 timeout_s: float = 2.0, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.interval_s = interval_s
+        self.max_age_s = max_age_s
+        self.timeout_s = timeout_s
+        self.clock = clock
+        self.last: dict[str, dict[tuple[str, str], ModelCounters]] = {}  # by metrics URL
+        self.seen: dict[tuple[str, str], Seen] = {}  # (site, model)
+        self.errors: dict[tuple[str, str], str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="placement-triton-feed",
+                                        daemon=True)
+
+    def start(self) -> TritonFeed:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll()
+            except Exception:  # keep polling through database outages
+                log.exception("Triton metrics poll failed")
+            self._stop.wait(self.interval_s)
+
+    def poll(self) -> None:
+        """Scrape every ready serving once (one request per metrics URL)."""
+        with self.db.read() as s:
+            targets = list(s.execute(select(ServingRow.site, ServingRow.model,
+                                            ServingRow.metrics_url)
+                                     .where(ServingRow.status == "ready",
+                                            ServingRow.metrics_url.is_not(None))))
+        for url in {t.metrics_url for t in targets}:
+            models = [(t.site, t.model) for t in targets if t.metrics_url == url]
+            try:
+                current = parse_models(self._fetch(url))
+            except (OSError, urllib.error.URLError, MetricsFormatError) as exc:
+                for key in models:
+                    self.errors[key] = f"cannot scrape {url}: {exc}"
+                continue
+            previous = self.last.get(url)
+            self.last[url] = current
+            if previous is None:
+                continue  # the first scrape only sets the baseline
+            times = service_times(previous, current)
+            for site, model in models:
+                if model in times:
+                    self.seen[(site, model)] = Seen(times[model], self.clock())
+                    self.errors.pop((site, model), None)
+
+    def _fetch(self, url: str) -> str:
+        with urllib.request.urlopen(url, timeout=self.timeout_s) as res:
+            return str(res.read().decode())
+
+    def merge(self, observed: Observed | None, site_index: dict[str, int],
+              groups: int) -> Observed | None:
+        """Observed with this feed's fresh service times added (the larger value wins where
+        Prometheus reports one too) and every reading listed; None when there is nothing."""
+        if not self.seen and not self.errors:
+            return observed
+        out = observed or Observed(np.full(groups, np.nan), {})
+        now = self.clock()
+        for (site, model), seen in self.seen.items():
+            if site not in site_index:
+                continue
+            age = now - seen.read_at
+            fresh = age <= self.max_age_s
+            value = seen.value.p99_ms
+            out.readings.append(Reading(site, SIGNAL, model, "fresh" if fresh else "stale",
+                                        round(value, 3), age, self.errors.get((site, model))))
+            if fresh and math.isfinite(value):
+                arr = out.service_ms.setdefault(model, np.full(len(site_index), np.nan))
+                i = site_index[site]
+                arr[i] = value if np.isnan(arr[i]) else max(arr[i], value)
+        for (site, model), error in self.errors.items():
+            if (site, model) not in self.seen and site in site_index:
+                out.readings.append(Reading(site, SIGNAL, model, "unavailable", None, None,
+                                            error))
+        return out

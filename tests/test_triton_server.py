@@ -1,0 +1,109 @@
+"""The Triton control client and metrics parser against a real tritonserver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from placement.triton.control import TritonControl, TritonError
+from placement.triton.metrics import parse_models, service_times
+
+from .services import Triton, free_port, tritonserver
+from .triton_models import python_model, served
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    python_model(root, served(version=1), factor=2)
+    python_model(root, served(version=2), factor=3)
+    python_model(root, served(version=3), broken=True)
+    python_model(root, served(model="other", version=1), factor=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def triton(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Triton]:
+    with tritonserver(repo, tmp_path_factory.mktemp("triton")) as t:
+        yield t
+
+
+def infer(ctl: TritonControl, model: str, version: int) -> np.ndarray:
+    import tritonclient.http as th
+
+    item = th.InferInput("INPUT0", [1, 4], "FP32")
+    item.set_data_from_numpy(np.ones((1, 4), dtype=np.float32))
+    return ctl.client.infer(model, [item], model_version=str(version)).as_numpy("OUTPUT0")
+
+
+def test_ready_load_smoke_and_unload(triton: Triton) -> None:
+    ctl = TritonControl(triton.url)
+    ctl.wait_ready(10)
+    steps = ctl.roll(served(model="other"), None, timeout_s=60)
+    assert steps[0] == "loaded other v1" and "smoke inference on v1" in steps[1]
+    assert ctl.model_ready("other", 1)
+    assert infer(ctl, "other", 1).tolist() == [[2.0, 2.0, 2.0, 2.0]]  # x * 1 + 1
+    ctl.unload("other")
+    deadline = time.monotonic() + 30
+    while ctl.model_ready("other", 1) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not ctl.model_ready("other", 1)
+
+
+def test_version_roll_loads_new_checks_it_then_unloads_old(triton: Triton) -> None:
+    ctl = TritonControl(triton.url)
+    ctl.roll(served(version=1), None, timeout_s=60)
+    assert ctl.loaded_versions("echo") == {1}
+    assert infer(ctl, "echo", 1).tolist() == [[3.0] * 4]  # x * 2 + 1
+    steps = ctl.roll(served(version=2), 1, timeout_s=60)
+    assert steps[-1] == "unloaded echo v1"
+    assert ctl.loaded_versions("echo") == {2}
+    assert infer(ctl, "echo", 2).tolist() == [[4.0] * 4]  # x * 3 + 1
+
+
+def test_a_version_that_fails_to_load_leaves_the_old_one_serving(triton: Triton) -> None:
+    ctl = TritonControl(triton.url)
+    ctl.roll(served(version=2), None, timeout_s=60)
+    with pytest.raises(TritonError, match="weights file is corrupt"):
+        ctl.roll(served(version=3), 2, timeout_s=60)
+    assert ctl.loaded_versions("echo") == {2}
+    assert infer(ctl, "echo", 2).tolist() == [[4.0] * 4]
+
+
+def test_a_model_missing_from_the_repository_is_a_clear_error(triton: Triton) -> None:
+    ctl = TritonControl(triton.url)
+    with pytest.raises(TritonError, match="load of absent"):
+        ctl.roll(served(model="absent"), None, timeout_s=10)
+
+
+def test_an_unavailable_server_fails_within_the_timeout() -> None:
+    ctl = TritonControl(f"http://127.0.0.1:{free_port()}", timeout_s=1)
+    start = time.monotonic()
+    with pytest.raises(TritonError, match="not ready within 1 s"):
+        ctl.wait_ready(1)
+    assert time.monotonic() - start < 5
+
+
+def test_metrics_give_a_service_time_per_model(triton: Triton) -> None:
+    import urllib.request
+
+    ctl = TritonControl(triton.url)
+    ctl.roll(served(version=2), None, timeout_s=60)
+
+    def scrape() -> str:
+        with urllib.request.urlopen(triton.metrics_url, timeout=5) as res:
+            return str(res.read().decode())
+
+    before = parse_models(scrape())
+    for _ in range(20):
+        infer(ctl, "echo", 2)
+    after = parse_models(scrape())
+    times = service_times(before, after)
+    echo = times["echo"]
+    assert echo.requests == 20 and echo.failures == 0
+    assert echo.basis == "summary" and echo.p99_ms >= echo.compute_ms > 0
+    assert 0 < echo.mean_ms < 1000

@@ -1,0 +1,56 @@
+"""Python-backend models and serving workloads for the Triton tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from placement.model import Workload
+from placement.triton.render import write_repository
+
+MODEL_PY = '''
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+FACTOR = {factor}
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        if {broken}:
+            raise RuntimeError("weights file is corrupt (test model)")
+
+    def execute(self, requests):
+        out = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", x * FACTOR + 1)]))
+        return out
+'''
+
+
+def served(name: str = "echo-svc", model: str = "echo", version: int = 1,
+           repository: str | None = None, team: str = "apps", inputs: bool = True,
+           gpu: str = "L4", client: str = "users", instance_kind: str = "cpu",
+           **serving: Any) -> Workload:
+    """An inference workload whose serving spec names a Python-backend model (on CPU
+    instances by default: the machine running the tests has no GPU)."""
+    tensors = ({"inputs": [{"name": "INPUT0", "data_type": "FP32", "dims": [4]}],
+                "outputs": [{"name": "OUTPUT0", "data_type": "FP32", "dims": [4]}]}
+               if inputs else {})
+    return Workload.model_validate({
+        "metadata": {"name": name},
+        "spec": {"kind": "inference", "team": team, "gpu": {"types": [gpu], "count": 1},
+                 "latency": {"p99_slo_ms": 200, "service_time_p99_ms": 20,
+                             "clients": [{"location": client}]},
+                 "serving": {"model": model, "backend": "python", "max_batch_size": 8,
+                             "version": version, "repository": repository, **tensors,
+                             "instance_kind": instance_kind,
+                             **serving}}})
+
+
+def python_model(root: Path, wl: Workload, factor: float = 2.0, broken: bool = False) -> Path:
+    """Write the workload's model (its spec's version) into the repository at root."""
+    version_dir = write_repository(wl, root)
+    (version_dir / "model.py").write_text(MODEL_PY.format(factor=factor, broken=broken))
+    return version_dir
