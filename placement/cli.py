@@ -22,6 +22,8 @@ token_app = typer.Typer(no_args_is_help=True, help="Manage API tokens.")
 app.add_typer(token_app, name="token")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema migrations.")
 app.add_typer(db_app, name="db")
+triton_app = typer.Typer(no_args_is_help=True, help="Serving with Triton Inference Server.")
+app.add_typer(triton_app, name="triton")
 DbOpt = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: "
                                            "PLACEMENT_DATABASE_URL or sqlite:///placement.db).")]
 
@@ -142,6 +144,53 @@ def policy_diff(
     raise typer.Exit(3 if report.moved else 0)
 
 
+@triton_app.command("render")
+def triton_render(
+    workload: Annotated[Path, typer.Argument(help="Workload YAML file (with `serving`).")],
+    out: Annotated[Path, typer.Option(help="Directory to write into.")],
+    config: ConfigOpt = Path("policies/examples"),
+    site: Annotated[str | None, typer.Option(help="Site to render for (default: where the "
+                                             "engine places the workload).")] = None,
+) -> None:
+    """Write the model repository layout (config.pbtxt, version folder) to publish next to
+    the model's files, and the manifests the service applies to the site's cluster."""
+    import uuid
+
+    import yaml
+
+    from placement.decide import engine_for
+    from placement.loader import load_bundle
+    from placement.triton.manifests import ManifestError, render
+    from placement.triton.render import ServingSpecError, write_repository
+
+    try:
+        bundle = load_bundle(config, [workload])
+        names = _workload_names([workload])
+        found = [w for w in bundle.workloads if w.name in names]
+        if not found:
+            raise PlacementError(f"no Workload document in {workload}")
+        wl = found[0]
+        if site is None:
+            decision = engine_for(bundle).place(wl)
+            if decision.site is None:
+                raise PlacementError(f"{wl.name} is not placed now ({decision.action}); "
+                                     "pass --site to render for a site anyway")
+            site = decision.site
+        manifests = render(wl, uuid.uuid5(uuid.NAMESPACE_DNS, wl.name),
+                           bundle.inventory.site(site))
+        version_dir = write_repository(wl, out / "repository")
+    except KeyError:
+        _fail(PlacementError(f"site {site!r} is not in the inventory under {config}"))
+        return
+    except (ConfigError, PlacementError, ServingSpecError, ManifestError) as exc:
+        _fail(exc)
+        return
+    (out / "manifests.yaml").write_text(yaml.safe_dump_all(manifests, sort_keys=False))
+    typer.echo(f"site {site}: {len(manifests)} manifests in {out / 'manifests.yaml'}; model "
+               f"configuration in {version_dir.parent / 'config.pbtxt'} (put the model's files "
+               f"in {version_dir})")
+
+
 @app.command()
 def schema(out: Annotated[Path, typer.Option(help="Directory to write into.")] = Path(
         "policies/schema")) -> None:
@@ -167,6 +216,9 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
     prometheus_url: Annotated[str | None, typer.Option(
         help="Prometheus for live signals (sites' `signals` queries).")] = None,
+    kubeconfig: Annotated[Path | None, typer.Option(
+        help="Kubeconfig with a context per site: serve placed inference and RAG workloads "
+        "with Triton.")] = None,
     demo_token: Annotated[bool, typer.Option(help="Create and print an admin token.")] = False,
 ) -> None:
     """Start the REST API (migrates the database, loads the policy, seeds the inventory)."""
@@ -180,7 +232,7 @@ def serve(
     from placement.serving import reuse_port_supported, run_workers
 
     settings = _settings(host=host, port=port, database_url=database_url, config_dir=config,
-                         workers=workers, prometheus_url=prometheus_url)
+                         workers=workers, prometheus_url=prometheus_url, kubeconfig=kubeconfig)
     for key, value in settings.model_dump().items():
         if value is not None:
             os.environ[f"PLACEMENT_{key.upper()}"] = str(value)

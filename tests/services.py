@@ -187,6 +187,10 @@ class KubeEmulator:
             "current-context": contexts[0]}))
         return path
 
+    def requests(self) -> list[Any]:
+        """Every request the emulator has served so far, oldest first."""
+        return list(self.emulator)
+
     def stored(self, api_version: str, plural: str, namespace: str, name: str
                ) -> dict[str, Any] | None:
         """The live object the emulator holds, or None when absent or deleted."""
@@ -245,8 +249,9 @@ def _triton_dist() -> Path:
 @contextmanager
 def tritonserver(repository: Path, tmp: Path, extra: list[str] | None = None
                  ) -> Iterator[Triton]:
-    """A real tritonserver (from the nvidia-pytriton wheel) on 127.0.0.1 in explicit model
-    control mode, with the Python backend; yields once it answers /v2/health/ready."""
+    """A real tritonserver (from the nvidia-pytriton wheel) on 127.0.0.1 with the flags the
+    rendered Deployment uses (explicit model control, summaries, non-strict readiness) and the
+    Python backend; yields once it answers /v2/health/ready."""
     import shutil
 
     dist = _triton_dist()
@@ -261,7 +266,8 @@ def tritonserver(repository: Path, tmp: Path, extra: list[str] | None = None
            f"--backend-directory={backends}", "--model-control-mode=explicit",
            "--http-address=127.0.0.1", f"--http-port={http}", "--grpc-address=127.0.0.1",
            f"--grpc-port={grpc}", "--metrics-address=127.0.0.1", f"--metrics-port={metrics}",
-           "--metrics-config=summary_latencies=true", "--exit-timeout-secs=5", *(extra or [])]
+           "--metrics-config=summary_latencies=true", "--strict-readiness=false",
+           "--exit-timeout-secs=5", *(extra or [])]
     url = f"http://127.0.0.1:{http}"
     log = tmp / f"tritonserver-{http}.log"
     with _running(cmd, env, "tritonserver", url, "/v2/health/ready", log) as url:

@@ -37,7 +37,8 @@ def infer(ctl: TritonControl, model: str, version: int) -> np.ndarray:
 
     item = th.InferInput("INPUT0", [1, 4], "FP32")
     item.set_data_from_numpy(np.ones((1, 4), dtype=np.float32))
-    return ctl.client.infer(model, [item], model_version=str(version)).as_numpy("OUTPUT0")
+    result = ctl.client.infer(model, [item], model_version=str(version))
+    return np.asarray(result.as_numpy("OUTPUT0"))
 
 
 def test_ready_load_smoke_and_unload(triton: Triton) -> None:
@@ -72,6 +73,7 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(triton: Triton)
         ctl.roll(served(version=3), 2, timeout_s=60)
     assert ctl.loaded_versions("echo") == {2}
     assert infer(ctl, "echo", 2).tolist() == [[4.0] * 4]
+    assert ctl.client.is_server_ready()  # the failed version is not left behind
 
 
 def test_a_model_missing_from_the_repository_is_a_clear_error(triton: Triton) -> None:

@@ -88,7 +88,7 @@ def _pod(wl: Workload, repository: str, labels: dict[str, str],
     args = ["tritonserver", f"--model-repository={repository}", "--model-control-mode=explicit",
             f"--load-model={spec.model}", f"--http-port={HTTP_PORT}",
             f"--grpc-port={GRPC_PORT}", f"--metrics-port={METRICS_PORT}",
-            "--metrics-config=summary_latencies=true"]
+            "--metrics-config=summary_latencies=true", "--strict-readiness=false"]
     probe = {"periodSeconds": 10, "timeoutSeconds": 3}
     container = {
         "name": "tritonserver", "image": conf.image, "args": args,
@@ -97,7 +97,10 @@ def _pod(wl: Workload, repository: str, labels: dict[str, str],
                   {"name": "metrics", "containerPort": METRICS_PORT}],
         "resources": {"requests": {"cpu": conf.cpu, "memory": conf.memory, "nvidia.com/gpu": gpus},
                       "limits": {"memory": conf.memory, "nvidia.com/gpu": gpus}},
-        "startupProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"},
+        # Until its model is ready the pod gets no traffic; after that, readiness is the
+        # server's (non-strict): a model version that fails to load during a roll must not
+        # take the pod, still serving the old version, out of the Service.
+        "startupProbe": {"httpGet": {"path": f"/v2/models/{spec.model}/ready", "port": "http"},
                          "failureThreshold": 60, **probe},
         "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, **probe},
         "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}, **probe},

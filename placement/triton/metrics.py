@@ -3,7 +3,8 @@
 Triton's counters are cumulative since start: request, queue and compute durations (µs) and
 the success count. Two scrapes give the means over the interval between them. Started with
 `--metrics-config summary_latencies=true` (the rendered Deployment does), Triton also exports
-quantile summaries, and the observed p99 is read from `nv_inference_request_summary_us`.
+quantile summaries, and the observed p99 is read from `nv_inference_request_summary_us` (but
+never taken below the interval's mean).
 Without summaries, p99 is estimated from the mean as mean x ln(100), the p99 of an exponential
 distribution, and the reading says so.
 """
@@ -125,9 +126,11 @@ def service_times(before: dict[tuple[str, str], ModelCounters],
     for model, (n, failures, req, queue, compute) in sums.items():
         mean = req / n / 1000
         p99 = worst_p99.get(model)
+        # Never below the interval's mean: Triton's summary window can miss a slow request
+        # the counters saw (on an H100, the first, CUDA-initializing one).
         out[model] = ServiceTime(
             model, n, failures, mean, queue / n / 1000, compute / n / 1000,
-            p99 / 1000 if p99 is not None else mean * P99_OF_MEAN,
+            max(p99 / 1000, mean) if p99 is not None else mean * P99_OF_MEAN,
             "summary" if p99 is not None else "mean")
     return out
 
