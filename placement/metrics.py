@@ -47,6 +47,10 @@ class Metrics:
         self.signal_errors = Counter(
             "placement_signal_errors_total", "Failed or empty Prometheus signal queries by site "
             "and signal (decisions fall back to the store).", ["site", "signal"], registry=r)
+        self.serving_actions = Counter(
+            "placement_serving_actions_total", "Triton serving actions on the sites' clusters "
+            "by site, action (serve, remove) and result (ok, error).",
+            ["site", "action", "result"], registry=r)
         self.http_seconds = Histogram(
             "placement_http_request_duration_seconds", "HTTP request latency by route template, "
             "method and status.", ["route", "method", "status"], buckets=LATENCY_BUCKETS,

@@ -140,6 +140,9 @@ def test_a_placed_service_is_served_recorded_and_removed_on_cancel(env: Env) -> 
     assert env.actuator.reconcile() == 1
     assert env.get(wid)["serving"]["status"] == "removed"
     assert env.deployment(serving["name"]) is None
+    actions = env.api.runtime.metrics.serving_actions
+    assert actions.labels("edge-a", "serve", "ok")._value.get() == 1
+    assert actions.labels("edge-a", "remove", "ok")._value.get() == 1
     assert env.events(wid) == ["submitted", "placed", "serving", "serving_ready", "running",
                                "cancelled", "serving_removed"]
 
@@ -166,6 +169,8 @@ def test_a_model_that_fails_to_load_is_retried_with_backoff(env: Env) -> None:
     serving = env.get(wid)["serving"]
     assert (serving["status"], serving["attempts"]) == ("retrying", 1)
     assert "weights file is corrupt" in serving["message"]
+    actions = env.api.runtime.metrics.serving_actions
+    assert actions.labels("edge-a", "serve", "error")._value.get() == 1
     assert env.get(wid)["phase"] == "placed"
     assert env.events(wid)[-1] == "serving_error"
     assert env.actuator.reconcile() == 0  # not due before the backoff ends

@@ -129,10 +129,11 @@ class ServingActuator:
             if row is None or wrow is None:
                 return
             s.expunge_all()
+        action = "remove" if row.status == "removing" else "serve"
         try:
             wl = Workload.model_validate(wrow.document)
             site = self._site(row.site)
-            if row.status == "removing":
+            if action == "remove":
                 self._remove(row, wl, site)
             else:
                 self._serve(row, wrow, wl, site)
@@ -141,6 +142,10 @@ class ServingActuator:
         except Exception as exc:  # a bug must not stop the loop; it is recorded and retried
             log.exception("serving %s failed unexpectedly", wid)
             self._failed(row, exc)
+        else:
+            self.rt.metrics.serving_actions.labels(row.site, action, "ok").inc()
+            return
+        self.rt.metrics.serving_actions.labels(row.site, action, "error").inc()
 
     def _site(self, name: str) -> Site:
         inv: Inventory | None = self.rt.current_inventory()
