@@ -32,7 +32,7 @@ from placement.store.migrate import ensure_schema
 from placement.store.tables import utcnow
 
 if TYPE_CHECKING:
-    from placement.triton.actuator import ServingLoop
+    from placement.periodic import Periodic
 
 log = logging.getLogger("placement.api")
 GC_YOUNG = 50_000  # allocations between young collections (CPython's default: 700)
@@ -121,12 +121,14 @@ def _http_metrics(app: ASGIApp, metrics_of: Callable[[], Metrics]) -> ASGIApp:
     return middleware
 
 
-def start_serving(rt: Runtime, settings: Settings) -> ServingLoop | None:
-    """With a kubeconfig: the Triton actuator loop and the feed of measured service times."""
+def start_serving(rt: Runtime, settings: Settings) -> Periodic | None:
+    """With a kubeconfig: the Triton actuator's passes and the feed of measured service
+    times (started here, stopped with the loop)."""
     if settings.kubeconfig is None:
         return None
     from placement.kube import Clusters
-    from placement.triton.actuator import ServingActuator, ServingLoop, ServingOptions
+    from placement.periodic import Periodic
+    from placement.triton.actuator import ServingActuator, ServingOptions, log
     from placement.triton.feed import TritonFeed
 
     options = ServingOptions(ready_timeout_s=settings.triton_ready_timeout_s,
@@ -134,9 +136,9 @@ def start_serving(rt: Runtime, settings: Settings) -> ServingLoop | None:
     if rt.triton is None:
         rt.triton = TritonFeed(rt.db, settings.triton_metrics_interval_s,
                                max_age_s=4 * settings.triton_metrics_interval_s).start()
-    loop = ServingLoop(ServingActuator(rt, Clusters(settings.kubeconfig), options),
-                       settings.serving_interval_s, on_stop=rt.triton.stop)
-    return loop.start()
+    actuator = ServingActuator(rt, Clusters(settings.kubeconfig), options)
+    return Periodic("placement-serving", settings.serving_interval_s, actuator.reconcile,
+                    log).start()
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -168,7 +170,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         _tune_gc()
         yield
         if serving is not None:
-            serving.stop()
+            serving.stop(timeout=30)
+        if rt.triton is not None:
+            rt.triton.stop()
         app.state.batcher.stop()
         if rt.signals is not None:
             rt.signals.stop()

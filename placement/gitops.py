@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import threading
 from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
 
 from placement.errors import ConfigError
 from placement.loader import Bundle, load_bundle
+from placement.periodic import Periodic
 from placement.runtime import ReloadStatus, Runtime, activate_policy
 from placement.store.tables import utcnow
 
@@ -94,21 +94,15 @@ class PolicyWatcher:
         self.directory = directory
         self.period = period
         self.last: tuple[object, ...] | None = fingerprint(directory)
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="placement-policy-watch",
-                                       daemon=True)
+        self._loop = Periodic("placement-policy-watch", period, self.poll, log,
+                              delay_first=True)
 
     def start(self) -> PolicyWatcher:
-        self.thread.start()
+        self._loop.start()
         return self
 
     def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self.stop_event.wait(self.period):
-            self.poll()
+        self._loop.stop()
 
     def poll(self) -> None:
         """`check`, with any failure (the database down, files vanishing mid-read) reported

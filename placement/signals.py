@@ -13,7 +13,6 @@ import http.client
 import json
 import logging
 import math
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -27,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from placement.model import Inventory, Workload
+from placement.periodic import Periodic
 
 log = logging.getLogger("placement.signals")
 Floats = NDArray[np.float64]
@@ -164,25 +164,14 @@ class SignalCache:
         self.on_error = on_error
         self.clock = clock
         self.entries: dict[tuple[str, str], Entry] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="placement-signals", daemon=True)
+        self._loop = Periodic("placement-signals", interval_s, self.refresh, log)
 
     def start(self) -> SignalCache:
-        self._thread.start()
+        self._loop.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.refresh()
-            except Exception:  # keep polling whatever happens
-                log.exception("signal refresh failed")
-            self._stop.wait(self.interval_s)
+        self._loop.stop()
 
     def refresh(self) -> None:
         """Run every configured query once, concurrently, each within the client's timeout.

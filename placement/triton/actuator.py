@@ -13,7 +13,6 @@ into the service.
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -223,32 +222,3 @@ class ServingActuator:
                   f"{wait.total_seconds():g} s): {message}", permanent=permanent)
         log.warning("serving %s: %s", row.workload_id, message)
 
-
-class ServingLoop:
-    """A background thread that runs actuator passes every `period` seconds."""
-
-    def __init__(self, actuator: ServingActuator, period: float = 10.0,
-                 on_stop: Callable[[], None] | None = None) -> None:
-        self.actuator = actuator
-        self.period = period
-        self.on_stop = on_stop
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="placement-serving", daemon=True)
-
-    def start(self) -> ServingLoop:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.thread.join(timeout=30)
-        if self.on_stop is not None:
-            self.on_stop()
-
-    def _run(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                self.actuator.reconcile()
-            except Exception:  # database outage etc.: the next pass retries
-                log.exception("serving pass failed")
-            self.stopped.wait(self.period)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import select
 
+from placement.periodic import Periodic
 from placement.signals import Observed, Reading
 from placement.store.db import Database
 from placement.store.tables import ServingRow
@@ -54,26 +54,14 @@ class TritonFeed:
         self.last: dict[str, dict[tuple[str, str], ModelCounters]] = {}  # by metrics URL
         self.seen: dict[tuple[str, str], Seen] = {}  # (site, model)
         self.errors: dict[tuple[str, str], str] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="placement-triton-feed",
-                                        daemon=True)
+        self._loop = Periodic("placement-triton-feed", interval_s, self.poll, log)
 
     def start(self) -> TritonFeed:
-        self._thread.start()
+        self._loop.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll()
-            except Exception:  # keep polling through database outages
-                log.exception("Triton metrics poll failed")
-            self._stop.wait(self.interval_s)
+        self._loop.stop()
 
     def poll(self) -> None:
         """Scrape every ready serving once (one request per metrics URL)."""
