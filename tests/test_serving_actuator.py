@@ -17,7 +17,7 @@ import yaml
 from sqlalchemy import select
 
 from placement.kube import Clusters
-from placement.store.tables import EventRow, WorkloadRow, utcnow
+from placement.store.tables import EventRow, ServingRow, WorkloadRow, utcnow
 from placement.triton.actuator import ServingActuator, ServingOptions
 from placement.triton.control import TritonControl
 from placement.triton.feed import TritonFeed
@@ -228,3 +228,37 @@ def test_triton_metrics_replace_the_declared_service_time(env: Env) -> None:
     shift = (declared["estimates"]["p99_latency_ms"]
              - observed["estimates"]["p99_latency_ms"])
     assert shift == pytest.approx(20 - measured.p99_ms, abs=0.05)
+
+
+def test_a_workload_that_never_became_ready_is_still_removed(env: Env) -> None:
+    wid = env.submit(name="never-ready-svc", model="absent")
+    env.actuator.reconcile()
+    serving = env.get(wid)["serving"]
+    assert serving["status"] == "retrying" and "absent" in serving["message"]
+    assert env.deployment(serving["name"]) is not None
+    env.api.client.post(f"/v1/workloads/{wid}/cancel", headers=env.api.h("admin"))
+    assert env.actuator.reconcile() == 1  # due at once, whatever the backoff said
+    assert env.get(wid)["serving"]["status"] == "removed"
+    assert env.deployment(serving["name"]) is None
+
+
+def test_replicas_claim_each_row_once_and_a_lapsed_claim_changes_nothing(env: Env) -> None:
+    other = ServingActuator(env.api.runtime, env.actuator.clusters, env.actuator.options,
+                            clock=env.clock)
+    wid = env.submit(name="claimed-svc")
+    env.actuator._adopt()
+    first = env.actuator._claim_next(set())
+    assert first is not None and first[0] == wid
+    assert other._claim_next(set()) is None  # held by the first replica
+    env.clock.advance(env.actuator.options.claim_s + 1)  # the first replica died
+    second = other._claim_next(set())
+    assert second is not None and second[0] == wid
+    with env.api.runtime.db.read() as s:
+        row = s.get(ServingRow, wid)
+        assert row is not None
+        s.expunge(row)
+    env.actuator._failed(row, first[1], RuntimeError("late report from the dead replica"))
+    other._work(*second)
+    serving = env.get(wid)["serving"]
+    assert serving["status"] == "ready" and serving["attempts"] == 0
+    assert "late report" not in serving["message"]

@@ -51,8 +51,11 @@ def scrape(success: int, request_us: float, queue_us: float, infer_us: float,
      20.0, 20.0 * math.log(100), "mean"),
     (scrape(10, 100_000, 10_000, 50_000), scrape(30, 500_000, 50_000, 250_000, p99_us=4_000),
      20.0, 20.0, "summary"),
+    (scrape(10, 9e6, 1e6, 5e6), scrape(20, 400_000, 40_000, 200_000),
+     20.0, 20.0 * math.log(100), "mean"),
 ], ids=["p99 from Triton's summary", "p99 estimated from the mean", "a restart reads from 0",
-        "a summary below the mean is raised to it"])
+        "a summary below the mean is raised to it",
+        "a restart seen only in the durations reads from 0"])
 def test_interval_service_time(before: str, after: str, mean: float, p99: float,
                                basis: str) -> None:
     times = service_times(parse_models(before), parse_models(after))

@@ -86,6 +86,19 @@ def test_manifests_validate_and_carry_what_serving_needs() -> None:
     assert all(m["metadata"]["namespace"] == "placement-serving" for m in out)
 
 
+@pytest.mark.parametrize(("replicas", "in_template"), [(1, False), (2, True)],
+                         ids=["one replica rolls through the API", "replicas roll as pods"])
+def test_where_the_model_version_lives(replicas: int, in_template: bool) -> None:
+    doc = served(version=3).model_dump(exclude_none=True)
+    doc["spec"]["replicas"] = replicas
+    deploy = render(Workload.model_validate(doc), WID, site())[1]
+    template = deploy["spec"]["template"]["metadata"]["annotations"]
+    assert ("placement.io/model-version" in template) == in_template
+    assert ("placement.io/model-version" in deploy["metadata"].get("annotations", {})) \
+        != in_template
+    assert deploy["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+
+
 def test_a_manifest_that_breaks_the_schema_is_refused_with_its_field() -> None:
     deploy = render(served(), WID, site())[1]
     deploy["spec"]["replicas"] = "two"

@@ -99,6 +99,8 @@ class SiteServing(Strict):
     node_selector: dict[str, str] = Field(default_factory=dict)
     cpu: str = "4"
     memory: str = "16Gi"
+    scratch: str = Field(default="50Gi", description="Size of /tmp, where Triton keeps models "
+                         "it downloads from a cloud repository.")
 
     @field_validator("endpoint", "metrics_url")
     @classmethod

@@ -174,7 +174,7 @@ class ServingRow(Base):
     name: Mapped[str] = mapped_column(String(63))
     model: Mapped[str] = mapped_column(String(63))
     version: Mapped[int | None] = mapped_column(Integer, nullable=True)  # version serving now
-    # pending -> applying -> ready | retrying; removing -> removed
+    # pending -> ready | retrying | failed (retried); removing -> removed
     status: Mapped[str] = mapped_column(String(16))
     endpoint: Mapped[str | None] = mapped_column(Text, nullable=True)
     metrics_url: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -182,5 +182,6 @@ class ServingRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     claimed_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    claim_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
     ready_at: Mapped[datetime | None] = mapped_column(nullable=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

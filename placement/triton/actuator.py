@@ -17,13 +17,17 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from placement.kube import Clusters, KubeError, Manifest, apply, delete
 from placement.lifecycle import event
 from placement.model import Inventory, Site, Workload
-from placement.model.workload import SERVICE_KINDS
+from placement.model.workload import SERVICE_KINDS, ServingSpec
 from placement.runtime import Runtime
 from placement.store.inventory import load_inventory
 from placement.store.tables import ServingRow, WorkloadRow, utcnow
@@ -65,64 +69,100 @@ class ServingActuator:
         self.control = control or (lambda url: TritonControl(url, self.options.client_timeout_s))
         self.clock = clock
 
-    def reconcile(self) -> int:
-        """One pass; returns how many rows it worked on."""
-        self._adopt()
-        done = 0
-        for wid in self._claim_due():
-            self._work(wid)
+    def reconcile(self, limit: int = 100) -> int:
+        """One pass; returns how many rows it worked on. Rows are claimed one at a time, so
+        a slow site never holds claims on rows this pass has not reached."""
+        try:
+            self._adopt()
+        except Exception:  # e.g. the database is down: still work what is claimable
+            log.exception("adopting service workloads failed")
+        done, skipped = 0, set[uuid.UUID]()
+        while done < limit:
+            claim = self._claim_next(skipped)
+            if claim is None:
+                break
+            skipped.add(claim[0])
+            try:
+                self._work(*claim)
+            except Exception:  # the database failed mid-row: the claim lapses, retried later
+                log.exception("serving %s: pass failed", claim[0])
             done += 1
         return done
 
     def _adopt(self) -> None:
         """Rows for new service workloads; ended workloads' rows go to `removing`; a changed
-        model version re-opens a ready row."""
+        model version re-opens a ready row. Each workload on its own: one bad document or a
+        replica adopting the same workload at once never stops the rest."""
+        with self.rt.db.read() as s:
+            fresh = list(s.execute(select(WorkloadRow.id, WorkloadRow.site, WorkloadRow.document)
+                                   .where(WorkloadRow.kind.in_(SERVICE_KINDS),
+                                          WorkloadRow.phase.in_(SERVED_PHASES),
+                                          WorkloadRow.action == "place",
+                                          WorkloadRow.id.not_in(select(ServingRow.workload_id)))))
+        for wid, site, document in fresh:
+            spec = _serving_spec(wid, document)
+            if spec is None or site is None:
+                continue
+            try:
+                with self.rt.db.write() as s:
+                    s.add(ServingRow(workload_id=wid, site=site, namespace=self._namespace(site),
+                                     name=serving_name(Workload.model_validate(document), wid),
+                                     model=spec.model, status="pending", attempts=0,
+                                     message="waiting to be served",
+                                     next_attempt_at=self.clock()))
+                    event(s, wid, "serving", f"serving {spec.model} on {site} with Triton")
+            except IntegrityError:
+                continue  # another replica adopted it first
+        now = self.clock()
         with self.rt.db.write() as s:
-            known = select(ServingRow.workload_id)
-            for row in s.scalars(select(WorkloadRow).where(
-                    WorkloadRow.kind.in_(SERVICE_KINDS), WorkloadRow.phase.in_(SERVED_PHASES),
-                    WorkloadRow.action == "place", WorkloadRow.id.not_in(known))):
-                wl = Workload.model_validate(row.document)
-                if wl.spec.serving is None or row.site is None:
-                    continue
-                s.add(ServingRow(workload_id=row.id, site=row.site, namespace="",
-                                 name=serving_name(wl, row.id), model=wl.spec.serving.model,
-                                 status="pending", message="waiting to be served", attempts=0,
-                                 next_attempt_at=self.clock()))
-                event(s, row.id, "serving", f"serving {wl.spec.serving.model} on {row.site} "
-                      "with Triton")
             s.execute(update(ServingRow).where(
                 ServingRow.status.not_in(("removing", "removed")),
                 ServingRow.workload_id.in_(select(WorkloadRow.id).where(
                     WorkloadRow.phase.in_(ENDED_PHASES))))
-                .values(status="removing", attempts=0, next_attempt_at=self.clock(),
-                        claimed_until=None, message="workload ended; removing"))
-            for srow, wrow in s.execute(select(ServingRow, WorkloadRow).join(
+                .values(status="removing", attempts=0, next_attempt_at=now,
+                        message="workload ended; removing"))
+            for srow, document in s.execute(select(ServingRow, WorkloadRow.document).join(
                     WorkloadRow, WorkloadRow.id == ServingRow.workload_id).where(
                     ServingRow.status == "ready")):
-                spec = Workload.model_validate(wrow.document).spec.serving
+                spec = _serving_spec(srow.workload_id, document)
                 if spec is not None and spec.version != srow.version:
                     srow.status, srow.message = "pending", f"rolling to v{spec.version}"
-                    srow.next_attempt_at = self.clock()
+                    srow.next_attempt_at = now
 
-    def _claim_due(self) -> list[uuid.UUID]:
-        now = self.clock()
-        claimed = []
-        with self.rt.db.read() as s:
-            due = list(s.scalars(select(ServingRow.workload_id).where(
-                ServingRow.status.in_(DUE), ServingRow.next_attempt_at <= now,
-                or_(ServingRow.claimed_until.is_(None), ServingRow.claimed_until < now))))
-        for wid in due:
+    def _namespace(self, site: str) -> str:
+        try:
+            return self._site(site).spec.serving.namespace
+        except ServingSpecError:
+            return ""
+
+    def _claim_next(self, skipped: set[uuid.UUID]) -> tuple[uuid.UUID, str] | None:
+        """Claim one due row (guarded update: still due, unclaimed or its claim lapsed)."""
+        while True:
+            now = self.clock()
+            due = (ServingRow.status.in_(DUE), ServingRow.next_attempt_at <= now,
+                   or_(ServingRow.claimed_until.is_(None), ServingRow.claimed_until < now))
+            with self.rt.db.read() as s:
+                wid = s.scalar(select(ServingRow.workload_id).where(
+                    *due, ServingRow.workload_id.not_in(skipped))
+                    .order_by(ServingRow.next_attempt_at).limit(1))
+            if wid is None:
+                return None
+            token = uuid.uuid4().hex
             with self.rt.db.write() as s:
-                won = s.execute(update(ServingRow).where(
-                    ServingRow.workload_id == wid,
-                    or_(ServingRow.claimed_until.is_(None), ServingRow.claimed_until < now))
-                    .values(claimed_until=now + timedelta(seconds=self.options.claim_s)))
-                if won.rowcount == 1:  # type: ignore[attr-defined]
-                    claimed.append(wid)
-        return claimed
+                won = s.execute(update(ServingRow).where(ServingRow.workload_id == wid, *due)
+                                .values(claim_token=token, claimed_until=now + timedelta(
+                                    seconds=self.options.claim_s)))
+            if won.rowcount == 1:  # type: ignore[attr-defined]
+                return wid, token
+            skipped.add(wid)  # another replica took it
 
-    def _work(self, wid: uuid.UUID) -> None:
+    def _owned(self, s: Session, wid: uuid.UUID, token: str) -> ServingRow | None:
+        """The row, locked, if this worker's claim still holds; None when it lapsed."""
+        srow = s.scalar(select(ServingRow).where(ServingRow.workload_id == wid)
+                        .with_for_update())
+        return srow if srow is not None and srow.claim_token == token else None
+
+    def _work(self, wid: uuid.UUID, token: str) -> None:
         with self.rt.db.read() as s:
             row, wrow = s.get(ServingRow, wid), s.get(WorkloadRow, wid)
             if row is None or wrow is None:
@@ -130,17 +170,16 @@ class ServingActuator:
             s.expunge_all()
         action = "remove" if row.status == "removing" else "serve"
         try:
-            wl = Workload.model_validate(wrow.document)
             site = self._site(row.site)
             if action == "remove":
-                self._remove(row, wl, site)
+                self._remove(row, token, site)
             else:
-                self._serve(row, wrow, wl, site)
-        except (KubeError, TritonError, ServingSpecError, ManifestError) as exc:
-            self._failed(row, exc)
+                self._serve(row, token, Workload.model_validate(wrow.document), site)
+        except (KubeError, TritonError, ServingSpecError, ManifestError, ValidationError) as exc:
+            self._failed(row, token, exc)
         except Exception as exc:  # a bug must not stop the loop; it is recorded and retried
             log.exception("serving %s failed unexpectedly", wid)
-            self._failed(row, exc)
+            self._failed(row, token, exc)
         else:
             self.rt.metrics.serving_actions.labels(row.site, action, "ok").inc()
             return
@@ -157,30 +196,32 @@ class ServingActuator:
             raise ServingSpecError(f"site {name} is no longer in the inventory; add it back "
                                    "or cancel the workload") from None
 
-    def _manifests(self, wl: Workload, row: ServingRow, site: Site) -> list[Manifest]:
-        return render(wl, row.workload_id, site)
-
-    def _serve(self, row: ServingRow, wrow: WorkloadRow, wl: Workload, site: Site) -> None:
+    def _serve(self, row: ServingRow, token: str, wl: Workload, site: Site) -> None:
         client = self.clusters.client(site.spec.kube_context)
-        changes = [f"{m['kind']} {apply(client, m)}" for m in self._manifests(wl, row, site)]
+        changes = [f"{m['kind']} {apply(client, m)}" for m in render(wl, row.workload_id, site)]
         conf = site.spec.serving
         endpoint = conf.endpoint.format(name=row.name, namespace=conf.namespace)
         triton = self.control(endpoint)
         try:
             triton.wait_ready(self.options.ready_timeout_s)
-            steps = triton.roll(wl, row.version, self.options.model_timeout_s)
+            if wl.spec.replicas == 1:
+                steps = triton.roll(wl, row.version, self.options.model_timeout_s)
+            else:  # the Service reaches one pod: the Deployment's rollout moves them all
+                steps = triton.verify(wl, self.options.model_timeout_s)
         finally:
             triton.close()
         assert wl.spec.serving is not None
         with self.rt.db.write() as s:
-            srow = s.get(ServingRow, row.workload_id)
-            w = s.get(WorkloadRow, row.workload_id)
-            if srow is None or w is None or srow.status == "removing":
-                return  # ended while we worked: the next pass removes it
+            srow, w = self._owned(s, row.workload_id, token), s.get(WorkloadRow, row.workload_id)
+            if srow is None or w is None:
+                return  # our claim lapsed: whoever holds it now decides
+            srow.claim_token, srow.claimed_until = None, None
+            if srow.status == "removing":
+                return  # ended while we worked: the next claim removes it
             srow.status, srow.endpoint, srow.version = "ready", endpoint, wl.spec.serving.version
             srow.namespace = conf.namespace
             srow.metrics_url = conf.metrics_url.format(name=row.name, namespace=conf.namespace)
-            srow.attempts, srow.claimed_until, srow.ready_at = 0, None, self.clock()
+            srow.attempts, srow.ready_at = 0, self.clock()
             srow.message = "; ".join(steps)
             event(s, w.id, "serving_ready", f"Triton serves {wl.spec.serving.model} "
                   f"v{wl.spec.serving.version} at {endpoint}", manifests=changes, steps=steps)
@@ -188,20 +229,23 @@ class ServingActuator:
                 w.phase = "running"
                 event(s, w.id, "running", "serving ready")
 
-    def _remove(self, row: ServingRow, wl: Workload, site: Site) -> None:
+    def _remove(self, row: ServingRow, token: str, site: Site) -> None:
+        """Delete what was applied, by the names and namespace recorded on the row (the spec
+        or the site's settings may have changed since)."""
         client = self.clusters.client(site.spec.kube_context)
-        gone = [f"{m['kind']} {delete(client, m)}"
-                for m in reversed(self._manifests(wl, row, site))]
+        namespace = row.namespace or site.spec.serving.namespace
+        gone = [f"{m['kind']} {delete(client, m)}" for m in applied(row.name, namespace)]
         with self.rt.db.write() as s:
-            srow = s.get(ServingRow, row.workload_id)
+            srow = self._owned(s, row.workload_id, token)
             if srow is None:
                 return
-            srow.status, srow.claimed_until, srow.attempts = "removed", None, 0
-            srow.endpoint, srow.message = None, "removed from the cluster"
+            srow.status, srow.claim_token, srow.claimed_until = "removed", None, None
+            srow.attempts, srow.endpoint = 0, None
+            srow.message = "removed from the cluster"
             event(s, row.workload_id, "serving_removed",
                   f"Triton objects removed from {site.name}", manifests=gone)
 
-    def _failed(self, row: ServingRow, exc: Exception) -> None:
+    def _failed(self, row: ServingRow, token: str, exc: Exception) -> None:
         permanent = isinstance(exc, ServingSpecError | ManifestError) or (
             isinstance(exc, KubeError) and not exc.retryable)
         attempts = row.attempts + 1
@@ -209,16 +253,35 @@ class ServingActuator:
                 else self.options.backoff(attempts))
         message = str(exc) or repr(exc)
         with self.rt.db.write() as s:
-            srow = s.get(ServingRow, row.workload_id)
+            srow = self._owned(s, row.workload_id, token)
             if srow is None:
                 return
             removing = srow.status == "removing"
             if not removing:
                 srow.status = "failed" if permanent else "retrying"
-            srow.attempts, srow.claimed_until = attempts, None
+            srow.attempts, srow.claim_token, srow.claimed_until = attempts, None, None
             srow.next_attempt_at, srow.message = self.clock() + wait, message
             event(s, row.workload_id, "serving_error",
                   f"{'removing' if removing else 'serving'} failed (attempt {attempts}, next in "
                   f"{wait.total_seconds():g} s): {message}", permanent=permanent)
         log.warning("serving %s: %s", row.workload_id, message)
 
+
+def applied(name: str, namespace: str) -> list[Manifest]:
+    """What serving applies under `name`, as delete targets, in delete order (a missing
+    ServiceMonitor, or its kind, counts as already gone)."""
+    meta = {"name": name, "namespace": namespace}
+    return [{"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": meta},
+            {"apiVersion": "v1", "kind": "Service", "metadata": meta},
+            {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta},
+            {"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {**meta, "name": f"{name}-model-config"}}]
+
+
+def _serving_spec(wid: uuid.UUID, document: dict[str, Any]) -> ServingSpec | None:
+    """The stored workload's serving spec; None (logged) when the document does not validate."""
+    try:
+        return Workload.model_validate(document).spec.serving
+    except ValidationError as exc:
+        log.error("workload %s: stored document does not validate: %s", wid, exc)
+        return None

@@ -119,6 +119,17 @@ class TritonControl:
             steps.append(f"unloaded {spec.model} v{current}")
         return steps
 
+    def verify(self, wl: Workload, timeout_s: float) -> list[str]:
+        """Without loading anything: wait until the spec's version is ready and smoke-test it
+        (replicated serving, where each pod loads the model as it starts)."""
+        spec = serving_of(wl)
+        self.wait_model(spec.model, spec.version, timeout_s)
+        steps = [f"{spec.model} v{spec.version} ready on the pods (loaded at start)"]
+        ms = self.smoke(wl, spec.version)
+        if ms is not None:
+            steps.append(f"smoke inference on v{spec.version} answered in {ms:.1f} ms")
+        return steps
+
     def smoke(self, wl: Workload, version: int) -> float | None:
         """One inference with zero-filled inputs; its latency in ms (None: no inputs declared,
         nothing to send)."""

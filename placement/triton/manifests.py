@@ -22,6 +22,7 @@ HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 MANAGED_BY = "hybrid-placement"
 LABEL_WORKLOAD = "placement.io/workload-id"
 LABEL_TEAM = "placement.io/team"
+VERSION_ANNOTATION = "placement.io/model-version"
 KUBERNETES_VERSION = "1.30.0"  # schema version manifests are checked against
 TRITON_UID = 1000  # the tritonserver image's non-root user
 
@@ -54,12 +55,19 @@ def render(wl: Workload, workload_id: uuid.UUID, site: Site) -> list[Manifest]:
     def meta(object_name: str = name) -> dict[str, Any]:
         return {"name": object_name, "namespace": ns, "labels": dict(labels)}
 
+    # One replica: the actuator rolls versions through Triton's API, the pod stays. Several:
+    # the version is part of the pod template, so the Deployment rolls the pods to it.
+    version = {VERSION_ANNOTATION: str(spec.version)}
+    deploy_meta = {**meta(), "annotations": version} if wl.spec.replicas == 1 else meta()
     out: list[Manifest] = [
         {"apiVersion": "v1", "kind": "ConfigMap",
          "metadata": meta(f"{name}-model-config"),
          "data": {"config.pbtxt": config_pbtxt(wl)}},
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(),
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": deploy_meta,
          "spec": {"replicas": wl.spec.replicas, "selector": {"matchLabels": selector},
+                  # no surge: a new pod would need GPUs the placement did not reserve
+                  "strategy": {"type": "RollingUpdate",
+                               "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
                   "template": _pod(wl, repository, dict(labels), site)}},
         {"apiVersion": "v1", "kind": "Service", "metadata": meta(),
          "spec": {"type": "ClusterIP", "selector": selector,
@@ -113,16 +121,18 @@ def _pod(wl: Workload, repository: str, labels: dict[str, str],
     pod: dict[str, Any] = {
         "securityContext": {"runAsNonRoot": True, "runAsUser": TRITON_UID,
                             "fsGroup": TRITON_UID, "seccompProfile": {"type": "RuntimeDefault"}},
+        "automountServiceAccountToken": False,
         "containers": [container],
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        "volumes": [{"name": "tmp", "emptyDir": {}},
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": conf.scratch}},
                     {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}],
     }
     if conf.node_selector:
         pod["nodeSelector"] = dict(conf.node_selector)
     annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT),
-                   "prometheus.io/path": "/metrics",
-                   "placement.io/model-version": str(spec.version)}
+                   "prometheus.io/path": "/metrics"}
+    if wl.spec.replicas > 1:
+        annotations[VERSION_ANNOTATION] = str(spec.version)
     return {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod}
 
 

@@ -105,16 +105,16 @@ def parse_models(text: str) -> dict[tuple[str, str], ModelCounters]:
 def service_times(before: dict[tuple[str, str], ModelCounters],
                   after: dict[tuple[str, str], ModelCounters]) -> dict[str, ServiceTime]:
     """Per model (versions summed), what the interval between two scrapes shows. Models with
-    no successful request in the interval are absent; a counter that went down (Triton
-    restarted) is read from zero."""
+    no successful request in the interval are absent; when any counter went down (Triton
+    restarted) the model's counters are read from zero."""
     sums: dict[str, list[float]] = {}
     worst_p99: dict[str, float] = {}
     for key, cur in after.items():
-        prev = before.get(key)
-        if prev is None or cur.success < prev.success:
-            prev = ModelCounters(cur.model, cur.version)
         fields = ("success", "failure", "request_us", "queue_us", "compute_us")
-        d = [max(0.0, getattr(cur, f) - getattr(prev, f)) for f in fields]
+        prev = before.get(key)
+        if prev is None or any(getattr(cur, f) < getattr(prev, f) for f in fields):
+            prev = ModelCounters(cur.model, cur.version)  # new, or Triton restarted
+        d = [getattr(cur, f) - getattr(prev, f) for f in fields]
         if d[0] <= 0:
             continue
         row = sums.setdefault(cur.model, [0.0] * 5)

@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", TS, nullable=False),
         sa.Column("claimed_until", TS, nullable=True),
+        sa.Column("claim_token", sa.String(32), nullable=True),
         sa.Column("ready_at", TS, nullable=True),
         sa.Column("updated_at", TS, nullable=False),
     )
