@@ -44,6 +44,7 @@ KINDS: dict[tuple[str, str], Kind] = {
     ("v1", "ConfigMap"): Kind("CoreV1Api", "namespaced_config_map"),
     ("v1", "Service"): Kind("CoreV1Api", "namespaced_service"),
     ("v1", "Secret"): Kind("CoreV1Api", "namespaced_secret"),
+    ("v1", "Pod"): Kind("CoreV1Api", "namespaced_pod"),
     ("apps/v1", "Deployment"): Kind("AppsV1Api", "namespaced_deployment"),
     ("batch/v1", "Job"): Kind("BatchV1Api", "namespaced_job"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"): Kind("CustomObjectsApi",
@@ -137,6 +138,8 @@ def _call(client: Any, manifest: Manifest, verb: str) -> dict[str, Any] | None:
                 args["body"] = manifest
             if verb == "patch":
                 args["_content_type"] = "application/strategic-merge-patch+json"
+            if verb == "delete":  # Jobs orphan their pods by default; never leave them behind
+                args["propagation_policy"] = "Background"
             result = method(**args)
     except ApiException as exc:
         if exc.status == 404 and verb in ("read", "delete"):
@@ -178,3 +181,33 @@ def _api_error(exc: Any, verb: str, manifest: Manifest) -> KubeError:
             422: "the manifest was refused; report it as a bug"}.get(status, "retried later")
     return KubeError(f"cannot {verb} {where}: HTTP {status} {detail}; {hint}",
                      retryable=status >= 500 or status in (0, 409, 429), status=status)
+
+
+def list_pods(client: Any, namespace: str, selector: str) -> list[dict[str, Any]]:
+    """Pods matching a label selector, as plain dicts."""
+    from kubernetes import client as k
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        pods = k.CoreV1Api(client).list_namespaced_pod(namespace, label_selector=selector,
+                                                       _request_timeout=TIMEOUT)
+    except ApiException as exc:
+        raise _api_error(exc, "list pods of", {"kind": "Pod", "metadata": {
+            "namespace": namespace, "name": selector}}) from exc
+    except (HTTPError, OSError) as exc:
+        raise KubeError(f"cannot reach the cluster to list pods in {namespace}: {exc}",
+                        retryable=True) from exc
+    items: list[dict[str, Any]] = client.sanitize_for_serialization(pods).get("items") or []
+    return items
+
+
+def delete_pods(client: Any, pods: list[dict[str, Any]]) -> int:
+    """Delete the given pods now; returns how many were still there."""
+    gone = 0
+    for pod in pods:
+        meta = pod["metadata"]
+        target = {"apiVersion": "v1", "kind": "Pod",
+                  "metadata": {"name": meta["name"], "namespace": meta.get("namespace")}}
+        gone += delete(client, target) == "deleted"
+    return gone

@@ -16,9 +16,10 @@ import pytest
 import yaml
 from sqlalchemy import select
 
+from placement.claims import claim_next
 from placement.kube import Clusters
 from placement.store.tables import EventRow, ServingRow, WorkloadRow, utcnow
-from placement.triton.actuator import ServingActuator, ServingOptions
+from placement.triton.actuator import DUE, ServingActuator, ServingOptions
 from placement.triton.control import TritonControl
 from placement.triton.feed import TritonFeed
 
@@ -247,11 +248,11 @@ def test_replicas_claim_each_row_once_and_a_lapsed_claim_changes_nothing(env: En
                             clock=env.clock)
     wid = env.submit(name="claimed-svc")
     env.actuator._adopt()
-    first = env.actuator._claim_next(set())
+    first = claim_next(env.api.runtime.db, ServingRow, DUE, set(), env.clock, 900)
     assert first is not None and first[0] == wid
-    assert other._claim_next(set()) is None  # held by the first replica
-    env.clock.advance(env.actuator.options.claim_s + 1)  # the first replica died
-    second = other._claim_next(set())
+    assert claim_next(env.api.runtime.db, ServingRow, DUE, set(), env.clock, 900) is None
+    env.clock.advance(901)  # the first replica died
+    second = claim_next(env.api.runtime.db, ServingRow, DUE, set(), env.clock, 900)
     assert second is not None and second[0] == wid
     with env.api.runtime.db.read() as s:
         row = s.get(ServingRow, wid)

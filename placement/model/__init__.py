@@ -21,10 +21,11 @@ from placement.model.inventory import (
     Reservation,
     SignalQueries,
     Site,
+    SiteJobs,
     SiteServing,
 )
 from placement.model.policy import Burst, Match, Policy, Rule, Scales, SiteSelector, Weights
-from placement.model.workload import ServingSpec, TensorSpec, Workload, WorkloadKind
+from placement.model.workload import JobSpec, ServingSpec, TensorSpec, Workload, WorkloadKind
 
 __all__ = [
     "Burst",
@@ -38,6 +39,7 @@ __all__ = [
     "Decision",
     "Estimates",
     "Inventory",
+    "JobSpec",
     "Link",
     "Location",
     "Match",
@@ -52,6 +54,7 @@ __all__ = [
     "SignalQueries",
     "SignalUse",
     "Site",
+    "SiteJobs",
     "SiteSelector",
     "SiteServing",
     "TensorSpec",

@@ -115,6 +115,20 @@ class SiteServing(Strict):
         return value
 
 
+class SiteJobs(Strict):
+    """How training and batch jobs run on the site's cluster."""
+
+    namespace: Name = "placement-jobs"
+    stager_image: str = Field(default="rclone/rclone:1.68", min_length=1, description="Image "
+                              "of the init container that copies a dataset to the site "
+                              "(`rclone copy SOURCE /data/NAME`).")
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    service_account: str | None = Field(default=None, description="Service account of the "
+                                        "job's pods (e.g. with object-store credentials).")
+    scratch: str = Field(default="500Gi", description="Size of /data, where datasets staged "
+                         "from other sites land.")
+
+
 class _SiteCommon(Strict):
     location: Location
     kube_context: str = Field(min_length=1, description="Kubernetes context to act on the site.")
@@ -134,6 +148,8 @@ class _SiteCommon(Strict):
         "started with a Prometheus URL).")
     serving: SiteServing = Field(default_factory=SiteServing, description="Triton serving "
                                  "on this site (used when the service runs with a kubeconfig).")
+    jobs: SiteJobs = Field(default_factory=SiteJobs, description="Training and batch jobs "
+                           "on this site (used when the service runs with a kubeconfig).")
 
 
 class OnPremSiteSpec(_SiteCommon):
@@ -178,6 +194,9 @@ class DatasetSpec(Strict):
     network_boundary: str | None = Field(
         default=None, description="The data may not leave sites inside this boundary."
     )
+    uris: dict[str, str] = Field(default_factory=dict, description="Where each replica lives, "
+                                 "by site name (an rclone remote:path, s3://, gs:// ...): the "
+                                 "source a job's staging step copies from.")
 
 
 class Dataset(Document):

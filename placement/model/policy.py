@@ -69,6 +69,9 @@ class Burst(Strict):
         default=10, ge=0, description="Time to get back to work after a spot interruption."
     )
     max_usd_per_hour: float | None = Field(default=None, gt=0, description="Cap on burst $/hour.")
+    max_spot_interruptions: int = Field(
+        default=2, ge=0, description="After this many spot interruptions of one workload, "
+        "its next placement is on-demand or on-prem only.")
 
 
 class Rule(Strict):

@@ -88,6 +88,25 @@ class ServingSpec(Strict):
     max_queue_delay_us: int = Field(default=100, ge=0, description="Dynamic batching delay.")
 
 
+class JobSpec(Strict):
+    """What a training, fine-tuning or batch job runs on its cluster."""
+
+    image: str = Field(min_length=1, description="Container image.")
+    command: list[str] = Field(default_factory=list)
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    nodes: int = Field(default=1, ge=1, description="Nodes (pods) the GPUs are spread over; "
+                       "above 1: an indexed Job with a headless Service. gpu.count must divide.")
+    checkpoint_uri: str | None = Field(
+        default=None, min_length=1, description="Where the job writes checkpoints and resumes "
+        "from (passed as CHECKPOINT_URI); a resubmission after an interruption resumes there.")
+    checkpoint_volume: str | None = Field(
+        default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="A "
+        "PersistentVolumeClaim mounted at /checkpoints (CHECKPOINT_DIR) instead.")
+    backoff_limit: int = Field(default=3, ge=0, description="Pod retries before the Job fails.")
+    ttl_seconds_after_finished: int = Field(default=86400, ge=0)
+
+
 class WorkloadSpec(Strict):
     """The workload itself."""
 
@@ -108,6 +127,9 @@ class WorkloadSpec(Strict):
     latency: LatencySpec | None = None
     datasets: list[DatasetRef] = Field(default_factory=list)
     serving: ServingSpec | None = None
+    job: JobSpec | None = None
+    interruptions: int = Field(default=0, ge=0, description="Spot interruptions so far (set by "
+                               "the service when it resubmits an interrupted job).")
 
     @model_validator(mode="after")
     def _kind_fields(self) -> WorkloadSpec:
@@ -120,6 +142,9 @@ class WorkloadSpec(Strict):
             raise ValueError(f"a {self.kind} job needs 'duration_hours'; add the expected run time")
         if self.kind in JOB_KINDS and self.replicas != 1:
             raise ValueError("jobs run as one replica; remove 'replicas' or set it to 1")
+        if self.job is not None and self.gpu.count % self.job.nodes:
+            raise ValueError(f"gpu.count {self.gpu.count} does not split over job.nodes "
+                             f"{self.job.nodes}; make the count a multiple of the nodes")
         if self.kind == "rag" and not any(d.access == "lookup" for d in self.datasets):
             raise ValueError(
                 "a rag workload needs at least one dataset with access: lookup (its index)"

@@ -28,7 +28,8 @@ class BurstGate:
             best_onprem = ctx.ci.site_names[int(ctx.site[j])]
             best_wait = float(ctx.wait_hours[j])
         spot = ctx.kind == SPOT
-        if burst.spot == "never":
+        interrupted = ctx.workload.spec.interruptions
+        if burst.spot == "never" or interrupted >= burst.max_spot_interruptions:
             bad_spot = spot
         elif burst.spot == "when_deadline_allows" and ctx.workload.spec.deadline_hours:
             slack_need = burst.spot_slack_factor * (ctx.run_hours - ctx.hours)
@@ -48,6 +49,9 @@ class BurstGate:
                         "on-prem cannot")
             if burst.spot == "never":
                 return f"rule {rule!r} does not allow spot capacity"
+            if interrupted >= burst.max_spot_interruptions:
+                return (f"interrupted on spot {interrupted} times; rule {rule!r} allows "
+                        f"{burst.max_spot_interruptions}, so on-demand or on-prem only")
             return (f"deadline leaves no room for spot restarts (needs {burst.spot_slack_factor:g}"
                     f"x the expected {ctx.run_hours[i] - ctx.hours:.2f} h of restart overhead)")
 

@@ -185,3 +185,33 @@ class ServingRow(Base):
     claim_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
     ready_at: Mapped[datetime | None] = mapped_column(nullable=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class JobRunRow(Base):
+    """A job workload's run on its cluster: where, how far, and what it really took."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (Index("ix_job_runs_status_next", "status", "next_attempt_at"),)
+    workload_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workloads.id"), primary_key=True)
+    site: Mapped[str] = mapped_column(String(63))
+    namespace: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(63))
+    # pending -> submitted -> running -> succeeded | failed; retrying (before submission);
+    # requeued (interrupted, waiting to be placed again); removing -> removed
+    status: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    interruptions: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    claim_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    staged_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    estimated_hours: Mapped[float | None] = mapped_column(nullable=True)
+    estimated_usd: Mapped[float | None] = mapped_column(nullable=True)
+    estimated_egress_gb: Mapped[float | None] = mapped_column(nullable=True)
+    actual_hours: Mapped[float | None] = mapped_column(nullable=True)
+    actual_usd: Mapped[float | None] = mapped_column(nullable=True)
+    usd_per_hour: Mapped[float | None] = mapped_column(nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -20,10 +20,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
+from placement.claims import claim_next, owned, release
 from placement.kube import Clusters, KubeError, Manifest, apply, delete
 from placement.lifecycle import event
 from placement.model import Inventory, Site, Workload
@@ -78,7 +78,8 @@ class ServingActuator:
             log.exception("adopting service workloads failed")
         done, skipped = 0, set[uuid.UUID]()
         while done < limit:
-            claim = self._claim_next(skipped)
+            claim = claim_next(self.rt.db, ServingRow, DUE, skipped, self.clock,
+                               self.options.claim_s)
             if claim is None:
                 break
             skipped.add(claim[0])
@@ -135,33 +136,6 @@ class ServingActuator:
         except ServingSpecError:
             return ""
 
-    def _claim_next(self, skipped: set[uuid.UUID]) -> tuple[uuid.UUID, str] | None:
-        """Claim one due row (guarded update: still due, unclaimed or its claim lapsed)."""
-        while True:
-            now = self.clock()
-            due = (ServingRow.status.in_(DUE), ServingRow.next_attempt_at <= now,
-                   or_(ServingRow.claimed_until.is_(None), ServingRow.claimed_until < now))
-            with self.rt.db.read() as s:
-                wid = s.scalar(select(ServingRow.workload_id).where(
-                    *due, ServingRow.workload_id.not_in(skipped))
-                    .order_by(ServingRow.next_attempt_at).limit(1))
-            if wid is None:
-                return None
-            token = uuid.uuid4().hex
-            with self.rt.db.write() as s:
-                won = s.execute(update(ServingRow).where(ServingRow.workload_id == wid, *due)
-                                .values(claim_token=token, claimed_until=now + timedelta(
-                                    seconds=self.options.claim_s)))
-            if won.rowcount == 1:  # type: ignore[attr-defined]
-                return wid, token
-            skipped.add(wid)  # another replica took it
-
-    def _owned(self, s: Session, wid: uuid.UUID, token: str) -> ServingRow | None:
-        """The row, locked, if this worker's claim still holds; None when it lapsed."""
-        srow = s.scalar(select(ServingRow).where(ServingRow.workload_id == wid)
-                        .with_for_update())
-        return srow if srow is not None and srow.claim_token == token else None
-
     def _work(self, wid: uuid.UUID, token: str) -> None:
         with self.rt.db.read() as s:
             row, wrow = s.get(ServingRow, wid), s.get(WorkloadRow, wid)
@@ -212,10 +186,11 @@ class ServingActuator:
             triton.close()
         assert wl.spec.serving is not None
         with self.rt.db.write() as s:
-            srow, w = self._owned(s, row.workload_id, token), s.get(WorkloadRow, row.workload_id)
+            srow = owned(s, ServingRow, row.workload_id, token)
+            w = s.get(WorkloadRow, row.workload_id)
             if srow is None or w is None:
                 return  # our claim lapsed: whoever holds it now decides
-            srow.claim_token, srow.claimed_until = None, None
+            release(srow)
             if srow.status == "removing":
                 return  # ended while we worked: the next claim removes it
             srow.status, srow.endpoint, srow.version = "ready", endpoint, wl.spec.serving.version
@@ -236,11 +211,11 @@ class ServingActuator:
         namespace = row.namespace or site.spec.serving.namespace
         gone = [f"{m['kind']} {delete(client, m)}" for m in applied(row.name, namespace)]
         with self.rt.db.write() as s:
-            srow = self._owned(s, row.workload_id, token)
+            srow = owned(s, ServingRow, row.workload_id, token)
             if srow is None:
                 return
-            srow.status, srow.claim_token, srow.claimed_until = "removed", None, None
-            srow.attempts, srow.endpoint = 0, None
+            release(srow)
+            srow.status, srow.attempts, srow.endpoint = "removed", 0, None
             srow.message = "removed from the cluster"
             event(s, row.workload_id, "serving_removed",
                   f"Triton objects removed from {site.name}", manifests=gone)
@@ -253,13 +228,14 @@ class ServingActuator:
                 else self.options.backoff(attempts))
         message = str(exc) or repr(exc)
         with self.rt.db.write() as s:
-            srow = self._owned(s, row.workload_id, token)
+            srow = owned(s, ServingRow, row.workload_id, token)
             if srow is None:
                 return
             removing = srow.status == "removing"
             if not removing:
                 srow.status = "failed" if permanent else "retrying"
-            srow.attempts, srow.claim_token, srow.claimed_until = attempts, None, None
+            release(srow)
+            srow.attempts = attempts
             srow.next_attempt_at, srow.message = self.clock() + wait, message
             event(s, row.workload_id, "serving_error",
                   f"{'removing' if removing else 'serving'} failed (attempt {attempts}, next in "

@@ -1,0 +1,47 @@
+"""Work rows several service replicas share: claimed one at a time with a guarded update and a
+token, so a worker whose claim lapsed (it was slow, or died) never writes over the next one."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from placement.store.db import Database
+
+
+def claim_next(db: Database, table: Any, statuses: tuple[str, ...], skipped: set[uuid.UUID],
+               now: Callable[[], datetime], claim_s: float) -> tuple[uuid.UUID, str] | None:
+    """Claim the row due first (status in `statuses`, next_attempt_at passed, unclaimed or its
+    claim lapsed) that is not in `skipped`; (workload_id, token), or None when none is due."""
+    while True:
+        at = now()
+        due = (table.status.in_(statuses), table.next_attempt_at <= at,
+               or_(table.claimed_until.is_(None), table.claimed_until < at))
+        with db.read() as s:
+            wid = s.scalar(select(table.workload_id).where(*due, table.workload_id.not_in(skipped))
+                           .order_by(table.next_attempt_at).limit(1))
+        if wid is None:
+            return None
+        token = uuid.uuid4().hex
+        with db.write() as s:
+            won = s.execute(update(table).where(table.workload_id == wid, *due).values(
+                claim_token=token, claimed_until=at + timedelta(seconds=claim_s)))
+        if won.rowcount == 1:  # type: ignore[attr-defined]
+            return wid, token
+        skipped.add(wid)  # another replica took it
+
+
+def owned(s: Session, table: Any, wid: uuid.UUID, token: str) -> Any:
+    """The row, locked, while this worker's claim holds; None once it lapsed."""
+    row = s.scalar(select(table).where(table.workload_id == wid).with_for_update())
+    return row if row is not None and row.claim_token == token else None
+
+
+def release(row: Any) -> None:
+    """Give the claim up (the row is due again when its next_attempt_at says)."""
+    row.claim_token, row.claimed_until = None, None
