@@ -136,8 +136,23 @@ def start_serving(rt: Runtime, settings: Settings) -> Periodic | None:
     if rt.triton is None:
         rt.triton = TritonFeed(rt.db, settings.triton_metrics_interval_s,
                                max_age_s=4 * settings.triton_metrics_interval_s).start()
-    actuator = ServingActuator(rt, Clusters(settings.kubeconfig), options)
+    clusters = Clusters(settings.kubeconfig)
+    actuator = ServingActuator(rt, clusters, options)
     return Periodic("placement-serving", settings.serving_interval_s, actuator.reconcile,
+                    log).start()
+
+
+def start_jobs(rt: Runtime, settings: Settings) -> Periodic | None:
+    """With a kubeconfig: run placed jobs on their clusters and track them to the end."""
+    if settings.kubeconfig is None:
+        return None
+    from placement.jobs.actuator import JobActuator, JobOptions, log
+    from placement.kube import Clusters
+    from placement.periodic import Periodic
+
+    actuator = JobActuator(rt, Clusters(settings.kubeconfig),
+                           JobOptions(poll_s=settings.jobs_interval_s))
+    return Periodic("placement-jobs", settings.jobs_interval_s, actuator.reconcile,
                     log).start()
 
 
@@ -167,10 +182,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 on_error=lambda site, signal: rt.metrics.signal_errors.labels(site, signal).inc(),
             ).start()
         serving = start_serving(rt, settings)
+        jobs = start_jobs(rt, settings)
         _tune_gc()
         yield
-        if serving is not None:
-            serving.stop(timeout=30)
+        for loop in (serving, jobs):
+            if loop is not None:
+                loop.stop(timeout=30)
         if rt.triton is not None:
             rt.triton.stop()
         app.state.batcher.stop()

@@ -31,6 +31,7 @@ class WorkloadPublic(BaseModel):
     spec: dict[str, Any]
     decision: DecisionPublic | None = None
     serving: ServingPublic | None = None
+    job: JobRunPublic | None = None
 
 
 class ServingPublic(BaseModel):
@@ -49,6 +50,31 @@ class ServingPublic(BaseModel):
     attempts: int
     next_attempt_at: datetime | None
     ready_at: datetime | None
+    updated_at: datetime
+
+
+class Quantities(BaseModel):
+    hours: float | None
+    usd: float | None
+    egress_gb: float | None
+
+
+class JobRunPublic(BaseModel):
+    """A training, fine-tuning or batch job's run on its cluster."""
+
+    status: Literal["pending", "retrying", "submitted", "running", "succeeded", "failed",
+                    "requeued", "removing", "removed"] = Field(
+        description="requeued: interrupted on spot and decided again; see the event log.")
+    site: str
+    namespace: str | None
+    name: str = Field(description="Name of the Job on the site's cluster.")
+    message: str
+    attempts: int
+    interruptions: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    estimated: Quantities = Field(description="From the decision: hours, GPU USD, egress GB.")
+    actual: Quantities = Field(description="Run time, hours x billed USD/hour, GB staged.")
     updated_at: datetime
 
 

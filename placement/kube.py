@@ -199,7 +199,10 @@ def list_pods(client: Any, namespace: str, selector: str) -> list[dict[str, Any]
         raise KubeError(f"cannot reach the cluster to list pods in {namespace}: {exc}",
                         retryable=True) from exc
     items: list[dict[str, Any]] = client.sanitize_for_serialization(pods).get("items") or []
-    return items
+    wanted = dict(part.split("=", 1) for part in selector.split(",") if "=" in part)
+    return [p for p in items  # the server filtered already; this guards simpler API servers
+            if all(((p.get("metadata") or {}).get("labels") or {}).get(k) == v
+                   for k, v in wanted.items())]
 
 
 def delete_pods(client: Any, pods: list[dict[str, Any]]) -> int:

@@ -51,6 +51,14 @@ class Metrics:
             "placement_serving_actions_total", "Triton serving actions on the sites' clusters "
             "by site, action (serve, remove) and result (ok, error).",
             ["site", "action", "result"], registry=r)
+        self.job_actions = Counter(
+            "placement_job_actions_total", "Job actions on the sites' clusters by site, action "
+            "(submit, track, remove) and result (ok, error).", ["site", "action", "result"],
+            registry=r)
+        self.job_estimate_ratio = Histogram(
+            "placement_job_estimate_ratio", "Finished jobs: actual / estimated, by quantity "
+            "(hours, usd, egress_gb); 1 is a perfect estimate.", ["quantity"],
+            buckets=(0.25, 0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 4.0), registry=r)
         self.http_seconds = Histogram(
             "placement_http_request_duration_seconds", "HTTP request latency by route template, "
             "method and status.", ["route", "method", "status"], buckets=LATENCY_BUCKETS,

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
         default=None, description="Kubeconfig with a context per site (the inventory's "
         "kube_context): set it to serve placed inference and RAG workloads with Triton.")
     serving_interval_s: float = Field(default=10.0, gt=0, description="Actuator pass period.")
+    jobs_interval_s: float = Field(default=15.0, gt=0, description="Job actuator pass period "
+                                   "(submits new Jobs, reads running ones).")
     triton_ready_timeout_s: float = Field(default=120.0, gt=0,
                                           description="Wait this long for Triton to be ready.")
     triton_model_timeout_s: float = Field(default=300.0, gt=0,

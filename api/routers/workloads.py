@@ -26,7 +26,7 @@ from placement.model import Workload
 from placement.model.common import NAME_PATTERN
 from placement.store.db import as_utc
 from placement.store.queries import WorkloadFilter, events_of, list_workloads
-from placement.store.tables import DecisionRow, ServingRow, WorkloadRow
+from placement.store.tables import DecisionRow, JobRunRow, ServingRow, WorkloadRow
 
 router = APIRouter(prefix="/v1/workloads", tags=["workloads"])
 EXAMPLES = {"finetune": {"summary": "A fine-tuning job reading a dataset", "value": {
@@ -127,10 +127,26 @@ def get_one(workload_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> Respon
     with rt.db.read() as s:
         drow = s.get(DecisionRow, row.decision_id) if row.decision_id else None
         srow = s.get(ServingRow, row.id)
+        jrow = s.get(JobRunRow, row.id)
     out = workload_json(row, drow)
     if srow is not None:
         out["serving"] = serving_json(srow)
+    if jrow is not None:
+        out["job"] = job_json(jrow)
     return reply(out)
+
+
+def job_json(row: JobRunRow) -> dict[str, Any]:
+    """The job's run on its cluster, with actual hours, $ and staged GB beside the estimates."""
+    return {"status": row.status, "site": row.site, "namespace": row.namespace or None,
+            "name": row.name, "message": row.message, "attempts": row.attempts,
+            "interruptions": row.interruptions, "started_at": _iso(row.started_at),
+            "finished_at": _iso(row.finished_at),
+            "estimated": {"hours": row.estimated_hours, "usd": row.estimated_usd,
+                          "egress_gb": row.estimated_egress_gb},
+            "actual": {"hours": row.actual_hours, "usd": row.actual_usd,
+                       "egress_gb": row.staged_bytes / 1e9},
+            "updated_at": _iso(row.updated_at)}
 
 
 def serving_json(row: ServingRow) -> dict[str, Any]:

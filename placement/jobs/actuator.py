@@ -1,0 +1,389 @@
+"""Carrying out `place` and `burst` decisions of training, fine-tuning and batch workloads: run
+the Job on the chosen cluster, let its real state drive the workload, and fall back when spot
+capacity is taken.
+
+A pass adopts newly placed job workloads (a `job_runs` row each), marks cancelled ones for
+removal, then works through due rows, each claimed for this worker (see placement.claims):
+- pending / retrying: render and apply the Job (idempotently);
+- submitted / running: read the Job and its pods and move the workload: placed -> running ->
+  succeeded | failed with the reason; the GPUs are released at the end, and the actual hours,
+  $ and staged bytes are recorded beside the estimates;
+- interrupted (a pod evicted or its node gone): delete the Job and decide again under the
+  policy with the work left since the last checkpoint; after the policy's limit of spot
+  interruptions only on-demand or on-prem capacity is eligible;
+- removing: delete the Job and its pods.
+A cluster that cannot be reached leaves the row with a clear message, retried with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from placement.auth import Principal
+from placement.claims import claim_next, owned, release
+from placement.jobs.manifests import (
+    LABEL_WORKLOAD,
+    JobSpecError,
+    Placement,
+    job_name,
+    render,
+    stages,
+)
+from placement.jobs.status import Observation, observe
+from placement.kube import Clusters, KubeError, Manifest, apply, delete, delete_pods, list_pods
+from placement.kube import read as kube_read
+from placement.lifecycle import (
+    CapacityConflict,
+    active_reservations,
+    count_decision,
+    decide,
+    event,
+    free_gpus,
+    record_decision,
+    transition,
+)
+from placement.model import Inventory, Site, Workload
+from placement.model.workload import JOB_KINDS
+from placement.runtime import Runtime
+from placement.store.db import as_utc
+from placement.store.inventory import load_inventory
+from placement.store.tables import DecisionRow, JobRunRow, WorkloadRow, utcnow
+from placement.triton.manifests import ManifestError
+
+log = logging.getLogger("placement.jobs")
+SYSTEM = Principal(role="admin", team=None)
+DUE = ("pending", "retrying", "submitted", "running", "removing")
+LIVE = ("pending", "retrying", "submitted", "running")
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Pacing of the job actuator."""
+
+    poll_s: float = 15.0  # how often a submitted or running Job is read
+    backoff_base_s: float = 5.0
+    backoff_max_s: float = 300.0
+    claim_s: float = 300.0
+
+    def backoff(self, attempts: int) -> timedelta:
+        return timedelta(seconds=min(self.backoff_max_s,
+                                     self.backoff_base_s * 2 ** max(0, attempts - 1)))
+
+
+class JobActuator:
+    """Reconciles `job_runs` rows with the Jobs on the sites' clusters."""
+
+    def __init__(self, rt: Runtime, clusters: Clusters, options: JobOptions | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.rt = rt
+        self.clusters = clusters
+        self.options = options or JobOptions()
+        self.clock = clock
+
+    def reconcile(self, limit: int = 200) -> int:
+        """One pass; returns how many rows it worked on."""
+        try:
+            self._adopt()
+        except Exception:
+            log.exception("adopting job workloads failed")
+        done, skipped = 0, set[uuid.UUID]()
+        while done < limit:
+            claim = claim_next(self.rt.db, JobRunRow, DUE, skipped, self.clock,
+                               self.options.claim_s)
+            if claim is None:
+                break
+            skipped.add(claim[0])
+            try:
+                self._work(*claim)
+            except Exception:  # the database failed mid-row: the claim lapses, retried later
+                log.exception("job %s: pass failed", claim[0])
+            done += 1
+        return done
+
+    def _adopt(self) -> None:
+        now = self.clock()
+        with self.rt.db.read() as s:
+            placed = list(s.execute(
+                select(WorkloadRow.id, WorkloadRow.site, WorkloadRow.document, JobRunRow.status)
+                .outerjoin(JobRunRow, JobRunRow.workload_id == WorkloadRow.id)
+                .where(WorkloadRow.kind.in_(JOB_KINDS), WorkloadRow.phase == "placed",
+                       WorkloadRow.action.in_(("place", "burst")))))
+        for wid, site, document, status in placed:
+            if status not in (None, "requeued") or site is None:
+                continue
+            try:
+                wl = Workload.model_validate(document)
+            except ValidationError as exc:
+                log.error("workload %s: stored document does not validate: %s", wid, exc)
+                continue
+            if wl.spec.job is None:
+                continue
+            try:
+                with self.rt.db.write() as s:
+                    values = {"site": site, "namespace": self._namespace(site),
+                              "name": job_name(wl, wid), "status": "pending", "attempts": 0,
+                              "message": "waiting to be submitted", "next_attempt_at": now}
+                    if status is None:
+                        s.add(JobRunRow(workload_id=wid, interruptions=0, staged_bytes=0,
+                                        **values))
+                    else:
+                        s.execute(update(JobRunRow).where(JobRunRow.workload_id == wid,
+                                                          JobRunRow.status == "requeued")
+                                  .values(**values))
+                    event(s, wid, "job", f"running {wl.name} as a Job on {site}")
+            except IntegrityError:
+                continue  # another replica adopted it first
+        with self.rt.db.write() as s:
+            s.execute(update(JobRunRow).where(
+                JobRunRow.status.in_((*LIVE, "requeued")),
+                JobRunRow.workload_id.in_(select(WorkloadRow.id).where(
+                    WorkloadRow.phase.in_(("cancelled", "released")))))
+                .values(status="removing", attempts=0, next_attempt_at=now,
+                        message="workload cancelled; deleting the Job"))
+
+    def _namespace(self, site: str) -> str:
+        try:
+            return self._site(site).spec.jobs.namespace
+        except JobSpecError:
+            return ""
+
+    def _site(self, name: str) -> Site:
+        inv: Inventory | None = self.rt.current_inventory()
+        if inv is None or name not in {s.name for s in inv.sites}:
+            with self.rt.db.read() as s:
+                inv = load_inventory(s)
+        try:
+            return inv.site(name)
+        except KeyError:
+            raise JobSpecError(f"site {name} is no longer in the inventory; add it back or "
+                               "cancel the workload") from None
+
+    def _work(self, wid: uuid.UUID, token: str) -> None:
+        with self.rt.db.read() as s:
+            row, wrow = s.get(JobRunRow, wid), s.get(WorkloadRow, wid)
+            drow = s.get(DecisionRow, wrow.decision_id) if wrow and wrow.decision_id else None
+            if row is None or wrow is None:
+                return
+            s.expunge_all()
+        action = {"pending": "submit", "retrying": "submit", "removing": "remove"}.get(
+            row.status, "track")
+        try:
+            site = self._site(row.site)
+            client = self.clusters.client(site.spec.kube_context)
+            if action == "submit":
+                self._submit(row, token, wrow, drow, site, client)
+            elif action == "remove":
+                self._remove(row, token, client)
+            else:
+                self._track(row, token, wrow, site, client)
+        except (KubeError, JobSpecError, ManifestError, ValidationError) as exc:
+            self._failed(row, token, exc)
+        except Exception as exc:  # a bug must not stop the loop; recorded and retried
+            log.exception("job %s failed unexpectedly", wid)
+            self._failed(row, token, exc)
+        else:
+            self.rt.metrics.job_actions.labels(row.site, action, "ok").inc()
+            return
+        self.rt.metrics.job_actions.labels(row.site, action, "error").inc()
+
+    def _manifests(self, row: JobRunRow, wrow: WorkloadRow, drow: DecisionRow | None,
+                   site: Site) -> list[Manifest]:
+        wl = Workload.model_validate(wrow.document)
+        decision = drow.explanation if drow is not None else {}
+        engine = self.rt.current_engine()
+        if engine is None:
+            with self.rt.db.read() as s:
+                engine = self.rt.engine(s)
+        where = Placement(site, wrow.action or "place", decision.get("capacity"),
+                          stages(engine.ci, wl, site))
+        return render(wl, row.workload_id, where)
+
+    def _submit(self, row: JobRunRow, token: str, wrow: WorkloadRow, drow: DecisionRow | None,
+                site: Site, client: Any) -> None:
+        manifests = self._manifests(row, wrow, drow, site)
+        changes = [f"{m['kind']} {apply(client, m)}" for m in manifests]
+        est = ((drow.explanation if drow is not None else {}).get("estimates") or {})
+        job = manifests[-1]
+        stage_info = [c["env"][0]["value"] for c in job["spec"]["template"]["spec"]
+                      ["initContainers"]]
+        with self.rt.db.write() as s:
+            jrow = owned(s, JobRunRow, row.workload_id, token)
+            if jrow is None:
+                return
+            release(jrow)
+            if jrow.status == "removing":
+                return
+            jrow.status, jrow.attempts = "submitted", 0
+            jrow.namespace = site.spec.jobs.namespace
+            jrow.next_attempt_at = self.clock() + timedelta(seconds=self.options.poll_s)
+            jrow.estimated_hours = Workload.model_validate(wrow.document).spec.duration_hours
+            jrow.estimated_usd = _finite(est.get("gpu_usd"))
+            jrow.estimated_egress_gb = _finite(est.get("egress_gb"))
+            jrow.usd_per_hour = _finite(est.get("usd_per_hour"))
+            jrow.message = f"Job {jrow.name} submitted to {site.name}"
+            event(s, row.workload_id, "job_submitted", jrow.message, manifests=changes,
+                  staging_from=stage_info)
+
+    def _job_and_pods(self, row: JobRunRow, client: Any
+                      ) -> tuple[Manifest, dict[str, Any] | None, list[dict[str, Any]]]:
+        target = {"apiVersion": "batch/v1", "kind": "Job",
+                  "metadata": {"name": row.name, "namespace": row.namespace}}
+        job = kube_read(client, target)
+        pods = list_pods(client, row.namespace, f"{LABEL_WORKLOAD}={row.workload_id}")
+        return target, job, pods
+
+    def _track(self, row: JobRunRow, token: str, wrow: WorkloadRow, site: Site,
+               client: Any) -> None:
+        target, job, pods = self._job_and_pods(row, client)
+        seen = observe(job, pods)
+        if seen.state == "interrupted":
+            delete(client, target)
+            delete_pods(client, pods)
+            self._resubmit(row, token, wrow, seen)
+            return
+        with self.rt.db.write() as s:
+            jrow = owned(s, JobRunRow, row.workload_id, token)
+            if jrow is None:
+                return
+            release(jrow)
+            jrow.next_attempt_at = self.clock() + timedelta(seconds=self.options.poll_s)
+            jrow.staged_bytes = max(jrow.staged_bytes, seen.staged_bytes)
+            jrow.started_at = jrow.started_at or seen.started_at
+            w = s.get(WorkloadRow, row.workload_id)
+            if w is None:
+                return
+            if seen.state == "running" and jrow.status != "running":
+                jrow.status, jrow.message = "running", "the Job's pods are running"
+                if w.phase == "placed":
+                    w.phase = "running"
+                    event(s, w.id, "running", f"Job {row.name} running on {site.name}")
+            elif seen.state in ("succeeded", "failed", "missing"):
+                self._finish(jrow, seen)
+        if seen.state in ("succeeded", "failed", "missing"):
+            final = "succeeded" if seen.state == "succeeded" else "failed"
+            if wrow.phase == "placed":  # it ended before a pass saw it run
+                transition(self.rt, workload_id=row.workload_id, to="running", who=SYSTEM,
+                           message=f"Job {row.name} started")
+            transition(self.rt, workload_id=row.workload_id, to=final, who=SYSTEM,
+                       message=f"Job {row.name} {final}: {seen.reason}")
+            self._count_actuals(row.workload_id)
+
+    def _finish(self, jrow: JobRunRow, seen: Observation) -> None:
+        jrow.status = "succeeded" if seen.state == "succeeded" else "failed"
+        jrow.message = seen.reason
+        start = as_utc(jrow.started_at) or as_utc(seen.started_at)
+        end = seen.finished_at or self.clock()
+        if start is not None:
+            jrow.actual_hours = max(0.0, (end - start).total_seconds() / 3600)
+            if jrow.usd_per_hour is not None:
+                jrow.actual_usd = jrow.actual_hours * jrow.usd_per_hour
+        jrow.finished_at = end
+
+    def _count_actuals(self, wid: uuid.UUID) -> None:
+        with self.rt.db.read() as s:
+            jrow = s.get(JobRunRow, wid)
+            if jrow is None:
+                return
+            pairs = (("hours", jrow.actual_hours, jrow.estimated_hours),
+                     ("usd", jrow.actual_usd, jrow.estimated_usd),
+                     ("egress_gb", jrow.staged_bytes / 1e9, jrow.estimated_egress_gb))
+        for quantity, actual, estimate in pairs:
+            if actual is not None and estimate:
+                self.rt.metrics.job_estimate_ratio.labels(quantity).observe(actual / estimate)
+
+    def _resubmit(self, row: JobRunRow, token: str, wrow: WorkloadRow, seen: Observation) -> None:
+        """Decide again for the work left after the last checkpoint, one more interruption
+        counted, and free the interrupted run's GPUs in the same transaction."""
+        wl = Workload.model_validate(wrow.document)
+        started = as_utc(row.started_at) or seen.started_at or self.clock()
+        ran_h = max(0.0, (self.clock() - started).total_seconds() / 3600)
+        step_h = wl.spec.checkpoint_minutes / 60
+        kept_h = math.floor(ran_h / step_h) * step_h  # work up to the last checkpoint survives
+        left_h = max(step_h, (wl.spec.duration_hours or step_h) - kept_h)
+        deadline = wl.spec.deadline_hours
+        submitted = as_utc(wrow.created_at) or self.clock()
+        since_submit_h = (self.clock() - submitted).total_seconds() / 3600
+        spec = wl.spec.model_copy(update={
+            "duration_hours": left_h, "interruptions": wl.spec.interruptions + 1,
+            "deadline_hours": max(1e-3, deadline - since_submit_h) if deadline else None})
+        again = wl.model_copy(update={"spec": spec})
+        for attempt in (1, 2):
+            try:
+                with self.rt.db.write() as s:
+                    jrow = owned(s, JobRunRow, row.workload_id, token)
+                    w = s.get(WorkloadRow, row.workload_id)
+                    if jrow is None or w is None:
+                        return
+                    free_gpus(s, active_reservations(s, w))
+                    engine = self.rt.engine(s, fresh=True)
+                    decision, out = decide(self.rt, engine, again)
+                    w.document = again.model_dump(mode="json", exclude_none=True)
+                    event(s, w.id, "interrupted", f"{seen.reason}; {kept_h:.2f} h kept at the "
+                          f"last checkpoint, {left_h:.2f} h left; deciding again "
+                          f"(interruption {spec.interruptions})",
+                          interruptions=spec.interruptions, kept_hours=kept_h, left_hours=left_h)
+                    record_decision(s, w, decision, out)
+                    release(jrow)
+                    jrow.interruptions = spec.interruptions
+                    jrow.status = "requeued"
+                    jrow.message = (f"interrupted ({seen.reason}); new decision: "
+                                    f"{decision['action']} {decision['site'] or ''}".rstrip())
+                    jrow.next_attempt_at = self.clock()
+                break
+            except CapacityConflict:
+                self.rt.invalidate_capacity()
+                if attempt == 2:
+                    raise
+        self.rt.invalidate_capacity()
+        count_decision(self.rt, decision, engine)
+
+    def _remove(self, row: JobRunRow, token: str, client: Any) -> None:
+        target = {"apiVersion": "batch/v1", "kind": "Job",
+                  "metadata": {"name": row.name, "namespace": row.namespace}}
+        headless = {"apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": row.name, "namespace": row.namespace}}
+        gone = [delete(client, target), delete(client, headless)]
+        pods = delete_pods(client, list_pods(client, row.namespace,
+                                             f"{LABEL_WORKLOAD}={row.workload_id}"))
+        with self.rt.db.write() as s:
+            jrow = owned(s, JobRunRow, row.workload_id, token)
+            if jrow is None:
+                return
+            release(jrow)
+            jrow.status, jrow.message = "removed", "Job and pods deleted"
+            event(s, row.workload_id, "job_removed", f"Job {row.name}: {gone[0]}, "
+                  f"{pods} pods deleted", job=gone[0], pods=pods)
+
+    def _failed(self, row: JobRunRow, token: str, exc: Exception) -> None:
+        permanent = isinstance(exc, JobSpecError | ManifestError | ValidationError) or (
+            isinstance(exc, KubeError) and not exc.retryable)
+        attempts = row.attempts + 1
+        wait = (timedelta(seconds=self.options.backoff_max_s) if permanent
+                else self.options.backoff(attempts))
+        message = str(exc) or repr(exc)
+        with self.rt.db.write() as s:
+            jrow = owned(s, JobRunRow, row.workload_id, token)
+            if jrow is None:
+                return
+            release(jrow)
+            if jrow.status in ("pending", "retrying"):
+                jrow.status = "retrying"
+            jrow.attempts, jrow.next_attempt_at = attempts, self.clock() + wait
+            jrow.message = message
+            event(s, row.workload_id, "job_error", f"{row.status} failed (attempt {attempts}, "
+                  f"next in {wait.total_seconds():g} s): {message}", permanent=permanent)
+        log.warning("job %s: %s", row.workload_id, message)
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
