@@ -37,7 +37,7 @@ def test_member_token_needs_a_team(tmp_path: Path) -> None:
 
 def test_db_commands(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'p.db'}"
-    assert "schema at 0004" in runner.invoke(app, ["db", "upgrade", "--database-url", url]).output
+    assert "schema at 0005" in runner.invoke(app, ["db", "upgrade", "--database-url", url]).output
     assert "schema at base" in runner.invoke(app, ["db", "downgrade", "base", "--database-url",
                                                    url]).output
 

@@ -115,7 +115,7 @@ class Env:
         k.BatchV1Api(self.client).patch_namespaced_job(self.run(wid).name, NS,
                                                        {"status": status})
 
-    def add_pod(self, wid: uuid.UUID, name: str, status: dict[str, Any]) -> None:
+    def add_pod(self, wid: uuid.UUID, name: str, status: dict[str, Any], run: int = 0) -> None:
         """A pod as the kubelet would report it (container statuses filled in)."""
         from kubernetes import client as k
 
@@ -126,7 +126,8 @@ class Env:
         body: dict[str, Any] = {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": NS,
-                         "labels": {"placement.io/workload-id": str(wid)}},
+                         "labels": {"placement.io/workload-id": str(wid),
+                                    "placement.io/run": str(run)}},
             "spec": {"containers": [{"name": "main", "image": "x"}]}, "status": status}
         k.CoreV1Api(self.client).create_namespaced_pod(NS, body)  # type: ignore[arg-type]
 
@@ -244,7 +245,16 @@ def test_an_evicted_spot_pod_leads_to_a_new_decision_from_the_checkpoint(env: En
     main = job["spec"]["template"]["spec"]["containers"][0]
     assert {"name": "PLACEMENT_INTERRUPTIONS", "value": "1"} in main["env"]
     assert {"name": "CHECKPOINT_URI", "value": "s3://ckpt/evicted"} in main["env"]
-    assert env.run(wid).interruptions == 1
+    assert env.run(wid).interruptions == 1 and env.run(wid).started_at is None
+    assert env.run(wid).actual_hours == pytest.approx(1.2 + 16 / 3600)  # billed, though lost
+
+    # The new run starts; a pod of the old run still terminating on its node is not this run's.
+    env.add_pod(wid, "evicted-old", {"phase": "Failed", "conditions": [
+        {"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager"}]})
+    env.set_status(wid, {"active": 1, "startTime": iso(env.clock.now)})
+    env.add_pod(wid, "evicted-1", {"phase": "Running"}, run=1)
+    env.later()
+    assert env.workload(wid)["phase"] == "running" and env.run(wid).status == "running"
 
 
 def test_an_unreachable_cluster_leaves_a_clear_retried_state(env: Env, tmp_path: Path) -> None:

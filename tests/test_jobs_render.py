@@ -91,6 +91,11 @@ def test_several_nodes_make_an_indexed_job_with_a_headless_service() -> None:
     main = manifest["spec"]["template"]["spec"]["containers"][0]
     assert main["resources"]["limits"]["nvidia.com/gpu"] == "4"
     assert {"name": "WORLD_SIZE", "value": "2"} in main["env"]
+    name = manifest["metadata"]["name"]
+    assert manifest["spec"]["template"]["spec"]["subdomain"] == service["metadata"]["name"] \
+        == name
+    assert service["spec"]["selector"] == {"app.kubernetes.io/instance": name}
+    assert {"name": "MASTER_ADDR", "value": f"{name}-0.{name}"} in main["env"]
 
 
 def test_gpus_must_split_over_the_nodes() -> None:
@@ -128,6 +133,8 @@ STAGED: dict[str, Any] = {"initContainerStatuses": [{"name": "stage-corpus", "st
 @pytest.mark.parametrize(("job_status", "pods", "state", "reason"), [
     (None, [], "missing", "gone"),
     ({}, [pod(phase="Pending")], "pending", "waiting"),
+    ({"active": 1, "startTime": "2026-11-27T10:00:00Z"}, [pod(phase="Pending")], "pending",
+     "waiting"),
     ({"active": 1, "startTime": "2026-11-27T10:00:00Z"}, [pod()], "running", "running"),
     ({"conditions": [cond("Complete")], "completionTime": "2026-11-27T12:00:00Z"}, [],
      "succeeded", "completed"),
@@ -146,8 +153,8 @@ STAGED: dict[str, Any] = {"initContainerStatuses": [{"name": "stage-corpus", "st
      "interrupted", "disrupted: DeletionByTaintManager node reclaimed"),
     ({"active": 1}, [pod(phase="Failed", reason="Evicted", message="low memory")],
      "interrupted", "Evicted: low memory"),
-], ids=["job gone", "pending", "running", "complete", "oom killed", "deadline",
-        "image pull", "spot node reclaimed", "evicted"])
+], ids=["job gone", "pending", "active but still scheduling or staging", "running",
+        "complete", "oom killed", "deadline", "image pull", "spot node reclaimed", "evicted"])
 def test_job_and_pod_states(job_status: dict[str, Any] | None, pods: list[dict[str, Any]],
                             state: str, reason: str) -> None:
     seen = observe(None if job_status is None else {"status": job_status}, pods)

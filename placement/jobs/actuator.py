@@ -28,10 +28,11 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from placement.auth import Principal
 from placement.claims import claim_next, owned, release
 from placement.jobs.manifests import (
+    LABEL_RUN,
     LABEL_WORKLOAD,
     JobSpecError,
     Placement,
@@ -50,7 +51,6 @@ from placement.lifecycle import (
     event,
     free_gpus,
     record_decision,
-    transition,
 )
 from placement.model import Inventory, Site, Workload
 from placement.model.workload import JOB_KINDS
@@ -61,9 +61,9 @@ from placement.store.tables import DecisionRow, JobRunRow, WorkloadRow, utcnow
 from placement.triton.manifests import ManifestError
 
 log = logging.getLogger("placement.jobs")
-SYSTEM = Principal(role="admin", team=None)
-DUE = ("pending", "retrying", "submitted", "running", "removing")
-LIVE = ("pending", "retrying", "submitted", "running")
+DUE = ("pending", "retrying", "submitted", "running", "interrupted", "removing")
+LIVE = ("pending", "retrying", "submitted", "running", "interrupted")
+MAX_INTERRUPTIONS = 6  # of any kind (evictions too): beyond this the workload fails
 
 
 @dataclass(frozen=True)
@@ -132,10 +132,11 @@ class JobActuator:
                 with self.rt.db.write() as s:
                     values = {"site": site, "namespace": self._namespace(site),
                               "name": job_name(wl, wid), "status": "pending", "attempts": 0,
-                              "message": "waiting to be submitted", "next_attempt_at": now}
+                              "message": "waiting to be submitted", "next_attempt_at": now,
+                              "started_at": None, "finished_at": None}
                     if status is None:
                         s.add(JobRunRow(workload_id=wid, interruptions=0, staged_bytes=0,
-                                        **values))
+                                        deadline_hours=wl.spec.deadline_hours, **values))
                     else:
                         s.execute(update(JobRunRow).where(JobRunRow.workload_id == wid,
                                                           JobRunRow.status == "requeued")
@@ -175,8 +176,8 @@ class JobActuator:
             if row is None or wrow is None:
                 return
             s.expunge_all()
-        action = {"pending": "submit", "retrying": "submit", "removing": "remove"}.get(
-            row.status, "track")
+        action = {"pending": "submit", "retrying": "submit", "removing": "remove",
+                  "interrupted": "resubmit"}.get(row.status, "track")
         try:
             site = self._site(row.site)
             client = self.clusters.client(site.spec.kube_context)
@@ -184,6 +185,9 @@ class JobActuator:
                 self._submit(row, token, wrow, drow, site, client)
             elif action == "remove":
                 self._remove(row, token, client)
+            elif action == "resubmit":  # an earlier pass saw the interruption
+                self._delete_run(row, client)
+                self._resubmit(row, token, "interrupted earlier")
             else:
                 self._track(row, token, wrow, site, client)
         except (KubeError, JobSpecError, ManifestError, ValidationError) as exc:
@@ -204,8 +208,12 @@ class JobActuator:
         if engine is None:
             with self.rt.db.read() as s:
                 engine = self.rt.engine(s)
+        deadline_s = None
+        if row.deadline_hours is not None:
+            elapsed = (self.clock() - (as_utc(wrow.created_at) or self.clock())).total_seconds()
+            deadline_s = int(row.deadline_hours * 3600 - elapsed)
         where = Placement(site, wrow.action or "place", decision.get("capacity"),
-                          stages(engine.ci, wl, site))
+                          stages(engine.ci, wl, site), deadline_s)
         return render(wl, row.workload_id, where)
 
     def _submit(self, row: JobRunRow, token: str, wrow: WorkloadRow, drow: DecisionRow | None,
@@ -236,58 +244,98 @@ class JobActuator:
 
     def _job_and_pods(self, row: JobRunRow, client: Any
                       ) -> tuple[Manifest, dict[str, Any] | None, list[dict[str, Any]]]:
-        target = {"apiVersion": "batch/v1", "kind": "Job",
-                  "metadata": {"name": row.name, "namespace": row.namespace}}
+        """The Job and the pods of this run (an earlier run's pods may linger on a node
+        being reclaimed)."""
+        target = _job_target(row)
         job = kube_read(client, target)
-        pods = list_pods(client, row.namespace, f"{LABEL_WORKLOAD}={row.workload_id}")
+        pods = list_pods(client, row.namespace, f"{LABEL_WORKLOAD}={row.workload_id},"
+                                                f"{LABEL_RUN}={row.interruptions}")
         return target, job, pods
+
+    def _delete_run(self, row: JobRunRow, client: Any) -> None:
+        """Delete the Job, its pods and its headless Service (each may be gone already)."""
+        delete(client, _job_target(row))
+        delete(client, {"apiVersion": "v1", "kind": "Service",
+                        "metadata": {"name": row.name, "namespace": row.namespace}})
+        delete_pods(client, list_pods(client, row.namespace,
+                                      f"{LABEL_WORKLOAD}={row.workload_id}"))
 
     def _track(self, row: JobRunRow, token: str, wrow: WorkloadRow, site: Site,
                client: Any) -> None:
-        target, job, pods = self._job_and_pods(row, client)
+        _, job, pods = self._job_and_pods(row, client)
         seen = observe(job, pods)
+        if seen.state == "interrupted" and row.interruptions + 1 >= MAX_INTERRUPTIONS:
+            seen = Observation("failed", f"{seen.reason}; interrupted {row.interruptions + 1} "
+                               "times, giving up", seen.started_at, None, seen.staged_bytes)
         if seen.state == "interrupted":
-            delete(client, target)
-            delete_pods(client, pods)
-            self._resubmit(row, token, wrow, seen)
+            with self.rt.db.write() as s:  # remembered first: a failure below resumes here
+                jrow = owned(s, JobRunRow, row.workload_id, token)
+                if jrow is None:
+                    return
+                jrow.status, jrow.message = "interrupted", seen.reason
+                jrow.started_at = jrow.started_at or seen.started_at
+            self._delete_run(row, client)
+            self._resubmit(row, token, seen.reason)
             return
+        final = {"succeeded": "succeeded", "failed": "failed", "missing": "failed"}.get(
+            seen.state)
+        if final is not None:
+            if final == "failed":  # a failed Job may still hold nodes (stuck pulls, targets)
+                self._delete_run(row, client)
+            else:
+                delete(client, {"apiVersion": "v1", "kind": "Service",
+                                "metadata": {"name": row.name, "namespace": row.namespace}})
+        freed = 0
         with self.rt.db.write() as s:
             jrow = owned(s, JobRunRow, row.workload_id, token)
-            if jrow is None:
+            w = s.scalar(select(WorkloadRow).where(WorkloadRow.id == row.workload_id)
+                         .with_for_update())
+            if jrow is None or w is None:
                 return
             release(jrow)
             jrow.next_attempt_at = self.clock() + timedelta(seconds=self.options.poll_s)
             jrow.staged_bytes = max(jrow.staged_bytes, seen.staged_bytes)
             jrow.started_at = jrow.started_at or seen.started_at
-            w = s.get(WorkloadRow, row.workload_id)
-            if w is None:
-                return
             if seen.state == "running" and jrow.status != "running":
                 jrow.status, jrow.message = "running", "the Job's pods are running"
                 if w.phase == "placed":
                     w.phase = "running"
                     event(s, w.id, "running", f"Job {row.name} running on {site.name}")
-            elif seen.state in ("succeeded", "failed", "missing"):
+            elif final is not None:
                 self._finish(jrow, seen)
-        if seen.state in ("succeeded", "failed", "missing"):
-            final = "succeeded" if seen.state == "succeeded" else "failed"
-            if wrow.phase == "placed":  # it ended before a pass saw it run
-                transition(self.rt, workload_id=row.workload_id, to="running", who=SYSTEM,
-                           message=f"Job {row.name} started")
-            transition(self.rt, workload_id=row.workload_id, to=final, who=SYSTEM,
-                       message=f"Job {row.name} {final}: {seen.reason}")
+                freed = self._end(s, w, final, f"Job {row.name} {final}: {seen.reason}")
+        if freed:
+            self.rt.invalidate_capacity()
+            self.rt.request_requeue()
+        if final is not None:
             self._count_actuals(row.workload_id)
+
+    def _end(self, s: Session, w: WorkloadRow, final: str, message: str) -> int:
+        """Move the workload to its final phase and free its GPUs, in the caller's
+        transaction; a workload already ended (cancelled meanwhile) is left as it is."""
+        if w.phase not in ("placed", "running"):
+            return 0
+        if w.phase == "placed":  # it ended before a pass saw it run
+            event(s, w.id, "running", "the Job started")
+        held = active_reservations(s, w)
+        w.phase = final
+        event(s, w.id, final, message, gpus_freed=sum(r.count for r in held))
+        return free_gpus(s, held)
 
     def _finish(self, jrow: JobRunRow, seen: Observation) -> None:
         jrow.status = "succeeded" if seen.state == "succeeded" else "failed"
         jrow.message = seen.reason
-        start = as_utc(jrow.started_at) or as_utc(seen.started_at)
-        end = seen.finished_at or self.clock()
-        if start is not None:
-            jrow.actual_hours = max(0.0, (end - start).total_seconds() / 3600)
-            if jrow.usd_per_hour is not None:
-                jrow.actual_usd = jrow.actual_hours * jrow.usd_per_hour
-        jrow.finished_at = end
+        hours = self._run_hours(jrow, seen.finished_at)
+        jrow.actual_hours = (jrow.actual_hours or 0.0) + hours
+        if jrow.usd_per_hour is not None:
+            jrow.actual_usd = (jrow.actual_usd or 0.0) + hours * jrow.usd_per_hour
+        jrow.finished_at = seen.finished_at or self.clock()
+
+    def _run_hours(self, jrow: JobRunRow, end: datetime | None) -> float:
+        start = as_utc(jrow.started_at)
+        if start is None:
+            return 0.0
+        return max(0.0, ((end or self.clock()) - start).total_seconds() / 3600)
 
     def _count_actuals(self, wid: uuid.UUID) -> None:
         with self.rt.db.read() as s:
@@ -301,58 +349,70 @@ class JobActuator:
             if actual is not None and estimate:
                 self.rt.metrics.job_estimate_ratio.labels(quantity).observe(actual / estimate)
 
-    def _resubmit(self, row: JobRunRow, token: str, wrow: WorkloadRow, seen: Observation) -> None:
+    def _resubmit(self, row: JobRunRow, token: str, reason: str) -> None:
         """Decide again for the work left after the last checkpoint, one more interruption
-        counted, and free the interrupted run's GPUs in the same transaction."""
-        wl = Workload.model_validate(wrow.document)
-        started = as_utc(row.started_at) or seen.started_at or self.clock()
-        ran_h = max(0.0, (self.clock() - started).total_seconds() / 3600)
-        step_h = wl.spec.checkpoint_minutes / 60
-        kept_h = math.floor(ran_h / step_h) * step_h  # work up to the last checkpoint survives
-        left_h = max(step_h, (wl.spec.duration_hours or step_h) - kept_h)
-        deadline = wl.spec.deadline_hours
-        submitted = as_utc(wrow.created_at) or self.clock()
-        since_submit_h = (self.clock() - submitted).total_seconds() / 3600
-        spec = wl.spec.model_copy(update={
-            "duration_hours": left_h, "interruptions": wl.spec.interruptions + 1,
-            "deadline_hours": max(1e-3, deadline - since_submit_h) if deadline else None})
-        again = wl.model_copy(update={"spec": spec})
+        counted, and free the interrupted run's GPUs, in one transaction with the workload
+        locked (a cancel in between wins: nothing is decided then)."""
+        decision: dict[str, Any] | None = None
         for attempt in (1, 2):
             try:
                 with self.rt.db.write() as s:
                     jrow = owned(s, JobRunRow, row.workload_id, token)
-                    w = s.get(WorkloadRow, row.workload_id)
+                    w = s.scalar(select(WorkloadRow).where(WorkloadRow.id == row.workload_id)
+                                 .with_for_update())
                     if jrow is None or w is None:
                         return
-                    free_gpus(s, active_reservations(s, w))
-                    engine = self.rt.engine(s, fresh=True)
-                    decision, out = decide(self.rt, engine, again)
-                    w.document = again.model_dump(mode="json", exclude_none=True)
-                    event(s, w.id, "interrupted", f"{seen.reason}; {kept_h:.2f} h kept at the "
-                          f"last checkpoint, {left_h:.2f} h left; deciding again "
-                          f"(interruption {spec.interruptions})",
-                          interruptions=spec.interruptions, kept_hours=kept_h, left_hours=left_h)
-                    record_decision(s, w, decision, out)
-                    release(jrow)
-                    jrow.interruptions = spec.interruptions
-                    jrow.status = "requeued"
-                    jrow.message = (f"interrupted ({seen.reason}); new decision: "
-                                    f"{decision['action']} {decision['site'] or ''}".rstrip())
-                    jrow.next_attempt_at = self.clock()
+                    if w.phase not in ("placed", "running") or jrow.status != "interrupted":
+                        release(jrow)
+                        jrow.status, jrow.next_attempt_at = "removing", self.clock()
+                        return
+                    decision, engine = self._decide_again(s, jrow, w, reason)
                 break
             except CapacityConflict:
                 self.rt.invalidate_capacity()
                 if attempt == 2:
                     raise
         self.rt.invalidate_capacity()
-        count_decision(self.rt, decision, engine)
+        if decision is not None:
+            count_decision(self.rt, decision, engine)
+
+    def _decide_again(self, s: Session, jrow: JobRunRow, w: WorkloadRow,
+                      reason: str) -> tuple[dict[str, Any], Any]:
+        wl = Workload.model_validate(w.document)
+        ran_h = self._run_hours(jrow, None)
+        step_h = wl.spec.checkpoint_minutes / 60
+        kept_h = math.floor(ran_h / step_h) * step_h  # work up to the last checkpoint survives
+        left_h = max(step_h, (wl.spec.duration_hours or step_h) - kept_h)
+        deadline = None
+        if jrow.deadline_hours is not None:  # the deadline counts from the first submission
+            since_h = (self.clock() - (as_utc(w.created_at) or self.clock())).total_seconds()
+            deadline = max(1e-3, jrow.deadline_hours - since_h / 3600)
+        spec = wl.spec.model_copy(update={
+            "duration_hours": left_h, "interruptions": wl.spec.interruptions + 1,
+            "deadline_hours": deadline})
+        again = wl.model_copy(update={"spec": spec})
+        free_gpus(s, active_reservations(s, w))
+        engine = self.rt.engine(s, fresh=True)
+        decision, out = decide(self.rt, engine, again)
+        w.document = again.model_dump(mode="json", exclude_none=True)
+        event(s, w.id, "interrupted", f"{reason}; {kept_h:.2f} h kept at the last checkpoint, "
+              f"{left_h:.2f} h left; deciding again (interruption {spec.interruptions})",
+              interruptions=spec.interruptions, kept_hours=kept_h, left_hours=left_h)
+        record_decision(s, w, decision, out)
+        release(jrow)
+        jrow.actual_hours = (jrow.actual_hours or 0.0) + ran_h  # billed, though lost in part
+        if jrow.usd_per_hour is not None:
+            jrow.actual_usd = (jrow.actual_usd or 0.0) + ran_h * jrow.usd_per_hour
+        jrow.interruptions, jrow.status = spec.interruptions, "requeued"
+        jrow.started_at, jrow.next_attempt_at = None, self.clock()
+        jrow.message = (f"interrupted ({reason}); new decision: {decision['action']} "
+                        f"{decision['site'] or ''}").rstrip()
+        return decision, engine
 
     def _remove(self, row: JobRunRow, token: str, client: Any) -> None:
-        target = {"apiVersion": "batch/v1", "kind": "Job",
-                  "metadata": {"name": row.name, "namespace": row.namespace}}
-        headless = {"apiVersion": "v1", "kind": "Service",
-                    "metadata": {"name": row.name, "namespace": row.namespace}}
-        gone = [delete(client, target), delete(client, headless)]
+        gone = [delete(client, _job_target(row)), delete(client, {
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": row.name, "namespace": row.namespace}})]
         pods = delete_pods(client, list_pods(client, row.namespace,
                                              f"{LABEL_WORKLOAD}={row.workload_id}"))
         with self.rt.db.write() as s:
@@ -383,6 +443,11 @@ class JobActuator:
             event(s, row.workload_id, "job_error", f"{row.status} failed (attempt {attempts}, "
                   f"next in {wait.total_seconds():g} s): {message}", permanent=permanent)
         log.warning("job %s: %s", row.workload_id, message)
+
+
+def _job_target(row: JobRunRow) -> Manifest:
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": row.name, "namespace": row.namespace}}
 
 
 def _finite(value: Any) -> float | None:

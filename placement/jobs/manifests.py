@@ -26,6 +26,7 @@ Manifest = dict[str, Any]
 MANAGED_BY = "hybrid-placement"
 LABEL_WORKLOAD = "placement.io/workload-id"
 LABEL_TEAM = "placement.io/team"
+LABEL_RUN = "placement.io/run"  # which run of the workload (interruptions so far)
 BURST_NODE_LABEL = "placement.io/burst-workload"  # set on a burst node pool's nodes
 SPOT_TAINT = "placement.io/spot"
 STAGE_PREFIX = "stage-"
@@ -53,6 +54,7 @@ class Placement:
     action: str  # place | burst
     capacity: str | None  # onprem | on_demand | spot
     stages: tuple[Stage, ...] = ()
+    deadline_s: int | None = None  # what is left of the deadline when the Job is created
 
 
 def job_of(wl: Workload) -> JobSpec:
@@ -102,11 +104,12 @@ def render(wl: Workload, workload_id: uuid.UUID, where: Placement) -> list[Manif
         "backoffLimit": job.backoff_limit,
         "ttlSecondsAfterFinished": job.ttl_seconds_after_finished,
         "completions": job.nodes, "parallelism": job.nodes,
-        "template": {"metadata": {"labels": dict(labels)}, "spec": _pod(wl, name, where)}}
+        "template": {"metadata": {"labels": {**labels, LABEL_RUN: str(wl.spec.interruptions)}},
+                     "spec": _pod(wl, name, where)}}
     if job.nodes > 1:
         spec["completionMode"] = "Indexed"
-    if wl.spec.deadline_hours is not None:
-        spec["activeDeadlineSeconds"] = int(wl.spec.deadline_hours * 3600)
+    if where.deadline_s is not None:
+        spec["activeDeadlineSeconds"] = max(1, where.deadline_s)
     out: list[Manifest] = []
     if job.nodes > 1:
         out.append({"apiVersion": "v1", "kind": "Service", "metadata": dict(meta),

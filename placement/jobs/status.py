@@ -13,9 +13,9 @@ State = Literal["missing", "pending", "running", "succeeded", "failed", "interru
 # Pod-level signs that the node went away or the pod was pushed off it.
 DISRUPTION_REASONS = frozenset({"Evicted", "NodeLost", "Shutdown", "NodeShutdown",
                                 "Terminated", "Preempting", "DeletionByTaintManager"})
-# Waiting reasons that will not fix themselves.
-STUCK_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName",
-                           "CreateContainerConfigError"})
+# Waiting reasons that will not fix themselves (ErrImagePull and config errors may: the
+# kubelet retries them, and they turn into ImagePullBackOff when they keep failing).
+STUCK_REASONS = frozenset({"ImagePullBackOff", "InvalidImageName"})
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,12 @@ def _time(value: Any) -> datetime | None:
 
 def observe(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> Observation:
     """Read the Job's status and conditions and its pods' states."""
+    pods = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
     staged = sum(_staged(p) for p in pods)
     if job is None:
         return Observation("missing", "the Job is gone from the cluster", None, None, staged)
     status = job.get("status") or {}
-    started = _time(status.get("startTime"))
+    started = _started(pods) or _time(status.get("startTime"))
     conditions = {c.get("type"): c for c in status.get("conditions") or []
                   if c.get("status") == "True"}
     disrupted = next((r for r in map(_disruption, pods) if r), None)
@@ -61,10 +62,18 @@ def observe(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> Observati
     stuck = next((r for r in map(_stuck, pods) if r), None)
     if stuck is not None:
         return Observation("failed", stuck, started, None, staged)
-    if status.get("active") or any((p.get("status") or {}).get("phase") == "Running"
-                                   for p in pods):
+    if any((p.get("status") or {}).get("phase") == "Running" for p in pods):
         return Observation("running", "running", started, None, staged)
     return Observation("pending", "waiting for the pods to start", started, None, staged)
+
+
+def _started(pods: list[dict[str, Any]]) -> datetime | None:
+    """When the first main container started running (staging and scheduling excluded)."""
+    times = [_time(((c.get("state") or {}).get("running") or {}).get("startedAt"))
+             or _time(((c.get("state") or {}).get("terminated") or {}).get("startedAt"))
+             for p in pods for c in _containers(p)]
+    found = [t for t in times if t is not None]
+    return min(found) if found else None
 
 
 def _containers(pod: dict[str, Any], init: bool = False) -> list[dict[str, Any]]:

@@ -197,7 +197,7 @@ class JobRunRow(Base):
     namespace: Mapped[str] = mapped_column(String(63))
     name: Mapped[str] = mapped_column(String(63))
     # pending -> submitted -> running -> succeeded | failed; retrying (before submission);
-    # requeued (interrupted, waiting to be placed again); removing -> removed
+    # interrupted -> requeued (decided again, waiting to be placed); removing -> removed
     status: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text, default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -214,4 +214,5 @@ class JobRunRow(Base):
     actual_hours: Mapped[float | None] = mapped_column(nullable=True)
     actual_usd: Mapped[float | None] = mapped_column(nullable=True)
     usd_per_hour: Mapped[float | None] = mapped_column(nullable=True)
+    deadline_hours: Mapped[float | None] = mapped_column(nullable=True)  # as first submitted
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
