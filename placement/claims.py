@@ -3,6 +3,7 @@ token, so a worker whose claim lapsed (it was slow, or died) never writes over t
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -45,3 +46,32 @@ def owned(s: Session, table: Any, wid: uuid.UUID, token: str) -> Any:
 def release(row: Any) -> None:
     """Give the claim up (the row is due again when its next_attempt_at says)."""
     row.claim_token, row.claimed_until = None, None
+
+
+def work_due(db: Database, table: Any, statuses: tuple[str, ...],
+             now: Callable[[], datetime], claim_s: float,
+             work: Callable[[uuid.UUID, str], None], log: logging.Logger,
+             limit: int = 200) -> int:
+    """Claim due rows one at a time and work each; returns how many were worked. Claiming one
+    at a time keeps a slow row from holding claims on rows not reached yet; a failure in one
+    row (the database, mid-row) is logged and its claim lapses, so it is retried later."""
+    done, skipped = 0, set[uuid.UUID]()
+    while done < limit:
+        claim = claim_next(db, table, statuses, skipped, now, claim_s)
+        if claim is None:
+            break
+        skipped.add(claim[0])
+        try:
+            work(*claim)
+        except Exception:
+            log.exception("%s %s: pass failed", table.__tablename__, claim[0])
+        done += 1
+    return done
+
+
+def retry_wait(attempts: int, permanent: bool, base_s: float, max_s: float) -> timedelta:
+    """How long a failed row waits: exponential from `base_s` to `max_s`; a permanent failure
+    (a spec or inventory problem) waits `max_s`, in case someone fixes it meanwhile."""
+    if permanent:
+        return timedelta(seconds=max_s)
+    return timedelta(seconds=min(max_s, base_s * 2 ** max(0, attempts - 1)))

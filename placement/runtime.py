@@ -18,7 +18,7 @@ from placement.engine import Engine
 from placement.errors import PlacementError
 from placement.loader import Bundle, policy_version
 from placement.metrics import Metrics
-from placement.model import Inventory, Policy
+from placement.model import Inventory, Policy, Site
 from placement.signals import SignalCache
 from placement.store.db import Database, as_utc
 from placement.store.inventory import inventory_version, load_inventory
@@ -132,6 +132,14 @@ class Runtime:
     def current_engine(self) -> Engine | None:
         """The engine last compiled (inventory and policy; no capacity read), if any."""
         return self._base
+
+    def site(self, name: str) -> Site | None:
+        """A site as the inventory has it now (the compiled one, else read from the store)."""
+        inv = self.current_inventory()
+        if inv is None or name not in {s.name for s in inv.sites}:
+            with self.db.read() as s:
+                inv = load_inventory(s)
+        return next((site for site in inv.sites if site.name == name), None)
 
     def current_inventory(self) -> Inventory | None:
         """The inventory of the engine last compiled (what the signal poller queries for)."""

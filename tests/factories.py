@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from placement.engine import Engine
@@ -16,6 +17,7 @@ from placement.model import (
     Site,
     Workload,
 )
+from placement.store.tables import utcnow
 
 
 def onprem(name: str, gpus: dict[str, tuple[int, float]], lat: float = 50.0, lon: float = 8.0,
@@ -115,3 +117,16 @@ def engine(sites: list[Site], pol: Policy | None = None, datasets: list[Dataset]
     inv = Inventory(sites=sites, datasets=datasets or [], client_locations=clients or [])
     p = pol or policy([BURST_ALL])
     return Engine(inv, p, policy_version(p), reservations or [])
+
+
+class Clock:
+    """A settable clock for code that takes `clock=` (timeouts, backoff, claims)."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)

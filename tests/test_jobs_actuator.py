@@ -18,24 +18,14 @@ from sqlalchemy import select
 
 from placement.jobs.actuator import JobActuator, JobOptions
 from placement.kube import Clusters
-from placement.store.tables import CapacityRow, EventRow, JobRunRow, utcnow
+from placement.store.tables import CapacityRow, EventRow, JobRunRow
 
 from .conftest import Api, api_on
+from .factories import Clock
 from .services import KubeEmulator, free_port, kube_emulator
 
 NS = "train"
 API = "placement.dev/v1alpha1"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def site(name: str, price: float) -> dict[str, Any]:

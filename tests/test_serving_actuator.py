@@ -18,27 +18,17 @@ from sqlalchemy import select
 
 from placement.claims import claim_next
 from placement.kube import Clusters
-from placement.store.tables import EventRow, ServingRow, WorkloadRow, utcnow
+from placement.store.tables import EventRow, ServingRow, WorkloadRow
 from placement.triton.actuator import DUE, ServingActuator, ServingOptions
 from placement.triton.control import TritonControl
 from placement.triton.feed import TritonFeed
 
 from .conftest import Api, api_on
+from .factories import Clock
 from .services import KubeEmulator, Triton, free_port, kube_emulator, tritonserver
 from .triton_models import python_model, served
 
 NAMESPACE = "serving"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture(scope="module")

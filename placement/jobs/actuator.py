@@ -30,7 +30,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from placement.claims import claim_next, owned, release
+from placement.claims import owned, release, retry_wait, work_due
 from placement.jobs.manifests import (
     LABEL_RUN,
     LABEL_WORKLOAD,
@@ -52,11 +52,10 @@ from placement.lifecycle import (
     free_gpus,
     record_decision,
 )
-from placement.model import Inventory, Site, Workload
+from placement.model import Site, Workload
 from placement.model.workload import JOB_KINDS
 from placement.runtime import Runtime
 from placement.store.db import as_utc
-from placement.store.inventory import load_inventory
 from placement.store.tables import DecisionRow, JobRunRow, WorkloadRow, utcnow
 from placement.triton.manifests import ManifestError
 
@@ -75,9 +74,6 @@ class JobOptions:
     backoff_max_s: float = 300.0
     claim_s: float = 300.0
 
-    def backoff(self, attempts: int) -> timedelta:
-        return timedelta(seconds=min(self.backoff_max_s,
-                                     self.backoff_base_s * 2 ** max(0, attempts - 1)))
 
 
 class JobActuator:
@@ -96,19 +92,8 @@ class JobActuator:
             self._adopt()
         except Exception:
             log.exception("adopting job workloads failed")
-        done, skipped = 0, set[uuid.UUID]()
-        while done < limit:
-            claim = claim_next(self.rt.db, JobRunRow, DUE, skipped, self.clock,
-                               self.options.claim_s)
-            if claim is None:
-                break
-            skipped.add(claim[0])
-            try:
-                self._work(*claim)
-            except Exception:  # the database failed mid-row: the claim lapses, retried later
-                log.exception("job %s: pass failed", claim[0])
-            done += 1
-        return done
+        return work_due(self.rt.db, JobRunRow, DUE, self.clock, self.options.claim_s,
+                        self._work, log, limit)
 
     def _adopt(self) -> None:
         now = self.clock()
@@ -159,15 +144,11 @@ class JobActuator:
             return ""
 
     def _site(self, name: str) -> Site:
-        inv: Inventory | None = self.rt.current_inventory()
-        if inv is None or name not in {s.name for s in inv.sites}:
-            with self.rt.db.read() as s:
-                inv = load_inventory(s)
-        try:
-            return inv.site(name)
-        except KeyError:
+        site = self.rt.site(name)
+        if site is None:
             raise JobSpecError(f"site {name} is no longer in the inventory; add it back or "
-                               "cancel the workload") from None
+                         "cancel the workload")
+        return site
 
     def _work(self, wid: uuid.UUID, token: str) -> None:
         with self.rt.db.read() as s:
@@ -287,9 +268,7 @@ class JobActuator:
                                 "metadata": {"name": row.name, "namespace": row.namespace}})
         freed = 0
         with self.rt.db.write() as s:
-            jrow = owned(s, JobRunRow, row.workload_id, token)
-            w = s.scalar(select(WorkloadRow).where(WorkloadRow.id == row.workload_id)
-                         .with_for_update())
+            jrow, w = _locked(s, row.workload_id, token)
             if jrow is None or w is None:
                 return
             release(jrow)
@@ -325,10 +304,7 @@ class JobActuator:
     def _finish(self, jrow: JobRunRow, seen: Observation) -> None:
         jrow.status = "succeeded" if seen.state == "succeeded" else "failed"
         jrow.message = seen.reason
-        hours = self._run_hours(jrow, seen.finished_at)
-        jrow.actual_hours = (jrow.actual_hours or 0.0) + hours
-        if jrow.usd_per_hour is not None:
-            jrow.actual_usd = (jrow.actual_usd or 0.0) + hours * jrow.usd_per_hour
+        _bill(jrow, self._run_hours(jrow, seen.finished_at))
         jrow.finished_at = seen.finished_at or self.clock()
 
     def _run_hours(self, jrow: JobRunRow, end: datetime | None) -> float:
@@ -357,9 +333,7 @@ class JobActuator:
         for attempt in (1, 2):
             try:
                 with self.rt.db.write() as s:
-                    jrow = owned(s, JobRunRow, row.workload_id, token)
-                    w = s.scalar(select(WorkloadRow).where(WorkloadRow.id == row.workload_id)
-                                 .with_for_update())
+                    jrow, w = _locked(s, row.workload_id, token)
                     if jrow is None or w is None:
                         return
                     if w.phase not in ("placed", "running") or jrow.status != "interrupted":
@@ -400,9 +374,7 @@ class JobActuator:
               interruptions=spec.interruptions, kept_hours=kept_h, left_hours=left_h)
         record_decision(s, w, decision, out)
         release(jrow)
-        jrow.actual_hours = (jrow.actual_hours or 0.0) + ran_h  # billed, though lost in part
-        if jrow.usd_per_hour is not None:
-            jrow.actual_usd = (jrow.actual_usd or 0.0) + ran_h * jrow.usd_per_hour
+        _bill(jrow, ran_h)  # billed, though the work since the last checkpoint is lost
         jrow.interruptions, jrow.status = spec.interruptions, "requeued"
         jrow.started_at, jrow.next_attempt_at = None, self.clock()
         jrow.message = (f"interrupted ({reason}); new decision: {decision['action']} "
@@ -428,8 +400,8 @@ class JobActuator:
         permanent = isinstance(exc, JobSpecError | ManifestError | ValidationError) or (
             isinstance(exc, KubeError) and not exc.retryable)
         attempts = row.attempts + 1
-        wait = (timedelta(seconds=self.options.backoff_max_s) if permanent
-                else self.options.backoff(attempts))
+        wait = retry_wait(attempts, permanent, self.options.backoff_base_s,
+                          self.options.backoff_max_s)
         message = str(exc) or repr(exc)
         with self.rt.db.write() as s:
             jrow = owned(s, JobRunRow, row.workload_id, token)
@@ -443,6 +415,21 @@ class JobActuator:
             event(s, row.workload_id, "job_error", f"{row.status} failed (attempt {attempts}, "
                   f"next in {wait.total_seconds():g} s): {message}", permanent=permanent)
         log.warning("job %s: %s", row.workload_id, message)
+
+
+def _locked(s: Session, wid: uuid.UUID, token: str
+            ) -> tuple[JobRunRow | None, WorkloadRow | None]:
+    """The run (if still claimed by this worker) and its workload, both locked."""
+    jrow = owned(s, JobRunRow, wid, token)
+    w = s.scalar(select(WorkloadRow).where(WorkloadRow.id == wid).with_for_update())
+    return jrow, w
+
+
+def _bill(jrow: JobRunRow, hours: float) -> None:
+    """Add a run's hours, and their USD at the decision's billed rate, to the actuals."""
+    jrow.actual_hours = (jrow.actual_hours or 0.0) + hours
+    if jrow.usd_per_hour is not None:
+        jrow.actual_usd = (jrow.actual_usd or 0.0) + hours * jrow.usd_per_hour
 
 
 def _job_target(row: JobRunRow) -> Manifest:

@@ -16,20 +16,19 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from placement.claims import claim_next, owned, release
+from placement.claims import owned, release, retry_wait, work_due
 from placement.kube import Clusters, KubeError, Manifest, apply, delete
 from placement.lifecycle import event
-from placement.model import Inventory, Site, Workload
+from placement.model import Site, Workload
 from placement.model.workload import SERVICE_KINDS, ServingSpec
 from placement.runtime import Runtime
-from placement.store.inventory import load_inventory
 from placement.store.tables import ServingRow, WorkloadRow, utcnow
 from placement.triton.control import TritonControl, TritonError
 from placement.triton.manifests import ManifestError, render, serving_name
@@ -52,9 +51,6 @@ class ServingOptions:
     backoff_max_s: float = 300.0
     claim_s: float = 900.0  # a claim older than this is taken to be from a dead process
 
-    def backoff(self, attempts: int) -> timedelta:
-        return timedelta(seconds=min(self.backoff_max_s,
-                                     self.backoff_base_s * 2 ** max(0, attempts - 1)))
 
 
 class ServingActuator:
@@ -76,19 +72,8 @@ class ServingActuator:
             self._adopt()
         except Exception:  # e.g. the database is down: still work what is claimable
             log.exception("adopting service workloads failed")
-        done, skipped = 0, set[uuid.UUID]()
-        while done < limit:
-            claim = claim_next(self.rt.db, ServingRow, DUE, skipped, self.clock,
-                               self.options.claim_s)
-            if claim is None:
-                break
-            skipped.add(claim[0])
-            try:
-                self._work(*claim)
-            except Exception:  # the database failed mid-row: the claim lapses, retried later
-                log.exception("serving %s: pass failed", claim[0])
-            done += 1
-        return done
+        return work_due(self.rt.db, ServingRow, DUE, self.clock, self.options.claim_s,
+                        self._work, log, limit)
 
     def _adopt(self) -> None:
         """Rows for new service workloads; ended workloads' rows go to `removing`; a changed
@@ -160,15 +145,11 @@ class ServingActuator:
         self.rt.metrics.serving_actions.labels(row.site, action, "error").inc()
 
     def _site(self, name: str) -> Site:
-        inv: Inventory | None = self.rt.current_inventory()
-        if inv is None or name not in {s.name for s in inv.sites}:
-            with self.rt.db.read() as s:
-                inv = load_inventory(s)
-        try:
-            return inv.site(name)
-        except KeyError:
-            raise ServingSpecError(f"site {name} is no longer in the inventory; add it back "
-                                   "or cancel the workload") from None
+        site = self.rt.site(name)
+        if site is None:
+            raise ServingSpecError(f"site {name} is no longer in the inventory; add it back or "
+                         "cancel the workload")
+        return site
 
     def _serve(self, row: ServingRow, token: str, wl: Workload, site: Site) -> None:
         client = self.clusters.client(site.spec.kube_context)
@@ -224,8 +205,8 @@ class ServingActuator:
         permanent = isinstance(exc, ServingSpecError | ManifestError) or (
             isinstance(exc, KubeError) and not exc.retryable)
         attempts = row.attempts + 1
-        wait = (timedelta(seconds=self.options.backoff_max_s) if permanent
-                else self.options.backoff(attempts))
+        wait = retry_wait(attempts, permanent, self.options.backoff_base_s,
+                          self.options.backoff_max_s)
         message = str(exc) or repr(exc)
         with self.rt.db.write() as s:
             srow = owned(s, ServingRow, row.workload_id, token)
