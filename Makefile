@@ -23,12 +23,12 @@ place: $(STAMP)
 	$(BIN)/placement place $(CONFIG)/workloads --config $(CONFIG)
 
 test: $(STAMP)
-	$(BIN)/ruff check placement api tests bench
+	$(BIN)/ruff check placement api infra tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check placement api tests bench
+	$(BIN)/ruff check placement api infra tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
