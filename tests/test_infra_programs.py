@@ -29,8 +29,9 @@ class Recorder(pulumi.runtime.Mocks):
         outputs.setdefault("name", args.name)
         return f"{args.name}-id", outputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
-        return {}
+    def call(self, args: pulumi.runtime.MockCallArgs
+             ) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+        return {}, None
 
     def of(self, typ: str) -> list[pulumi.runtime.MockResourceArgs]:
         return [r for r in self.resources if r.typ == typ]
@@ -79,7 +80,7 @@ def run(cfg: BurstConfig) -> Recorder:
     pulumi.runtime.set_mocks(mocks, project="placement-bursts", stack=cfg.stack, preview=False)
     from infra.nodepools import deploy  # imported after set_mocks, as Pulumi advises
 
-    @pulumi.runtime.test
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def program() -> pulumi.Output[Any]:
         pool = deploy(cfg)
         inner = pool.node_group if cfg.provider == "aws" else pool.node_pool
@@ -177,8 +178,8 @@ def test_the_node_pool_is_a_child_of_its_component(provider: str, region: str,
 
     seen: list[str] = []
 
-    @pulumi.runtime.test
-    def program() -> pulumi.Output[Any]:
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    def program() -> Any:
         pool = deploy(cfg)
         inner = pool.node_group if provider == "aws" else pool.node_pool
         return inner.urn.apply(seen.append)
