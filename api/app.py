@@ -142,6 +142,22 @@ def start_serving(rt: Runtime, settings: Settings) -> Periodic | None:
                     log).start()
 
 
+def start_bursts(rt: Runtime, settings: Settings) -> Periodic | None:
+    """With bursts on: provision, track and destroy burst capacity through Pulumi."""
+    if not settings.bursts:
+        return None
+    from infra.automation import PulumiProvisioner
+    from placement.bursts import BurstActuator, log
+    from placement.periodic import Periodic
+
+    why = PulumiProvisioner.available()
+    if why is not None:
+        log.error("bursts are on but cannot be provisioned: %s", why)
+    actuator = BurstActuator(rt, PulumiProvisioner(settings.pulumi_backend))
+    return Periodic("placement-bursts", settings.bursts_interval_s, actuator.reconcile,
+                    log).start()
+
+
 def start_jobs(rt: Runtime, settings: Settings) -> Periodic | None:
     """With a kubeconfig: run placed jobs on their clusters and track them to the end."""
     if settings.kubeconfig is None:
@@ -183,9 +199,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             ).start()
         serving = start_serving(rt, settings)
         jobs = start_jobs(rt, settings)
+        bursts = start_bursts(rt, settings)
         _tune_gc()
         yield
-        for loop in (serving, jobs):
+        for loop in (serving, jobs, bursts):
             if loop is not None:
                 loop.stop(timeout=30)
         if rt.triton is not None:

@@ -56,6 +56,7 @@ class Runtime:
     config_dir: Path | None = None  # the GitOps directory the policy came from
     signals: SignalCache | None = None  # live signals from Prometheus, when configured
     triton: TritonFeed | None = None  # service times measured on the Triton servers we run
+    _spend: tuple[float, dict[str, float]] | None = None  # (read at, burst USD per team)
 
     def set_policy(self, policy: Policy, version: str) -> None:
         """Switch to another policy; the next decision compiles an engine for it."""
@@ -104,7 +105,7 @@ class Runtime:
         if (not fresh and cached is not None and cached[0][1] == self.policy_version
                 and time.monotonic() - cached[1] < self.capacity_ttl and self._base is not None
                 and self._key == cached[0]):
-            return self._observe(self._base.with_capacity(cached[2]))
+            return self._team_spend(self._observe(self._base.with_capacity(cached[2])))
         with self._lock:
             policy, version = self.policy, self.policy_version
         key = (inventory_version(session), version)
@@ -115,7 +116,19 @@ class Runtime:
                 self._base, self._key = base, key
         cap = self._read_capacity(session, base)
         self._cap = (key, time.monotonic(), cap)
-        return self._observe(base.with_capacity(cap))
+        return self._team_spend(self._observe(base.with_capacity(cap)))
+
+    def _team_spend(self, engine: Engine) -> Engine:
+        """With team burst budgets in the policy: each team's burst spend this month (read
+        at most every 5 s; the budget filter needs it, nothing else does)."""
+        if not self.policy.spec.team_budgets:
+            return engine
+        cached = self._spend
+        if cached is None or time.monotonic() - cached[0] > 5.0:
+            from placement.bursts import team_spend
+
+            cached = self._spend = (time.monotonic(), team_spend(self, utcnow()))
+        return engine.with_team_spend(cached[1])
 
     def _observe(self, engine: Engine) -> Engine:
         """Add the live signals as they are now (never waits on Prometheus or Triton)."""

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
                                           description="Wait this long for a model to load.")
     triton_metrics_interval_s: float = Field(default=15.0, gt=0,
                                              description="Scrape Triton's metrics this often.")
+    bursts: bool = Field(default=False, description="Provision burst decisions with Pulumi "
+                         "(needs the pulumi CLI, the provider plugins and cloud credentials).")
+    pulumi_backend: str | None = Field(default=None, description="Pulumi state backend "
+                                       "(default file://~/.placement/pulumi).")
+    bursts_interval_s: float = Field(default=30.0, gt=0, description="Burst pass period.")
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = Field(default=1, ge=1)

@@ -57,6 +57,8 @@ class DecisionContext:
     billing: Billing
     mask: Bools = field(default_factory=lambda: np.zeros(0, dtype=bool))
     observed: Observed | None = None  # live signals, when the service has them
+    team_spent_usd: float = 0.0  # the team's burst spend this month, when budgets apply
+    team_budget_usd: float | None = None  # the policy's monthly burst budget for the team
 
     @cached_property
     def n(self) -> int:

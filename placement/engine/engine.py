@@ -74,6 +74,7 @@ class Engine:
         self._billing: dict[int, Billing] = {}
         self._rows_of_types: dict[frozenset[str], Ints] = {}
         self.observed: Observed | None = None
+        self.team_spend: dict[str, float] = {}  # burst USD per team this month
         self._site_rank = np.argsort(np.argsort(np.array(self.ci.site_names)))
 
     def with_observed(self, observed: Observed | None) -> Engine:
@@ -81,6 +82,13 @@ class Engine:
         twin = object.__new__(Engine)
         twin.__dict__.update(self.__dict__)
         twin.observed = observed
+        return twin
+
+    def with_team_spend(self, spend: dict[str, float]) -> Engine:
+        """A copy of this engine that knows each team's burst spend this month."""
+        twin = object.__new__(Engine)
+        twin.__dict__.update(self.__dict__)
+        twin.team_spend = spend
         return twin
 
     def with_capacity(self, cap: CapacityState) -> Engine:
@@ -140,7 +148,9 @@ class Engine:
         rows = self._candidates(wl)
         ctx = DecisionContext(self.ci, self.cap, wl, rule, self.policy.spec.scales, rows,
                               self.billing(wl.spec.gpu.count * wl.spec.replicas),
-                              observed=self.observed)
+                              observed=self.observed,
+                              team_spent_usd=self.team_spend.get(wl.spec.team, 0.0),
+                              team_budget_usd=self.policy.spec.team_budgets.get(wl.spec.team))
         n = len(rows)
         fails = np.zeros((len(self.filters), n), dtype=bool)
         results = []

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -56,7 +56,7 @@ from placement.model import Site, Workload
 from placement.model.workload import JOB_KINDS
 from placement.runtime import Runtime
 from placement.store.db import as_utc
-from placement.store.tables import DecisionRow, JobRunRow, WorkloadRow, utcnow
+from placement.store.tables import BurstRow, DecisionRow, JobRunRow, WorkloadRow, utcnow
 from placement.triton.manifests import ManifestError
 
 log = logging.getLogger("placement.jobs")
@@ -98,11 +98,13 @@ class JobActuator:
     def _adopt(self) -> None:
         now = self.clock()
         with self.rt.db.read() as s:
-            placed = list(s.execute(
+            placed = list(s.execute(  # a burst runs once its capacity is ready
                 select(WorkloadRow.id, WorkloadRow.site, WorkloadRow.document, JobRunRow.status)
                 .outerjoin(JobRunRow, JobRunRow.workload_id == WorkloadRow.id)
+                .outerjoin(BurstRow, BurstRow.workload_id == WorkloadRow.id)
                 .where(WorkloadRow.kind.in_(JOB_KINDS), WorkloadRow.phase == "placed",
-                       WorkloadRow.action.in_(("place", "burst")))))
+                       or_(WorkloadRow.action == "place",
+                           (WorkloadRow.action == "burst") & (BurstRow.status == "ready")))))
         for wid, site, document, status in placed:
             if status not in (None, "requeued") or site is None:
                 continue

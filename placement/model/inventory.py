@@ -159,6 +159,19 @@ class OnPremSiteSpec(_SiteCommon):
     gpus: list[OnPremGpu] = Field(min_length=1)
 
 
+class BurstCluster(Strict):
+    """The Kubernetes cluster in the region that burst node pools join (EKS or GKE)."""
+
+    cluster: str = Field(min_length=1, description="EKS cluster name or GKE cluster.")
+    node_role_arn: str | None = Field(default=None, description="AWS: IAM role of the nodes.")
+    subnet_ids: list[str] = Field(default_factory=list, description="AWS: subnets for nodes.")
+    project: str | None = Field(default=None, description="GCP: project of the cluster.")
+    location: str | None = Field(default=None, description="GCP: region or zone of the "
+                                 "cluster (default: the site's region).")
+    lifetime_factor: float = Field(default=1.5, ge=1, description="A burst expires after its "
+                                   "workload's expected hours times this (plus provisioning).")
+
+
 class CloudSiteSpec(_SiteCommon):
     """A public cloud region where GPU capacity can be provisioned (a burst)."""
 
@@ -172,6 +185,8 @@ class CloudSiteSpec(_SiteCommon):
         default=0.05, ge=0, description="Expected spot interruptions per instance-hour."
     )
     gpus: list[CloudGpu] = Field(min_length=1)
+    burst: BurstCluster | None = Field(default=None, description="Where burst node pools go "
+                                       "(needed to carry out burst decisions).")
 
 
 SiteSpec = Annotated[OnPremSiteSpec | CloudSiteSpec, Field(discriminator="type")]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -115,6 +115,9 @@ class PolicySpec(Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     scales: Scales = Field(default_factory=Scales)
     rules: list[Rule] = Field(default_factory=list)
+    team_budgets: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict, description="USD each team may spend on cloud bursts per "
+        "calendar month (UTC); a burst that would go over is not chosen.")
 
     @model_validator(mode="after")
     def _unique_rules(self) -> PolicySpec:

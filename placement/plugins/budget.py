@@ -1,4 +1,5 @@
-"""Budget filter: the workload's total budget and the burst rule's $/hour cap."""
+"""Budget filter: the workload's total budget, the burst rule's $/hour cap and the team's
+monthly burst budget."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ class Budget:
         over_total = total > budget if budget is not None else np.zeros(ctx.n, dtype=bool)
         over_rate = (ctx.is_cloud & (hourly > cap)) if cap is not None else np.zeros(
             ctx.n, dtype=bool)
+        team, allowed = ctx.workload.spec.team, ctx.team_budget_usd
+        spent = ctx.team_spent_usd
+        over_team = (ctx.is_cloud & (spent + total > allowed)) if allowed is not None \
+            else np.zeros(ctx.n, dtype=bool)
 
         def reason(i: int) -> str:
             parts = []
@@ -29,6 +34,10 @@ class Budget:
                 parts.append(f"estimated ${total[i]:,.0f} exceeds the budget of ${budget:,.0f}")
             if over_rate[i]:
                 parts.append(f"${hourly[i]:,.2f}/h exceeds the burst cap of ${cap:,.2f}/h")
+            if over_team[i]:
+                parts.append(f"team {team} has spent ${spent:,.0f} of its ${allowed:,.0f} "
+                             f"burst budget this month; this burst would add "
+                             f"${total[i]:,.0f}")
             return "; ".join(parts)
 
-        return FilterResult(~(over_total | over_rate), reason)
+        return FilterResult(~(over_total | over_rate | over_team), reason)

@@ -216,3 +216,31 @@ class JobRunRow(Base):
     usd_per_hour: Mapped[float | None] = mapped_column(nullable=True)
     deadline_hours: Mapped[float | None] = mapped_column(nullable=True)  # as first submitted
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class BurstRow(Base):
+    """Cloud capacity provisioned for one workload's burst: one Pulumi stack, its cost."""
+
+    __tablename__ = "bursts"
+    __table_args__ = (Index("ix_bursts_status_next", "status", "next_attempt_at"),)
+    workload_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workloads.id"), primary_key=True)
+    stack: Mapped[str] = mapped_column(String(80), unique=True)  # never two stacks per burst
+    team: Mapped[str] = mapped_column(String(63))
+    site: Mapped[str] = mapped_column(String(63))
+    # requested -> provisioning -> ready -> draining -> destroyed | failed
+    status: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text, default="")
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the stack's BurstConfig
+    outputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    usd_per_hour: Mapped[float] = mapped_column(default=0.0)
+    budget_usd: Mapped[float | None] = mapped_column(nullable=True)
+    expires_at: Mapped[datetime] = mapped_column()
+    spent_usd: Mapped[float] = mapped_column(default=0.0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    claim_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ready_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
