@@ -99,6 +99,13 @@ def test_where_the_model_version_lives(replicas: int, in_template: bool) -> None
     assert deploy["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
 
 
+def test_on_a_burst_the_pods_run_on_the_workloads_node_pool() -> None:
+    pod = render(served(), WID, site(node_selector={"pool": "gpu"}), burst=True)[1][
+        "spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"pool": "gpu", "placement.io/burst-workload": "echo-svc"}
+    assert "placement.io/spot" in {t["key"] for t in pod["tolerations"]}
+
+
 def test_a_manifest_that_breaks_the_schema_is_refused_with_its_field() -> None:
     deploy = render(served(), WID, site())[1]
     deploy["spec"]["replicas"] = "two"

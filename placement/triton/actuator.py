@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from placement.claims import owned, release, retry_wait, work_due
@@ -29,7 +29,7 @@ from placement.lifecycle import event
 from placement.model import Site, Workload
 from placement.model.workload import SERVICE_KINDS, ServingSpec
 from placement.runtime import Runtime
-from placement.store.tables import ServingRow, WorkloadRow, utcnow
+from placement.store.tables import BurstRow, ServingRow, WorkloadRow, utcnow
 from placement.triton.control import TritonControl, TritonError
 from placement.triton.manifests import ManifestError, render, serving_name
 from placement.triton.render import ServingSpecError
@@ -80,11 +80,13 @@ class ServingActuator:
         model version re-opens a ready row. Each workload on its own: one bad document or a
         replica adopting the same workload at once never stops the rest."""
         with self.rt.db.read() as s:
-            fresh = list(s.execute(select(WorkloadRow.id, WorkloadRow.site, WorkloadRow.document)
-                                   .where(WorkloadRow.kind.in_(SERVICE_KINDS),
-                                          WorkloadRow.phase.in_(SERVED_PHASES),
-                                          WorkloadRow.action == "place",
-                                          WorkloadRow.id.not_in(select(ServingRow.workload_id)))))
+            fresh = list(s.execute(  # a burst is served once its capacity is ready
+                select(WorkloadRow.id, WorkloadRow.site, WorkloadRow.document)
+                .outerjoin(BurstRow, BurstRow.workload_id == WorkloadRow.id)
+                .where(WorkloadRow.kind.in_(SERVICE_KINDS), WorkloadRow.phase.in_(SERVED_PHASES),
+                       or_(WorkloadRow.action == "place",
+                           (WorkloadRow.action == "burst") & (BurstRow.status == "ready")),
+                       WorkloadRow.id.not_in(select(ServingRow.workload_id)))))
         for wid, site, document in fresh:
             spec = _serving_spec(wid, document)
             if spec is None or site is None:
@@ -133,7 +135,8 @@ class ServingActuator:
             if action == "remove":
                 self._remove(row, token, site)
             else:
-                self._serve(row, token, Workload.model_validate(wrow.document), site)
+                self._serve(row, token, Workload.model_validate(wrow.document), site,
+                            wrow.action == "burst")
         except (KubeError, TritonError, ServingSpecError, ManifestError, ValidationError) as exc:
             self._failed(row, token, exc)
         except Exception as exc:  # a bug must not stop the loop; it is recorded and retried
@@ -151,9 +154,11 @@ class ServingActuator:
                          "cancel the workload")
         return site
 
-    def _serve(self, row: ServingRow, token: str, wl: Workload, site: Site) -> None:
+    def _serve(self, row: ServingRow, token: str, wl: Workload, site: Site,
+               burst: bool) -> None:
         client = self.clusters.client(site.spec.kube_context)
-        changes = [f"{m['kind']} {apply(client, m)}" for m in render(wl, row.workload_id, site)]
+        changes = [f"{m['kind']} {apply(client, m)}"
+                   for m in render(wl, row.workload_id, site, burst)]
         conf = site.spec.serving
         endpoint = conf.endpoint.format(name=row.name, namespace=conf.namespace)
         triton = self.control(endpoint)

@@ -37,8 +37,10 @@ def serving_name(wl: Workload, workload_id: uuid.UUID) -> str:
     return f"triton-{base}-{workload_id.hex[:8]}" if base else f"triton-{workload_id.hex[:8]}"
 
 
-def render(wl: Workload, workload_id: uuid.UUID, site: Site) -> list[Manifest]:
-    """The manifests for the workload on the site, in apply order."""
+def render(wl: Workload, workload_id: uuid.UUID, site: Site, burst: bool = False
+           ) -> list[Manifest]:
+    """The manifests for the workload on the site, in apply order; on a burst, the pods run
+    on the node pool provisioned for the workload."""
     spec, conf = serving_of(wl), site.spec.serving
     name, ns = serving_name(wl, workload_id), conf.namespace
     repository = spec.repository or conf.repository
@@ -68,7 +70,7 @@ def render(wl: Workload, workload_id: uuid.UUID, site: Site) -> list[Manifest]:
                   # no surge: a new pod would need GPUs the placement did not reserve
                   "strategy": {"type": "RollingUpdate",
                                "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
-                  "template": _pod(wl, repository, dict(labels), site)}},
+                  "template": _pod(wl, repository, dict(labels), site, burst)}},
         {"apiVersion": "v1", "kind": "Service", "metadata": meta(),
          "spec": {"type": "ClusterIP", "selector": selector,
                   "ports": [_port("http", HTTP_PORT), _port("grpc", GRPC_PORT),
@@ -90,7 +92,7 @@ def _port(name: str, port: int) -> dict[str, Any]:
 
 
 def _pod(wl: Workload, repository: str, labels: dict[str, str],
-         site: Site) -> dict[str, Any]:
+         site: Site, burst: bool) -> dict[str, Any]:
     spec, conf = serving_of(wl), site.spec.serving
     gpus = str(wl.spec.gpu.count)
     args = ["tritonserver", f"--model-repository={repository}", "--model-control-mode=explicit",
@@ -127,8 +129,13 @@ def _pod(wl: Workload, repository: str, labels: dict[str, str],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": conf.scratch}},
                     {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}],
     }
-    if conf.node_selector:
-        pod["nodeSelector"] = dict(conf.node_selector)
+    selector = dict(conf.node_selector)
+    if burst:  # the burst's node pool labels and taints (infra.config)
+        selector["placement.io/burst-workload"] = wl.name
+        pod["tolerations"].append({"key": "placement.io/spot", "operator": "Exists",
+                                   "effect": "NoSchedule"})
+    if selector:
+        pod["nodeSelector"] = selector
     annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT),
                    "prometheus.io/path": "/metrics"}
     if wl.spec.replicas > 1:
