@@ -5,8 +5,9 @@ A burst's life: requested -> provisioning -> ready -> draining -> destroyed | fa
 (several replicas may run them; each row is claimed, see placement.claims):
 - adopt: a `burst` decision of a live workload gets one row, whose stack name is unique, so
   there is never a second stack for one burst;
-- requested: mark provisioning, then `up` the stack. A failure of `up` destroys what was
-  made, marks the burst failed, and sends the workload back to the queue;
+- requested: mark provisioning, preview the stack (its plan and $/hour go to the event log
+  before anything is created), then `up` it. A failure of either destroys what was made, marks
+  the burst failed, and sends the workload back to the queue;
 - provisioning (found claimed by a worker that died between `up` and recording it): read the
   stack's outputs; when the stack is there, the burst is ready; otherwise `up` again;
 - ready: add the spend since the last pass; drain when the workload ended, the burst expired,
@@ -48,6 +49,8 @@ class BurstSpecError(ValueError):
 
 class Provisioner(Protocol):
     """What the lifecycle needs from the cloud side (one stack per burst)."""
+
+    def preview(self, cfg: Any) -> Any: ...  # an infra.automation.Plan
 
     def up(self, cfg: Any) -> dict[str, Any]: ...
 
@@ -211,6 +214,12 @@ class BurstActuator:
                      message=f"pulumi up {row.stack}") is None:
             return
         try:
+            plan = self.provisioner.preview(cfg)  # shown before anything is created
+            with self.rt.db.write() as s:
+                event(s, row.workload_id, "burst_plan", f"plan for {row.stack}: "
+                      f"{plan.changes or 'no changes'}; {plan.instances} instances, "
+                      f"${plan.usd_per_hour:,.2f}/h", changes=plan.changes,
+                      usd_per_hour=plan.usd_per_hour)
             outputs = self.provisioner.up(cfg)
         except Exception as exc:
             self._failed_up(row, token, exc)

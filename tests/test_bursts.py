@@ -15,6 +15,7 @@ import pytest
 import yaml
 from sqlalchemy import select
 
+from infra.automation import Plan
 from placement.bursts import BurstActuator, BurstOptions
 from placement.store.tables import BurstRow, EventRow, utcnow
 
@@ -39,6 +40,10 @@ class Recorder:
     crash_after_up: bool = False
     calls: list[tuple[str, str]] = field(default_factory=list)
     stacks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def preview(self, cfg: Any) -> Plan:
+        self.calls.append(("preview", cfg.stack))
+        return Plan(cfg.stack, {"create": 3}, cfg.usd_per_hour, cfg.instances)
 
     def up(self, cfg: Any) -> dict[str, Any]:
         self.calls.append(("up", cfg.stack))
@@ -140,7 +145,8 @@ def test_a_burst_is_provisioned_then_destroyed_when_its_workload_ends(env: Env) 
     assert (row.status, row.stack) == ("ready", "burst-pretrain")
     assert row.outputs["instances"] == 1 and row.usd_per_hour == pytest.approx(32.7726)
     assert row.spec["spot"] is False and row.spec["instance_type"] == "p4d.24xlarge"
-    assert env.cloud.calls == [("up", "burst-pretrain")]
+    assert env.cloud.calls == [("preview", "burst-pretrain"), ("up", "burst-pretrain")]
+    assert "burst_plan" in env.events(wid)
     env.clock.advance(2 * 3600)
     assert env.api.client.post(f"/v1/workloads/{wid}/cancel",
                                headers=env.api.h("admin")).status_code == 200
@@ -160,7 +166,8 @@ def test_a_failure_during_up_cleans_up_and_requeues_the_workload(env: Env) -> No
     env.actuator().reconcile()
     row = env.burst(wid)
     assert row.status == "failed" and "InsufficientInstanceCapacity" in row.message
-    assert env.cloud.calls == [("up", "burst-unlucky"), ("destroy", "burst-unlucky")]
+    assert env.cloud.calls == [("preview", "burst-unlucky"), ("up", "burst-unlucky"),
+                               ("destroy", "burst-unlucky")]
     assert env.cloud.stacks == {}
     events = env.events(wid)  # back in the queue (the requeuer may decide it again at once)
     assert events.index("burst_failed") < events.index("queued")
