@@ -113,7 +113,7 @@ class PulumiProvisioner:
         if found is None:
             return
         self._run("destroy", lambda: found.destroy(on_output=log.info))
-        found.workspace.remove_stack(stack)
+        self._run("stack rm", lambda: found.workspace.remove_stack(stack))
 
     def _select(self, stack: str) -> Any:
         why = self.available()

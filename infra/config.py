@@ -99,7 +99,13 @@ class BurstConfig(_Strict):
 
     @property
     def stack(self) -> str:
-        return stack_name(self.workload)
+        return stack_name(self.workload, self.workload_id)
+
+    @property
+    def pool_name(self) -> str:
+        """The cloud name of the node group / node pool: short, lower-case, letter first
+        (GKE allows 40 characters; EKS 63)."""
+        return "gpu-" + re.sub(r"[^a-z0-9]", "", self.workload_id.lower())[:16]
 
     def tags(self) -> dict[str, str]:
         """Cloud tags (AWS) naming who pays, for what, up to when."""
@@ -130,9 +136,11 @@ class BurstConfig(_Strict):
         return cls.model_validate(json.loads(raw))
 
 
-def stack_name(workload: str) -> str:
-    """One stack per burst, named after its workload."""
-    return f"burst-{workload}"
+def stack_name(workload: str, workload_id: str) -> str:
+    """One stack per burst: the workload's name (names repeat across teams and time) and the
+    start of its id."""
+    slug = re.sub(r"[^a-z0-9-]", "-", workload.lower()).strip("-")[:40]
+    return f"burst-{slug}-{re.sub(r'[^a-z0-9]', '', workload_id.lower())[:8]}"
 
 
 def _gcp_value(value: str) -> str:

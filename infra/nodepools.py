@@ -32,6 +32,7 @@ class AwsGpuNodePool(pulumi.ComponentResource):
                                 opts=child)
         self.node_group = aws.eks.NodeGroup(
             f"{name}-nodes",
+            node_group_name=cfg.pool_name,
             cluster_name=cfg.aws.cluster_name,
             node_role_arn=cfg.aws.node_role_arn,
             subnet_ids=cfg.aws.subnet_ids,
@@ -61,6 +62,7 @@ class GcpGpuNodePool(pulumi.ComponentResource):
         nc = gcp.container
         self.node_pool = nc.NodePool(
             f"{name}-nodes",
+            name=cfg.pool_name,
             project=cfg.gcp.project,
             cluster=cfg.gcp.cluster,
             location=cfg.gcp.location,

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from placement.claims import owned, release, retry_wait, work_due
@@ -131,8 +131,9 @@ class BurstActuator:
                 .join(DecisionRow, DecisionRow.id == WorkloadRow.decision_id)
                 .where(WorkloadRow.action == "burst",
                        WorkloadRow.phase.in_(("placed", "running")),
-                       WorkloadRow.id.not_in(select(BurstRow.workload_id)))))
-            s.expunge_all()
+                       WorkloadRow.id.not_in(select(BurstRow.workload_id).where(
+                           BurstRow.status.not_in(("failed", "destroyed")))))))
+            s.expunge_all()  # a failed or destroyed burst of a workload decided again: anew
         for wrow, decision in fresh:
             site = self.rt.site(wrow.site or "")
             try:
@@ -143,14 +144,23 @@ class BurstActuator:
             except (BurstSpecError, ValidationError, StopIteration) as exc:
                 self._refuse(wrow, str(exc) or "the decision's instance is gone from the site")
                 continue
+            values = {"stack": cfg.stack, "team": wrow.team, "site": wrow.site,
+                      "status": "requested", "message": "requested",
+                      "spec": cfg.model_dump(mode="json"), "outputs": {},
+                      "usd_per_hour": cfg.usd_per_hour, "budget_usd": cfg.budget_usd,
+                      "expires_at": cfg.expires_at, "spent_usd": 0.0, "attempts": 0,
+                      "next_attempt_at": now, "created_at": now, "ready_at": None,
+                      "ended_at": None}
             try:
                 with self.rt.db.write() as s:
-                    s.add(BurstRow(workload_id=wrow.id, stack=cfg.stack, team=wrow.team,
-                                   site=wrow.site, status="requested", message="requested",
-                                   spec=cfg.model_dump(mode="json"), outputs={},
-                                   usd_per_hour=cfg.usd_per_hour, budget_usd=cfg.budget_usd,
-                                   expires_at=cfg.expires_at, spent_usd=0.0, attempts=0,
-                                   next_attempt_at=now, created_at=now))
+                    old = s.get(BurstRow, wrow.id)
+                    if old is None:
+                        s.add(BurstRow(workload_id=wrow.id, **values))
+                    elif old.status in ("failed", "destroyed") and old.claim_token is None:
+                        for key, value in values.items():  # same stack name: one stack ever
+                            setattr(old, key, value)
+                    else:
+                        continue
                     event(s, wrow.id, "burst_requested", f"burst: {cfg.instances} x "
                           f"{cfg.instance_type} ({'spot' if cfg.spot else 'on-demand'}) in "
                           f"{cfg.region}, ${cfg.usd_per_hour:,.2f}/h, expires "
@@ -273,6 +283,9 @@ class BurstActuator:
         why = None
         if wrow.phase in ENDED:
             why = f"workload {wrow.phase}"
+        elif (wrow.phase not in ("placed", "running") or wrow.action != "burst"
+              or wrow.site != row.site):
+            why = f"workload re-decided ({wrow.phase}, {wrow.action} {wrow.site or ''})".strip()
         elif now >= (as_utc(row.expires_at) or now):
             why = "expired"
         elif row.budget_usd is not None and spent >= row.budget_usd:
@@ -308,9 +321,21 @@ class BurstActuator:
 
 
 def team_spend(rt: Runtime, now: datetime) -> dict[str, float]:
-    """Burst USD per team since the start of this calendar month (UTC)."""
+    """Burst USD per team this calendar month (UTC): what ended bursts spent, and for live
+    ones what they may still spend until they expire (so bursts decided together cannot all
+    fit under one budget). A burst that began last month counts from the month's start."""
     month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    out: dict[str, float] = {}
     with rt.db.read() as s:
-        rows = s.execute(select(BurstRow.team, func.sum(BurstRow.spent_usd))
-                         .where(BurstRow.created_at >= month).group_by(BurstRow.team))
-        return {team: float(total or 0.0) for team, total in rows}
+        rows = s.execute(select(BurstRow.team, BurstRow.status, BurstRow.usd_per_hour,
+                                BurstRow.ready_at, BurstRow.created_at, BurstRow.ended_at,
+                                BurstRow.expires_at)
+                         .where(or_(BurstRow.ended_at.is_(None), BurstRow.ended_at >= month)))
+        for team, status, rate, ready, created, ended, expires in rows:
+            start = max(as_utc(ready) or as_utc(created) or now, month)
+            stop = as_utc(ended) if status in ("failed", "destroyed") else as_utc(expires)
+            hours = max(0.0, ((stop or now) - start).total_seconds() / 3600)
+            if status == "failed" and ready is None:
+                hours = 0.0  # never ran
+            out[team] = out.get(team, 0.0) + rate * hours
+    return out

@@ -142,10 +142,11 @@ def test_a_burst_is_provisioned_then_destroyed_when_its_workload_ends(env: Env) 
     act = env.actuator()
     act.reconcile()
     row = env.burst(wid)
-    assert (row.status, row.stack) == ("ready", "burst-pretrain")
+    stack = f"burst-pretrain-{wid.hex[:8]}"
+    assert (row.status, row.stack) == ("ready", stack)
     assert row.outputs["instances"] == 1 and row.usd_per_hour == pytest.approx(32.7726)
     assert row.spec["spot"] is False and row.spec["instance_type"] == "p4d.24xlarge"
-    assert env.cloud.calls == [("preview", "burst-pretrain"), ("up", "burst-pretrain")]
+    assert env.cloud.calls == [("preview", stack), ("up", stack)]
     assert "burst_plan" in env.events(wid)
     env.clock.advance(2 * 3600)
     assert env.api.client.post(f"/v1/workloads/{wid}/cancel",
@@ -166,11 +167,19 @@ def test_a_failure_during_up_cleans_up_and_requeues_the_workload(env: Env) -> No
     env.actuator().reconcile()
     row = env.burst(wid)
     assert row.status == "failed" and "InsufficientInstanceCapacity" in row.message
-    assert env.cloud.calls == [("preview", "burst-unlucky"), ("up", "burst-unlucky"),
-                               ("destroy", "burst-unlucky")]
+    stack = row.stack
+    assert env.cloud.calls == [("preview", stack), ("up", stack), ("destroy", stack)]
     assert env.cloud.stacks == {}
     events = env.events(wid)  # back in the queue (the requeuer may decide it again at once)
     assert events.index("burst_failed") < events.index("queued")
+    from placement.lifecycle import requeue
+
+    requeue(env.api.runtime)  # decided again: the same burst, tried anew on the same stack
+    assert env.phase(wid) == "placed"
+    env.cloud.fail_up = None
+    env.actuator().reconcile()
+    assert env.burst(wid).status == "ready" and env.cloud.count("up") == 2
+    assert len(env.cloud.stacks) == 1
 
 
 def test_a_crash_between_up_and_recording_is_recovered_from_the_stack(env: Env) -> None:
@@ -243,14 +252,32 @@ def test_the_team_budget_keeps_the_engine_from_choosing_a_burst(tmp_path: Path) 
         assert preview()["action"] == "burst"  # $328 of $500
         wid = uuid.UUID(api.client.post("/v1/workloads", json=training("first"),
                                         headers=api.h("admin")).json()["id"])
+        now = utcnow()  # one burst running: 2 h so far, 8 h more until it expires
         with api.runtime.db.write() as s:
             s.add(BurstRow(workload_id=wid, stack="burst-first", team="research", site="x",
                            status="ready", message="", spec={}, outputs={}, usd_per_hour=32.77,
-                           expires_at=utcnow(), spent_usd=300.0, attempts=0,
-                           created_at=utcnow()))
+                           ready_at=now - timedelta(hours=2), created_at=now,
+                           expires_at=now + timedelta(hours=8), spent_usd=65.5, attempts=0))
         api.runtime._spend = None
         decided = preview()
         assert decided["action"] != "burst"
         (cloud,) = [c for c in decided["candidates"]
                     if c["site"] == "aws-us-east-1" and c["capacity"] == "on_demand"]
-        assert "team research has spent $300 of its $500 burst budget" in cloud["reason"]
+        assert ("team research has $328 spent or committed of its $500 burst budget"
+                in cloud["reason"])  # 10 h x $32.77, though only $65.50 is spent yet
+
+
+def test_a_burst_whose_workload_was_decided_elsewhere_is_destroyed(env: Env) -> None:
+    from placement.store.tables import WorkloadRow
+
+    wid = env.submit("moved")
+    act = env.actuator()
+    act.reconcile()
+    with env.api.runtime.db.write() as s:  # as after an interruption re-decided on-prem
+        row = s.get(WorkloadRow, wid)
+        assert row is not None
+        row.action, row.site = "place", "dc-a"
+    act.reconcile()
+    assert env.burst(wid).status == "draining" and "re-decided" in env.burst(wid).message
+    act.reconcile()
+    assert env.burst(wid).status == "destroyed"

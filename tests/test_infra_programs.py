@@ -201,3 +201,14 @@ def test_bad_configuration_is_refused_before_any_cloud_call(change: dict[str, An
     doc.update(change)
     with pytest.raises(ValidationError, match=message):
         BurstConfig.model_validate(doc)
+
+
+def test_cloud_names_are_valid_whatever_the_workload_is_called() -> None:
+    import re
+
+    doc = burst("gcp", "us-central1", "a2-highgpu-8g", 8, False).model_dump()
+    doc["workload"] = "Team.LLM-pretrain.v2." + "x" * 40
+    cfg = BurstConfig.model_validate(doc)
+    inputs = pool_inputs(run(cfg), "gcp")
+    assert re.fullmatch(r"[a-z][a-z0-9-]{0,39}", inputs["name"])
+    assert re.fullmatch(r"[a-z0-9][a-z0-9-]*", cfg.stack) and len(cfg.stack) < 64

@@ -35,8 +35,8 @@ class Budget:
             if over_rate[i]:
                 parts.append(f"${hourly[i]:,.2f}/h exceeds the burst cap of ${cap:,.2f}/h")
             if over_team[i]:
-                parts.append(f"team {team} has spent ${spent:,.0f} of its ${allowed:,.0f} "
-                             f"burst budget this month; this burst would add "
+                parts.append(f"team {team} has ${spent:,.0f} spent or committed of its "
+                             f"${allowed:,.0f} burst budget this month; this burst would add "
                              f"${total[i]:,.0f}")
             return "; ".join(parts)
 
