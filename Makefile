@@ -38,6 +38,7 @@ bench: $(STAMP)
 
 schema: $(STAMP)
 	$(BIN)/placement schema --out policies/schema
+	$(BIN)/placement crds --out helm/placement/crds
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

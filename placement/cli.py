@@ -192,6 +192,18 @@ def triton_render(
 
 
 @app.command()
+def crds(out: Annotated[Path, typer.Option(help="Directory to write into.")] = Path(
+        "helm/placement/crds")) -> None:
+    """Write the Workload and Site CustomResourceDefinitions, generated from the models."""
+    from placement.crds import definitions, render
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, doc in definitions().items():
+        (out / name).write_text(render(doc), encoding="utf-8")
+        typer.echo(f"wrote {out / name}")
+
+
+@app.command()
 def schema(out: Annotated[Path, typer.Option(help="Directory to write into.")] = Path(
         "policies/schema")) -> None:
     """Write the JSON Schema of every document kind (for editors and CI)."""

@@ -1,0 +1,158 @@
+"""CustomResourceDefinitions for Workload and Site, generated from the engine's own models.
+
+Kubernetes wants a structural OpenAPI v3 schema: every node typed, no $ref, no `anyOf` that
+adds properties, `nullable` instead of a null type. The pydantic JSON Schema is rewritten into
+that form: references inlined, `X | None` as nullable X, unions of objects (the Site's onprem
+and cloud specs) merged into one object whose properties are all the branches' properties and
+whose required ones are the common ones (the operator validates the exact variant with the
+same models). The status is the decision as the operator writes it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from placement.model import Site
+from placement.model.workload import WorkloadSpec
+
+GROUP = "placement.dev"
+VERSION = "v1alpha1"
+DROP = {"title", "discriminator", "$defs"}
+
+
+def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A pydantic JSON Schema node as a Kubernetes structural schema node."""
+    defs = schema.get("$defs", {}) if defs is None else defs
+    if "$ref" in schema:
+        target = defs[schema["$ref"].rsplit("/", 1)[-1]]
+        return structural({**target, **{k: v for k, v in schema.items() if k != "$ref"}}, defs)
+    variants = schema.get("anyOf") or schema.get("oneOf")
+    if variants:
+        real = [v for v in variants if v.get("type") != "null"]
+        merged = _merge([structural(v, defs) for v in real])
+        if len(real) < len(variants):
+            merged["nullable"] = True
+        rest = {k: v for k, v in schema.items()
+                if k not in ("anyOf", "oneOf", "default") and k not in DROP}
+        out = {**merged, **structural_leaf(rest)}
+        if "default" in schema and schema["default"] is not None:
+            out["default"] = schema["default"]
+        return out
+    return structural_leaf(schema, defs)
+
+
+def structural_leaf(schema: dict[str, Any], defs: dict[str, Any] | None = None
+                    ) -> dict[str, Any]:
+    defs = defs or {}
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in DROP:
+            continue
+        if key == "const":
+            out["enum"] = [value]
+        elif key == "properties":
+            out["properties"] = {k: structural(v, defs) for k, v in value.items()}
+        elif key in ("items", "additionalProperties") and isinstance(value, dict):
+            out[key] = structural(value, defs)
+        elif key == "exclusiveMinimum" and not isinstance(value, bool):
+            out["minimum"], out["exclusiveMinimum"] = value, True
+        elif key == "exclusiveMaximum" and not isinstance(value, bool):
+            out["maximum"], out["exclusiveMaximum"] = value, True
+        elif key == "default" and value is None:
+            continue
+        elif key == "additionalProperties" and value is False:
+            continue  # structural schemas prune unknown fields; the operator rejects them
+        else:
+            out[key] = value
+    if "enum" in out and "type" not in out:
+        out["type"] = "string" if all(isinstance(v, str) for v in out["enum"]) else "number"
+    if "properties" in out and "type" not in out:
+        out["type"] = "object"
+    return out
+
+
+def _merge(branches: list[dict[str, Any]]) -> dict[str, Any]:
+    if len(branches) == 1:
+        return branches[0]
+    if all(b.get("type") == "object" for b in branches):
+        props: dict[str, Any] = {}
+        for b in branches:
+            for name, sub in b.get("properties", {}).items():
+                if name in props and "enum" in props[name] and "enum" in sub:
+                    props[name] = {**props[name],
+                                   "enum": sorted(set(props[name]["enum"]) | set(sub["enum"]))}
+                else:
+                    props.setdefault(name, sub)
+        required = set.intersection(*(set(b.get("required", [])) for b in branches))
+        out: dict[str, Any] = {"type": "object", "properties": props}
+        if required:
+            out["required"] = sorted(required)
+        return out
+    types = {b.get("type") for b in branches}
+    if len(types) == 1:
+        return branches[0]
+    return {"x-kubernetes-int-or-string": True} if types == {"integer", "string"} else \
+        {"x-kubernetes-preserve-unknown-fields": True}
+
+
+def _status_schema() -> dict[str, Any]:
+    candidate = {"type": "object", "properties": {
+        "site": {"type": "string"}, "capacity": {"type": "string", "nullable": True},
+        "score": {"type": "number", "nullable": True},
+        "rejectedBy": {"type": "string", "nullable": True},
+        "reason": {"type": "string", "nullable": True}}}
+    return {"type": "object", "properties": {
+        "phase": {"type": "string"}, "action": {"type": "string", "nullable": True},
+        "site": {"type": "string", "nullable": True},
+        "summary": {"type": "string"}, "policyVersion": {"type": "string"},
+        "workloadId": {"type": "string"},
+        "estimates": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        "candidates": {"type": "array", "items": candidate},
+        "rejected": {"type": "array", "items": candidate},
+        "message": {"type": "string"},
+        "conditions": {"type": "array", "items": {"type": "object", "properties": {
+            "type": {"type": "string"}, "status": {"type": "string"},
+            "reason": {"type": "string"}, "message": {"type": "string"},
+            "lastTransitionTime": {"type": "string"}}}}}}
+
+
+def crd(kind: str, plural: str, spec: dict[str, Any], scope: str,
+        columns: list[dict[str, Any]], status: dict[str, Any] | None) -> dict[str, Any]:
+    props: dict[str, Any] = {"spec": spec}
+    version: dict[str, Any] = {"name": VERSION, "served": True, "storage": True,
+                               "additionalPrinterColumns": columns}
+    if status is not None:
+        props["status"] = status
+        version["subresources"] = {"status": {}}
+    version["schema"] = {"openAPIV3Schema": {"type": "object", "required": ["spec"],
+                                             "properties": props}}
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.{GROUP}"},
+            "spec": {"group": GROUP, "scope": scope,
+                     "names": {"kind": kind, "plural": plural, "singular": kind.lower(),
+                               "listKind": f"{kind}List", "categories": ["placement"]},
+                     "versions": [version]}}
+
+
+def definitions() -> dict[str, dict[str, Any]]:
+    """The CRDs, keyed by file name."""
+    age = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+    workload = crd("Workload", "workloads",
+                   structural(WorkloadSpec.model_json_schema(mode="validation")), "Namespaced",
+                   [{"name": "Site", "type": "string", "jsonPath": ".status.site"},
+                    {"name": "Action", "type": "string", "jsonPath": ".status.action"},
+                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"}, age],
+                   _status_schema())
+    site_schema = Site.model_json_schema(mode="validation")
+    site_spec = structural(site_schema["properties"]["spec"], site_schema.get("$defs", {}))
+    site = crd("Site", "sites", site_spec, "Cluster",
+               [{"name": "Type", "type": "string", "jsonPath": ".spec.type"},
+                {"name": "Region", "type": "string", "jsonPath": ".spec.region"}, age], None)
+    return {"workloads.yaml": workload, "sites.yaml": site}
+
+
+def render(doc: dict[str, Any]) -> str:
+    header = "# Generated by `placement crds` from placement.model; do not edit.\n"
+    return header + yaml.safe_dump(doc, sort_keys=False)
