@@ -274,6 +274,27 @@ def serve(
                 workers=settings.workers, log_level="warning")
 
 
+@app.command()
+def operator(
+    namespace: Annotated[list[str] | None, typer.Option(
+        "--namespace", "-n", help="Namespaces to watch (default: the whole cluster).")] = None,
+    peering: Annotated[str | None, typer.Option(
+        help="Peering name: replicas agree on one that acts.")] = None,
+    standalone: Annotated[bool, typer.Option(help="No peering (one replica).")] = False,
+    liveness: Annotated[str | None, typer.Option(
+        help="Liveness endpoint, e.g. http://0.0.0.0:8081/healthz.")] = None,
+) -> None:
+    """Run the Kubernetes operator (Workload and Site resources)."""
+    import kopf
+
+    import placement.operator  # noqa: F401  (registers the handlers)
+
+    kopf.configure(verbose=False)
+    kopf.run(clusterwide=not namespace, namespaces=namespace or [],
+             standalone=standalone or peering is None, peering_name=peering,
+             liveness_endpoint=liveness)
+
+
 @token_app.command("create")
 def token_create(
     role: Annotated[str, typer.Option(help="admin or member.")] = "member",

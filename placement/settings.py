@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     pulumi_backend: str | None = Field(default=None, description="Pulumi state backend "
                                        "(default file://~/.placement/pulumi).")
     bursts_interval_s: float = Field(default=30.0, gt=0, description="Burst pass period.")
+    requeue_seconds: float = Field(default=30.0, gt=0, description="Re-decide queued "
+                                   "workloads at least this often (the operator; the service "
+                                   "also does it whenever GPUs are freed).")
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = Field(default=1, ge=1)

@@ -1,0 +1,255 @@
+"""The Kubernetes operator (kopf): Workload and Site resources, decided and carried out through
+the same engine, store and actuators as the REST API.
+
+- A Workload's spec is validated by the engine's models. A bad one is a permanent error, in
+  its status and an event. It is submitted once (the resource's uid is the idempotency key),
+  and the decision goes into `.status`: phase, action, site, estimates, the top candidates
+  with their scores, the rejected ones with the reason, the policy version and a condition.
+  A Kubernetes event explains it.
+- The actuators (Triton serving, jobs, bursts) act on what is stored, as in the service. A
+  timer copies the stored phase back into `.status`, and the requeuer re-decides queued
+  workloads.
+- Deleting a Workload releases its GPUs first, through a finalizer.
+- A change of `serving.version` rolls the model. Other spec changes need a new Workload.
+- Site resources are upserted into the inventory.
+- Policies come from the mounted directory (a ConfigMap or a git-sync volume) and are reloaded
+  when it changes. A broken bundle never replaces the working one.
+- Peering (`--peering NAME`) lets one replica act. Liveness is kopf's `/healthz`, with a probe
+  reporting the active policy version.
+
+Run with `placement operator [--namespace NS]... [--peering NAME | --standalone]`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from placement import batching
+from placement.auth import Principal
+from placement.errors import ConflictError, InvalidRequestError, NotFoundError
+from placement.lifecycle import LIVE, transition
+from placement.model import Workload
+from placement.runtime import Runtime
+from placement.store import inventory as inv
+from placement.store.tables import DecisionRow, WorkloadRow
+
+log = logging.getLogger("placement.operator")
+GROUP, VERSION = "placement.dev", "v1alpha1"
+SYSTEM = Principal(role="admin", team=None)
+TOP = 3
+
+
+def key_of(uid: str) -> str:
+    return f"k8s:{uid}"
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}"
+                     for e in exc.errors())
+
+
+def status_of(row: WorkloadRow, decision: dict[str, Any] | None) -> dict[str, Any]:
+    """The `.status` the operator writes for a stored workload and its latest decision."""
+    out: dict[str, Any] = {"workloadId": str(row.id), "phase": row.phase,
+                           "action": row.action, "site": row.site}
+    if decision is not None:
+        ranked = sorted((c for c in decision.get("candidates", []) if c.get("feasible")),
+                        key=lambda c: c.get("rank") or 1e9)
+        rejected = [c for c in decision.get("candidates", []) if not c.get("feasible")]
+        out.update(
+            summary=decision.get("summary", ""), policyVersion=decision.get("policy_version", ""),
+            estimates=decision.get("estimates") or {},
+            candidates=[{"site": c["site"], "capacity": c.get("capacity"),
+                         "score": c.get("total_score"), "rejectedBy": None, "reason": None}
+                        for c in ranked[:TOP]],
+            rejected=[{"site": c["site"], "capacity": c.get("capacity"), "score": None,
+                       "rejectedBy": c.get("rejected_by"), "reason": c.get("reason")}
+                      for c in rejected])
+    ok = row.phase not in ("rejected", "failed")
+    out["conditions"] = [{"type": "Decided", "status": "True" if decision else "False",
+                          "reason": (row.action or "pending").capitalize(),
+                          "message": (decision or {}).get("summary", "")},
+                         {"type": "Healthy", "status": "True" if ok else "False",
+                          "reason": row.phase.capitalize(), "message": ""}]
+    return out
+
+
+def stored(rt: Runtime, uid: str) -> tuple[WorkloadRow, dict[str, Any] | None] | None:
+    """The workload this resource created, with its latest decision, if any."""
+    with rt.db.read() as s:
+        row = s.scalar(select(WorkloadRow).where(WorkloadRow.idempotency_key == key_of(uid)))
+        if row is None:
+            return None
+        drow = s.get(DecisionRow, row.decision_id) if row.decision_id else None
+        s.expunge_all()
+    return row, (dict(drow.explanation) if drow is not None else None)
+
+
+def _workload(name: str, labels: dict[str, str], spec: dict[str, Any]) -> Workload:
+    try:
+        return Workload.model_validate({"apiVersion": f"{GROUP}/{VERSION}", "kind": "Workload",
+                                        "metadata": {"name": name, "labels": labels},
+                                        "spec": dict(spec)})
+    except ValidationError as exc:
+        raise kopf.PermanentError(f"invalid Workload: {_problems(exc)}") from exc
+
+
+def decide(rt: Runtime, name: str, uid: str, labels: dict[str, str], spec: dict[str, Any],
+           body: Any) -> dict[str, Any]:
+    """Submit the Workload once; its status, and an event that explains the decision."""
+    wl = _workload(name, labels, spec)
+    try:
+        batching.submit(rt, workload=wl, idempotency_key=key_of(uid))
+    except InvalidRequestError as exc:
+        raise kopf.PermanentError(f"invalid Workload: {exc}") from exc
+    except OperationalError as exc:
+        raise kopf.TemporaryError(f"the database is unavailable ({exc.orig}); retrying",
+                                  delay=30) from exc
+    found = stored(rt, uid)
+    if found is None:
+        raise kopf.TemporaryError("the submission is not visible yet; retrying", delay=5)
+    row, decision = found
+    status = status_of(row, decision)
+    summary = status.get("summary", row.phase)
+    if row.action == "reject":
+        kopf.warn(body, reason="Rejected", message=summary)
+    else:
+        kopf.info(body, reason=(row.action or "decided").capitalize(), message=summary)
+    return status
+
+
+def roll(rt: Runtime, uid: str, spec: dict[str, Any], old: dict[str, Any] | None) -> None:
+    """Only a new serving version is taken from a changed spec."""
+    before, after = dict(old or {}), dict(spec)
+    version = (after.get("serving") or {}).get("version")
+    for side in (before, after):
+        if side.get("serving"):
+            side["serving"] = {k: v for k, v in side["serving"].items() if k != "version"}
+    if before != after:
+        raise kopf.PermanentError("only spec.serving.version can change on a Workload; "
+                                  "create a new Workload for other changes")
+    with rt.db.write() as s:
+        row = s.scalar(select(WorkloadRow).where(WorkloadRow.idempotency_key == key_of(uid)))
+        if row is None or version is None:
+            return
+        document = dict(row.document)
+        document["spec"] = {**document["spec"],
+                            "serving": {**document["spec"]["serving"], "version": version}}
+        row.document = document
+
+
+def release(rt: Runtime, uid: str) -> str:
+    """Free what the workload holds (the finalizer's work); idempotent."""
+    found = stored(rt, uid)
+    if found is None:
+        return "nothing stored"
+    row = found[0]
+    to = "cancelled" if row.phase in LIVE else "released" if row.phase in (
+        "succeeded", "failed") else None
+    if to is None:
+        return f"already {row.phase}"
+    try:
+        transition(rt, workload_id=row.id, to=to, who=SYSTEM, message="Workload deleted")
+    except (ConflictError, NotFoundError) as exc:
+        return str(exc)
+    return to
+
+
+def upsert_site(rt: Runtime, name: str, spec: dict[str, Any]) -> None:
+    document = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Site",
+                "metadata": {"name": name}, "spec": dict(spec)}
+    try:
+        with rt.db.write() as s:
+            try:
+                inv.get_doc(s, kind="site", name=name)
+                inv.replace_doc(s, kind="site", name=name, document=document)
+            except NotFoundError:
+                inv.create_doc(s, kind="site", document=document)
+    except (InvalidRequestError, ConflictError) as exc:
+        raise kopf.PermanentError(f"invalid Site: {exc}") from exc
+    rt.invalidate_capacity()
+
+
+# --- kopf handlers: short, idempotent; the work is in the functions above ----------------------
+def _rt(memo: kopf.Memo) -> Runtime:
+    rt: Runtime = memo["rt"]
+    return rt
+
+
+@kopf.on.startup()
+def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    from api.app import build_runtime, start_bursts, start_jobs, start_serving
+    from placement.gitops import PolicyWatcher
+    from placement.lifecycle import Requeuer
+    from placement.settings import Settings
+
+    settings.persistence.finalizer = f"{GROUP}/release"
+    settings.posting.level = logging.INFO  # decisions are explained as events
+    config = Settings()
+    rt = build_runtime(config) if "rt" not in memo else memo["rt"]
+    memo["rt"] = rt
+    requeuer = Requeuer(rt, period=config.requeue_seconds).start()
+    rt.on_release = requeuer.wake.set
+    loops: list[Any] = [requeuer]
+    if rt.config_dir is not None and config.reload_seconds > 0:
+        loops.append(PolicyWatcher(rt, rt.config_dir, config.reload_seconds).start())
+    loops += [loop for loop in (start_serving(rt, config), start_jobs(rt, config),
+                                start_bursts(rt, config)) if loop is not None]
+    memo["loops"] = loops
+
+
+@kopf.on.cleanup()
+def _cleanup(memo: kopf.Memo, **_: Any) -> None:
+    for loop in memo.get("loops", []):
+        loop.stop()
+
+
+@kopf.on.probe(id="policy")
+def _policy(memo: kopf.Memo, **_: Any) -> str:
+    return _rt(memo).policy_version
+
+
+@kopf.on.create(GROUP, VERSION, "workloads")
+def _create(name: str, uid: str, labels: Any, spec: Any, body: Any, patch: kopf.Patch,
+            memo: kopf.Memo, **_: Any) -> None:
+    try:
+        patch.status.update(decide(_rt(memo), name, uid, dict(labels), spec, body))
+    except kopf.PermanentError as exc:  # said in the status and an event, not retried
+        patch.status.update({"phase": "invalid", "message": str(exc), "conditions": [
+            {"type": "Decided", "status": "False", "reason": "InvalidSpec",
+             "message": str(exc)}]})
+        kopf.warn(body, reason="InvalidSpec", message=str(exc))
+        raise
+
+
+@kopf.on.update(GROUP, VERSION, "workloads", field="spec")
+def _update(uid: str, new: Any, old: Any, memo: kopf.Memo, **_: Any) -> None:
+    roll(_rt(memo), uid, new, old)
+
+
+@kopf.on.delete(GROUP, VERSION, "workloads")
+def _delete(uid: str, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+    logger.info("released: %s", release(_rt(memo), uid))
+
+
+@kopf.timer(GROUP, VERSION, "workloads", interval=15, idle=5)
+def _refresh(uid: str, status: Any, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    found = stored(_rt(memo), uid)
+    if found is None:
+        return
+    fresh = status_of(*found)
+    if any(status.get(k) != fresh.get(k) for k in ("phase", "action", "site")):
+        patch.status.update(fresh)
+
+
+@kopf.on.create(GROUP, VERSION, "sites")
+@kopf.on.update(GROUP, VERSION, "sites", field="spec")
+def _site(name: str, spec: Any, memo: kopf.Memo, **_: Any) -> None:
+    upsert_site(_rt(memo), name, spec)
+

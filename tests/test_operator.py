@@ -1,0 +1,191 @@
+"""The operator's handlers against KMock's Kubernetes emulator on 127.0.0.1: a Workload gets its
+decision in its status (and an event), deleting it releases the reservation, a bad spec gets a
+permanent error, and a policy reload changes the next decision."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+from sqlalchemy import select
+
+from placement.metrics import Metrics
+from placement.runtime import Runtime
+from placement.settings import Settings
+from placement.store.tables import CapacityRow, WorkloadRow
+
+from .conftest import EXAMPLES
+from .services import KubeEmulator, kube_emulator
+
+NS = "ml"
+GROUP, VERSION = "placement.dev", "v1alpha1"
+
+
+def declare(emu: KubeEmulator) -> None:
+    """What the emulator must list in discovery for kopf to watch our resources."""
+    every = ["get", "list", "watch", "create", "update", "patch", "delete"]
+    for key, kind, namespaced, sub in (
+            (f"{GROUP}/{VERSION}/workloads", "Workload", True, ["status"]),
+            (f"{GROUP}/{VERSION}/sites", "Site", False, []),
+            ("apiextensions.k8s.io/v1/customresourcedefinitions", "CustomResourceDefinition",
+             False, []),
+            ("v1/namespaces", "Namespace", False, []), ("v1/events", "Event", True, [])):
+        emu.emulator.resources[key] = {"namespaced": namespaced, "kind": kind,
+                                       "singular": kind.lower(), "verbs": every,
+                                       "shortnames": [], "categories": [], "subresources": sub}
+
+
+@dataclass
+class Operator:
+    rt: Runtime
+    emu: KubeEmulator
+    client: Any
+    config: Path
+
+    def apply(self, name: str, spec: dict[str, Any]) -> str:
+        from kubernetes import client as k
+
+        uid = str(uuid.uuid4())
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Workload",
+                "metadata": {"name": name, "namespace": NS, "uid": uid, "resourceVersion": "1"},
+                "spec": spec}
+        k.CustomObjectsApi(self.client).create_namespaced_custom_object(
+            GROUP, VERSION, NS, "workloads", body)
+        return uid
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        return self.emu.stored(f"{GROUP}/{VERSION}", "workloads", NS, name)
+
+    def delete(self, name: str) -> None:
+        from kubernetes import client as k
+
+        k.CustomObjectsApi(self.client).delete_namespaced_custom_object(
+            GROUP, VERSION, NS, "workloads", name)
+
+    def until(self, what: Callable[[], Any], timeout: float = 20) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = what()
+            if value:
+                return value
+            time.sleep(0.2)
+        pytest.fail("the operator did not get there in time")
+
+
+@pytest.fixture(scope="module")
+def operator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    pytest.importorskip("kopf")
+    import kopf
+
+    from api.app import build_runtime
+
+    tmp = tmp_path_factory.mktemp("operator")
+    config = tmp / "policies"
+    shutil.copytree(EXAMPLES, config, ignore=shutil.ignore_patterns("workloads"))
+    mp = pytest.MonkeyPatch()
+    with kube_emulator() as emu:
+        declare(emu)
+        kubeconfig = emu.kubeconfig(tmp / "kubeconfig", ["test"])
+        mp.setenv("KUBECONFIG", str(kubeconfig))
+        mp.setenv("PLACEMENT_RELOAD_SECONDS", "0.5")
+        mp.setenv("PLACEMENT_CONFIG_DIR", str(config))
+        mp.delenv("PLACEMENT_KUBECONFIG", raising=False)
+        rt = build_runtime(Settings(database_url=f"sqlite:///{tmp / 'p.db'}", config_dir=config),
+                           Metrics(CollectorRegistry()))
+        import placement.operator  # noqa: F401  (registers the handlers)
+
+        @kopf.on.login(id="kmock")  # the emulator, whatever the kubernetes client read first
+        def _login(**_: Any) -> kopf.ConnectionInfo:
+            return kopf.ConnectionInfo(server=emu.url, token="test-token", insecure=True)
+
+        stop, ready = threading.Event(), threading.Event()
+        thread = threading.Thread(target=lambda: asyncio.run(kopf.operator(
+            clusterwide=True, standalone=True, memo=kopf.Memo(rt=rt), stop_flag=stop,
+            ready_flag=ready)), daemon=True)
+        thread.start()
+        assert ready.wait(30), "kopf did not start"
+        from kubernetes import config as kc
+
+        try:
+            client = kc.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
+            yield Operator(rt, emu, client, config)
+        finally:
+            stop.set()
+            thread.join(timeout=20)
+            mp.undo()
+
+
+def example(name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = yaml.safe_load((EXAMPLES / "workloads" / f"{name}.yaml")
+                                          .read_text())["spec"]
+    return spec
+
+
+def reserved(rt: Runtime) -> int:
+    with rt.db.read() as s:
+        return sum(r.reserved for r in s.scalars(select(CapacityRow)))
+
+
+def test_a_workload_gets_its_decision_in_status_and_an_event(operator: Operator) -> None:
+    operator.apply("finetune-a", example("vision-finetune"))
+    obj = operator.until(lambda: (o := operator.get("finetune-a")) and
+                         (o.get("status") or {}).get("phase") and o)
+    status = obj["status"]
+    assert status["phase"] == "placed" and status["action"] in ("place", "burst")
+    assert status["site"] and status["summary"] and status["policyVersion"]
+    assert 1 <= len(status["candidates"]) <= 3 and status["candidates"][0]["score"]
+    assert all(r["reason"] for r in status["rejected"])
+    assert "placement.dev/release" in obj["metadata"]["finalizers"]
+    explained = operator.until(lambda: [
+        r.data for r in operator.emu.requests()
+        if r.method.value.upper() == "POST" and "/events" in str(r.url)
+        and isinstance(r.data, dict) and r.data.get("message") == status["summary"]])
+    assert explained[0]["reason"] == status["action"].capitalize()
+
+
+def test_deleting_a_workload_releases_its_gpus(operator: Operator) -> None:
+    before = reserved(operator.rt)
+    uid = operator.apply("to-delete", example("vision-finetune"))
+    operator.until(lambda: reserved(operator.rt) > before)
+    operator.delete("to-delete")
+    operator.until(lambda: operator.get("to-delete") is None)
+    with operator.rt.db.read() as s:
+        row = s.scalar(select(WorkloadRow).where(WorkloadRow.idempotency_key == f"k8s:{uid}"))
+    assert row is not None and row.phase == "cancelled"
+    assert reserved(operator.rt) == before
+
+
+def test_a_bad_spec_gets_a_permanent_error(operator: Operator) -> None:
+    spec = {**example("vision-finetune"), "gpu": {"types": ["A100"], "count": 0}}
+    operator.apply("bad-spec", spec)
+    obj = operator.until(lambda: (o := operator.get("bad-spec")) and
+                         (o.get("status") or {}).get("phase") and o)
+    assert obj["status"]["phase"] == "invalid"
+    assert "spec.gpu.count" in obj["status"]["message"]
+
+
+def test_a_policy_reload_changes_the_next_decision(operator: Operator) -> None:
+    operator.apply("before-reload", example("vision-finetune"))
+    first = operator.until(lambda: (o := operator.get("before-reload")) and
+                           (o.get("status") or {}).get("site") and o)["status"]
+    policy = yaml.safe_load((operator.config / "policy.yaml").read_text())
+    policy["spec"]["rules"].insert(0, {"name": "not-there", "match": {"kinds": ["finetune"]},
+                                       "forbid": {"sites": [first["site"]]}})
+    (operator.config / "policy.yaml").write_text(yaml.safe_dump(policy))
+    version = first["policyVersion"]
+    operator.until(lambda: operator.rt.policy_version != version)
+    operator.apply("after-reload", example("vision-finetune"))
+    second = operator.until(lambda: (o := operator.get("after-reload")) and
+                            (o.get("status") or {}).get("phase") and o)["status"]
+    assert second["policyVersion"] != version
+    assert second["site"] != first["site"]
