@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from api import errors, ui
 from api.routers import decisions, health, inventory, policies, workloads
+from placement.auth import ensure_token
 from placement.batching import Batcher
 from placement.errors import ConfigError, PlacementError
 from placement.gitops import PolicyWatcher, bundle_version
@@ -74,6 +75,8 @@ def build_runtime(settings: Settings, metrics: Metrics | None = None) -> Runtime
                 changed = activate_policy(s, bundle, str(directory), version)
                 if settings.seed_inventory:
                     inv.seed(s, bundle.inventory)
+                if settings.admin_token:
+                    ensure_token(s, token=settings.admin_token, role="admin")
             break
         except IntegrityError:  # another replica starting now stored the same version first
             if attempt == 2:

@@ -55,6 +55,21 @@ def create_token(session: Session, *, role: Role, team: str | None,
     return token
 
 
+def ensure_token(session: Session, *, token: str, role: Role,
+                 description: str = "bootstrap") -> bool:
+    """Store a token given from outside (a Kubernetes Secret) unless it is stored already;
+    True when it was added. It must be long enough to be a secret."""
+    if len(token) < 32:
+        raise InvalidRequestError([FieldProblem(("admin_token",), "a bootstrap token needs at "
+                                                "least 32 characters", "generate one with "
+                                                "`openssl rand -base64 32`")])
+    digest = hash_token(token)
+    if session.scalar(select(ApiTokenRow.id).where(ApiTokenRow.token_hash == digest)):
+        return False
+    session.add(ApiTokenRow(token_hash=digest, role=role, team=None, description=description))
+    return True
+
+
 def authenticate(session: Session, authorization: str | None) -> Principal:
     """The caller behind an `Authorization: Bearer ...` header; UnauthorizedError otherwise."""
     if not authorization or not authorization.lower().startswith("bearer "):

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     requeue_seconds: float = Field(default=30.0, gt=0, description="Re-decide queued "
                                    "workloads at least this often (the operator; the service "
                                    "also does it whenever GPUs are freed).")
+    admin_token: str | None = Field(default=None, repr=False, description="An admin token to "
+                                    "store at start (from a Secret), so a fresh install can be "
+                                    "used at once.")
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = Field(default=1, ge=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -212,3 +213,24 @@ def test_queued_wait_comes_from_the_stored_release_times(db_url: str) -> None:
         assert queued["phase"] == "queued"
         assert queued["decision"]["decision"]["estimates"]["wait_hours"] == pytest.approx(
             0.5, abs=0.01)
+
+
+def test_an_admin_token_from_a_secret_works_at_once_and_is_stored_once(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+    from prometheus_client import CollectorRegistry
+    from sqlalchemy import func, select
+
+    from api.app import build_runtime, create_app
+    from placement.metrics import Metrics
+    from placement.settings import Settings
+    from placement.store.tables import ApiTokenRow
+
+    token = "s3cr3t-from-a-kubernetes-secret-0123456789"
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'p.db'}", admin_token=token)
+    for _ in range(2):  # a restart finds it stored
+        rt = build_runtime(settings, Metrics(CollectorRegistry()))
+    with rt.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(ApiTokenRow)) == 1
+    with TestClient(create_app(runtime=rt)) as client:
+        res = client.get("/v1/sites", headers={"Authorization": f"Bearer {token}"})
+        assert res.status_code == 200

@@ -29,6 +29,7 @@ CASES: list[tuple[str, dict[str, Any]]] = [
                                                                  "fromNamespaceLabels": {
                                                                      "team": "ingress"}}}),
     ("everything wired", {**PG, "kubeconfig": {"existingSecret": "site-kubeconfigs"},
+                          "tokens": {"existingSecret": "placement-admin"},
                           "bursts": {"enabled": True, "backend": "s3://acme-pulumi",
                                      "credentialsSecret": "cloud-creds"},
                           "prometheus": {"url": "http://prometheus:9090"},

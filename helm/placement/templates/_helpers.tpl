@@ -58,6 +58,13 @@ app.kubernetes.io/component: {{ .component }}
 - name: PLACEMENT_KUBECONFIG
   value: /etc/placement/kube/config
 {{- end }}
+{{- if .Values.tokens.existingSecret }}
+- name: PLACEMENT_ADMIN_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.tokens.existingSecret }}
+      key: token
+{{- end }}
 {{- if .Values.prometheus.url }}
 - name: PLACEMENT_PROMETHEUS_URL
   value: {{ .Values.prometheus.url | quote }}
