@@ -11,7 +11,8 @@ the same engine, store and actuators as the REST API.
   workloads.
 - Deleting a Workload releases its GPUs first, through a finalizer.
 - A change of `serving.version` rolls the model. Other spec changes need a new Workload.
-- Site resources are upserted into the inventory.
+- Site resources are upserted into the inventory and removed from it when deleted (once no
+  workload holds GPUs there).
 - Policies come from the mounted directory (a ConfigMap or a git-sync volume) and are reloaded
   when it changes. A broken bundle never replaces the working one.
 - Peering (`--peering NAME`) lets one replica act. Liveness is kopf's `/healthz`, with a probe
@@ -176,6 +177,18 @@ def upsert_site(rt: Runtime, name: str, spec: dict[str, Any]) -> None:
     rt.invalidate_capacity()
 
 
+def remove_site(rt: Runtime, name: str) -> None:
+    """Take the site out of the inventory; while it still holds work, wait and retry."""
+    try:
+        with rt.db.write() as s:
+            inv.delete_doc(s, kind="site", name=name)
+    except NotFoundError:
+        return
+    except ConflictError as exc:
+        raise kopf.TemporaryError(f"{exc}; retrying", delay=60) from exc
+    rt.invalidate_capacity()
+
+
 # --- kopf handlers: short, idempotent; the work is in the functions above ----------------------
 def _rt(memo: kopf.Memo) -> Runtime:
     rt: Runtime = memo["rt"]
@@ -253,3 +266,7 @@ def _refresh(uid: str, status: Any, patch: kopf.Patch, memo: kopf.Memo, **_: Any
 def _site(name: str, spec: Any, memo: kopf.Memo, **_: Any) -> None:
     upsert_site(_rt(memo), name, spec)
 
+
+@kopf.on.delete(GROUP, VERSION, "sites")
+def _site_gone(name: str, memo: kopf.Memo, **_: Any) -> None:
+    remove_site(_rt(memo), name)

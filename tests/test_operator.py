@@ -189,3 +189,25 @@ def test_a_policy_reload_changes_the_next_decision(operator: Operator) -> None:
                             (o.get("status") or {}).get("phase") and o)["status"]
     assert second["policyVersion"] != version
     assert second["site"] != first["site"]
+
+
+def test_a_site_resource_joins_and_leaves_the_inventory(operator: Operator) -> None:
+    from kubernetes import client as k
+
+    from placement.store import inventory as inv
+
+    site = yaml.safe_load_all((EXAMPLES / "sites-onprem.yaml").read_text())
+    spec = next(d for d in site if d and d["metadata"]["name"] == "plant-austin")["spec"]
+    api = k.CustomObjectsApi(operator.client)
+    api.create_cluster_custom_object(GROUP, VERSION, "sites", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "Site",
+        "metadata": {"name": "edge-lab", "uid": str(uuid.uuid4()), "resourceVersion": "1"},
+        "spec": spec})
+
+    def stored() -> bool:
+        with operator.rt.db.read() as s:
+            return "edge-lab" in {d.name for d in inv.list_docs(s, kind="site")}
+
+    operator.until(stored)
+    api.delete_cluster_custom_object(GROUP, VERSION, "sites", "edge-lab")
+    operator.until(lambda: not stored())
