@@ -281,6 +281,7 @@ def operator(
     peering: Annotated[str | None, typer.Option(
         help="Peering name: replicas agree on one that acts.")] = None,
     standalone: Annotated[bool, typer.Option(help="No peering (one replica).")] = False,
+    priority: Annotated[int, typer.Option(help="Peering priority; a higher one wins.")] = 0,
     liveness: Annotated[str | None, typer.Option(
         help="Liveness endpoint, e.g. http://0.0.0.0:8081/healthz.")] = None,
 ) -> None:
@@ -292,7 +293,7 @@ def operator(
     kopf.configure(verbose=False)
     kopf.run(clusterwide=not namespace, namespaces=namespace or [],
              standalone=standalone or peering is None, peering_name=peering,
-             liveness_endpoint=liveness)
+             priority=priority, liveness_endpoint=liveness)
 
 
 @token_app.command("create")

@@ -74,25 +74,34 @@ def structural_leaf(schema: dict[str, Any], defs: dict[str, Any] | None = None
 
 
 def _merge(branches: list[dict[str, Any]]) -> dict[str, Any]:
-    if len(branches) == 1:
+    if all(b == branches[0] for b in branches):
         return branches[0]
     if all(b.get("type") == "object" for b in branches):
+        names = list(dict.fromkeys(n for b in branches for n in b.get("properties", {})))
         props: dict[str, Any] = {}
-        for b in branches:
-            for name, sub in b.get("properties", {}).items():
-                if name in props and "enum" in props[name] and "enum" in sub:
-                    props[name] = {**props[name],
-                                   "enum": sorted(set(props[name]["enum"]) | set(sub["enum"]))}
-                else:
-                    props.setdefault(name, sub)
+        for name in names:  # first branch's order, then what later branches add
+            subs = [b["properties"][name] for b in branches if name in b.get("properties", {})]
+            merged = _merge(subs)
+            if len(subs) < len(branches):  # one variant's field: no default for the others
+                merged.pop("default", None)
+            props[name] = merged
         required = set.intersection(*(set(b.get("required", [])) for b in branches))
         out: dict[str, Any] = {"type": "object", "properties": props}
+        extra = [b["additionalProperties"] for b in branches if "additionalProperties" in b]
+        if extra:
+            out["additionalProperties"] = _merge(extra)
         if required:
             out["required"] = sorted(required)
         return out
+    if all("enum" in b for b in branches):
+        return {**branches[0], "enum": sorted({v for b in branches for v in b["enum"]})}
+    if all(b.get("type") == "array" for b in branches):
+        return {**branches[0], "items": _merge([b.get("items", {}) for b in branches])}
     types = {b.get("type") for b in branches}
-    if len(types) == 1:
-        return branches[0]
+    if len(types) == 1:  # same type, different constraints: keep what every branch allows
+        common = {k: v for k, v in branches[0].items()
+                  if all(b.get(k) == v for b in branches[1:])}
+        return common
     return {"x-kubernetes-int-or-string": True} if types == {"integer", "string"} else \
         {"x-kubernetes-preserve-unknown-fields": True}
 
@@ -112,6 +121,7 @@ def _status_schema() -> dict[str, Any]:
         "candidates": {"type": "array", "items": candidate},
         "rejected": {"type": "array", "items": candidate},
         "message": {"type": "string"},
+        "kopf": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
         "conditions": {"type": "array", "items": {"type": "object", "properties": {
             "type": {"type": "string"}, "status": {"type": "string"},
             "reason": {"type": "string"}, "message": {"type": "string"},

@@ -51,7 +51,7 @@ def key_of(uid: str) -> str:
 
 
 def _problems(exc: ValidationError) -> str:
-    return "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}"
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}"
                      for e in exc.errors())
 
 
@@ -242,8 +242,16 @@ def _create(name: str, uid: str, labels: Any, spec: Any, body: Any, patch: kopf.
 
 
 @kopf.on.update(GROUP, VERSION, "workloads", field="spec")
-def _update(uid: str, new: Any, old: Any, memo: kopf.Memo, **_: Any) -> None:
-    roll(_rt(memo), uid, new, old)
+def _update(uid: str, new: Any, old: Any, body: Any, patch: kopf.Patch, memo: kopf.Memo,
+            **_: Any) -> None:
+    try:
+        roll(_rt(memo), uid, new, old)
+    except kopf.PermanentError as exc:  # the spec stays changed: say it was not applied
+        patch.status["message"] = str(exc)
+        patch.status["conditions"] = [{"type": "SpecApplied", "status": "False",
+                                       "reason": "ChangeRefused", "message": str(exc)}]
+        kopf.warn(body, reason="ChangeRefused", message=str(exc))
+        raise
 
 
 @kopf.on.delete(GROUP, VERSION, "workloads")

@@ -80,11 +80,51 @@ def test_pods_are_locked_down_and_sized(case: str, values: dict[str, Any]) -> No
             assert c["resources"]["limits"] and c["resources"]["requests"]
 
 
-def test_without_postgresql_each_deployment_runs_one_pod() -> None:
-    deployments = [d for d in rendered({}) if d["kind"] == "Deployment"]
-    assert {d["spec"]["replicas"] for d in deployments} == {1}
-    deployments = [d for d in rendered(PG) if d["kind"] == "Deployment"]
-    assert {d["spec"]["replicas"] for d in deployments} == {2}
+def replicas(values: dict[str, Any]) -> dict[str, int]:
+    return {d["metadata"]["name"].rsplit("-", 1)[-1]: d["spec"]["replicas"]
+            for d in rendered(values) if d["kind"] == "Deployment"}
+
+
+def test_replicas_follow_the_database_and_the_pdb_only_guards_several() -> None:
+    assert replicas({}) == {"api": 1, "operator": 1}  # SQLite: one pod each
+    assert not [d for d in rendered({}) if d["kind"] == "PodDisruptionBudget"]
+    assert replicas(PG) == {"api": 2, "operator": 1}  # one acting operator, Recreate
+    (pdb,) = [d for d in rendered(PG) if d["kind"] == "PodDisruptionBudget"]
+    assert pdb["spec"]["minAvailable"] == 1
+
+
+def test_only_the_operator_may_talk_to_the_kubernetes_api() -> None:
+    docs = rendered(PG)
+    (api,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"]
+              .endswith("-api")]
+    assert api["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    (binding,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+    bound = {s["name"] for s in binding["subjects"]}
+    assert api["spec"]["template"]["spec"]["serviceAccountName"] not in bound
+
+
+def site_schema() -> dict[str, Any]:
+    crd = definitions()["sites.yaml"]
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    return dict(openapi_to_jsonschema(spec))
+
+
+@pytest.mark.parametrize("path", ["sites-onprem.yaml", "sites-cloud.yaml"])
+def test_the_site_crd_accepts_every_example_site(path: str) -> None:
+    import jsonschema
+
+    for doc in yaml.safe_load_all((EXAMPLES / path).read_text()):
+        if doc:
+            jsonschema.validate(doc["spec"], site_schema())
+
+
+def test_the_site_crd_defaults_nothing_one_site_type_lacks() -> None:
+    """The API server fills defaults in; a cloud-only default on an on-prem Site would make
+    the engine's model refuse it."""
+    spec = definitions()["sites.yaml"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"][
+        "properties"]["spec"]["properties"]
+    for cloud_only in ("provisioning_minutes", "spot_interruptions_per_hour", "burst"):
+        assert "default" not in spec[cloud_only]
 
 
 def test_git_sync_feeds_the_policy_directory() -> None:
@@ -95,6 +135,9 @@ def test_git_sync_feeds_the_policy_directory() -> None:
     assert names == ["operator", "git-sync"]
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert env["PLACEMENT_CONFIG_DIR"] == "/git/current/bundles/prod"
+    args = pod["containers"][1]["args"]
+    assert "--ssh-key-file=/etc/git-secret/ssh" in args
+    assert "--ssh-known-hosts-file=/etc/git-secret/known_hosts" in args
 
 
 def test_rbac_is_least_privilege() -> None:

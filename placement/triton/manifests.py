@@ -145,7 +145,7 @@ def _pod(wl: Workload, repository: str, labels: dict[str, str],
 
 def validate(manifest: Manifest) -> None:
     """Check a built-in manifest against the Kubernetes schema (strict: no unknown fields).
-    Custom resources (ServiceMonitor) have no schema there and are checked by shape only."""
+    Custom resources (ServiceMonitor, kopf's peering) have no schema there: shape only."""
     import kubernetes_validate
 
     if manifest["apiVersion"].startswith("monitoring.coreos.com/"):
@@ -154,6 +154,10 @@ def validate(manifest: Manifest) -> None:
         return
     try:
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.SchemaNotFoundError as exc:
+        if "." not in manifest["apiVersion"].split("/")[0] or not manifest.get(
+                "metadata", {}).get("name"):
+            raise ManifestError(f"{manifest.get('kind')}: unknown kind ({exc})") from exc
     except kubernetes_validate.ValidationError as exc:
         where = "/".join(str(p) for p in exc.path)
         raise ManifestError(f"{manifest['kind']} {manifest['metadata']['name']}: {where}: "

@@ -153,6 +153,7 @@ envFrom:
     - --period={{ .Values.policies.gitSync.period }}s
     {{- if .Values.policies.gitSync.existingSecret }}
     - --ssh-key-file=/etc/git-secret/ssh
+    - --ssh-known-hosts-file=/etc/git-secret/known_hosts
     {{- end }}
   securityContext:
     {{- toYaml .Values.securityContext | nindent 4 }}
