@@ -30,7 +30,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from placement.claims import owned, release, retry_wait, work_due
+from placement.claims import owned, record_failure, release, retry_wait, work_due
 from placement.jobs.manifests import (
     LABEL_RUN,
     LABEL_WORKLOAD,
@@ -406,14 +406,12 @@ class JobActuator:
                           self.options.backoff_max_s)
         message = str(exc) or repr(exc)
         with self.rt.db.write() as s:
-            jrow = owned(s, JobRunRow, row.workload_id, token)
+            jrow = record_failure(s, JobRunRow, row.workload_id, token, attempts,
+                                  self.clock() + wait, message)
             if jrow is None:
                 return
-            release(jrow)
             if jrow.status in ("pending", "retrying"):
                 jrow.status = "retrying"
-            jrow.attempts, jrow.next_attempt_at = attempts, self.clock() + wait
-            jrow.message = message
             event(s, row.workload_id, "job_error", f"{row.status} failed (attempt {attempts}, "
                   f"next in {wait.total_seconds():g} s): {message}", permanent=permanent)
         log.warning("job %s: %s", row.workload_id, message)

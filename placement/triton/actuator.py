@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from placement.claims import owned, release, retry_wait, work_due
+from placement.claims import owned, record_failure, release, retry_wait, work_due
 from placement.kube import Clusters, KubeError, Manifest, apply, delete
 from placement.lifecycle import event
 from placement.model import Site, Workload
@@ -214,15 +214,13 @@ class ServingActuator:
                           self.options.backoff_max_s)
         message = str(exc) or repr(exc)
         with self.rt.db.write() as s:
-            srow = owned(s, ServingRow, row.workload_id, token)
+            srow = record_failure(s, ServingRow, row.workload_id, token, attempts,
+                                  self.clock() + wait, message)
             if srow is None:
                 return
             removing = srow.status == "removing"
             if not removing:
                 srow.status = "failed" if permanent else "retrying"
-            release(srow)
-            srow.attempts = attempts
-            srow.next_attempt_at, srow.message = self.clock() + wait, message
             event(s, row.workload_id, "serving_error",
                   f"{'removing' if removing else 'serving'} failed (attempt {attempts}, next in "
                   f"{wait.total_seconds():g} s): {message}", permanent=permanent)
