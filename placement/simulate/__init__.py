@@ -1,0 +1,1 @@
+"""What-if simulation on real traces (the readers so far)."""
