@@ -192,6 +192,60 @@ def triton_render(
 
 
 @app.command()
+def simulate(
+    trace: Annotated[Path, typer.Option(help="Trace CSV (see ../shared/data).")],
+    out: Annotated[Path, typer.Option(help="Directory for summary.json and report.html.")],
+    config: ConfigOpt = Path("policies/examples"),
+    fmt: Annotated[str | None, typer.Option("--format", help="Trace format (default: from "
+                                            "the header).")] = None,
+    baselines: Annotated[str, typer.Option(help="Comma-separated baselines, or all.")] = "all",
+    seed: Annotated[int, typer.Option(help="Seed of every assigned attribute and draw.")] = 0,
+    limit: Annotated[int | None, typer.Option(help="Only the first N workloads.")] = None,
+    load: Annotated[float, typer.Option(help="Scale arrivals so offered GPU-hours per hour are "
+                                        "this share of the on-prem GPUs; 0 keeps the trace's "
+                                        "timing.")] = 0.8,
+    window_h: Annotated[float, typer.Option(help="Service sizing window, hours.")] = 0.25,
+    bound: Annotated[bool, typer.Option(help="Compute the MILP lower bound.")] = True,
+    bound_time_s: Annotated[float, typer.Option(help="MILP time limit, seconds.")] = 60.0,
+) -> None:
+    """Replay a trace through the policy and the baselines; compare cost, egress and SLOs."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from placement.simulate.run import Options
+    from placement.simulate.run import simulate as run_simulation
+    from placement.simulate.traces import TraceError
+
+    if load < 0 or window_h <= 0 or (limit is not None and limit < 1):
+        _fail(PlacementError("--load must be >= 0, --window-h > 0 and --limit >= 1"))
+    opts = Options(trace=trace, config=config, out=out, fmt=fmt,
+                   baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()),
+                   seed=seed, limit=limit, load=load or None, window_h=window_h, bound=bound,
+                   bound_time_s=bound_time_s)
+    console = Console(stderr=True)
+    try:
+        with Progress(console=console, transient=True) as bar:
+            tasks: dict[str, Any] = {}
+
+            def step(policy: str, done: int, total: int) -> None:
+                if policy not in tasks:
+                    tasks[policy] = bar.add_task(f"replaying ({policy})", total=total)
+                bar.advance(tasks[policy], done)
+
+            summary = run_simulation(opts, step)
+    except (ConfigError, PlacementError, TraceError, ValueError) as exc:
+        _fail(exc)
+        return
+    from placement.simulate.report import rich_table
+
+    Console().print(rich_table(summary))
+    problems = summary["inputs"]["trace_problems"]
+    if problems:
+        typer.echo(f"{problems} trace rows could not be read (see summary.json)", err=True)
+    typer.echo(f"wrote {out / 'summary.json'} and {out / 'report.html'}")
+
+
+@app.command()
 def crds(out: Annotated[Path, typer.Option(help="Directory to write into.")] = Path(
         "helm/placement/crds")) -> None:
     """Write the Workload and Site CustomResourceDefinitions, generated from the models."""

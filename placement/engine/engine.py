@@ -141,17 +141,21 @@ class Engine:
                     raise UnknownReferenceError("client location", c.location,
                                                 list(self.ci.client_index))
 
-    def decide(self, wl: Workload) -> Outcome:
-        """Decide one workload; pure over this engine's snapshot."""
+    def context(self, wl: Workload) -> DecisionContext:
+        """The candidates of `wl` and their shared estimates (what every plugin reads)."""
         self._check_refs(wl)
         rule = resolve(self.policy, wl, self._datasets)
-        rows = self._candidates(wl)
-        ctx = DecisionContext(self.ci, self.cap, wl, rule, self.policy.spec.scales, rows,
-                              self.billing(wl.spec.gpu.count * wl.spec.replicas),
-                              observed=self.observed,
-                              team_spent_usd=self.team_spend.get(wl.spec.team, 0.0),
-                              team_budget_usd=self.policy.spec.team_budgets.get(wl.spec.team))
-        n = len(rows)
+        return DecisionContext(self.ci, self.cap, wl, rule, self.policy.spec.scales,
+                               self._candidates(wl),
+                               self.billing(wl.spec.gpu.count * wl.spec.replicas),
+                               observed=self.observed,
+                               team_spent_usd=self.team_spend.get(wl.spec.team, 0.0),
+                               team_budget_usd=self.policy.spec.team_budgets.get(wl.spec.team))
+
+    def decide(self, wl: Workload) -> Outcome:
+        """Decide one workload; pure over this engine's snapshot."""
+        ctx = self.context(wl)
+        n = ctx.n
         fails = np.zeros((len(self.filters), n), dtype=bool)
         results = []
         mask = np.ones(n, dtype=bool)

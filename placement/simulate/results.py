@@ -1,0 +1,121 @@
+"""What a replay cost and how it served: the metrics per policy and their time series.
+
+Money: on-prem GPU-hours used x the site's amortized $/GPU-hour (the price the engine weighs),
+cloud GPU-hours billed (from the request for capacity until the run ends, provisioning and spot
+restarts included) x the instance price, and egress at the inventory's $/GB. Idle on-prem
+capacity is reported apart (onprem_idle_usd): every policy pays it, none chooses it.
+A service window's requests count as within the SLO when its site's p99 (client RTT + service
+time + RAG lookups) meets the SLO, for the part of the window it was running.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from placement.compiled import ON_DEMAND, ONPREM, SPOT, CompiledInventory
+from placement.simulate.replay import Run
+from placement.simulate.synth import SimWorkload
+
+KINDS = {ONPREM: "onprem", ON_DEMAND: "on_demand", SPOT: "spot"}
+
+
+def _pct(values: np.ndarray, q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 4) if len(values) else None
+
+
+def metrics(runs: list[Run], workloads: list[SimWorkload],
+            ci: CompiledInventory) -> dict[str, Any]:
+    """The summary metrics of one policy's replay."""
+    site = np.array([r.site for r in runs], dtype=np.int64)
+    kind = np.array([r.kind for r in runs], dtype=np.int64)
+    placed = site >= 0
+    gpus = np.array([r.gpus for r in runs], dtype=float)
+    start = np.array([r.start_h for r in runs])
+    end = np.array([r.end_h for r in runs])
+    arrival = np.array([r.arrival_h for r in runs])
+    gpu_usd = np.array([r.gpu_usd for r in runs])
+    onprem = placed & (kind == ONPREM)
+    cloud = placed & (kind != ONPREM)
+    is_service = np.array([sw.workload.spec.is_service for sw in workloads], dtype=bool)
+    out: dict[str, Any] = {
+        "workloads": len(runs), "rejected": int((~placed).sum()),
+        "onprem_amortized_usd": round(float(gpu_usd[onprem].sum()), 2),
+        "cloud_gpu_usd": round(float(gpu_usd[cloud].sum()), 2),
+        "egress_usd": round(sum(r.egress_usd for r in runs), 2),
+        "egress_gb": round(sum(r.egress_gb for r in runs), 1),
+    }
+    out["total_usd"] = round(out["onprem_amortized_usd"] + out["cloud_gpu_usd"]
+                             + out["egress_usd"], 2)
+    out["slo_attainment"] = _slo(runs, workloads, is_service)
+    jobs = placed & ~is_service
+    waits = (start - arrival)[jobs]
+    out["job_wait_p50_h"], out["job_wait_p99_h"] = _pct(waits, 50), _pct(waits, 99)
+    out["deadline_misses"] = sum(
+        1 for r, sw in zip(runs, workloads, strict=True)
+        if not sw.workload.spec.is_service and sw.workload.spec.deadline_hours is not None
+        and (r.site < 0 or r.end_h - r.arrival_h > sw.workload.spec.deadline_hours + 1e-9))
+    billed = np.array([r.billed_h for r in runs])
+    out["burst_gpu_hours"] = round(float((gpus * billed)[cloud].sum()), 1)
+    out["spot_interruptions"] = sum(r.interruptions for r in runs)
+    out["placements"] = {name: int((placed & (kind == k)).sum()) for k, name in KINDS.items()}
+    horizon = float(max(end[placed].max(initial=0.0), arrival.max(initial=0.0))) or 1.0
+    out["horizon_h"] = round(horizon, 2)
+    out["utilization"], idle = {}, 0.0
+    for s, name in enumerate(ci.site_names):
+        if ci.is_cloud[s]:
+            continue
+        groups = np.flatnonzero(ci.group_site == s)
+        cap = float(ci.group_capacity[groups].sum())
+        used = float(((end - start) * gpus)[onprem & (site == s)].sum())
+        out["utilization"][name] = round(used / (cap * horizon), 4) if cap else None
+        prices = ci.row_unit_price[np.isin(ci.row_group, groups)]
+        full = float((ci.group_capacity[groups] * prices).sum()) * horizon
+        idle += max(full - float(gpu_usd[onprem & (site == s)].sum()), 0.0)
+    out["onprem_idle_usd"] = round(idle, 2)
+    return out
+
+
+def _slo(runs: list[Run], workloads: list[SimWorkload], is_service: np.ndarray) -> float | None:
+    if not is_service.any():
+        return None
+    total = met = 0.0
+    for r, sw in zip(runs, workloads, strict=True):
+        spec = sw.workload.spec
+        if not spec.is_service or spec.latency is None:
+            continue
+        total += sw.requests
+        if r.site < 0 or not r.p99_ms <= spec.latency.p99_slo_ms:
+            continue
+        window = spec.duration_hours or 1.0
+        served = min(max((r.arrival_h + window - r.start_h) / window, 0.0), 1.0)
+        met += sw.requests * served
+    return round(met / total, 5) if total else None
+
+
+def timeline(runs: list[Run], ci: CompiledInventory, edges: np.ndarray) -> dict[str, Any]:
+    """Per time bucket: USD spent (at start) and each on-prem site's GPU utilization."""
+    start = np.array([r.start_h for r in runs])
+    end = np.array([r.end_h for r in runs])
+    site = np.array([r.site for r in runs], dtype=np.int64)
+    usd = np.array([r.gpu_usd + r.egress_usd for r in runs])
+    gpus = np.array([r.gpus for r in runs], dtype=float)
+    placed = site >= 0
+    bucket = np.clip(np.searchsorted(edges, start, side="right") - 1, 0, len(edges) - 2)
+    cost = np.bincount(bucket[placed], weights=usd[placed], minlength=len(edges) - 1)
+    util: dict[str, list[float]] = {}
+    width = np.diff(edges)
+    for s, name in enumerate(ci.site_names):
+        if ci.is_cloud[s]:
+            continue
+        cap = float(ci.group_capacity[ci.group_site == s].sum())
+        mine = placed & (site == s)
+        lo, hi, n = start[mine][:, None], end[mine][:, None], gpus[mine][:, None]
+        busy = np.zeros(len(width))
+        for k in range(0, len(lo), 20000):  # GPU-hours overlapping each bucket, in chunks
+            overlap = np.clip(np.minimum(hi[k:k + 20000], edges[1:]) -
+                              np.maximum(lo[k:k + 20000], edges[:-1]), 0, None)
+            busy += (overlap * n[k:k + 20000]).sum(axis=0)
+        util[name] = (busy / (cap * width)).round(4).tolist() if cap else []
+    return {"cumulative_usd": np.cumsum(cost).round(2).tolist(), "utilization": util}
