@@ -1,0 +1,248 @@
+"""The what-if simulator: small seeded cases whose outcomes are worked out here by hand from
+the inputs (prices, GPUs, hours), the MILP bound, synthesis rules and the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from placement.cli import app
+from placement.compiled import ON_DEMAND, ONPREM, SPOT
+from placement.engine import Engine
+from placement.model import Inventory, Workload
+from placement.simulate.baselines import deciders
+from placement.simulate.bound import lower_bound
+from placement.simulate.replay import Replay, Run, _spot_run
+from placement.simulate.results import metrics
+from placement.simulate.synth import SimWorkload, synthesize
+from placement.simulate.traces import Job, Trace
+
+from .conftest import SHARED_DATA
+from .factories import client, cloud, engine, job, onprem, policy, service
+
+ONPREM_PRICE, OD_PRICE, SPOT_PRICE = 1.0, 2.0, 0.5  # USD per GPU-hour
+PROVISION_MIN = 6
+
+JOBS_RULE = {"name": "jobs", "match": {"kinds": ["training", "batch"]},
+             "weights": {"cost": 1, "wait": 1, "data_gravity": 1, "latency": 0},
+             "max_wait_hours": 0.25,
+             "burst": {"allowed": True, "when": "onprem_unavailable", "spot": "never"}}
+
+
+def _engine(rules: list[dict[str, object]] | None = None) -> Engine:
+    sites = [onprem("dc", {"L4": (4, ONPREM_PRICE)}),
+             cloud("region", {"L4": [("l4.x1", 1, OD_PRICE, SPOT_PRICE)]}, quota=8,
+                   provisioning_minutes=PROVISION_MIN, spot_rate=0.0)]
+    return engine(sites, policy(rules or [JOBS_RULE]))
+
+
+def _jobs(*shapes: tuple[float, int, float]) -> list[SimWorkload]:
+    """(arrival h, GPUs, hours) -> L4 training jobs."""
+    return [SimWorkload(i, at, job(f"j{i}", gpu="L4", count=n, hours=h))
+            for i, (at, n, h) in enumerate(shapes)]
+
+
+def _replay(name: str, wls: list[SimWorkload],
+            rules: list[dict[str, object]] | None = None) -> tuple[list[Run], dict[str, Any]]:
+    e = _engine(rules)
+    decider = next(d for d in deciders(["all"]) if d.name == name)
+    runs = Replay(e, decider).run(wls)
+    return runs, metrics(runs, wls, e.ci)
+
+
+PROV_H = PROVISION_MIN / 60
+# Job A takes all 4 on-prem GPUs for 2 h at t=0; job B (2 GPUs, 1 h) arrives at t=1.
+TWO_JOBS = ((0.0, 4, 2.0), (1.0, 2, 1.0))
+CASES = [
+    # policy, kinds chosen, total USD worked out from the prices
+    ("engine", [ONPREM, ON_DEMAND],
+     4 * ONPREM_PRICE * 2 + 2 * OD_PRICE * (PROV_H + 1)),
+    ("ordered-overflow", [ONPREM, ON_DEMAND],
+     4 * ONPREM_PRICE * 2 + 2 * OD_PRICE * (PROV_H + 1)),
+    ("cheapest-gpu", [SPOT, SPOT],
+     4 * SPOT_PRICE * (PROV_H + 2) + 2 * SPOT_PRICE * (PROV_H + 1)),
+    ("all-cloud-on-demand", [ON_DEMAND, ON_DEMAND],
+     4 * OD_PRICE * (PROV_H + 2) + 2 * OD_PRICE * (PROV_H + 1)),
+]
+
+
+@pytest.mark.parametrize(("name", "kinds", "usd"), CASES, ids=[c[0] for c in CASES])
+def test_each_policy_places_and_bills_as_worked_out_by_hand(
+        name: str, kinds: list[int], usd: float) -> None:
+    runs, m = _replay(name, _jobs(*TWO_JOBS))
+    assert [r.kind for r in runs] == kinds
+    assert m["total_usd"] == pytest.approx(usd, abs=0.01)
+    cloud_h = sum(r.gpus * r.billed_h for r in runs if r.kind != ONPREM)
+    assert m["burst_gpu_hours"] == pytest.approx(cloud_h, abs=0.1)
+
+
+def test_a_job_that_cannot_burst_queues_fifo_and_its_wait_is_measured() -> None:
+    onprem_only = {**JOBS_RULE, "max_wait_hours": 10, "burst": {"allowed": False}}
+    wls = _jobs((0.0, 4, 2.0), (0.5, 4, 1.0), (0.75, 2, 1.0))
+    runs, m = _replay("engine", wls, [onprem_only])
+    # B waits for A (t=2); C queues behind B and starts when B ends (t=3).
+    assert [r.start_h for r in runs] == pytest.approx([0.0, 2.0, 3.0])
+    waits = sorted([0.0, 1.5, 2.25])
+    assert m["job_wait_p50_h"] == pytest.approx(waits[1])
+    assert m["onprem_amortized_usd"] == pytest.approx(ONPREM_PRICE * (8 + 4 + 2))
+    assert m["utilization"]["dc"] == pytest.approx((8 + 4 + 2) / (4 * 4.0))
+
+
+def test_the_engine_sees_the_queue_ahead_when_it_estimates_a_wait() -> None:
+    onprem_only = {**JOBS_RULE, "max_wait_hours": 10, "burst": {"allowed": False}}
+    wls = _jobs((0.0, 4, 2.0), (0.5, 4, 1.0), (0.75, 2, 1.0))
+    seen: list[float] = []
+    decider = deciders([])[0]
+    e = _engine([onprem_only])
+
+    class Spy:
+        name = "spy"
+
+        def decide(self, eng: Engine, sw: SimWorkload) -> tuple[object, int | None]:
+            ctx, pos = decider.decide(eng, sw)
+            seen.append(float(ctx.wait_hours[pos]) if pos is not None else math.nan)
+            return ctx, pos
+
+    Replay(e, Spy()).run(wls)  # type: ignore[arg-type]
+    assert seen == pytest.approx([0.0, 1.5, 2.25])
+
+
+@pytest.mark.parametrize(("name", "b_end", "misses"), [
+    ("engine", -1.0, 1),  # on-prem finishes b at 4.0 > 0.1 + 2.5 and cloud is not allowed
+    ("ordered-overflow", 0.1 + PROV_H + 2.0, 0),  # overflows to cloud: ignores the rule
+], ids=["the engine rejects a job it cannot finish in time",
+        "overflow bursts regardless of the policy and makes the deadline"])
+def test_deadline_misses_count_late_and_rejected_jobs(name: str, b_end: float,
+                                                      misses: int) -> None:
+    wls = [SimWorkload(0, 0.0, job("a", gpu="L4", count=4, hours=2.0, deadline=3.0)),
+           SimWorkload(1, 0.1, job("b", gpu="L4", count=4, hours=2.0, deadline=2.5))]
+    onprem_only = {**JOBS_RULE, "max_wait_hours": 10, "burst": {"allowed": False}}
+    runs, m = _replay(name, wls, [onprem_only])
+    if b_end < 0:
+        assert runs[1].site == -1
+    else:
+        assert runs[1].end_h == pytest.approx(b_end)
+    assert m["deadline_misses"] == misses
+
+
+def test_spot_interruptions_are_seeded_per_workload_and_cost_run_time() -> None:
+    a = _spot_run(10.0, 0.5, 0.5, 10 / 60, seed=42)
+    assert a == _spot_run(10.0, 0.5, 0.5, 10 / 60, seed=42)
+    assert a[1] > 0 and a[0] > 10.0
+    assert a[0] <= 10.0 + a[1] * (0.5 + 10 / 60) + 1e-9
+    assert _spot_run(10.0, 0.0, 0.5, 1.0, seed=1) == (10.0, 0)
+
+
+def test_service_slo_attainment_counts_requests_served_within_the_slo() -> None:
+    sites = [onprem("near", {"L4": (1, 1.0)}, lat=50.0, lon=8.0),
+             cloud("far", {"L4": [("l4.x1", 1, 2.0, None)]}, lat=-33.9, lon=151.2,
+                   provisioning_minutes=0)]
+    e = engine(sites, policy([{"name": "svc", "match": {"kinds": ["inference"]},
+                               "burst": {"allowed": True, "when": "onprem_unavailable"}}]),
+               clients=[client("users", 50.1, 8.7)])
+    spec = service("s", slo_ms=100, service_ms=20).model_dump()
+    spec["spec"]["duration_hours"] = 1.0
+    wls = [SimWorkload(i, 0.0, Workload.model_validate({**spec, "metadata": {"name": f"s-w{i}"}}),
+                       requests=r) for i, r in enumerate((300, 100))]
+    decider = next(d for d in deciders(["all"]) if d.name == "ordered-overflow")
+    runs = Replay(e, decider).run(wls)
+    # the first window fits on-prem near the users; the second overflows to Sydney (no SLO)
+    assert [sites[r.site].name for r in runs] == ["near", "far"]
+    assert metrics(runs, wls, e.ci)["slo_attainment"] == pytest.approx(300 / 400)
+
+
+def test_the_milp_bound_matches_the_hand_optimum_and_stays_below_every_policy() -> None:
+    e = _engine()
+    wls = _jobs(*TWO_JOBS)
+    b = lower_bound(e, wls, window_h=1.0)
+    # A fills the on-prem GPUs in both windows it runs; B must go on-demand (spot not allowed).
+    assert b.status == "optimal"
+    assert b.usd == pytest.approx(4 * ONPREM_PRICE * 2 + 2 * OD_PRICE * 1)
+    for name, _, usd in CASES:
+        if name != "cheapest-gpu":  # the baseline buys spot, which the policy forbids
+            assert b.usd is not None and b.usd <= usd + 1e-6
+
+
+def _inventory() -> Inventory:
+    e = _engine()
+    return e.inventory
+
+
+def test_load_scaling_sets_offered_gpu_hours_to_the_share_of_onprem_gpus() -> None:
+    records = [Job(0.0, 3600.0, 2, 2), Job(7200.0, 7200.0, 1, 3), Job(36000.0, 1800.0, 4, 4)]
+    trace = Trace(Path("t.csv"), "philly", "jobs", records)
+    syn = synthesize(trace, _inventory(), seed=3, load=0.5)
+    work = 2 * 1 + 1 * 2 + 4 * 0.5  # GPU-hours
+    span_h = 10.0
+    assert syn.time_scale == pytest.approx(work / (0.5 * 4) / span_h)
+    assert [w.arrival_h for w in syn.workloads] == pytest.approx(
+        [0.0, 2 * syn.time_scale, 10 * syn.time_scale])
+    assert [w.workload.spec.gpu.count for w in syn.workloads] == [2, 1, 4]
+    again = synthesize(trace, _inventory(), seed=3, load=0.5)
+    assert [w.workload for w in again.workloads] == [w.workload for w in syn.workloads]
+
+
+def test_a_shape_no_site_can_run_is_drawn_again() -> None:
+    records = [Job(float(i), 3600.0, 1, i + 2) for i in range(20)]
+    trace = Trace(Path("t.csv"), "philly", "jobs", records)
+    only_a100 = lambda wl: False  # noqa: E731 - nothing is feasible: every draw is kept last
+    syn = synthesize(trace, _inventory(), seed=1, feasible=only_a100)
+    assert syn.notes["jobs no site can run (kept; every policy rejects them)"] == 20
+
+
+EXCERPT = SHARED_DATA / "trace_philly_jobs.csv"
+
+
+@pytest.fixture()
+def philly_excerpt(tmp_path: Path) -> Path:
+    if not EXCERPT.exists():
+        pytest.skip(f"{EXCERPT} is not here")
+    lines = EXCERPT.read_text(encoding="utf-8").splitlines()[:301]
+    path = tmp_path / "philly-300.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_simulate_cli_writes_summary_and_report(philly_excerpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["simulate", "--trace", str(philly_excerpt), "--out", str(out),
+                                   "--config", "policies/examples", "--bound-time-s", "20"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["workloads"] == 300
+    assert set(summary["policies"]) == {"engine", "ordered-overflow", "cheapest-gpu",
+                                        "all-cloud-on-demand"}
+    for m in summary["policies"].values():
+        assert m["total_usd"] == pytest.approx(
+            m["onprem_amortized_usd"] + m["cloud_gpu_usd"] + m["egress_usd"], abs=0.05)
+        assert sum(m["placements"].values()) + m["rejected"] == 300
+    assert summary["bound"]["usd"] is not None
+    report = (out / "report.html").read_text()
+    for png in ("cost_over_time.png", "utilization.png", "placements.png", "slo_attainment.png"):
+        assert png in report and (out / png).stat().st_size > 1000
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--format", "nope"], "unknown format 'nope'"),
+    (["--baselines", "random"], "unknown baseline(s) random"),
+    (["--load", "-1"], "--load must be >= 0"),
+], ids=["unknown format", "unknown baseline", "negative load"])
+def test_simulate_cli_refuses_bad_input_clearly(philly_excerpt: Path, tmp_path: Path,
+                                                args: list[str], needle: str) -> None:
+    res = CliRunner().invoke(app, ["simulate", "--trace", str(philly_excerpt), "--out",
+                                   str(tmp_path / "o"), "--no-bound", *args])
+    assert res.exit_code == 1
+    assert needle in res.output and "Traceback" not in res.output
+
+
+def test_simulate_cli_names_the_known_formats_for_an_unknown_file(tmp_path: Path) -> None:
+    bad = tmp_path / "x.csv"
+    bad.write_text("a,b\n1,2\n", encoding="utf-8")
+    res = CliRunner().invoke(app, ["simulate", "--trace", str(bad), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 1
+    assert "known formats: philly" in res.output
