@@ -158,6 +158,9 @@ GATES: list[tuple[str, dict[str, Any], dict[str, Any], str, str, str]] = [
     ("cloud waits for on-prem that can start",
      {"burst": {"allowed": True, "when": "onprem_unavailable"}}, {}, "cloud", "on_demand",
      "burst"),
+    ("cloud costlier than on-prem that can start",
+     {"burst": {"allowed": True, "when": "onprem_unavailable_or_near_data"}}, {}, "cloud",
+     "on_demand", "burst"),
 ]
 
 
@@ -181,6 +184,22 @@ def test_spot_is_used_when_the_deadline_leaves_room() -> None:
     d = f.engine([f.cloud("cloud", {"A100": A100_8})], pol).place(f.job(deadline=48, hours=10))
     assert (d.action, d.capacity) == ("burst", "spot")
     assert d.estimates is not None and d.estimates.gpu_hours > 80  # restarts add expected GPU-hours
+
+
+@pytest.mark.parametrize(("when", "site"), [
+    ("onprem_unavailable", "dc"),
+    ("onprem_unavailable_or_near_data", "cloud"),
+], ids=["on-prem first pulls the data across", "the cheaper all-in region where the data lives"])
+def test_a_job_follows_its_data_to_the_cloud_when_that_costs_less(when: str, site: str) -> None:
+    pol = f.policy([{"name": "r", "weights": {"cost": 1},
+                     "burst": {"allowed": True, "when": when}}])
+    sites = [f.onprem("dc", {"A100": (8, 2.0)}),
+             f.cloud("cloud", {"A100": A100_8}, provisioning_minutes=0, egress=0.09)]
+    ds = [f.dataset("corpus", 40000, ["cloud"])]  # 40 TB: $3,600 to move out of the region
+    d = f.engine(sites, pol, datasets=ds).place(f.job(datasets=[{"name": "corpus"}]))
+    assert d.site == site
+    if site == "dc":
+        assert "bursts only when on-prem cannot" in (_by(d, "cloud", "on_demand").reason or "")
 
 
 # --- data gravity and cost --------------------------------------------------------------------

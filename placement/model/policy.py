@@ -57,9 +57,12 @@ class Burst(Strict):
     """When a workload may go to a cloud region, and how it is bought."""
 
     allowed: bool = False
-    when: Literal["always", "onprem_unavailable"] = Field(
+    when: Literal["always", "onprem_unavailable", "onprem_unavailable_or_near_data"] = Field(
         default="onprem_unavailable",
-        description="onprem_unavailable: only when no on-prem site can start within max wait.",
+        description="onprem_unavailable: only when no on-prem site can start within max wait. "
+        "onprem_unavailable_or_near_data: also a cloud candidate whose total $ (GPUs + egress) "
+        "is below what moving the data to the on-prem site costs (on-prem GPUs are paid for "
+        "already): the data lives in or near that region.",
     )
     spot: Literal["never", "when_deadline_allows", "always"] = "never"
     spot_slack_factor: float = Field(

@@ -22,11 +22,15 @@ class BurstGate:
         onprem_ok = ctx.mask & ~cloud
         gated = np.zeros(ctx.n, dtype=bool)
         best_onprem = ""
-        if burst.when == "onprem_unavailable" and onprem_ok.any():
+        cheapest_onprem = np.inf
+        if burst.when != "always" and onprem_ok.any():
             gated = cloud.copy()
             j = int(np.flatnonzero(onprem_ok)[np.argmin(ctx.wait_hours[onprem_ok])])
             best_onprem = ctx.ci.site_names[int(ctx.site[j])]
             best_wait = float(ctx.wait_hours[j])
+            if burst.when == "onprem_unavailable_or_near_data":
+                cheapest_onprem = float(ctx.egress_usd[onprem_ok].min())  # GPUs: paid for
+                gated &= ctx.total_usd >= cheapest_onprem
         spot = ctx.kind == SPOT
         interrupted = ctx.workload.spec.interruptions
         if burst.spot == "never" or interrupted >= burst.max_spot_interruptions:
@@ -44,9 +48,12 @@ class BurstGate:
             if not_allowed[i]:
                 return f"rule {rule!r} does not allow bursting to cloud"
             if gated[i]:
+                why = "on-prem cannot" if burst.when == "onprem_unavailable" else (
+                    f"on-prem cannot or running here costs less than moving the data there "
+                    f"(${ctx.total_usd[i]:,.2f} here, ${cheapest_onprem:,.2f} of egress)")
                 return (f"on-prem site {best_onprem} can start in {best_wait:.2f} h, within max "
                         f"wait {ctx.rule.max_wait_hours:g} h; rule {rule!r} bursts only when "
-                        "on-prem cannot")
+                        + why)
             if burst.spot == "never":
                 return f"rule {rule!r} does not allow spot capacity"
             if interrupted >= burst.max_spot_interruptions:
