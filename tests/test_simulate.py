@@ -246,3 +246,25 @@ def test_simulate_cli_names_the_known_formats_for_an_unknown_file(tmp_path: Path
     res = CliRunner().invoke(app, ["simulate", "--trace", str(bad), "--out", str(tmp_path / "o")])
     assert res.exit_code == 1
     assert "known formats: philly" in res.output
+
+
+def test_cloud_service_windows_pay_provisioning_only_when_they_start_cold() -> None:
+    sites = [cloud("region", {"L4": [("l4.x1", 1, 2.0, None)]}, lat=50.0, lon=8.5,
+                   provisioning_minutes=15)]
+    e = engine(sites, policy([{"name": "svc", "match": {"kinds": ["inference"]},
+                               "burst": {"allowed": True, "when": "always"}}]),
+               clients=[client("users", 50.1, 8.7)])
+    spec = service("s", slo_ms=100, service_ms=20).model_dump()
+    spec["spec"]["duration_hours"] = 1.0
+
+    def window(i: int, name: str, at: float) -> SimWorkload:
+        return SimWorkload(i, at, Workload.model_validate(
+            {**spec, "metadata": {"name": f"{name}-w{i}"}}), requests=100)
+
+    # a at the trace start (already up), a again (same region: warm), b new at t=1 (cold)
+    wls = [window(0, "a", 0.0), window(1, "a", 1.0), window(2, "b", 1.0)]
+    decider = next(d for d in deciders(["all"]) if d.name == "engine")
+    runs = Replay(e, decider).run(wls)
+    assert [r.start_h - r.arrival_h for r in runs] == pytest.approx([0.0, 0.0, 0.25])
+    assert metrics(runs, wls, e.ci)["slo_attainment"] == pytest.approx((100 + 100 + 75) / 300,
+                                                                       abs=1e-5)

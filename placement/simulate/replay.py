@@ -8,7 +8,8 @@ Events are arrivals and completions. An arrival is decided against the replay's 
   completions free enough GPUs;
 - cloud: quota is taken now and billed from now; the run starts after provisioning (and the
   data move), except a service window that continues on the region its previous window used
-  (its nodes are up). Spot runs lose work to interruptions drawn from a seeded Poisson model at
+  (its nodes are up) and a service's window at the trace's start (a trace is an excerpt of
+  services already running). Spot runs lose work to interruptions drawn from a seeded Poisson model at
   the site's rate: each costs up to one checkpoint interval of work plus the restart overhead.
 Each workload's draws come from its own seed, so every policy meets the same interruptions.
 """
@@ -116,6 +117,7 @@ class Replay:
     queues: dict[int, deque[_Queued]] = field(init=False)
     queued_gpus: dict[int, int] = field(init=False)
     warm: dict[str, tuple[int, int]] = field(default_factory=dict)  # service -> (group, kind)
+    start_h: float = 0.0  # the first arrival: services there were already up
 
     def __post_init__(self) -> None:
         ci = self.engine.ci
@@ -130,6 +132,7 @@ class Replay:
             progress: Callable[[int], None] | None = None) -> list[Run]:
         """Replay every workload (sorted by arrival); returns one Run per workload."""
         self.runs = [Run(sw.index, arrival_h=sw.arrival_h) for sw in workloads]
+        self.start_h = workloads[0].arrival_h if workloads else 0.0
         for n, sw in enumerate(workloads):
             self._advance(sw.arrival_h)
             self.now = sw.arrival_h
@@ -169,7 +172,9 @@ class Replay:
         kind = run.kind
         service = sw.workload.name.split("-w")[0] if spec.is_service else None
         delay = float(ctx.transfer_hours[pos])
-        if kind != ONPREM and not (service and self.warm.get(service) == (g, kind)):
+        running = service is not None and (self.warm.get(service) == (g, kind) or (
+            service not in self.warm and sw.arrival_h <= self.start_h))
+        if kind != ONPREM and not running:
             delay = max(delay, float(ci.provision_h[run.site]))
         run.start_h = self.now + delay
         hours = float(ctx.hours)
