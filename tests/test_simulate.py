@@ -17,7 +17,7 @@ from placement.engine import Engine
 from placement.model import Inventory, Workload
 from placement.simulate.baselines import deciders
 from placement.simulate.bound import lower_bound
-from placement.simulate.replay import Replay, Run, _spot_run
+from placement.simulate.replay import Replay, Run, spot_run
 from placement.simulate.results import metrics
 from placement.simulate.synth import SimWorkload, synthesize
 from placement.simulate.traces import Job, Trace
@@ -131,11 +131,11 @@ def test_deadline_misses_count_late_and_rejected_jobs(name: str, b_end: float,
 
 
 def test_spot_interruptions_are_seeded_per_workload_and_cost_run_time() -> None:
-    a = _spot_run(10.0, 0.5, 0.5, 10 / 60, seed=42)
-    assert a == _spot_run(10.0, 0.5, 0.5, 10 / 60, seed=42)
+    a = spot_run(10.0, 0.5, 0.5, 10 / 60, seed=42)
+    assert a == spot_run(10.0, 0.5, 0.5, 10 / 60, seed=42)
     assert a[1] > 0 and a[0] > 10.0
     assert a[0] <= 10.0 + a[1] * (0.5 + 10 / 60) + 1e-9
-    assert _spot_run(10.0, 0.0, 0.5, 1.0, seed=1) == (10.0, 0)
+    assert spot_run(10.0, 0.0, 0.5, 1.0, seed=1) == (10.0, 0)
 
 
 def test_service_slo_attainment_counts_requests_served_within_the_slo() -> None:
@@ -160,9 +160,10 @@ def test_the_milp_bound_matches_the_hand_optimum_and_stays_below_every_policy() 
     e = _engine()
     wls = _jobs(*TWO_JOBS)
     b = lower_bound(e, wls, window_h=1.0)
-    # A fills the on-prem GPUs in both windows it runs; B must go on-demand (spot not allowed).
+    # A fills the on-prem GPUs in both windows it runs; B must go on-demand (spot not allowed),
+    # billed from its request: provisioning, then the run. The engine found that optimum.
     assert b.status == "optimal"
-    assert b.usd == pytest.approx(4 * ONPREM_PRICE * 2 + 2 * OD_PRICE * 1)
+    assert b.usd == pytest.approx(4 * ONPREM_PRICE * 2 + 2 * OD_PRICE * (PROV_H + 1))
     for name, _, usd in CASES:
         if name != "cheapest-gpu":  # the baseline buys spot, which the policy forbids
             assert b.usd is not None and b.usd <= usd + 1e-6

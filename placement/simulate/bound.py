@@ -4,10 +4,12 @@ Each workload goes to exactly one candidate (binary x[w, r]) among those the pol
 rules allow: require/forbid constraints, network boundaries, GPUs installed or quota large
 enough, cloud only where the workload's burst rule allows it and spot only where it allows
 spot; services only where their p99 meets the SLO (when any candidate does). A candidate costs
-its GPU price x the run time (no spot restarts, no provisioning) plus its egress, so it never
-costs more than the replay bills for the same choice. Capacity holds per window: the GPU-hours
-placed on a (site, GPU type) fit in its GPUs (or quota) x the window length, counting each
-workload in the windows it occupies when started on arrival (order within a window is free).
+what the replay bills for the same choice, or less: its GPU price x the hours billed (a job in
+the cloud: provisioning or data move, then the run with the replay's own seeded spot
+interruptions; a service window: its run time, as it may be warm) plus its egress. Capacity
+holds per window: the GPU-hours placed on a (site, GPU type) fit in its GPUs (or quota) x the
+window length, counting each workload in the windows it occupies when started on arrival
+(order within a window is free).
 
 A workload the rules keep on-prem (no cloud candidate) may also wait: it has one more option,
 at its cheapest on-prem cost, outside the capacity rows (it queues; nothing else can take it).
@@ -26,8 +28,10 @@ from scipy.sparse import coo_matrix
 
 from placement.compiled import SPOT
 from placement.engine import Engine
+from placement.engine.context import DecisionContext
 from placement.plugins.boundary import Boundary
 from placement.plugins.constraints import Constraints
+from placement.simulate.replay import spot_run
 from placement.simulate.synth import SimWorkload
 
 
@@ -43,8 +47,27 @@ class Bound:
     seconds_limit: float
 
 
+def _billed_hours(ctx: DecisionContext, idx: np.ndarray, sw: SimWorkload,
+                  seed: int) -> np.ndarray:
+    """Hours the replay bills on each candidate: a job in the cloud from its request (the
+    provisioning and the data move) to its end, with the replay's own spot interruptions
+    (the same seeded draws); a service window only its run time (it may be warm)."""
+    hours = np.full(len(idx), float(ctx.hours))
+    if sw.workload.spec.is_service:
+        return hours
+    site = ctx.site[idx]
+    for j in np.flatnonzero(ctx.kind[idx] == SPOT):
+        hours[j] = spot_run(float(ctx.hours), float(ctx.ci.spot_rate[site[j]]),
+                            sw.workload.spec.checkpoint_minutes / 60,
+                            ctx.rule.burst.restart_overhead_minutes / 60,
+                            seed * 1_000_003 + sw.index)[0]
+    lead = np.maximum(ctx.transfer_hours[idx], ctx.ci.provision_h[site])
+    billed: np.ndarray = np.where(ctx.is_cloud[idx], lead + hours, hours)
+    return billed
+
+
 def lower_bound(engine: Engine, workloads: list[SimWorkload], *, window_h: float | None = None,
-                time_limit_s: float = 60.0) -> Bound:
+                time_limit_s: float = 60.0, seed: int = 0) -> Bound:
     """The MILP lower bound on total $ (GPU + egress) for these workloads on this inventory."""
     if not workloads:
         return Bound(0.0, "empty", 0.0, 0, 0, time_limit_s)
@@ -72,7 +95,7 @@ def lower_bound(engine: Engine, workloads: list[SimWorkload], *, window_h: float
         if not len(idx):
             continue
         modeled += 1
-        usd = ctx.usd_per_hour[idx] * ctx.hours + ctx.egress_usd[idx]
+        usd = ctx.usd_per_hour[idx] * _billed_hours(ctx, idx, sw, seed) + ctx.egress_usd[idx]
         cost.extend(usd.tolist())
         var_w.extend([k] * len(idx))
         var_group.extend(ctx.group[idx].tolist())

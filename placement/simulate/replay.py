@@ -9,8 +9,9 @@ Events are arrivals and completions. An arrival is decided against the replay's 
 - cloud: quota is taken now and billed from now; the run starts after provisioning (and the
   data move), except a service window that continues on the region its previous window used
   (its nodes are up) and a service's window at the trace's start (a trace is an excerpt of
-  services already running). Spot runs lose work to interruptions drawn from a seeded Poisson model at
-  the site's rate: each costs up to one checkpoint interval of work plus the restart overhead.
+  services already running). Spot runs lose work to interruptions drawn from a seeded Poisson
+  model at the site's rate: each costs up to one checkpoint interval of work plus the restart
+  overhead.
 Each workload's draws come from its own seed, so every policy meets the same interruptions.
 """
 
@@ -179,7 +180,7 @@ class Replay:
         run.start_h = self.now + delay
         hours = float(ctx.hours)
         if kind == SPOT:
-            hours, run.interruptions = _spot_run(hours, float(ci.spot_rate[run.site]),
+            hours, run.interruptions = spot_run(hours, float(ci.spot_rate[run.site]),
                                                  spec.checkpoint_minutes / 60,
                                                  ctx.rule.burst.restart_overhead_minutes / 60,
                                                  self.seed * 1_000_003 + sw.index)
@@ -211,7 +212,7 @@ class Replay:
             self._start(head.sw, head.ctx, head.pos, head.run, g)
 
 
-def _spot_run(hours: float, rate: float, checkpoint_h: float, restart_h: float,
+def spot_run(hours: float, rate: float, checkpoint_h: float, restart_h: float,
               seed: int) -> tuple[float, int]:
     """Run time with interruptions: each loses the work since the last checkpoint + restart."""
     if rate <= 0:

@@ -75,7 +75,7 @@ def simulate(opts: Options, progress: Progress | None = None) -> dict[str, Any]:
                    "synthesis_notes": syn.notes},
     }
     if opts.bound:
-        b = lower_bound(engine, workloads, time_limit_s=opts.bound_time_s)
+        b = lower_bound(engine, workloads, time_limit_s=opts.bound_time_s, seed=opts.seed)
         summary["bound"] = {"usd": None if b.usd is None else round(b.usd, 2),
                             "status": b.status, "solver_gap": b.gap,
                             "workloads": b.workloads, "variables": b.variables}
