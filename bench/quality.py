@@ -36,6 +36,7 @@ def judge(summary: dict[str, Any]) -> dict[str, Any]:
     egress_cut = _less(eng["egress_gb"], pols["cheapest-gpu"]["egress_gb"])
     gap = eng.get("gap_to_bound")
     slo = eng["slo_attainment"]
+    fleet_cut = _less(eng["total_with_fleet_usd"], pols["ordered-overflow"]["total_with_fleet_usd"])
     return {
         "trace": Path(summary["trace"]).name, "workloads": summary["workloads"],
         "engine_usd": eng["total_usd"],
@@ -43,6 +44,8 @@ def judge(summary: dict[str, Any]) -> dict[str, Any]:
         "egress_below_cheapest": egress_cut,
         "slo_attainment": slo,
         "gap_to_bound": gap,
+        "fleet_view": {"cost_below_overflow": fleet_cut,
+                       "gap_to_bound": eng.get("gap_to_bound_fleet")},
         "rejected": {n: m["rejected"] for n, m in pols.items()},
         "met": {"cost": cost_cut is not None and cost_cut >= 0.30,
                 "egress": egress_cut is None or egress_cut >= 0.50,

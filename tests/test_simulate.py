@@ -169,6 +169,21 @@ def test_the_milp_bound_matches_the_hand_optimum_and_stays_below_every_policy() 
             assert b.usd is not None and b.usd <= usd + 1e-6
 
 
+def test_the_fleet_view_prices_owned_gpus_used_or_idle() -> None:
+    e = _engine()
+    wls = _jobs(*TWO_JOBS)
+    # on-prem GPUs are paid for either way: only B's cloud hours remain to be bought
+    sunk = lower_bound(e, wls, window_h=1.0, onprem_sunk=True)
+    assert sunk.usd == pytest.approx(2 * OD_PRICE * (PROV_H + 1))
+    runs, _ = _replay("engine", wls)
+    m = metrics(runs, wls, e.ci, horizon_h=10.0)
+    fleet = 4 * ONPREM_PRICE * 10.0
+    assert m["total_with_fleet_usd"] == pytest.approx(fleet + 2 * OD_PRICE * (PROV_H + 1),
+                                                      abs=0.01)
+    assert m["onprem_idle_usd"] == pytest.approx(fleet - 4 * ONPREM_PRICE * 2, abs=0.01)
+    assert m["utilization"]["dc"] == pytest.approx(8 / 40)
+
+
 def _inventory() -> Inventory:
     e = _engine()
     return e.inventory
@@ -223,6 +238,8 @@ def test_simulate_cli_writes_summary_and_report(philly_excerpt: Path, tmp_path: 
             m["onprem_amortized_usd"] + m["cloud_gpu_usd"] + m["egress_usd"], abs=0.05)
         assert sum(m["placements"].values()) + m["rejected"] == 300
     assert summary["bound"]["usd"] is not None
+    assert summary["bound_fleet"]["usd"] is not None
+    assert all("gap_to_bound_fleet" in m for m in summary["policies"].values())
     report = (out / "report.html").read_text()
     for png in ("cost_over_time.png", "utilization.png", "placements.png", "slo_attainment.png"):
         assert png in report and (out / png).stat().st_size > 1000

@@ -67,8 +67,12 @@ def _billed_hours(ctx: DecisionContext, idx: np.ndarray, sw: SimWorkload,
 
 
 def lower_bound(engine: Engine, workloads: list[SimWorkload], *, window_h: float | None = None,
-                time_limit_s: float = 60.0, seed: int = 0) -> Bound:
-    """The MILP lower bound on total $ (GPU + egress) for these workloads on this inventory."""
+                time_limit_s: float = 60.0, seed: int = 0, onprem_sunk: bool = False) -> Bound:
+    """The MILP lower bound on total $ (GPU + egress) for these workloads on this inventory.
+
+    With `onprem_sunk`, on-prem GPU-hours cost nothing (the fleet is paid for either way: add
+    its cost to compare with `total_with_fleet_usd`); else they cost their amortized price
+    (compare with `total_usd`)."""
     if not workloads:
         return Bound(0.0, "empty", 0.0, 0, 0, time_limit_s)
     ci = engine.ci
@@ -95,7 +99,8 @@ def lower_bound(engine: Engine, workloads: list[SimWorkload], *, window_h: float
         if not len(idx):
             continue
         modeled += 1
-        usd = ctx.usd_per_hour[idx] * _billed_hours(ctx, idx, sw, seed) + ctx.egress_usd[idx]
+        price = np.where(ctx.is_cloud[idx] | (not onprem_sunk), ctx.usd_per_hour[idx], 0.0)
+        usd = price * _billed_hours(ctx, idx, sw, seed) + ctx.egress_usd[idx]
         cost.extend(usd.tolist())
         var_w.extend([k] * len(idx))
         var_group.extend(ctx.group[idx].tolist())

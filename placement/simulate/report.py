@@ -15,6 +15,8 @@ ROWS = [  # metric, label, format
     ("egress_usd", "egress $", "{:,.0f}"),
     ("egress_gb", "egress GB", "{:,.0f}"),
     ("gap_to_bound", "over the MILP bound", "{:+.1%}"),
+    ("total_with_fleet_usd", "total $, whole fleet", "{:,.0f}"),
+    ("gap_to_bound_fleet", "over the bound, whole fleet", "{:+.1%}"),
     ("slo_attainment", "inference SLO attainment", "{:.2%}"),
     ("job_wait_p50_h", "job wait p50 (h)", "{:.2f}"),
     ("job_wait_p99_h", "job wait p99 (h)", "{:.2f}"),
@@ -22,7 +24,7 @@ ROWS = [  # metric, label, format
     ("rejected", "rejected", "{:d}"),
     ("burst_gpu_hours", "burst GPU-hours", "{:,.0f}"),
     ("spot_interruptions", "spot interruptions", "{:d}"),
-    ("onprem_idle_usd", "idle on-prem $ (not in total)", "{:,.0f}"),
+    ("onprem_idle_usd", "idle on-prem $", "{:,.0f}"),
 ]
 
 
@@ -48,13 +50,22 @@ def table_rows(summary: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def bound_text(summary: dict[str, Any]) -> str:
+    """The two MILP lower bounds in words."""
+    parts = []
+    for key, label in (("bound", "used on-prem GPU-hours priced"), ("bound_fleet",
+                                                                    "whole fleet")):
+        b = summary.get(key) or {}
+        got = cell(b.get("usd"), "${:,.0f}")
+        parts.append(f"{got} ({label}; {b.get('status', 'not computed')})")
+    return "MILP lower bound: " + ", ".join(parts)
+
+
 def rich_table(summary: dict[str, Any]) -> Any:
     """The comparison as a rich Table."""
     from rich.table import Table
 
-    bound = summary.get("bound") or {}
-    caption = (f"MILP lower bound: ${bound['usd']:,.0f} ({bound['status']})"
-               if bound.get("usd") is not None else f"MILP bound: {bound.get('status', 'off')}")
+    caption = bound_text(summary)
     t = Table(title=f"{summary['trace']}: {summary['workloads']:,} workloads", caption=caption)
     t.add_column("metric")
     for name in summary["policies"]:
@@ -137,7 +148,6 @@ def write_report(out: Path, summary: dict[str, Any], series: dict[str, Any],
     head = "".join(f"<th>{html.escape(n)}</th>" for n in summary["policies"])
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
                    for row in table_rows(summary))
-    bound = summary.get("bound") or {}
     inputs = html.escape(", ".join(f"{k}={v}" for k, v in summary["inputs"].items()))
     figs = "".join(f'<figure><img src="{f}" alt="{html.escape(t)}"><figcaption>'
                    f"{html.escape(t)}</figcaption></figure>" for f, t in images)
@@ -148,8 +158,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{t
 </style></head><body>
 <h1>What-if replay of {html.escape(summary['trace'])}</h1>
 <p>{summary['workloads']:,} workloads ({html.escape(summary.get('format', ''))}).
-MILP lower bound: {html.escape(cell(bound.get('usd'), '${:,.0f}'))}
-({html.escape(str(bound.get('status', 'not computed')))}).</p>
+{html.escape(bound_text(summary))}.</p>
 <table><thead><tr><th>metric</th>{head}</tr></thead><tbody>{body}</tbody></table>
 <p><small>Inputs: {inputs}</small></p>
 {figs}

@@ -1,9 +1,11 @@
 """What a replay cost and how it served: the metrics per policy and their time series.
 
-Money: on-prem GPU-hours used x the site's amortized $/GPU-hour (the price the engine weighs),
-cloud GPU-hours billed (from the request for capacity until the run ends, provisioning and spot
-restarts included) x the instance price, and egress at the inventory's $/GB. Idle on-prem
-capacity is reported apart (onprem_idle_usd): every policy pays it, none chooses it.
+Money, two views. `total_usd`: on-prem GPU-hours used x the site's amortized $/GPU-hour (the
+price the engine weighs), cloud GPU-hours billed (from the request for capacity until the run
+ends, provisioning and spot restarts included) x the instance price, and egress at the
+inventory's $/GB. `total_with_fleet_usd`: the bill, where owned GPUs cost their amortized price
+whether used or idle: the whole on-prem fleet over the run's common horizon (the same for
+every policy compared) + cloud GPUs + egress. Idle capacity is `onprem_idle_usd`.
 A service window's requests count as within the SLO when its site's p99 (client RTT + service
 time + RAG lookups) meets the SLO, for the part of the window it was running.
 """
@@ -25,9 +27,23 @@ def _pct(values: np.ndarray, q: float) -> float | None:
     return round(float(np.percentile(values, q)), 4) if len(values) else None
 
 
-def metrics(runs: list[Run], workloads: list[SimWorkload],
-            ci: CompiledInventory) -> dict[str, Any]:
-    """The summary metrics of one policy's replay."""
+def horizon(runs: list[Run]) -> float:
+    """Hours from the first arrival to the last arrival or end, whichever is later."""
+    last = max((max(r.end_h, r.arrival_h) for r in runs), default=0.0)
+    return last or 1.0
+
+
+def fleet_usd(ci: CompiledInventory, hours: float) -> float:
+    """The on-prem fleet's amortized cost over `hours`, used or idle."""
+    onprem = ci.row_kind == ONPREM
+    groups = ci.row_group[onprem]
+    return float((ci.group_capacity[groups] * ci.row_unit_price[onprem]).sum()) * hours
+
+
+def metrics(runs: list[Run], workloads: list[SimWorkload], ci: CompiledInventory,
+            horizon_h: float | None = None) -> dict[str, Any]:
+    """The summary metrics of one policy's replay (fleet costs over `horizon_h`, default its
+    own horizon; give every policy compared the same one)."""
     site = np.array([r.site for r in runs], dtype=np.int64)
     kind = np.array([r.kind for r in runs], dtype=np.int64)
     placed = site >= 0
@@ -60,20 +76,18 @@ def metrics(runs: list[Run], workloads: list[SimWorkload],
     out["burst_gpu_hours"] = round(float((gpus * billed)[cloud].sum()), 1)
     out["spot_interruptions"] = sum(r.interruptions for r in runs)
     out["placements"] = {name: int((placed & (kind == k)).sum()) for k, name in KINDS.items()}
-    horizon = float(max(end[placed].max(initial=0.0), arrival.max(initial=0.0))) or 1.0
-    out["horizon_h"] = round(horizon, 2)
-    out["utilization"], idle = {}, 0.0
+    span = horizon_h or horizon(runs)
+    out["horizon_h"] = round(horizon(runs), 2)
+    out["utilization"] = {}
     for s, name in enumerate(ci.site_names):
         if ci.is_cloud[s]:
             continue
-        groups = np.flatnonzero(ci.group_site == s)
-        cap = float(ci.group_capacity[groups].sum())
+        cap = float(ci.group_capacity[ci.group_site == s].sum())
         used = float(((end - start) * gpus)[onprem & (site == s)].sum())
-        out["utilization"][name] = round(used / (cap * horizon), 4) if cap else None
-        prices = ci.row_unit_price[np.isin(ci.row_group, groups)]
-        full = float((ci.group_capacity[groups] * prices).sum()) * horizon
-        idle += max(full - float(gpu_usd[onprem & (site == s)].sum()), 0.0)
-    out["onprem_idle_usd"] = round(idle, 2)
+        out["utilization"][name] = round(used / (cap * span), 4) if cap else None
+    fleet = fleet_usd(ci, span)
+    out["onprem_idle_usd"] = round(max(fleet - out["onprem_amortized_usd"], 0.0), 2)
+    out["total_with_fleet_usd"] = round(fleet + out["cloud_gpu_usd"] + out["egress_usd"], 2)
     return out
 
 

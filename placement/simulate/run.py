@@ -15,7 +15,7 @@ from placement.loader import load_bundle
 from placement.simulate.baselines import deciders
 from placement.simulate.bound import lower_bound
 from placement.simulate.replay import Replay, Run
-from placement.simulate.results import metrics, timeline
+from placement.simulate.results import fleet_usd, horizon, metrics, timeline
 from placement.simulate.synth import synthesize
 from placement.simulate.traces import read
 
@@ -61,10 +61,11 @@ def simulate(opts: Options, progress: Progress | None = None) -> dict[str, Any]:
             if progress is not None:
                 progress(name, done, len(workloads))
 
-        runs = Replay(engine, decider, seed=opts.seed).run(workloads, step)
-        all_runs[name] = runs
-        policies[name] = metrics(runs, workloads, engine.ci)
+        all_runs[name] = Replay(engine, decider, seed=opts.seed).run(workloads, step)
     engine = engine_for(bundle)
+    span = max(horizon(runs) for runs in all_runs.values())  # one fleet horizon for all
+    for name, runs in all_runs.items():
+        policies[name] = metrics(runs, workloads, engine.ci, span)
     summary: dict[str, Any] = {
         "trace": str(opts.trace), "format": trace.format, "workloads": len(workloads),
         "policies": policies,
@@ -75,14 +76,19 @@ def simulate(opts: Options, progress: Progress | None = None) -> dict[str, Any]:
                    "synthesis_notes": syn.notes},
     }
     if opts.bound:
-        b = lower_bound(engine, workloads, time_limit_s=opts.bound_time_s, seed=opts.seed)
-        summary["bound"] = {"usd": None if b.usd is None else round(b.usd, 2),
+        views = (("bound", "total_usd", False, 0.0),
+                 ("bound_fleet", "total_with_fleet_usd", True, fleet_usd(engine.ci, span)))
+        for key, total, sunk, fixed in views:
+            b = lower_bound(engine, workloads, time_limit_s=opts.bound_time_s, seed=opts.seed,
+                            onprem_sunk=sunk)
+            usd = None if b.usd is None else b.usd + fixed
+            summary[key] = {"usd": None if usd is None else round(usd, 2),
                             "status": b.status, "solver_gap": b.gap,
                             "workloads": b.workloads, "variables": b.variables}
-        if b.usd:
-            for m in policies.values():
-                m["gap_to_bound"] = round(m["total_usd"] / b.usd - 1, 4)
-    edges = np.linspace(0.0, max(m["horizon_h"] for m in policies.values()), BUCKETS + 1)
+            if usd:
+                for m in policies.values():
+                    m["gap_to_" + key] = round(m[total] / usd - 1, 4)
+    edges = np.linspace(0.0, span, BUCKETS + 1)
     series = {name: timeline(runs, engine.ci, edges) for name, runs in all_runs.items()}
     opts.out.mkdir(parents=True, exist_ok=True)
     (opts.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n",
