@@ -50,8 +50,7 @@ def _jobs(*shapes: tuple[float, int, float]) -> list[SimWorkload]:
 def _replay(name: str, wls: list[SimWorkload],
             rules: list[dict[str, object]] | None = None) -> tuple[list[Run], dict[str, Any]]:
     e = _engine(rules)
-    decider = next(d for d in deciders(["all"]) if d.name == name)
-    runs = Replay(e, decider).run(wls)
+    runs = Replay(e, _decider(name)).run(wls)
     return runs, metrics(runs, wls, e.ci)
 
 
@@ -138,19 +137,31 @@ def test_spot_interruptions_are_seeded_per_workload_and_cost_run_time() -> None:
     assert spot_run(10.0, 0.0, 0.5, 1.0, seed=1) == (10.0, 0)
 
 
+def _service_engine(sites: list[Any], when: str) -> Engine:
+    return engine(sites, policy([{"name": "svc", "match": {"kinds": ["inference"]},
+                                  "burst": {"allowed": True, "when": when}}]),
+                  clients=[client("users", 50.1, 8.7)])
+
+
+def _window(i: int, name: str, at: float, requests: int = 100) -> SimWorkload:
+    """Window i of service `name`: 1 h, SLO 100 ms, 20 ms service time, users at Frankfurt."""
+    spec = service(name, slo_ms=100, service_ms=20).model_dump()
+    spec["spec"]["duration_hours"] = 1.0
+    spec["metadata"]["name"] = f"{name}-w{i}"
+    return SimWorkload(i, at, Workload.model_validate(spec), requests=requests)
+
+
+def _decider(name: str) -> Any:
+    return next(d for d in deciders(["all"]) if d.name == name)
+
+
 def test_service_slo_attainment_counts_requests_served_within_the_slo() -> None:
     sites = [onprem("near", {"L4": (1, 1.0)}, lat=50.0, lon=8.0),
              cloud("far", {"L4": [("l4.x1", 1, 2.0, None)]}, lat=-33.9, lon=151.2,
                    provisioning_minutes=0)]
-    e = engine(sites, policy([{"name": "svc", "match": {"kinds": ["inference"]},
-                               "burst": {"allowed": True, "when": "onprem_unavailable"}}]),
-               clients=[client("users", 50.1, 8.7)])
-    spec = service("s", slo_ms=100, service_ms=20).model_dump()
-    spec["spec"]["duration_hours"] = 1.0
-    wls = [SimWorkload(i, 0.0, Workload.model_validate({**spec, "metadata": {"name": f"s-w{i}"}}),
-                       requests=r) for i, r in enumerate((300, 100))]
-    decider = next(d for d in deciders(["all"]) if d.name == "ordered-overflow")
-    runs = Replay(e, decider).run(wls)
+    e = _service_engine(sites, "onprem_unavailable")
+    wls = [_window(i, "s", 0.0, r) for i, r in enumerate((300, 100))]
+    runs = Replay(e, _decider("ordered-overflow")).run(wls)
     # the first window fits on-prem near the users; the second overflows to Sydney (no SLO)
     assert [sites[r.site].name for r in runs] == ["near", "far"]
     assert metrics(runs, wls, e.ci)["slo_attainment"] == pytest.approx(300 / 400)
@@ -269,20 +280,10 @@ def test_simulate_cli_names_the_known_formats_for_an_unknown_file(tmp_path: Path
 def test_cloud_service_windows_pay_provisioning_only_when_they_start_cold() -> None:
     sites = [cloud("region", {"L4": [("l4.x1", 1, 2.0, None)]}, lat=50.0, lon=8.5,
                    provisioning_minutes=15)]
-    e = engine(sites, policy([{"name": "svc", "match": {"kinds": ["inference"]},
-                               "burst": {"allowed": True, "when": "always"}}]),
-               clients=[client("users", 50.1, 8.7)])
-    spec = service("s", slo_ms=100, service_ms=20).model_dump()
-    spec["spec"]["duration_hours"] = 1.0
-
-    def window(i: int, name: str, at: float) -> SimWorkload:
-        return SimWorkload(i, at, Workload.model_validate(
-            {**spec, "metadata": {"name": f"{name}-w{i}"}}), requests=100)
-
+    e = _service_engine(sites, "always")
     # a at the trace start (already up), a again (same region: warm), b new at t=1 (cold)
-    wls = [window(0, "a", 0.0), window(1, "a", 1.0), window(2, "b", 1.0)]
-    decider = next(d for d in deciders(["all"]) if d.name == "engine")
-    runs = Replay(e, decider).run(wls)
+    wls = [_window(0, "a", 0.0), _window(1, "a", 1.0), _window(2, "b", 1.0)]
+    runs = Replay(e, _decider("engine")).run(wls)
     assert [r.start_h - r.arrival_h for r in runs] == pytest.approx([0.0, 0.0, 0.25])
     assert metrics(runs, wls, e.ci)["slo_attainment"] == pytest.approx((100 + 100 + 75) / 300,
                                                                        abs=1e-5)
