@@ -34,6 +34,7 @@ def judge(summary: dict[str, Any]) -> dict[str, Any]:
     eng = pols["engine"]
     cost_cut = _less(eng["total_usd"], pols["ordered-overflow"]["total_usd"])
     egress_cut = _less(eng["egress_gb"], pols["cheapest-gpu"]["egress_gb"])
+    egress_usd_cut = _less(eng["egress_usd"], pols["cheapest-gpu"]["egress_usd"])
     gap = eng.get("gap_to_bound")
     slo = eng["slo_attainment"]
     fleet_cut = _less(eng["total_with_fleet_usd"], pols["ordered-overflow"]["total_with_fleet_usd"])
@@ -42,6 +43,7 @@ def judge(summary: dict[str, Any]) -> dict[str, Any]:
         "engine_usd": eng["total_usd"],
         "cost_below_overflow": cost_cut,
         "egress_below_cheapest": egress_cut,
+        "egress_usd_below_cheapest": egress_usd_cut,
         "slo_attainment": slo,
         "gap_to_bound": gap,
         "fleet_view": {"cost_below_overflow": fleet_cut,
