@@ -22,6 +22,7 @@ ROWS = [  # metric, label, format
     ("job_wait_p99_h", "job wait p99 (h)", "{:.2f}"),
     ("deadline_misses", "deadline misses", "{:d}"),
     ("rejected", "rejected", "{:d}"),
+    ("gpu_hours_run", "GPU-hours run", "{:,.0f}"),
     ("burst_gpu_hours", "burst GPU-hours", "{:,.0f}"),
     ("spot_interruptions", "spot interruptions", "{:d}"),
     ("onprem_idle_usd", "idle on-prem $", "{:,.0f}"),

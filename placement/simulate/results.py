@@ -72,6 +72,7 @@ def metrics(runs: list[Run], workloads: list[SimWorkload], ci: CompiledInventory
         1 for r, sw in zip(runs, workloads, strict=True)
         if not sw.workload.spec.is_service and sw.workload.spec.deadline_hours is not None
         and (r.site < 0 or r.end_h - r.arrival_h > sw.workload.spec.deadline_hours + 1e-9))
+    out["gpu_hours_run"] = round(float(((end - start) * gpus)[placed].sum()), 1)
     billed = np.array([r.billed_h for r in runs])
     out["burst_gpu_hours"] = round(float((gpus * billed)[cloud].sum()), 1)
     out["spot_interruptions"] = sum(r.interruptions for r in runs)
