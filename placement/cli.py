@@ -241,7 +241,11 @@ def simulate(
     Console().print(rich_table(summary))
     problems = summary["inputs"]["trace_problems"]
     if problems:
-        typer.echo(f"{problems} trace rows could not be read (see summary.json)", err=True)
+        for line in summary["inputs"]["trace_problem_lines"][:5]:
+            typer.echo(f"warning: {line}", err=True)
+        typer.echo(f"{problems} trace rows could not be read and were left out (the first "
+                   f"{len(summary['inputs']['trace_problem_lines'])} are in summary.json)",
+                   err=True)
     typer.echo(f"wrote {out / 'summary.json'} and {out / 'report.html'}")
 
 

@@ -269,6 +269,27 @@ def test_simulate_cli_refuses_bad_input_clearly(philly_excerpt: Path, tmp_path: 
     assert needle in res.output and "Traceback" not in res.output
 
 
+def test_simulate_cli_says_which_rows_it_could_not_read(philly_excerpt: Path,
+                                                        tmp_path: Path) -> None:
+    lines = philly_excerpt.read_text(encoding="utf-8").splitlines()
+    lines[3] = lines[3].replace(",", ",x", 1)  # line 4: an unreadable duration
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    res = CliRunner().invoke(app, ["simulate", "--trace", str(bad), "--out", str(tmp_path / "o"),
+                                   "--no-bound", "--baselines", "ordered-overflow"])
+    assert res.exit_code == 0, res.output
+    assert f"warning: {bad}:4:" in res.output
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["workloads"] == 299
+    assert summary["inputs"]["trace_problem_lines"][0].startswith(f"{bad}:4:")
+
+    only_header = tmp_path / "empty.csv"
+    only_header.write_text(lines[0] + "\n" + lines[3].replace(",", ",x", 1) + "\n")
+    res = CliRunner().invoke(app, ["simulate", "--trace", str(only_header), "--out",
+                                   str(tmp_path / "o2"), "--no-bound"])
+    assert res.exit_code == 1 and "gave no workloads (1 rows could not be read" in res.output
+
+
 def test_simulate_cli_names_the_known_formats_for_an_unknown_file(tmp_path: Path) -> None:
     bad = tmp_path / "x.csv"
     bad.write_text("a,b\n1,2\n", encoding="utf-8")

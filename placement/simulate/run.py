@@ -20,6 +20,7 @@ from placement.simulate.synth import synthesize
 from placement.simulate.traces import read
 
 BUCKETS = 60
+PROBLEMS_SHOWN = 50  # unreadable rows listed in summary.json (all are counted)
 
 
 @dataclass
@@ -51,6 +52,10 @@ def simulate(opts: Options, progress: Progress | None = None) -> dict[str, Any]:
                      limit=opts.limit, load=opts.load,
                      feasible=lambda wl: empty.decide(wl).action != "reject")
     workloads = syn.workloads
+    if not workloads:
+        shown = "; ".join(trace.problems[:3]) or "no rows"
+        raise ValueError(f"{opts.trace} gave no workloads ({len(trace.problems)} rows could not "
+                         f"be read: {shown}); fix the rows or pass the right --format")
     policies: dict[str, dict[str, Any]] = {}
     all_runs: dict[str, list[Run]] = {}
     for decider in deciders(list(opts.baselines)):
@@ -72,7 +77,9 @@ def simulate(opts: Options, progress: Progress | None = None) -> dict[str, Any]:
         "inputs": {"config": str(opts.config), "policy_version": bundle.policy_version,
                    "seed": opts.seed, "limit": opts.limit, "load": opts.load,
                    "time_scale": round(syn.time_scale, 6), "window_h": opts.window_h,
-                   "trace_problems": len(trace.problems), "trace_skipped": trace.skipped,
+                   "trace_problems": len(trace.problems),
+                   "trace_problem_lines": trace.problems[:PROBLEMS_SHOWN],
+                   "trace_skipped": trace.skipped,
                    "synthesis_notes": syn.notes},
     }
     if opts.bound:
