@@ -14,8 +14,10 @@ window length, counting each workload in the windows it occupies when started on
 A workload the rules keep on-prem (no cloud candidate) may also wait: it has one more option,
 at its cheapest on-prem cost, outside the capacity rows (it queues; nothing else can take it).
 The bound is the MILP's dual bound (HiGHS via scipy.optimize.milp), so it stays a bound when
-the time limit stops the search. It assumes work starts on arrival: a policy that holds jobs
-back until on-prem GPUs free up can beat it (a negative gap says so).
+the time limit stops the search. It is a bound for the policy whose rules it uses, over the
+workloads given (run.py gives those the policy placed: a rejected workload costs nothing). It
+assumes work starts on arrival: holding jobs back until on-prem GPUs free up can beat it (a
+negative gap says so).
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ def lower_bound(engine: Engine, workloads: list[SimWorkload], *, window_h: float
     if not workloads:
         return Bound(0.0, "empty", 0.0, 0, 0, time_limit_s)
     ci = engine.ci
-    span = max(w.arrival_h + (w.workload.spec.duration_hours or 0.0) for w in workloads)
+    longest = max((w.workload.spec.duration_hours or 0.0) for w in workloads) or 1.0
+    span = max(w.arrival_h + (w.workload.spec.duration_hours or longest) for w in workloads)
     width = window_h or max(span / 48, 0.25)
     n_windows = int(np.ceil(span / width)) + 1
     cost: list[float] = []
@@ -122,7 +125,7 @@ def lower_bound(engine: Engine, workloads: list[SimWorkload], *, window_h: float
                      "part of the trace with --limit", None, modeled, n, time_limit_s)
     vw = np.array(var_w)
     arrival = np.array([workloads[k].arrival_h for k in vw])
-    hours = np.array([workloads[k].workload.spec.duration_hours or width for k in vw])
+    hours = np.array([workloads[k].workload.spec.duration_hours or longest for k in vw])
     rows_, cols_, vals_ = [], [], []
     # exactly one candidate per modeled workload
     _, w_row = np.unique(vw, return_inverse=True)
@@ -155,8 +158,10 @@ def lower_bound(engine: Engine, workloads: list[SimWorkload], *, window_h: float
                constraints=LinearConstraint(a[keep], lb, ub),
                options={"time_limit": time_limit_s, "disp": False})
     dual = getattr(res, "mip_dual_bound", None)
-    if res.status == 0:
-        return Bound(float(res.fun), "optimal", 0.0, modeled, n, time_limit_s)
+    if res.status == 0:  # solved to HiGHS's gap: its dual bound is the bound, not its plan
+        usd = float(dual) if dual is not None and np.isfinite(dual) else float(res.fun)
+        return Bound(min(usd, float(res.fun)), "optimal", getattr(res, "mip_gap", 0.0),
+                     modeled, n, time_limit_s)
     if dual is not None and np.isfinite(dual):
         gap = getattr(res, "mip_gap", None)
         return Bound(float(dual), f"time limit ({res.message})",

@@ -5,14 +5,16 @@ Events are arrivals and completions. An arrival is decided against the replay's 
 - on-prem with room: its GPUs are taken now (as the service reserves them; smaller work may
   pass a queued big job); the run starts once its bulk data has moved;
 - on-prem without room: it joins the group's first-in-first-out queue and starts when
-  completions free enough GPUs;
+  completions free enough GPUs (its data moves while it waits);
 - cloud: quota is taken now and billed from now; the run starts after provisioning (and the
-  data move), except a service window that continues on the region its previous window used
-  (its nodes are up) and a service's window at the trace's start (a trace is an excerpt of
-  services already running). Spot runs lose work to interruptions drawn from a seeded Poisson
-  model at the site's rate: each costs up to one checkpoint interval of work plus the restart
-  overhead.
-Each workload's draws come from its own seed, so every policy meets the same interruptions.
+  data move), except a service window whose service ran on that region until the window
+  began (its nodes are up) and a service's window at the trace's start (a trace is an excerpt
+  of services already running). Spot jobs lose work to interruptions drawn from a seeded
+  Poisson model at the site's rate: each costs up to one checkpoint interval of work plus the
+  restart overhead. Each job's draws come from its own seed, so every policy meets the same
+  interruptions.
+A service window ends at its window's end, however late it started. Cloud spend counts against
+the policy's monthly team burst budgets (months of MONTH_H hours from the first arrival).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from placement.engine.context import DecisionContext
 from placement.simulate.synth import SimWorkload
 
 Ints = np.ndarray
+EPS_H = 1e-9  # events this close count as simultaneous (window ends meet next arrivals)
+MONTH_H = 730.0  # team burst budgets are monthly: 8,760 h / 12
 
 
 class Decider(Protocol):
@@ -85,6 +89,7 @@ class _Schedule(ReleaseSchedule):
         out = np.full(len(groups), np.inf)
         for i, (g, short) in enumerate(zip(groups.tolist(), deficit.tolist(), strict=True)):
             free = int(r.engine.ci.group_capacity[g] - r.reserved[g])
+            want = free + short  # the arrival's GPUs: `short` more than are free now
             ends = list(r.running[g].values())
             heapq.heapify(ends)
             t = r.now
@@ -94,8 +99,8 @@ class _Schedule(ReleaseSchedule):
                     end, n = heapq.heappop(ends)
                     t, free = max(t, end), free + n
                 free -= need
-                heapq.heappush(ends, (t + float(q.ctx.run_hours[q.pos]), need))
-            want = free + short  # the arrival's GPUs: `short` more than free now
+                begin = max(t, q.sw.arrival_h + float(q.ctx.transfer_hours[q.pos]))
+                heapq.heappush(ends, (begin + float(q.ctx.run_hours[q.pos]), need))
             while free < want and ends:
                 end, n = heapq.heappop(ends)
                 t, free = max(t, end), free + n
@@ -117,8 +122,9 @@ class Replay:
     running: dict[int, dict[int, tuple[float, int]]] = field(init=False)
     queues: dict[int, deque[_Queued]] = field(init=False)
     queued_gpus: dict[int, int] = field(init=False)
-    warm: dict[str, tuple[int, int]] = field(default_factory=dict)  # service -> (group, kind)
+    warm: dict[str, tuple[int, int, float]] = field(default_factory=dict)  # group, kind, end
     start_h: float = 0.0  # the first arrival: services there were already up
+    spend: dict[tuple[str, int], float] = field(default_factory=dict)  # (team, month) -> cloud $
 
     def __post_init__(self) -> None:
         ci = self.engine.ci
@@ -146,13 +152,17 @@ class Replay:
         return self.runs
 
     def _advance(self, until: float) -> None:
-        while self._events and self._events[0][0] <= until:
+        while self._events and self._events[0][0] <= until + EPS_H:
             t, _, n = heapq.heappop(self._events)
             self.now = t
             self._finish(n)
 
     def _arrive(self, sw: SimWorkload, run: Run) -> None:
-        ctx, pos = self.decider.decide(self.view, sw)
+        view, spec = self.view, sw.workload.spec
+        if spec.team in self.engine.policy.spec.team_budgets:
+            spent = self.spend.get((spec.team, int(self.now // MONTH_H)), 0.0)
+            view = view.with_team_spend({spec.team: spent})
+        ctx, pos = self.decider.decide(view, sw)
         if pos is None:
             return
         ci = self.engine.ci
@@ -171,29 +181,42 @@ class Replay:
     def _start(self, sw: SimWorkload, ctx: DecisionContext, pos: int, run: Run, g: int) -> None:
         ci, spec = self.engine.ci, sw.workload.spec
         kind = run.kind
-        service = sw.workload.name.split("-w")[0] if spec.is_service else None
-        delay = float(ctx.transfer_hours[pos])
-        running = service is not None and (self.warm.get(service) == (g, kind) or (
-            service not in self.warm and sw.arrival_h <= self.start_h))
-        if kind != ONPREM and not running:
-            delay = max(delay, float(ci.provision_h[run.site]))
-        run.start_h = self.now + delay
+        service = sw.workload.name.rsplit("-w", 1)[0] if spec.is_service else None
+        lead = float(ctx.transfer_hours[pos])  # the data moves from arrival, while it waits
+        if kind != ONPREM and not self._warm(service, sw.arrival_h, g, kind):
+            lead = max(lead, float(ci.provision_h[run.site]))
+        run.start_h = max(self.now, sw.arrival_h + lead)
         hours = float(ctx.hours)
-        if kind == SPOT:
-            hours, run.interruptions = spot_run(hours, float(ci.spot_rate[run.site]),
-                                                 spec.checkpoint_minutes / 60,
-                                                 ctx.rule.burst.restart_overhead_minutes / 60,
-                                                 self.seed * 1_000_003 + sw.index)
-        run.end_h = run.start_h + hours
-        run.billed_h = run.end_h - self.now if kind != ONPREM else hours
+        if service is not None:  # a window serves until its end, however late it started
+            run.end_h = max(run.start_h, sw.arrival_h + hours)
+        else:
+            if kind == SPOT:
+                hours, run.interruptions = spot_run(
+                    hours, float(ci.spot_rate[run.site]), spec.checkpoint_minutes / 60,
+                    ctx.rule.burst.restart_overhead_minutes / 60, self.seed * 1_000_003 + sw.index)
+            run.end_h = run.start_h + hours
+        run.billed_h = run.end_h - self.now if kind != ONPREM else run.end_h - run.start_h
         run.gpu_usd = float(ctx.usd_per_hour[pos]) * run.billed_h
         run.egress_usd, run.egress_gb = float(ctx.egress_usd[pos]), float(ctx.egress_gb[pos])
         run.p99_ms = float(ctx.p99_ms[pos])
-        if service:
-            self.warm[service] = (g, kind)
+        if service is not None:
+            self.warm[service] = (g, kind, run.end_h)
+        if kind != ONPREM:
+            key = (spec.team, int(self.now // MONTH_H))
+            self.spend[key] = self.spend.get(key, 0.0) + run.gpu_usd + run.egress_usd
         self.reserved[g] += ctx.gpus_needed
         self.running[g][sw.index] = (run.end_h, ctx.gpus_needed)
         heapq.heappush(self._events, (run.end_h, sw.index, sw.index))
+
+    def _warm(self, service: str | None, arrival_h: float, g: int, kind: int) -> bool:
+        """A service window finds its nodes up: its previous window ran there until now, or it
+        is at the trace's start (a trace is an excerpt of services already running)."""
+        if service is None:
+            return False
+        prev = self.warm.get(service)
+        if prev is None:
+            return arrival_h <= self.start_h
+        return prev[:2] == (g, kind) and prev[2] >= arrival_h - EPS_H
 
     def _finish(self, n: int) -> None:
         run = self.runs[n]
