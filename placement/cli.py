@@ -229,7 +229,8 @@ def simulate(
 
             def step(policy: str, done: int, total: int) -> None:
                 if policy not in tasks:
-                    tasks[policy] = bar.add_task(f"replaying ({policy})", total=total)
+                    what = policy if policy.startswith("MILP") else f"replaying ({policy})"
+                    tasks[policy] = bar.add_task(what, total=total)
                 bar.advance(tasks[policy], done)
 
             summary = run_simulation(opts, step)

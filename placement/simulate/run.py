@@ -40,7 +40,7 @@ class Options:
     bound_time_s: float = 60.0
 
 
-Progress = Callable[[str, int, int], None]  # policy, workloads done (delta), total
+Progress = Callable[[str, int, int], None]  # policy (or "MILP ..."), steps done (delta), total
 
 
 def simulate(opts: Options, progress: Progress | None = None) -> dict[str, Any]:
@@ -89,8 +89,12 @@ def simulate(opts: Options, progress: Progress | None = None) -> dict[str, Any]:
         # engine's. Baselines break those rules (spot, bursting, SLOs): no gap for them.
         placed = [w for w, r in zip(workloads, all_runs["engine"], strict=True) if r.site >= 0]
         for key, total, sunk, fixed in views:
+            if progress is not None:
+                progress(f"MILP {key.replace('_', ' ')}", 0, 1)
             b = lower_bound(engine, placed, time_limit_s=opts.bound_time_s, seed=opts.seed,
                             onprem_sunk=sunk)
+            if progress is not None:
+                progress(f"MILP {key.replace('_', ' ')}", 1, 1)
             usd = None if b.usd is None else b.usd + fixed
             summary[key] = {"usd": None if usd is None else round(usd, 2),
                             "status": b.status, "solver_gap": b.gap,
