@@ -20,7 +20,7 @@ from placement.simulate.bound import lower_bound
 from placement.simulate.replay import Replay, Run, spot_run
 from placement.simulate.results import metrics
 from placement.simulate.synth import SimWorkload, synthesize
-from placement.simulate.traces import Job, Trace
+from placement.simulate.traces import Job, Request, Trace
 
 from .conftest import SHARED_DATA
 from .factories import client, cloud, dataset, engine, job, onprem, policy, service
@@ -394,3 +394,22 @@ def test_team_burst_budgets_run_out_in_the_replay() -> None:
     runs = Replay(e, _decider("engine")).run(wls)
     # $2 each: five fit in the $10 monthly budget, the rest have nowhere to go
     assert [r.site >= 0 for r in runs] == [True] * 5 + [False] * 5
+
+
+def test_a_service_keeps_one_replica_through_windows_without_requests() -> None:
+    inv = Inventory(sites=_engine().inventory.sites, client_locations=[client("users", 50, 8)])
+    records = [Request(at, 100, 10, None, i + 2)
+               for i, at in enumerate([0.0, 60.0, 3 * 900.0 + 5, 3 * 900.0 + 10])]
+    trace = Trace(Path("r.csv"), "azure-llm", "requests", records)
+    syn = synthesize(trace, inv, seed=0, window_h=0.25)
+    by_service: dict[str, list[SimWorkload]] = {}
+    for w in syn.workloads:
+        by_service.setdefault(w.workload.name.rsplit("-w", 1)[0], []).append(w)
+    assert sum(w.requests for w in syn.workloads) == 4
+    assert any(w.requests == 0 for w in syn.workloads)  # a service spans windows 0 to 3
+    for windows in by_service.values():
+        starts = [round(w.arrival_h / 0.25) for w in windows]
+        assert starts == list(range(starts[0], starts[-1] + 1))  # no gap: it never went cold
+        for w in windows:
+            if w.requests == 0:
+                assert w.workload.spec.replicas == 1

@@ -24,7 +24,9 @@ The rules (the same for every policy compared, because the workloads are built o
   SERVICES services. Each request goes to one service (seeded); each service has a kind
   (inference or rag, half each), one client location, a GPU type (as for jobs), a p99 SLO and a
   service time. Per window of `window_h` a service is one workload sized for that window's load:
-  replicas = ceil(rate x mean request seconds / CONCURRENCY_PER_REPLICA), at least 1. A
+  replicas = ceil(rate x mean request seconds / CONCURRENCY_PER_REPLICA), at least 1: a
+  service runs from its first window with requests to its last, keeping one replica through
+  windows without any (it does not scale to zero and start cold for the next request). A
   request's seconds are the trace's measured execution time where it has one, else
   tokens_in x PREFILL_S_PER_TOKEN + tokens_out x DECODE_S_PER_TOKEN. For QPS samples, a
   window's rate is sum(values) x the median sample gap / window seconds (samples of concurrent
@@ -219,16 +221,21 @@ def _services(trace: Trace, rules: _Rules, window_h: float) -> list[SimWorkload]
             cell = load[(int(rec.at_s // window_s), rules.rng.randrange(SERVICES))]
             cell[0] += 1
             cell[1] += secs
+    span: dict[int, tuple[int, int]] = {}  # service -> first and last window with load
+    for (w, k), (n, _) in load.items():
+        if n > 0:
+            lo, hi = span.get(k, (w, w))
+            span[k] = (min(lo, w), max(hi, w))
+    cells = sorted((w, k) for k, (lo, hi) in span.items() for w in range(lo, hi + 1))
     out: list[SimWorkload] = []
-    for (w, k), (n, secs) in sorted(load.items()):
-        if n <= 0:
-            continue
+    for w, k in cells:
+        n, secs = load.get((w, k), (0.0, 0.0))
         spec = dict(specs[k])
         busy = secs / window_s  # requests in flight on average
         spec.update(replicas=max(1, math.ceil(busy / CONCURRENCY_PER_REPLICA)),
                     duration_hours=window_h, requests_per_s=n / window_s)
         wl = Workload.model_validate({"metadata": {"name": f"svc{k}-w{w}"}, "spec": spec})
-        out.append(SimWorkload(len(out), w * window_h, wl, requests=max(1, round(n))))
+        out.append(SimWorkload(len(out), w * window_h, wl, requests=round(n)))
     return out
 
 
