@@ -42,7 +42,7 @@ class EngineDecider:
         return out.ctx, out.chosen
 
 
-def _hard(ctx: DecisionContext) -> tuple[Bools, Bools, Bools]:
+def hard_rules(ctx: DecisionContext) -> tuple[Bools, Bools, Bools]:
     """Allowed by the hard rules; of those, with room now; on-prem that can ever fit."""
     ok = Constraints().filter(ctx).passed & Boundary().filter(ctx).passed
     need = ctx.gpus_needed
@@ -68,7 +68,7 @@ class OrderedOverflow:
 
 
 def overflow(ctx: DecisionContext) -> int | None:
-    _, room, can_queue = _hard(ctx)
+    _, room, can_queue = hard_rules(ctx)
     order = ctx.site.astype(float)
     for mask in (room & (ctx.kind == ONPREM), room & (ctx.kind == ON_DEMAND), can_queue):
         got = _first(mask, order)
@@ -84,7 +84,7 @@ class CheapestGpu:
 
     def decide(self, engine: Engine, sw: SimWorkload) -> tuple[DecisionContext, int | None]:
         ctx = engine.context(sw.workload)
-        _, room, can_queue = _hard(ctx)
+        _, room, can_queue = hard_rules(ctx)
         if sw.workload.spec.is_service:
             room = room & (ctx.kind != SPOT)
         price = ctx.usd_per_hour
@@ -99,7 +99,7 @@ class AllCloudOnDemand:
 
     def decide(self, engine: Engine, sw: SimWorkload) -> tuple[DecisionContext, int | None]:
         ctx = engine.context(sw.workload)
-        _, room, _ = _hard(ctx)
+        _, room, _ = hard_rules(ctx)
         key = ctx.p99_ms if sw.workload.spec.is_service else ctx.usd_per_hour
         got = _first(room & (ctx.kind == ON_DEMAND), key)
         return ctx, got if got is not None else overflow(ctx)  # quota full or cloud forbidden

@@ -22,7 +22,7 @@ negative gap says so).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import LinearConstraint, milp
@@ -31,9 +31,8 @@ from scipy.sparse import coo_matrix
 from placement.compiled import SPOT
 from placement.engine import Engine
 from placement.engine.context import DecisionContext
-from placement.plugins.boundary import Boundary
-from placement.plugins.constraints import Constraints
-from placement.simulate.replay import spot_run
+from placement.simulate.baselines import hard_rules
+from placement.simulate.replay import spot_hours
 from placement.simulate.synth import SimWorkload
 
 # Measured here: Philly's first 40,000 jobs are 343,695 variables, built and solved to
@@ -63,38 +62,41 @@ def _billed_hours(ctx: DecisionContext, idx: np.ndarray, sw: SimWorkload,
         return hours
     site = ctx.site[idx]
     for j in np.flatnonzero(ctx.kind[idx] == SPOT):
-        hours[j] = spot_run(float(ctx.hours), float(ctx.ci.spot_rate[site[j]]),
-                            sw.workload.spec.checkpoint_minutes / 60,
-                            ctx.rule.burst.restart_overhead_minutes / 60,
-                            seed * 1_000_003 + sw.index)[0]
+        hours[j] = spot_hours(ctx, int(site[j]), sw, seed)[0]
     lead = np.maximum(ctx.transfer_hours[idx], ctx.ci.provision_h[site])
     billed: np.ndarray = np.where(ctx.is_cloud[idx], lead + hours, hours)
     return billed
 
 
-def lower_bound(engine: Engine, workloads: list[SimWorkload], *, window_h: float | None = None,
-                time_limit_s: float = 60.0, seed: int = 0, onprem_sunk: bool = False) -> Bound:
-    """The MILP lower bound on total $ (GPU + egress) for these workloads on this inventory.
+@dataclass(frozen=True)
+class Model:
+    """The MILP's candidates and constraints, priced both ways (built once, solved per view)."""
 
-    With `onprem_sunk`, on-prem GPU-hours cost nothing (the fleet is paid for either way: add
-    its cost to compare with `total_with_fleet_usd`); else they cost their amortized price
-    (compare with `total_usd`)."""
-    if not workloads:
-        return Bound(0.0, "empty", 0.0, 0, 0, time_limit_s)
+    gpu_usd: np.ndarray  # per variable: GPU $ as the replay bills it
+    onprem: np.ndarray  # per variable: an on-prem GPU (free when the fleet is sunk)
+    egress_usd: np.ndarray
+    constraints: LinearConstraint | None
+    workloads: int
+
+
+def build(engine: Engine, workloads: list[SimWorkload], *, window_h: float | None = None,
+          seed: int = 0) -> Model:
+    """The bound's model for these workloads on this inventory under the engine's policy."""
     ci = engine.ci
     longest = max((w.workload.spec.duration_hours or 0.0) for w in workloads) or 1.0
     span = max(w.arrival_h + (w.workload.spec.duration_hours or longest) for w in workloads)
     width = window_h or max(span / 48, 0.25)
     n_windows = int(np.ceil(span / width)) + 1
-    cost: list[float] = []
+    gpu_usd: list[np.ndarray] = []
+    onprem: list[np.ndarray] = []
+    egress: list[np.ndarray] = []
     var_w: list[int] = []
     var_group: list[int] = []
     var_gpus: list[int] = []
     modeled = 0
     for k, sw in enumerate(workloads):
         ctx = engine.context(sw.workload)
-        ok = Constraints().filter(ctx).passed & Boundary().filter(ctx).passed
-        ok &= ci.group_capacity[ctx.group] >= ctx.gpus_needed
+        ok, _, _ = hard_rules(ctx)
         burst = ctx.rule.burst
         ok &= ~ctx.is_cloud | burst.allowed
         if burst.spot == "never":
@@ -106,23 +108,29 @@ def lower_bound(engine: Engine, workloads: list[SimWorkload], *, window_h: float
         if not len(idx):
             continue
         modeled += 1
-        price = np.where(ctx.is_cloud[idx] | (not onprem_sunk), ctx.usd_per_hour[idx], 0.0)
-        usd = price * _billed_hours(ctx, idx, sw, seed) + ctx.egress_usd[idx]
-        cost.extend(usd.tolist())
+        gpu = ctx.usd_per_hour[idx] * _billed_hours(ctx, idx, sw, seed)
+        local = ~ctx.is_cloud[idx]
+        gpu_usd.append(gpu)
+        onprem.append(local)
+        egress.append(ctx.egress_usd[idx])
         var_w.extend([k] * len(idx))
         var_group.extend(ctx.group[idx].tolist())
         var_gpus.extend([ctx.gpus_needed] * len(idx))
-        if not ctx.is_cloud[idx].any():  # it may queue: the same price, outside capacity
-            cost.append(float(usd.min()))
-            var_w.append(k)
-            var_group.append(-1)
-            var_gpus.append(0)
-    n = len(cost)
-    if n == 0:
-        return Bound(None, "no workload has a candidate", None, 0, 0, time_limit_s)
-    if n > MAX_VARIABLES:
-        return Bound(None, f"not computed: {n:,} variables, over {MAX_VARIABLES:,}; bound a "
-                     "part of the trace with --limit", None, modeled, n, time_limit_s)
+        if local.all():  # it may queue: its cheapest on-prem option (in either view), outside
+            best = sorted({int(np.argmin(gpu + ctx.egress_usd[idx])),  # capacity
+                           int(np.argmin(ctx.egress_usd[idx]))})
+            gpu_usd.append(gpu[best])
+            onprem.append(local[best])
+            egress.append(ctx.egress_usd[idx][best])
+            var_w.extend([k] * len(best))
+            var_group.extend([-1] * len(best))
+            var_gpus.extend([0] * len(best))
+    n = len(var_w)
+    model = Model(np.concatenate(gpu_usd) if n else np.zeros(0),
+                  np.concatenate(onprem) if n else np.zeros(0, dtype=bool),
+                  np.concatenate(egress) if n else np.zeros(0), None, modeled)
+    if n == 0 or n > MAX_VARIABLES:
+        return model
     vw = np.array(var_w)
     arrival = np.array([workloads[k].arrival_h for k in vw])
     hours = np.array([workloads[k].workload.spec.duration_hours or longest for k in vw])
@@ -154,8 +162,22 @@ def lower_bound(engine: Engine, workloads: list[SimWorkload], *, window_h: float
     keep = np.r_[np.arange(n_assign), used]
     lb = np.r_[np.ones(n_assign), np.full(len(used), -np.inf)]
     ub = np.r_[np.ones(n_assign), cap[used - n_assign]]
-    res = milp(np.array(cost), integrality=np.ones(n), bounds=(0, 1),
-               constraints=LinearConstraint(a[keep], lb, ub),
+    return replace(model, constraints=LinearConstraint(a[keep], lb, ub))
+
+
+def solve(model: Model, *, onprem_sunk: bool = False, time_limit_s: float = 60.0) -> Bound:
+    """The bound of a built model. With `onprem_sunk`, on-prem GPU-hours cost nothing (the
+    fleet is paid for either way: add its cost to compare with `total_with_fleet_usd`); else
+    they cost their amortized price (compare with `total_usd`)."""
+    n, modeled = len(model.gpu_usd), model.workloads
+    if n == 0:
+        return Bound(None, "no workload has a candidate", None, 0, 0, time_limit_s)
+    if model.constraints is None:
+        return Bound(None, f"not computed: {n:,} variables, over {MAX_VARIABLES:,}; bound a "
+                     "part of the trace with --limit", None, modeled, n, time_limit_s)
+    gpu = np.where(model.onprem, 0.0, model.gpu_usd) if onprem_sunk else model.gpu_usd
+    res = milp(gpu + model.egress_usd, integrality=np.ones(n), bounds=(0, 1),
+               constraints=model.constraints,
                options={"time_limit": time_limit_s, "disp": False})
     dual = getattr(res, "mip_dual_bound", None)
     if res.status == 0:  # solved to HiGHS's gap: its dual bound is the bound, not its plan
@@ -169,3 +191,11 @@ def lower_bound(engine: Engine, workloads: list[SimWorkload], *, window_h: float
                      modeled, n, time_limit_s)
     return Bound(None, str(res.message), None, modeled, n, time_limit_s)
 
+
+def lower_bound(engine: Engine, workloads: list[SimWorkload], *, window_h: float | None = None,
+                time_limit_s: float = 60.0, seed: int = 0, onprem_sunk: bool = False) -> Bound:
+    """The MILP lower bound on total $ (GPU + egress) for these workloads (see `solve`)."""
+    if not workloads:
+        return Bound(0.0, "empty", 0.0, 0, 0, time_limit_s)
+    return solve(build(engine, workloads, window_h=window_h, seed=seed),
+                 onprem_sunk=onprem_sunk, time_limit_s=time_limit_s)

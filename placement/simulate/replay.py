@@ -191,9 +191,7 @@ class Replay:
             run.end_h = max(run.start_h, sw.arrival_h + hours)
         else:
             if kind == SPOT:
-                hours, run.interruptions = spot_run(
-                    hours, float(ci.spot_rate[run.site]), spec.checkpoint_minutes / 60,
-                    ctx.rule.burst.restart_overhead_minutes / 60, self.seed * 1_000_003 + sw.index)
+                hours, run.interruptions = spot_hours(ctx, run.site, sw, self.seed)
             run.end_h = run.start_h + hours
         run.billed_h = run.end_h - self.now if kind != ONPREM else run.end_h - run.start_h
         run.gpu_usd = float(ctx.usd_per_hour[pos]) * run.billed_h
@@ -233,6 +231,14 @@ class Replay:
             queue.popleft()
             self.queued_gpus[g] -= need
             self._start(head.sw, head.ctx, head.pos, head.run, g)
+
+
+def spot_hours(ctx: DecisionContext, site: int, sw: SimWorkload, seed: int) -> tuple[float, int]:
+    """A job's run time on spot at `site`, and its interruptions: the same draws wherever it
+    is asked (the replay, the bound) for one workload and seed."""
+    return spot_run(float(ctx.hours), float(ctx.ci.spot_rate[site]),
+                    sw.workload.spec.checkpoint_minutes / 60,
+                    ctx.rule.burst.restart_overhead_minutes / 60, seed * 1_000_003 + sw.index)
 
 
 def spot_run(hours: float, rate: float, checkpoint_h: float, restart_h: float,

@@ -13,7 +13,7 @@ import numpy as np
 from placement.decide import engine_for
 from placement.loader import load_bundle
 from placement.simulate.baselines import deciders
-from placement.simulate.bound import lower_bound
+from placement.simulate.bound import Bound, build, solve
 from placement.simulate.replay import Replay, Run
 from placement.simulate.results import fleet_usd, horizon, metrics, timeline
 from placement.simulate.synth import synthesize
@@ -47,10 +47,10 @@ def simulate(opts: Options, progress: Progress | None = None) -> dict[str, Any]:
     """Run the comparison; writes summary.json and report.html into opts.out."""
     trace = read(opts.trace, opts.fmt)
     bundle = load_bundle(opts.config)
-    empty = engine_for(bundle)
+    engine = engine_for(bundle)  # holds no GPUs: each replay works on its own copy
     syn = synthesize(trace, bundle.inventory, seed=opts.seed, window_h=opts.window_h,
                      limit=opts.limit, load=opts.load,
-                     feasible=lambda wl: empty.decide(wl).action != "reject")
+                     feasible=lambda wl: engine.decide(wl).action != "reject")
     workloads = syn.workloads
     if not workloads:
         shown = "; ".join(trace.problems[:3]) or "no rows"
@@ -59,7 +59,6 @@ def simulate(opts: Options, progress: Progress | None = None) -> dict[str, Any]:
     policies: dict[str, dict[str, Any]] = {}
     all_runs: dict[str, list[Run]] = {}
     for decider in deciders(list(opts.baselines)):
-        engine = engine_for(bundle)
         name = decider.name
 
         def step(done: int, name: str = name) -> None:
@@ -67,7 +66,6 @@ def simulate(opts: Options, progress: Progress | None = None) -> dict[str, Any]:
                 progress(name, done, len(workloads))
 
         all_runs[name] = Replay(engine, decider, seed=opts.seed).run(workloads, step)
-    engine = engine_for(bundle)
     span = max(horizon(runs) for runs in all_runs.values())  # one fleet horizon for all
     for name, runs in all_runs.items():
         policies[name] = metrics(runs, workloads, engine.ci, span)
@@ -88,11 +86,12 @@ def simulate(opts: Options, progress: Progress | None = None) -> dict[str, Any]:
         # The bound follows the engine's rules over what the engine placed: the gap is the
         # engine's. Baselines break those rules (spot, bursting, SLOs): no gap for them.
         placed = [w for w, r in zip(workloads, all_runs["engine"], strict=True) if r.site >= 0]
+        model = build(engine, placed, seed=opts.seed) if placed else None
         for key, total, sunk, fixed in views:
             if progress is not None:
                 progress(f"MILP {key.replace('_', ' ')}", 0, 1)
-            b = lower_bound(engine, placed, time_limit_s=opts.bound_time_s, seed=opts.seed,
-                            onprem_sunk=sunk)
+            b = (solve(model, onprem_sunk=sunk, time_limit_s=opts.bound_time_s)
+                 if model is not None else Bound(0.0, "empty", 0.0, 0, 0, opts.bound_time_s))
             if progress is not None:
                 progress(f"MILP {key.replace('_', ' ')}", 1, 1)
             usd = None if b.usd is None else b.usd + fixed
