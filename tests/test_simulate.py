@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 from placement.cli import app
 from placement.compiled import ON_DEMAND, ONPREM, SPOT
 from placement.engine import Engine
+from placement.engine.batch import Pick
 from placement.model import Inventory, Workload
 from placement.simulate.baselines import deciders
 from placement.simulate.bound import lower_bound
-from placement.simulate.replay import Replay, Run, spot_run
+from placement.simulate.replay import Decider, Replay, Run, spot_run
 from placement.simulate.results import metrics
 from placement.simulate.synth import SimWorkload, synthesize
 from placement.simulate.traces import Job, Request, Trace
@@ -102,12 +103,12 @@ def test_the_engine_sees_the_queue_ahead_when_it_estimates_a_wait() -> None:
     class Spy:
         name = "spy"
 
-        def decide(self, eng: Engine, sw: SimWorkload) -> tuple[object, int | None]:
-            ctx, pos = decider.decide(eng, sw)
-            seen.append(float(ctx.wait_hours[pos]) if pos is not None else math.nan)
-            return ctx, pos
+        def decide(self, eng: Engine, sw: SimWorkload) -> Pick | None:
+            pick = decider.decide(eng, sw)
+            seen.append(pick.wait_hours if pick is not None else math.nan)
+            return pick
 
-    Replay(e, Spy()).run(wls)  # type: ignore[arg-type]
+    Replay(e, Spy()).run(wls)
     assert seen == pytest.approx([0.0, 1.5, 2.25])
 
 
@@ -151,7 +152,7 @@ def _window(i: int, name: str, at: float, requests: int = 100) -> SimWorkload:
     return SimWorkload(i, at, Workload.model_validate(spec), requests=requests)
 
 
-def _decider(name: str) -> Any:
+def _decider(name: str) -> Decider:
     return next(d for d in deciders(["all"]) if d.name == name)
 
 
@@ -327,11 +328,11 @@ class _WaitSpy:
     def __init__(self) -> None:
         self.expected: dict[int, float] = {}
 
-    def decide(self, eng: Engine, sw: SimWorkload) -> tuple[Any, int | None]:
-        ctx, pos = _decider("engine").decide(eng, sw)
-        if pos is not None:
-            self.expected[sw.index] = float(ctx.start_hours[pos])
-        return ctx, pos
+    def decide(self, eng: Engine, sw: SimWorkload) -> Pick | None:
+        pick = _decider("engine").decide(eng, sw)
+        if pick is not None:
+            self.expected[sw.index] = max(pick.wait_hours, pick.transfer_hours)
+        return pick
 
 
 WAITS = [

@@ -62,7 +62,8 @@ def _billed_hours(ctx: DecisionContext, idx: np.ndarray, sw: SimWorkload,
         return hours
     site = ctx.site[idx]
     for j in np.flatnonzero(ctx.kind[idx] == SPOT):
-        hours[j] = spot_hours(ctx, int(site[j]), sw, seed)[0]
+        hours[j] = spot_hours(float(ctx.hours), float(ctx.ci.spot_rate[site[j]]), sw,
+                              ctx.rule.burst.restart_overhead_minutes / 60, seed)[0]
     lead = np.maximum(ctx.transfer_hours[idx], ctx.ci.provision_h[site])
     billed: np.ndarray = np.where(ctx.is_cloud[idx], lead + hours, hours)
     return billed

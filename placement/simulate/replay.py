@@ -26,11 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numba
 import numpy as np
 
 from placement.compiled import ONPREM, SPOT, CapacityState, ReleaseSchedule
 from placement.engine import Engine
-from placement.engine.context import DecisionContext
+from placement.engine.batch import Pick
 from placement.simulate.synth import SimWorkload
 
 Ints = np.ndarray
@@ -43,12 +44,12 @@ class Decider(Protocol):
 
     name: str
 
-    def decide(self, engine: Engine, sw: SimWorkload) -> tuple[DecisionContext, int | None]:
-        """The decision context and the chosen candidate (position in ctx.rows) or None."""
+    def decide(self, engine: Engine, sw: SimWorkload) -> Pick | None:
+        """The chosen candidate and its numbers, or None to reject."""
         ...
 
 
-@dataclass
+@dataclass(slots=True)
 class Run:
     """One workload's fate under one policy."""
 
@@ -68,45 +69,144 @@ class Run:
     interruptions: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Queued:
     sw: SimWorkload
-    ctx: DecisionContext
-    pos: int
+    pick: Pick
     run: Run
+    ready_h: float  # its data is in place (it moves while the workload waits)
 
 
 class _Schedule(ReleaseSchedule):
     """Release times from the replay's running work and its first-in-first-out queues: a new
-    arrival starts after everything queued ahead of it in the group has started."""
+    arrival starts after everything queued ahead of it in the group has started.
+
+    Per group, a release curve (from when, how many GPUs are free) is kept until the group's
+    running work or queue changes (`touch`); a decision reads it by binary search. Curves are
+    built and read by compiled helpers over a flat store (G x L arrays).
+    """
 
     def __init__(self, replay: Replay) -> None:
         super().__init__(replay.engine.ci)
         self.replay = replay
+        n = len(replay.engine.ci.group_site)
+        self.clen = np.full(n, STALE, dtype=np.int64)
+        self.ctimes = np.zeros((n, 16))
+        self.cfrees = np.zeros((n, 16), dtype=np.int64)
+
+    def touch(self, g: int) -> None:
+        """Group g's running work or queue changed."""
+        self.clen[g] = STALE
+
+    def _build(self, g: int) -> None:
+        r = self.replay
+        free = int(r.engine.ci.group_capacity[g] - r.reserved[g])
+        ends = np.array(list(r.running[g].values()), dtype=np.float64).reshape(-1, 2)
+        queue = r.queues[g]
+        q = np.array([(x.pick.gpus, x.ready_h, x.pick.run_hours) for x in queue],
+                     dtype=np.float64).reshape(-1, 3)
+        times, frees, ok = _curve(free, ends[:, 0], ends[:, 1].astype(np.int64),
+                                  q[:, 0].astype(np.int64), q[:, 1], q[:, 2])
+        if not ok:
+            self.clen[g] = NOW_DEPENDENT
+            return
+        k = len(times)
+        if k > self.ctimes.shape[1]:
+            width = max(k, 2 * self.ctimes.shape[1])
+            self.ctimes = np.pad(self.ctimes, ((0, 0), (0, width - self.ctimes.shape[1])))
+            self.cfrees = np.pad(self.cfrees, ((0, 0), (0, width - self.cfrees.shape[1])))
+        self.ctimes[g, :k] = times
+        self.cfrees[g, :k] = frees
+        self.clen[g] = k
 
     def wait(self, groups: Ints, deficit: Ints) -> np.ndarray:
         r = self.replay
-        out = np.full(len(groups), np.inf)
-        for i, (g, short) in enumerate(zip(groups.tolist(), deficit.tolist(), strict=True)):
-            free = int(r.engine.ci.group_capacity[g] - r.reserved[g])
-            want = free + short  # the arrival's GPUs: `short` more than are free now
-            ends = list(r.running[g].values())
-            heapq.heapify(ends)
-            t = r.now
-            for q in r.queues[g]:
-                need = q.ctx.gpus_needed
-                while free < need and ends:
-                    end, n = heapq.heappop(ends)
-                    t, free = max(t, end), free + n
-                free -= need
-                begin = max(t, q.sw.arrival_h + float(q.ctx.transfer_hours[q.pos]))
-                heapq.heappush(ends, (begin + float(q.ctx.run_hours[q.pos]), need))
-            while free < want and ends:
+        clen = self.clen
+        for g in groups[clen[groups] == STALE].tolist():
+            self._build(g)
+        out: np.ndarray = _lookup(groups, deficit, r.engine.ci.group_capacity, r.reserved,
+                                  clen, self.ctimes, self.cfrees, r.now)
+        for i in np.flatnonzero(np.isnan(out)).tolist():
+            g = int(groups[i])
+            want = int(r.engine.ci.group_capacity[g] - r.reserved[g] + deficit[i])
+            out[i] = self._slow(g, want)
+        return out
+
+    def _slow(self, g: int, want: int) -> float:
+        """The wait computed from the current time (for a curve that depends on it)."""
+        r = self.replay
+        free = int(r.engine.ci.group_capacity[g] - r.reserved[g])
+        ends = list(r.running[g].values())
+        heapq.heapify(ends)
+        t = r.now
+        for q in r.queues[g]:
+            need = q.pick.gpus
+            while free < need and ends:
                 end, n = heapq.heappop(ends)
                 t, free = max(t, end), free + n
-            if free >= want:
-                out[i] = t - r.now
-        return out
+            free -= need
+            heapq.heappush(ends, (max(t, q.ready_h) + q.pick.run_hours, need))
+        while free < want and ends:
+            end, n = heapq.heappop(ends)
+            t, free = max(t, end), free + n
+        return t - r.now if free >= want else np.inf
+
+
+STALE, NOW_DEPENDENT = -1, -2  # _Schedule.clen: no curve yet; a curve that needs the time
+
+
+def _curve_py(free: int, end_t: np.ndarray, end_n: np.ndarray, q_need: np.ndarray,
+              q_ready: np.ndarray, q_run: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """A group's release curve: run its queue in order on the running work's ends, then
+    list (time, GPUs free) after each later end. Times are absolute, from -inf: a lookup
+    takes max(now, time). Not ok when a queued start would depend on the current time."""
+    heap = [(np.inf, 0)]  # a sentinel (typed for the compiler): no end comes after it
+    for i in range(len(end_t)):
+        heap.append((end_t[i], end_n[i]))
+    heapq.heapify(heap)
+    t = -np.inf
+    for j in range(len(q_need)):
+        need = q_need[j]
+        while free < need and heap[0][0] < np.inf:
+            e, n = heapq.heappop(heap)
+            t = max(t, e)
+            free += n
+        if t == -np.inf:
+            return np.zeros(0), np.zeros(0, dtype=np.int64), False
+        free -= need
+        heapq.heappush(heap, (max(t, q_ready[j]) + q_run[j], need))
+    times = np.empty(len(heap))
+    frees = np.empty(len(heap), dtype=np.int64)
+    times[0], frees[0] = t, free
+    k = 1
+    while heap[0][0] < np.inf:
+        e, n = heapq.heappop(heap)
+        t = max(t, e)
+        free += n
+        times[k], frees[k] = t, free
+        k += 1
+    return times[:k], frees[:k], True
+
+
+def _lookup_py(groups: np.ndarray, deficit: np.ndarray, capacity: np.ndarray,
+               reserved: np.ndarray, clen: np.ndarray, ctimes: np.ndarray,
+               cfrees: np.ndarray, now: float) -> np.ndarray:
+    """Hours until each group has the GPUs (free now + deficit); NaN: needs the slow path."""
+    out = np.empty(len(groups))
+    for i in range(len(groups)):
+        g = groups[i]
+        k = clen[g]
+        if k < 0:
+            out[i] = np.nan
+            continue
+        want = capacity[g] - reserved[g] + deficit[i]
+        pos = np.searchsorted(cfrees[g, :k], want)
+        out[i] = max(now, ctimes[g, pos]) - now if pos < k else np.inf
+    return out
+
+
+_curve = numba.njit(cache=True)(_curve_py)
+_lookup = numba.njit(cache=True)(_lookup_py)
 
 
 @dataclass
@@ -121,7 +221,6 @@ class Replay:
     reserved: np.ndarray = field(init=False)
     running: dict[int, dict[int, tuple[float, int]]] = field(init=False)
     queues: dict[int, deque[_Queued]] = field(init=False)
-    queued_gpus: dict[int, int] = field(init=False)
     warm: dict[str, tuple[int, int, float]] = field(default_factory=dict)  # group, kind, end
     start_h: float = 0.0  # the first arrival: services there were already up
     spend: dict[tuple[str, int], float] = field(default_factory=dict)  # (team, month) -> cloud $
@@ -131,8 +230,12 @@ class Replay:
         self.reserved = np.zeros(len(ci.group_site), dtype=np.int64)
         self.running = defaultdict(dict)
         self.queues = defaultdict(deque)
-        self.queued_gpus = defaultdict(int)
-        self.view = self.engine.with_capacity(CapacityState(self.reserved, _Schedule(self)))
+        self.schedule = _Schedule(self)
+        self.view = self.engine.with_capacity(CapacityState(self.reserved, self.schedule))
+        self._capacity = ci.group_capacity.tolist()
+        self._provision = ci.provision_h.tolist()
+        self._spot_rate = ci.spot_rate.tolist()
+        self._budgeted = set(self.engine.policy.spec.team_budgets)
         self._events: list[tuple[float, int, int]] = []  # time, order, run index (completion)
 
     def run(self, workloads: list[SimWorkload],
@@ -140,8 +243,10 @@ class Replay:
         """Replay every workload (sorted by arrival); returns one Run per workload."""
         self.runs = [Run(sw.index, arrival_h=sw.arrival_h) for sw in workloads]
         self.start_h = workloads[0].arrival_h if workloads else 0.0
+        events = self._events
         for n, sw in enumerate(workloads):
-            self._advance(sw.arrival_h)
+            if events and events[0][0] <= sw.arrival_h + EPS_H:
+                self._advance(sw.arrival_h)
             self.now = sw.arrival_h
             self._arrive(sw, self.runs[n])
             if progress is not None and n % 1000 == 999:
@@ -159,51 +264,49 @@ class Replay:
 
     def _arrive(self, sw: SimWorkload, run: Run) -> None:
         view, spec = self.view, sw.workload.spec
-        if spec.team in self.engine.policy.spec.team_budgets:
+        if spec.team in self._budgeted:
             spent = self.spend.get((spec.team, int(self.now // MONTH_H)), 0.0)
             view = view.with_team_spend({spec.team: spent})
-        ctx, pos = self.decider.decide(view, sw)
-        if pos is None:
+        pick = self.decider.decide(view, sw)
+        if pick is None:
             return
-        ci = self.engine.ci
-        row = int(ctx.rows[pos])
-        g, kind = int(ci.row_group[row]), int(ci.row_kind[row])
-        run.site, run.group, run.kind = int(ci.row_site[row]), g, kind
-        run.gpus = int(ctx.billing.billed_gpus[row])
-        need = ctx.gpus_needed
-        free = int(ci.group_capacity[g] - self.reserved[g])
-        if kind == ONPREM and free < need:  # with room it starts now, as the service would
-            self.queues[g].append(_Queued(sw, ctx, pos, run))
-            self.queued_gpus[g] += need
+        g = pick.group
+        run.site, run.group, run.kind, run.gpus = pick.site, g, pick.kind, pick.billed_gpus
+        if pick.kind == ONPREM and self._capacity[g] - self.reserved[g] < pick.gpus:
+            # without room it queues (with room it starts now, as the service would)
+            self.queues[g].append(_Queued(sw, pick, run, sw.arrival_h + pick.transfer_hours))
+            self.schedule.touch(g)
             return
-        self._start(sw, ctx, pos, run, g)
+        self._start(sw, pick, run, g)
 
-    def _start(self, sw: SimWorkload, ctx: DecisionContext, pos: int, run: Run, g: int) -> None:
-        ci, spec = self.engine.ci, sw.workload.spec
+    def _start(self, sw: SimWorkload, pick: Pick, run: Run, g: int) -> None:
+        spec = sw.workload.spec
         kind = run.kind
         service = sw.workload.name.rsplit("-w", 1)[0] if spec.is_service else None
-        lead = float(ctx.transfer_hours[pos])  # the data moves from arrival, while it waits
+        lead = pick.transfer_hours  # the data moves from arrival, while it waits
         if kind != ONPREM and not self._warm(service, sw.arrival_h, g, kind):
-            lead = max(lead, float(ci.provision_h[run.site]))
+            lead = max(lead, self._provision[run.site])
         run.start_h = max(self.now, sw.arrival_h + lead)
-        hours = float(ctx.hours)
+        hours = pick.hours
         if service is not None:  # a window serves until its end, however late it started
             run.end_h = max(run.start_h, sw.arrival_h + hours)
         else:
             if kind == SPOT:
-                hours, run.interruptions = spot_hours(ctx, run.site, sw, self.seed)
+                hours, run.interruptions = spot_hours(
+                    hours, self._spot_rate[run.site], sw, pick.restart_hours, self.seed)
             run.end_h = run.start_h + hours
         run.billed_h = run.end_h - self.now if kind != ONPREM else run.end_h - run.start_h
-        run.gpu_usd = float(ctx.usd_per_hour[pos]) * run.billed_h
-        run.egress_usd, run.egress_gb = float(ctx.egress_usd[pos]), float(ctx.egress_gb[pos])
-        run.p99_ms = float(ctx.p99_ms[pos])
+        run.gpu_usd = pick.usd_per_hour * run.billed_h
+        run.egress_usd, run.egress_gb = pick.egress_usd, pick.egress_gb
+        run.p99_ms = pick.p99_ms
         if service is not None:
             self.warm[service] = (g, kind, run.end_h)
         if kind != ONPREM:
             key = (spec.team, int(self.now // MONTH_H))
             self.spend[key] = self.spend.get(key, 0.0) + run.gpu_usd + run.egress_usd
-        self.reserved[g] += ctx.gpus_needed
-        self.running[g][sw.index] = (run.end_h, ctx.gpus_needed)
+        self.reserved[g] += pick.gpus
+        self.running[g][sw.index] = (run.end_h, pick.gpus)
+        self.schedule.touch(g)
         heapq.heappush(self._events, (run.end_h, sw.index, sw.index))
 
     def _warm(self, service: str | None, arrival_h: float, g: int, kind: int) -> bool:
@@ -218,27 +321,26 @@ class Replay:
 
     def _finish(self, n: int) -> None:
         run = self.runs[n]
-        ci = self.engine.ci
         g = run.group
         _, gpus = self.running[g].pop(n)
         self.reserved[g] -= gpus
+        self.schedule.touch(g)
         queue = self.queues[g]
         while queue:
             head = queue[0]
-            need = head.ctx.gpus_needed
-            if int(ci.group_capacity[g] - self.reserved[g]) < need:
+            if self._capacity[g] - self.reserved[g] < head.pick.gpus:
                 break
             queue.popleft()
-            self.queued_gpus[g] -= need
-            self._start(head.sw, head.ctx, head.pos, head.run, g)
+            self._start(head.sw, head.pick, head.run, g)
 
 
-def spot_hours(ctx: DecisionContext, site: int, sw: SimWorkload, seed: int) -> tuple[float, int]:
-    """A job's run time on spot at `site`, and its interruptions: the same draws wherever it
-    is asked (the replay, the bound) for one workload and seed."""
-    return spot_run(float(ctx.hours), float(ctx.ci.spot_rate[site]),
-                    sw.workload.spec.checkpoint_minutes / 60,
-                    ctx.rule.burst.restart_overhead_minutes / 60, seed * 1_000_003 + sw.index)
+def spot_hours(hours: float, rate: float, sw: SimWorkload, restart_h: float,
+               seed: int) -> tuple[float, int]:
+    """A job's run time on spot at a site with `rate` interruptions per hour, and its
+    interruptions: the same draws wherever it is asked (the replay, the bound) for one
+    workload and seed."""
+    return spot_run(hours, rate, sw.workload.spec.checkpoint_minutes / 60, restart_h,
+                    seed * 1_000_003 + sw.index)
 
 
 def spot_run(hours: float, rate: float, checkpoint_h: float, restart_h: float,
