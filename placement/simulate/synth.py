@@ -40,6 +40,7 @@ import math
 import random
 from collections import defaultdict
 from collections.abc import Callable
+from itertools import accumulate
 from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
@@ -106,7 +107,7 @@ class _Rules:
         if not weights:
             weights = {t: 1 for t in biggest}
         self.types = sorted(weights)
-        self.type_weights = [weights[t] for t in self.types]
+        self.type_cum = list(accumulate(weights[t] for t in self.types))  # as weights= draws
         self.biggest = dict(biggest)
         self.datasets = [d.name for d in inventory.datasets]
         self.sizes = {d.name: d.spec.size_gb for d in inventory.datasets}
@@ -116,7 +117,7 @@ class _Rules:
         self.notes: dict[str, int] = defaultdict(int)
 
     def gpu_type(self) -> str:
-        return self.rng.choices(self.types, weights=self.type_weights)[0]
+        return self.rng.choices(self.types, cum_weights=self.type_cum)[0]
 
     def ok(self, spec: dict[str, Any], key: tuple[Any, ...]) -> bool:
         """Whether some site could run this shape at all (cached per shape)."""
