@@ -40,8 +40,8 @@ import math
 import random
 from collections import defaultdict
 from collections.abc import Callable
-from itertools import accumulate
 from dataclasses import dataclass, field
+from itertools import accumulate
 from statistics import median
 from typing import Any
 
