@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 
 from placement.compiled import ONPREM, SPOT
 from placement.engine.context import DecisionContext
-from placement.engine.engine import Engine
+from placement.engine.engine import Engine, shape_key
 from placement.model.workload import Workload
 from placement.plugins.registry import default_filters, default_scores
 
@@ -112,17 +112,6 @@ def supports(engine: Engine) -> bool:
     same = [type(p) for p in engine.filters] == [type(p) for p in default_filters()] and [
         type(p) for p in engine.scores] == [type(p) for p in default_scores()]
     return same and engine.observed is None
-
-
-def shape_key(wl: Workload) -> tuple[Any, ...]:
-    """Every field the engine reads except duration, deadline and budget."""
-    s, lat = wl.spec, wl.spec.latency
-    return (s.kind, s.team, tuple(wl.metadata.labels.items()), tuple(s.gpu.types),
-            s.gpu.count * s.replicas, s.checkpoint_minutes, s.interruptions, s.requests_per_s,
-            None if lat is None else (lat.p99_slo_ms, lat.service_time_p99_ms,
-                                      tuple((c.location, c.share) for c in lat.clients)),
-            tuple((d.name, d.access, d.lookups_per_request, d.kb_per_lookup)
-                  for d in s.datasets))
 
 
 class BatchEngine:

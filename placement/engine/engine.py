@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from placement.compiled import (
     capacity_state,
     compile_inventory,
 )
-from placement.engine.context import Billing, DecisionContext
+from placement.engine.context import Billing, DataMove, DecisionContext, data_move
 from placement.engine.framework import FilterPlugin, FilterResult, ScorePlugin
 from placement.engine.normalize import normalize
 from placement.engine.rules import EffectiveRule, resolve
@@ -30,6 +31,34 @@ if TYPE_CHECKING:
 Floats = NDArray[np.float64]
 Bools = NDArray[np.bool_]
 Ints = NDArray[np.int64]
+
+
+SHAPES_KEPT = 10_000  # shape memos per engine; past this many the memo starts over
+
+
+def shape_key(wl: Workload) -> tuple[Any, ...]:
+    """Every field the engine reads except duration, deadline and budget: workloads with one
+    key have the same rule, candidates, data move, latency and capacity-blind filters."""
+    s, lat = wl.spec, wl.spec.latency
+    return (s.kind, s.team, tuple(wl.metadata.labels.items()), tuple(s.gpu.types),
+            s.gpu.count * s.replicas, s.checkpoint_minutes, s.interruptions, s.requests_per_s,
+            None if lat is None else (lat.p99_slo_ms, lat.service_time_p99_ms,
+                                      tuple((c.location, c.share) for c in lat.clients)),
+            tuple((d.name, d.access, d.lookups_per_request, d.kb_per_lookup)
+                  for d in s.datasets))
+
+
+@dataclass
+class Shape:
+    """What one workload shape's decisions share under one engine (see `shape_key`): the
+    resolved rule, the data move, and, without live signals, latency and the results of the
+    filters that depend on nothing else (plugins with SHAPE_ONLY = True)."""
+
+    rule: EffectiveRule
+    data: DataMove
+    p99_ms: Floats | None = None
+    filters: dict[str, FilterResult] = field(default_factory=dict)
+    missing_sites: list[dict[str, Any]] | None = None  # the explanation's sites without the GPU
 
 
 @dataclass
@@ -55,6 +84,19 @@ class Outcome:
         return self.ctx.rule
 
 
+def _remembered(reason: Callable[[int], str]) -> Callable[[int], str]:
+    """A filter's reasons, each worded once (for results shared by a shape's decisions)."""
+    said: dict[int, str] = {}
+
+    def again(i: int) -> str:
+        got = said.get(i)
+        if got is None:
+            got = said[i] = reason(i)
+        return got
+
+    return again
+
+
 class Engine:
     """Holds a compiled snapshot (inventory, reservations, policy) and decides workloads."""
 
@@ -73,6 +115,7 @@ class Engine:
         self._datasets = {d.name: d for d in inventory.datasets}
         self._billing: dict[int, Billing] = {}
         self._rows_of_types: dict[frozenset[str], Ints] = {}
+        self._shapes: dict[tuple[Any, ...], Shape] = {}
         self.observed: Observed | None = None
         self.team_spend: dict[str, float] = {}  # burst USD per team this month
         self._site_rank = np.argsort(np.argsort(np.array(self.ci.site_names)))
@@ -141,27 +184,50 @@ class Engine:
                     raise UnknownReferenceError("client location", c.location,
                                                 list(self.ci.client_index))
 
-    def context(self, wl: Workload) -> DecisionContext:
+    def shape(self, wl: Workload) -> Shape:
+        """The memo of `wl`'s shape (its references checked when first seen)."""
+        key = shape_key(wl)
+        got = self._shapes.get(key)
+        if got is None:
+            self._check_refs(wl)
+            got = Shape(resolve(self.policy, wl, self._datasets), data_move(self.ci, wl))
+            if len(self._shapes) >= SHAPES_KEPT:
+                self._shapes.clear()
+            self._shapes[key] = got
+        return got
+
+    def context(self, wl: Workload, shape: Shape | None = None) -> DecisionContext:
         """The candidates of `wl` and their shared estimates (what every plugin reads)."""
-        self._check_refs(wl)
-        rule = resolve(self.policy, wl, self._datasets)
-        return DecisionContext(self.ci, self.cap, wl, rule, self.policy.spec.scales,
-                               self._candidates(wl),
-                               self.billing(wl.spec.gpu.count * wl.spec.replicas),
-                               observed=self.observed,
-                               team_spent_usd=self.team_spend.get(wl.spec.team, 0.0),
-                               team_budget_usd=self.policy.spec.team_budgets.get(wl.spec.team))
+        shape = shape or self.shape(wl)
+        ctx = DecisionContext(self.ci, self.cap, wl, shape.rule, self.policy.spec.scales,
+                              self._candidates(wl),
+                              self.billing(wl.spec.gpu.count * wl.spec.replicas),
+                              observed=self.observed,
+                              team_spent_usd=self.team_spend.get(wl.spec.team, 0.0),
+                              team_budget_usd=self.policy.spec.team_budgets.get(wl.spec.team))
+        ctx.__dict__["data"] = shape.data  # cached_property values, computed once per shape
+        if self.observed is None:
+            if shape.p99_ms is None:
+                shape.p99_ms = ctx.p99_ms
+            ctx.__dict__["p99_ms"] = shape.p99_ms
+        return ctx
 
     def decide(self, wl: Workload) -> Outcome:
         """Decide one workload; pure over this engine's snapshot."""
-        ctx = self.context(wl)
+        shape = self.shape(wl)
+        ctx = self.context(wl, shape)
         n = ctx.n
         fails = np.zeros((len(self.filters), n), dtype=bool)
         results = []
         mask = np.ones(n, dtype=bool)
+        memo = shape.filters if self.observed is None else None
         for k, plugin in enumerate(self.filters):
             ctx.mask = mask
-            res = plugin.filter(ctx)
+            res = memo.get(plugin.NAME) if memo is not None else None
+            if res is None:
+                res = plugin.filter(ctx)
+                if memo is not None and getattr(plugin, "SHAPE_ONLY", False):
+                    memo[plugin.NAME] = res = FilterResult(res.passed, _remembered(res.reason))
             results.append(res)
             fails[k] = ~res.passed
             mask = mask & res.passed

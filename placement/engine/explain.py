@@ -107,6 +107,14 @@ def _candidates(engine: Engine, out: Outcome) -> list[dict[str, Any]]:
 
 
 def _missing_sites(engine: Engine, out: Outcome) -> list[dict[str, Any]]:
+    """Sites without any requested GPU type (the same for every workload of one shape)."""
+    shape = engine.shape(out.ctx.workload)
+    if shape.missing_sites is None:
+        shape.missing_sites = _sites_without(engine, out)
+    return [dict(row) for row in shape.missing_sites]
+
+
+def _sites_without(engine: Engine, out: Outcome) -> list[dict[str, Any]]:
     present = set(out.ctx.site.tolist())
     wanted = "/".join(out.ctx.workload.spec.gpu.types)
     extra: list[dict[str, Any]] = []

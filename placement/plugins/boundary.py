@@ -13,6 +13,7 @@ from placement.engine.framework import FilterResult
 class Boundary:
     """Closed networks (plant OT networks, air-gapped zones) limit where work can go."""
 
+    SHAPE_ONLY: ClassVar[bool] = True  # the filter reads only the workload's shape
     NAME: ClassVar[str] = "boundary"
 
     def filter(self, ctx: DecisionContext) -> FilterResult:

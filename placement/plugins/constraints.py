@@ -13,6 +13,7 @@ from placement.engine.framework import FilterResult
 class Constraints:
     """Applies every matching rule's `require` and `forbid` (they accumulate)."""
 
+    SHAPE_ONLY: ClassVar[bool] = True  # the filter reads only the workload's shape
     NAME: ClassVar[str] = "constraints"
 
     def filter(self, ctx: DecisionContext) -> FilterResult:

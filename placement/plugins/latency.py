@@ -13,6 +13,7 @@ from placement.engine.framework import FilterResult, ScoreResult
 class Latency:
     """p99 = client RTT + service time + RAG lookups x RTT to the nearest replica of the index."""
 
+    SHAPE_ONLY: ClassVar[bool] = True  # the filter reads only the workload's shape
     NAME: ClassVar[str] = "latency"
     CRITERION: ClassVar[str] = "latency"
     UNIT: ClassVar[str] = "ms"
