@@ -17,6 +17,7 @@ from placement.catalog import load_offers
 from placement.compiled import CapacityState, ReleaseSchedule
 from placement.engine import Engine
 from placement.engine.batch import BatchEngine, Pick, supports
+from placement.engine.engine import shape_key
 from placement.errors import UnknownReferenceError
 from placement.loader import Bundle
 from placement.model import Inventory, Policy, Reservation, Workload
@@ -303,3 +304,27 @@ def test_edge_cases_decide_the_same_both_ways(engine: Engine, wl: Workload,
     assert (out.action, site, kind) == expect
     want = None if out.chosen is None else Pick.of(out.ctx, out.chosen, out.action)
     assert _same(BatchEngine(engine).decide(view, wl), want)
+
+
+def test_the_shape_memo_never_changes_a_decision_or_its_explanation(
+        example_engine: Engine, bundle: Bundle) -> None:
+    """A warm engine (memo hits: same shapes, other durations, deadlines and capacity) explains
+    every decision exactly as a cold one does."""
+    rng = random.Random(21)
+    datasets = [d.name for d in bundle.inventory.datasets]
+    clients = [c.name for c in bundle.inventory.client_locations]
+    gpus = list(example_engine.ci.gpu_index)
+    shapes = [_workload(rng, i, datasets, clients, gpus) for i in range(12)]
+    warm = Engine(example_engine.inventory, example_engine.policy, "v")
+    for _ in range(6):
+        state = _state(rng, warm)
+        for base in shapes:
+            spec = base.spec.model_copy(update={
+                "duration_hours": rng.uniform(0.1, 50),
+                "deadline_hours": None if base.spec.is_service else rng.uniform(1, 80)})
+            wl = base.model_copy(update={"spec": spec})
+            cold = Engine(example_engine.inventory, example_engine.policy, "v")
+            got = warm.with_capacity(state).explain_dict(warm.with_capacity(state).decide(wl))
+            want = cold.with_capacity(state).explain_dict(cold.with_capacity(state).decide(wl))
+            assert got == want
+    assert len(warm._shapes) == len({shape_key(w) for w in shapes})
