@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy.exc import IntegrityError
 
 from api import errors, ui
+from api.fastpath import fast_submit
 from api.routers import decisions, health, inventory, policies, workloads
 from placement.auth import ensure_token
 from placement.batching import Batcher
@@ -241,7 +242,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     inner = app.build_middleware_stack
 
     def build() -> Any:
-        return _http_metrics(inner(), lambda: app.state.runtime.metrics)
+        return _http_metrics(fast_submit(inner(), app), lambda: app.state.runtime.metrics)
 
     app.build_middleware_stack = build  # type: ignore[method-assign]
     return app
