@@ -186,6 +186,20 @@ def test_routes_work_on_postgresql_too(db_url: str) -> None:
             "phase"] == "released"
 
 
+def test_what_a_submit_answers_is_what_the_store_kept(db_url: str) -> None:
+    """Every field of the reply (timestamps to the microsecond, the document, the full
+    decision) reads back the same from the store."""
+    with api_on(db_url) as a:
+        for name in WL:
+            sent = submit(a, name, **{"Idempotency-Key": f"rt-{name}"})
+            assert sent.status_code == 201, sent.text
+            read = a.client.get(f"/v1/workloads/{sent.json()['id']}", headers=a.h("admin"))
+            assert read.json() == sent.json()
+            events = a.client.get(f"/v1/workloads/{sent.json()['id']}/events",
+                                  headers=a.h("admin")).json()
+            assert [e["type"] for e in events] == ["submitted", sent.json()["phase"]]
+
+
 QUEUE_BUNDLE = EXAMPLES.parents[1] / "tests" / "data" / "queue"
 
 
