@@ -45,6 +45,18 @@ def _site(i: int, rng: random.Random, offers: dict[str, list[Offer]]) -> Site:
     return Site.model_validate({"metadata": {"name": f"site-{i:04d}"}, "spec": spec})
 
 
+def data_and_clients(rng: random.Random, site_names: list[str], n_clients: int
+                     ) -> tuple[list[Dataset], list[ClientLocation]]:
+    """Four datasets (50 GB to 40 TB, two replicas each) and clients anywhere."""
+    datasets = [Dataset.model_validate({"metadata": {"name": f"ds{i}"}, "spec": {
+        "size_gb": rng.choice([50, 2000, 40000]), "replicas": rng.sample(site_names, k=2)}})
+        for i in range(4)]
+    clients = [ClientLocation.model_validate({"metadata": {"name": f"c{i}"}, "spec": {
+        "location": {"lat": rng.uniform(-40, 60), "lon": rng.uniform(-125, 145)}}})
+        for i in range(n_clients)]
+    return datasets, clients
+
+
 def build(n_sites: int, seed: int) -> tuple[Engine, list[Workload]]:
     rng = random.Random(seed)
     by_gpu: dict[str, list[Offer]] = {g: [] for g in GPUS}
@@ -52,13 +64,7 @@ def build(n_sites: int, seed: int) -> tuple[Engine, list[Workload]]:
         if o.gpu in by_gpu:
             by_gpu[o.gpu].append(o)
     sites = [_site(i, rng, by_gpu) for i in range(n_sites)]
-    names = [s.name for s in sites]
-    datasets = [Dataset.model_validate({"metadata": {"name": f"ds{i}"}, "spec": {
-        "size_gb": rng.choice([50, 2000, 40000]), "replicas": rng.sample(names, k=2)}})
-        for i in range(4)]
-    clients = [ClientLocation.model_validate({"metadata": {"name": f"c{i}"}, "spec": {
-        "location": {"lat": rng.uniform(-40, 60), "lon": rng.uniform(-125, 145)}}})
-        for i in range(5)]
+    datasets, clients = data_and_clients(rng, [s.name for s in sites], 5)
     policy = Policy.model_validate({"metadata": {"name": "bench"}, "spec": {"rules": [
         {"name": "svc", "match": {"kinds": ["inference", "rag"]},
          "weights": {"latency": 5, "cost": 2, "wait": 1, "data_gravity": 1},

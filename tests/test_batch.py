@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.engine import data_and_clients
 from placement.catalog import load_offers
 from placement.compiled import CapacityState, ReleaseSchedule
 from placement.engine import Engine
@@ -21,7 +22,6 @@ from placement.engine.engine import shape_key
 from placement.errors import UnknownReferenceError
 from placement.loader import Bundle
 from placement.model import Inventory, Policy, Reservation, Workload
-from placement.model.inventory import ClientLocation, Dataset
 from placement.plugins.registry import default_filters
 from placement.signals import Observed
 from placement.simulate import replay as replay_mod
@@ -59,13 +59,7 @@ def _catalog_world(seed: int, n_sites: int = 40) -> Inventory:
                                egress=rng.choice([0.09, 0.12]),
                                provisioning_minutes=rng.choice([5, 15, 40]),
                                spot_rate=rng.choice([0.0, 0.05, 0.3])))
-    names = [s.name for s in sites]
-    datasets = [Dataset.model_validate({"metadata": {"name": f"ds{i}"}, "spec": {
-        "size_gb": rng.choice([50, 2000, 40000]), "replicas": rng.sample(names, k=2)}})
-        for i in range(4)]
-    clients = [ClientLocation.model_validate({"metadata": {"name": f"c{i}"}, "spec": {
-        "location": {"lat": rng.uniform(-40, 60), "lon": rng.uniform(-125, 145)}}})
-        for i in range(4)]
+    datasets, clients = data_and_clients(rng, [s.name for s in sites], 4)
     return Inventory(sites=sites, datasets=datasets, client_locations=clients)
 
 
