@@ -78,7 +78,9 @@ def fast_submit(app: ASGIApp, api: FastAPI) -> ASGIApp:
 
 async def _answer(api: FastAPI, scope: Scope, body: bytes) -> tuple[int, bytes] | None:
     """(status, JSON) as the route would answer, or None: let the route answer."""
-    headers = dict(scope["headers"])
+    headers: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:  # the first of repeated headers, as the route reads
+        headers.setdefault(name, value)
     content_type = headers.get(b"content-type", b"")
     auth = headers.get(b"authorization")
     key_raw = headers.get(b"idempotency-key")
