@@ -131,3 +131,23 @@ def test_fast_path_requests_are_counted_under_their_route(api: Api) -> None:
     text = api.client.get("/metrics").text
     assert ('placement_http_request_duration_seconds_count{method="POST",'
             'route="/v1/workloads",status="201"} 1.0') in text
+
+
+def test_a_repeated_header_is_read_as_the_route_reads_it(
+        pair: tuple[Api, Api], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two Authorization headers: the first counts (a member of vision may not submit for
+    quality), on both paths."""
+    replies = []
+    for a, fast in zip(pair, (True, False), strict=True):
+        if not fast:
+            async def never(*_: Any) -> None:
+                return None
+            monkeypatch.setattr(fastpath, "_answer", never)
+        for who in ("vision", "admin"):
+            a.client.get("/v1/policies/active", headers=a.h(who))
+        headers = [("Authorization", a.h("vision")["Authorization"]),
+                   ("Authorization", a.h("admin")["Authorization"])]
+        replies.append(a.client.post("/v1/workloads", json=WL["quality-assistant"],
+                                     headers=headers))
+    assert [r.status_code for r in replies] == [403, 403]
+    assert replies[0].json() == replies[1].json()
