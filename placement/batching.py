@@ -214,7 +214,7 @@ _TAKE_SQL = ("UPDATE capacity SET reserved = reserved + %s "
              "WHERE site = %s AND gpu_type = %s AND reserved + %s <= total")
 
 
-def _json_insert(model: Any, columns: list[str]) -> str:
+def _json_insert(model: Any, columns: list[str]) -> tuple[str, str | None]:
     """PostgreSQL: all rows of a table in one statement from one JSON array (encoded by
     orjson in C; the server turns it into rows), far less client CPU than a parameter per
     value. A decision's explanation (10-20 KB) comes apart, one text per row, so the server
@@ -223,11 +223,12 @@ def _json_insert(model: Any, columns: list[str]) -> str:
     cols = ", ".join(columns)
     if model is not DecisionRow:
         return (f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM "
-                f"json_populate_recordset(NULL::{table.name}, %s::json)")
+                f"json_populate_recordset(NULL::{table.name}, %s::json)"), None
     picked = ", ".join("e.x::json" if c == "explanation" else f"r.{c}" for c in columns)
     return (f"INSERT INTO {table.name} ({cols}) SELECT {picked} FROM "
             f"json_populate_recordset(NULL::{table.name}, %s::json) WITH ORDINALITY AS r "
-            "JOIN unnest(%b::text[]) WITH ORDINALITY AS e(x, n) ON e.n = r.ordinality")
+            "JOIN unnest(%b::text[]) WITH ORDINALITY AS e(x, n) ON e.n = r.ordinality"), \
+        "explanation"
 
 
 _INSERTS = [_json_insert(m, cols)
@@ -244,21 +245,20 @@ def _write_pipelined(s: Session, tables: list[list[dict[str, Any]]],
     takes: list[psycopg.Cursor[Any]] = []
     try:
         with raw.pipeline(), raw.cursor() as cur:
-            for sql, rows in zip(_INSERTS, tables, strict=True):
+            for (sql, apart), rows in zip(_INSERTS, tables, strict=True):
                 if not rows:
                     continue
-                if rows is tables[1]:  # decisions: explanations apart (see _json_insert)
-                    texts = [dumps_str(r["explanation"]) for r in rows]
-                    rows = [{**r, "explanation": None} for r in rows]
-                    cur.execute(sql, (dumps_str(rows), texts))
-                else:
+                if apart is None:
                     cur.execute(sql, (dumps_str(rows),))
+                else:  # a big JSON column goes beside the rows (see _json_insert)
+                    texts = [dumps_str(r[apart]) for r in rows]
+                    cur.execute(sql, (dumps_str([{**r, apart: None} for r in rows]), texts))
             for (site, gpu), n in need:
                 take = raw.cursor()
                 take.execute(_TAKE_SQL, (n, site, gpu, n))
                 takes.append(take)
     except psycopg.IntegrityError as exc:
-        raise IntegrityError(_INSERTS[0], None, exc) from exc
+        raise IntegrityError(_INSERTS[0][0], None, exc) from exc
     for take, ((site, gpu), _) in zip(takes, need, strict=True):
         if take.rowcount != 1:
             raise CapacityConflict(f"{site} {gpu} changed")

@@ -4,6 +4,7 @@ reach every branch (burst modes, spot modes, budgets, scales); and the same repl
 
 from __future__ import annotations
 
+import heapq
 import math
 import random
 from collections import Counter
@@ -209,9 +210,29 @@ class _Checked(replay_mod._Schedule):
         r = self.replay
         for i, g in enumerate(groups.tolist()):
             want = int(r.engine.ci.group_capacity[g] - r.reserved[g] + deficit[i])
-            assert got[i] == self._slow(g, want)
+            assert got[i] == _walk(r, g, want)
             _Checked.calls += 1
         return got
+
+
+def _walk(r: Replay, g: int, want: int) -> float:
+    """The wait for `want` GPUs of group g, walked from the current time: the queue starts in
+    order as running work ends, then ends are counted until `want` are free."""
+    free = int(r.engine.ci.group_capacity[g] - r.reserved[g])
+    ends = list(r.running[g].values())
+    heapq.heapify(ends)
+    t = r.now
+    for q in r.queues[g]:
+        need = q.pick.gpus
+        while free < need and ends:
+            end, n = heapq.heappop(ends)
+            t, free = max(t, end), free + n
+        free -= need
+        heapq.heappush(ends, (max(t, q.ready_h) + q.pick.run_hours, need))
+    while free < want and ends:
+        end, n = heapq.heappop(ends)
+        t, free = max(t, end), free + n
+    return t - r.now if free >= want else np.inf
 
 
 def _runs(engine: Engine, decider: EngineDecider, workloads: list[Any],
@@ -322,3 +343,23 @@ def test_the_shape_memo_never_changes_a_decision_or_its_explanation(
             want = cold.with_capacity(state).explain_dict(cold.with_capacity(state).decide(wl))
             assert got == want
     assert len(warm._shapes) == len({shape_key(w) for w in shapes})
+
+
+@pytest.mark.parametrize(("free", "ends", "queue", "t0", "ok", "times", "frees"), [
+    # 4 free, running ends (h, GPUs), queued (GPUs, data ready h, run h)
+    (0, [(2.0, 4), (3.0, 4)], [(4, 0.0, 5.0)], -np.inf, True, [2.0, 3.0, 7.0], [0, 4, 8]),
+    (2, [(1.0, 2)], [], -np.inf, True, [-np.inf, 1.0], [2, 4]),
+    # the head fits at once (it would start now): only a curve from now holds
+    (4, [(1.0, 2)], [(4, 0.5, 1.0)], -np.inf, False, [], []),
+    (4, [(1.0, 2)], [(4, 0.5, 1.0)], 0.25, True, [0.25, 1.0, 1.5], [0, 2, 6]),
+], ids=["the queue waits for the first end", "no queue", "head fits: needs the time",
+        "head fits: from now"])
+def test_release_curves(free: int, ends: list[tuple[float, int]],
+                        queue: list[tuple[int, float, float]], t0: float, ok: bool,
+                        times: list[float], frees: list[int]) -> None:
+    e = np.array(ends, dtype=float).reshape(-1, 2)
+    q = np.array(queue, dtype=float).reshape(-1, 3)
+    got_t, got_f, got_ok = replay_mod._curve_py(
+        free, e[:, 0], e[:, 1].astype(np.int64), q[:, 0].astype(np.int64), q[:, 1], q[:, 2],
+        t0)
+    assert (got_ok, got_t.tolist(), got_f.tolist()) == (ok, times, frees)

@@ -93,6 +93,7 @@ class _Schedule(ReleaseSchedule):
         self.clen = np.full(n, STALE, dtype=np.int64)
         self.ctimes = np.zeros((n, 16))
         self.cfrees = np.zeros((n, 16), dtype=np.int64)
+        self._from_now: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}  # their inputs
 
     def touch(self, g: int) -> None:
         """Group g's running work or queue changed."""
@@ -106,9 +107,10 @@ class _Schedule(ReleaseSchedule):
         q = np.array([(x.pick.gpus, x.ready_h, x.pick.run_hours) for x in queue],
                      dtype=np.float64).reshape(-1, 3)
         times, frees, ok = _curve(free, ends[:, 0], ends[:, 1].astype(np.int64),
-                                  q[:, 0].astype(np.int64), q[:, 1], q[:, 2])
+                                  q[:, 0].astype(np.int64), q[:, 1], q[:, 2], -np.inf)
         if not ok:
             self.clen[g] = NOW_DEPENDENT
+            self._from_now[g] = (free, ends, q)
             return
         k = len(times)
         if k > self.ctimes.shape[1]:
@@ -126,45 +128,31 @@ class _Schedule(ReleaseSchedule):
             self._build(g)
         out: np.ndarray = _lookup(groups, deficit, r.engine.ci.group_capacity, r.reserved,
                                   clen, self.ctimes, self.cfrees, r.now)
-        for i in np.flatnonzero(np.isnan(out)).tolist():
+        for i in np.flatnonzero(np.isnan(out)).tolist():  # curves that need the time
             g = int(groups[i])
-            want = int(r.engine.ci.group_capacity[g] - r.reserved[g] + deficit[i])
-            out[i] = self._slow(g, want)
+            free, ends, q = self._from_now[g]
+            times, frees, _ = _curve(free, ends[:, 0], ends[:, 1].astype(np.int64),
+                                     q[:, 0].astype(np.int64), q[:, 1], q[:, 2], r.now)
+            k = int(np.searchsorted(frees, free + deficit[i]))
+            out[i] = times[k] - r.now if k < len(frees) else np.inf
         return out
-
-    def _slow(self, g: int, want: int) -> float:
-        """The wait computed from the current time (for a curve that depends on it)."""
-        r = self.replay
-        free = int(r.engine.ci.group_capacity[g] - r.reserved[g])
-        ends = list(r.running[g].values())
-        heapq.heapify(ends)
-        t = r.now
-        for q in r.queues[g]:
-            need = q.pick.gpus
-            while free < need and ends:
-                end, n = heapq.heappop(ends)
-                t, free = max(t, end), free + n
-            free -= need
-            heapq.heappush(ends, (max(t, q.ready_h) + q.pick.run_hours, need))
-        while free < want and ends:
-            end, n = heapq.heappop(ends)
-            t, free = max(t, end), free + n
-        return t - r.now if free >= want else np.inf
 
 
 STALE, NOW_DEPENDENT = -1, -2  # _Schedule.clen: no curve yet; a curve that needs the time
 
 
 def _curve_py(free: int, end_t: np.ndarray, end_n: np.ndarray, q_need: np.ndarray,
-              q_ready: np.ndarray, q_run: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+              q_ready: np.ndarray, q_run: np.ndarray, t0: float
+              ) -> tuple[np.ndarray, np.ndarray, bool]:
     """A group's release curve: run its queue in order on the running work's ends, then
-    list (time, GPUs free) after each later end. Times are absolute, from -inf: a lookup
-    takes max(now, time). Not ok when a queued start would depend on the current time."""
+    list (time, GPUs free) after each later end. Times are absolute, from t0: from -inf the
+    curve holds at any time (a lookup takes max(now, time)), unless a queued start would
+    depend on the current time (not ok); from now it always holds, now."""
     heap = [(np.inf, 0)]  # a sentinel (typed for the compiler): no end comes after it
     for i in range(len(end_t)):
         heap.append((end_t[i], end_n[i]))
     heapq.heapify(heap)
-    t = -np.inf
+    t = t0
     for j in range(len(q_need)):
         need = q_need[j]
         while free < need and heap[0][0] < np.inf:
