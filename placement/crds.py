@@ -19,7 +19,7 @@ from placement.model.workload import WorkloadSpec
 
 GROUP = "placement.dev"
 VERSION = "v1alpha1"
-DROP = {"title", "discriminator", "$defs"}
+DROP = {"title", "discriminator", "$defs", "propertyNames"}  # the API checks map keys
 
 
 def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> dict[str, Any]:

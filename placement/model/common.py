@@ -4,17 +4,74 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from placement.gpus import KNOWN_GPU_TYPES, is_known_gpu
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"
 
+# Bounds on every number a document carries: what the store's columns hold (32-bit integers)
+# and what the engine can multiply together without leaving the finite floats.
+MAX_INT32 = 2**31 - 1
+MAX_PRIORITY = 1_000_000_000
+MAX_GPUS = 1_000_000  # GPUs of one type at one site, or per replica
+MAX_REPLICAS = 10_000
+MAX_ITEMS = 1_000  # entries of a list or map in one document
+MAX_HOURS = 100_000.0  # about 11 years
+MAX_MS = 3_600_000.0  # an hour
+MAX_RATE = 1e9  # per second or per hour
+MAX_SIZE = 1e12  # GB or KB
+MAX_GBPS = 1e6
+MAX_USD = 1e12
+MAX_USD_PER_UNIT = 1e6  # per GPU-hour, instance-hour or GB
+MAX_TEXT = 4096  # characters of any one string
+MAX_LABEL_KEY = 253
+MAX_LABEL_VALUE = 1024
+MAX_LABELS = 64
+
+
+def check_text(value: str) -> str:
+    """Refuse what no column, JSON encoder or Kubernetes object can carry: NUL characters and
+    lone UTF-16 surrogates (JSON's "\\ud800" escapes)."""
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (\\u0000); remove it")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"contains a lone surrogate at position {exc.start}; send "
+                             "valid UTF-8 text") from None
+    return value
+
+
+def _check_texts(value: object) -> object:
+    if isinstance(value, str):
+        return check_text(value)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(k, str):
+                check_text(k)
+            if isinstance(v, str):
+                check_text(v)
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, str):
+                check_text(item)
+    return value
+
 
 class Strict(BaseModel):
-    """Base for documents: unknown fields are errors, so typos never pass silently."""
+    """Base for documents: unknown fields are errors, so typos never pass silently; numbers
+    are finite and of their own type (true is not 1, "1" is not 1); text is valid Unicode
+    without NUL and at most MAX_TEXT characters."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False,
+                              str_max_length=MAX_TEXT)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text(cls, value: object) -> object:
+        return _check_texts(value)
 
 
 def _check_gpu(name: str) -> str:
@@ -38,12 +95,19 @@ Name = Annotated[
     ),
 ]
 
+Labels = Annotated[
+    dict[Annotated[str, Field(min_length=1, max_length=MAX_LABEL_KEY),
+                   AfterValidator(check_text)],
+         Annotated[str, Field(max_length=MAX_LABEL_VALUE), AfterValidator(check_text)]],
+    Field(max_length=MAX_LABELS),
+]
+
 
 class Metadata(Strict):
     """Name and labels, as in Kubernetes objects."""
 
     name: Name
-    labels: dict[str, str] = Field(default_factory=dict, description="Free-form key/value labels.")
+    labels: Labels = Field(default_factory=dict, description="Free-form key/value labels.")
 
 
 class Location(Strict):
@@ -51,13 +115,13 @@ class Location(Strict):
 
     lat: float = Field(ge=-90, le=90, description="Latitude in degrees.")
     lon: float = Field(ge=-180, le=180, description="Longitude in degrees.")
-    description: str | None = None
+    description: str | None = Field(default=None, max_length=MAX_TEXT)
 
 
 class Document(Strict):
     """Common shape of every YAML document: kind, optional apiVersion, metadata, spec."""
 
-    apiVersion: str | None = None
+    apiVersion: str | None = Field(default=None, max_length=MAX_LABEL_KEY)
     metadata: Metadata
 
     @property

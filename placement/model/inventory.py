@@ -6,7 +6,21 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from placement.model.common import Document, GpuType, Location, Name, Strict
+from placement.model.common import (
+    MAX_GBPS,
+    MAX_GPUS,
+    MAX_HOURS,
+    MAX_ITEMS,
+    MAX_MS,
+    MAX_RATE,
+    MAX_SIZE,
+    MAX_USD_PER_UNIT,
+    Document,
+    GpuType,
+    Location,
+    Name,
+    Strict,
+)
 
 Classification = Literal["public", "internal", "confidential", "restricted"]
 Provider = Literal["aws", "gcp", "azure"]
@@ -16,10 +30,13 @@ class Link(Strict):
     """A measured network path from this site to another one (directional for egress)."""
 
     to: Name = Field(description="Name of the other site.")
-    rtt_ms: float | None = Field(default=None, ge=0, description="Round-trip time in ms.")
-    gbps: float | None = Field(default=None, gt=0, description="Usable bandwidth, Gbit/s.")
+    rtt_ms: float | None = Field(default=None, ge=0, le=MAX_MS,
+        description="Round-trip time in ms.")
+    gbps: float | None = Field(default=None, gt=0, le=MAX_GBPS,
+        description="Usable bandwidth, Gbit/s.")
     egress_usd_per_gb: float | None = Field(
-        default=None, ge=0, description="USD per GB sent from this site to the other."
+        default=None, ge=0, le=MAX_USD_PER_UNIT,
+            description="USD per GB sent from this site to the other."
     )
     source: str | None = Field(default=None, description="Where the numbers come from.")
 
@@ -28,9 +45,10 @@ class OnPremGpu(Strict):
     """GPUs installed in an on-prem cluster, priced at their amortized cost."""
 
     type: GpuType
-    count: int = Field(ge=0, description="GPUs installed.")
+    count: int = Field(ge=0, le=MAX_GPUS, description="GPUs installed.")
     usd_per_gpu_hour: float = Field(
-        gt=0, description="Amortized cost (hardware, power, space, staff) per GPU-hour; never 0."
+        gt=0, le=MAX_USD_PER_UNIT,
+            description="Amortized cost (hardware, power, space, staff) per GPU-hour; never 0."
     )
 
 
@@ -38,10 +56,12 @@ class CloudInstance(Strict):
     """One instance type that carries a GPU type, with its catalog prices."""
 
     type: str = Field(min_length=1, description="Instance or machine type, e.g. p5.48xlarge.")
-    gpus: int = Field(ge=1, description="GPUs per instance.")
-    on_demand_usd_per_hour: float = Field(gt=0, description="On-demand price per instance-hour.")
+    gpus: int = Field(ge=1, le=MAX_ITEMS, description="GPUs per instance.")
+    on_demand_usd_per_hour: float = Field(gt=0, le=MAX_USD_PER_UNIT,
+        description="On-demand price per instance-hour.")
     spot_usd_per_hour: float | None = Field(
-        default=None, gt=0, description="Spot price per instance-hour; absent when none."
+        default=None, gt=0, le=MAX_USD_PER_UNIT,
+            description="Spot price per instance-hour; absent when none."
     )
 
 
@@ -49,7 +69,8 @@ class CloudGpu(Strict):
     """A GPU type a cloud region sells, the quota for it and the instances that carry it."""
 
     type: GpuType
-    quota_gpus: int = Field(ge=0, description="GPUs of this type the account may run here.")
+    quota_gpus: int = Field(ge=0, le=MAX_GPUS,
+        description="GPUs of this type the account may run here.")
     instances: list[CloudInstance] = Field(min_length=1)
 
 
@@ -138,9 +159,10 @@ class _SiteCommon(Strict):
     accepts_boundaries: list[str] = Field(
         default_factory=list, description="Other boundaries whose clients may reach this site."
     )
-    wan_gbps: float = Field(gt=0, description="WAN bandwidth to the outside, Gbit/s.")
+    wan_gbps: float = Field(gt=0, le=MAX_GBPS, description="WAN bandwidth to the outside, Gbit/s.")
     egress_usd_per_gb: float = Field(
-        ge=0, description="Default USD per GB leaving the site, where no link says otherwise."
+        ge=0, le=MAX_USD_PER_UNIT,
+            description="Default USD per GB leaving the site, where no link says otherwise."
     )
     links: list[Link] = Field(default_factory=list)
     signals: SignalQueries | None = Field(
@@ -168,7 +190,8 @@ class BurstCluster(Strict):
     project: str | None = Field(default=None, description="GCP: project of the cluster.")
     location: str | None = Field(default=None, description="GCP: region or zone of the "
                                  "cluster (default: the site's region).")
-    lifetime_factor: float = Field(default=1.5, ge=1, description="A burst expires after its "
+    lifetime_factor: float = Field(default=1.5, ge=1, le=MAX_ITEMS,
+        description="A burst expires after its "
                                    "workload's expected hours times this (plus provisioning).")
 
 
@@ -179,10 +202,12 @@ class CloudSiteSpec(_SiteCommon):
     provider: Provider
     region: str = Field(min_length=1)
     provisioning_minutes: float = Field(
-        default=15, ge=0, description="Time to add a GPU node pool and have it ready."
+        default=15, ge=0, le=MAX_HOURS * 60,
+            description="Time to add a GPU node pool and have it ready."
     )
     spot_interruptions_per_hour: float = Field(
-        default=0.05, ge=0, description="Expected spot interruptions per instance-hour."
+        default=0.05, ge=0, le=MAX_RATE,
+            description="Expected spot interruptions per instance-hour."
     )
     gpus: list[CloudGpu] = Field(min_length=1)
     burst: BurstCluster | None = Field(default=None, description="Where burst node pools go "
@@ -203,7 +228,7 @@ class Site(Document):
 class DatasetSpec(Strict):
     """Size, replicas and classification of a dataset."""
 
-    size_gb: float = Field(ge=0, description="Size in GB (10^9 bytes).")
+    size_gb: float = Field(ge=0, le=MAX_SIZE, description="Size in GB (10^9 bytes).")
     replicas: list[Name] = Field(min_length=1, description="Sites holding a full replica.")
     classification: Classification = "internal"
     network_boundary: str | None = Field(
@@ -229,7 +254,7 @@ class ClientLocationSpec(Strict):
     network_boundary: str | None = Field(
         default=None, description="Clients inside a closed network reach only sites that allow it."
     )
-    rtt_ms: dict[str, Annotated[float, Field(ge=0)]] = Field(
+    rtt_ms: dict[str, Annotated[float, Field(ge=0, le=MAX_MS)]] = Field(
         default_factory=dict, description="Measured RTT in ms to named sites; others estimated."
     )
     rtt_source: str | None = Field(default=None, description="Where the measured RTTs come from.")

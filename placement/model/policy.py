@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from placement.model.common import Document, Name, Strict
+from placement.model.common import MAX_HOURS, MAX_USD, Document, Labels, Name, Strict
 from placement.model.inventory import Classification
 from placement.model.workload import WorkloadKind
 
@@ -17,7 +17,7 @@ class SiteSelector(Strict):
     """Selects sites by type, labels (all must match) or name (any)."""
 
     site_types: list[Literal["onprem", "cloud"]] = Field(default_factory=list)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
     sites: list[Name] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -32,7 +32,7 @@ class Match(Strict):
 
     kinds: list[WorkloadKind] = Field(default_factory=list)
     teams: list[Name] = Field(default_factory=list)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
     data_classifications: list[Classification] = Field(
         default_factory=list, description="Matches when any dataset read has one of these."
     )
@@ -86,7 +86,7 @@ class Rule(Strict):
     require: SiteSelector | None = Field(default=None, description="Sites must match this.")
     forbid: SiteSelector | None = Field(default=None, description="Sites must not match this.")
     weights: Weights | None = None
-    max_wait_hours: float | None = Field(default=None, ge=0)
+    max_wait_hours: float | None = Field(default=None, ge=0, le=MAX_HOURS)
     burst: Burst | None = None
 
 
@@ -105,7 +105,11 @@ class Defaults(Strict):
     weights: Weights = Field(
         default_factory=lambda: Weights(latency=1, data_gravity=1, cost=1, wait=1)
     )
-    max_wait_hours: float = Field(default=1.0, ge=0)
+    max_wait_hours: float = Field(default=1.0, ge=0, le=MAX_HOURS)
+    overdue_release_hours: float = Field(
+        default=1.0, gt=0, le=MAX_HOURS, description="GPUs held by work past its expected "
+        "end (still not released) are assumed back this many hours from now: their true end "
+        "is unknown, and they are never counted as free.")
     burst: Burst = Field(default_factory=Burst)
     service_horizon_hours: float = Field(
         default=720, gt=0, description="Hours over which a service's cost is estimated."
@@ -118,7 +122,7 @@ class PolicySpec(Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     scales: Scales = Field(default_factory=Scales)
     rules: list[Rule] = Field(default_factory=list)
-    team_budgets: dict[str, Annotated[float, Field(gt=0)]] = Field(
+    team_budgets: dict[str, Annotated[float, Field(gt=0, le=MAX_USD)]] = Field(
         default_factory=dict, description="USD each team may spend on cloud bursts per "
         "calendar month (UTC); a burst that would go over is not chosen.")
 

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from placement.model.common import Document, GpuType, Name, Strict
+from placement.model.common import (
+    MAX_GPUS,
+    MAX_HOURS,
+    MAX_INT32,
+    MAX_ITEMS,
+    MAX_MS,
+    MAX_PRIORITY,
+    MAX_RATE,
+    MAX_REPLICAS,
+    MAX_SIZE,
+    MAX_USD,
+    Document,
+    GpuType,
+    Name,
+    Strict,
+)
 
 WorkloadKind = Literal["inference", "rag", "training", "finetune", "batch"]
 SERVICE_KINDS: frozenset[str] = frozenset({"inference", "rag"})
@@ -16,8 +31,8 @@ JOB_KINDS: frozenset[str] = frozenset({"training", "finetune", "batch"})
 class GpuRequest(Strict):
     """GPU types acceptable (any one of them) and how many per replica."""
 
-    types: list[GpuType] = Field(min_length=1)
-    count: int = Field(ge=1, description="GPUs per replica (all on one site).")
+    types: list[GpuType] = Field(min_length=1, max_length=MAX_ITEMS)
+    count: int = Field(ge=1, le=MAX_GPUS, description="GPUs per replica (all on one site).")
 
 
 class ClientRef(Strict):
@@ -30,9 +45,11 @@ class ClientRef(Strict):
 class LatencySpec(Strict):
     """The service's latency target and its own service time."""
 
-    p99_slo_ms: float = Field(gt=0, description="p99 end-to-end latency SLO seen by clients, ms.")
-    service_time_p99_ms: float = Field(ge=0, description="p99 model service time on a GPU, ms.")
-    clients: list[ClientRef] = Field(min_length=1)
+    p99_slo_ms: float = Field(gt=0, le=MAX_MS,
+        description="p99 end-to-end latency SLO seen by clients, ms.")
+    service_time_p99_ms: float = Field(ge=0, le=MAX_MS,
+        description="p99 model service time on a GPU, ms.")
+    clients: list[ClientRef] = Field(min_length=1, max_length=MAX_ITEMS)
 
 
 class DatasetRef(Strict):
@@ -43,8 +60,9 @@ class DatasetRef(Strict):
         default="bulk",
         description="bulk: read in full before starting; lookup: queried per request (RAG).",
     )
-    lookups_per_request: float = Field(default=0, ge=0)
-    kb_per_lookup: float = Field(default=0, ge=0, description="KB returned per lookup.")
+    lookups_per_request: float = Field(default=0, ge=0, le=MAX_RATE)
+    kb_per_lookup: float = Field(default=0, ge=0, le=MAX_SIZE,
+        description="KB returned per lookup.")
 
 
 TensorType = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
@@ -56,7 +74,8 @@ class TensorSpec(Strict):
 
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
     data_type: TensorType = Field(description="Triton data type without the TYPE_ prefix.")
-    dims: list[int] = Field(min_length=1, description="Shape per request; -1 = variable.")
+    dims: list[Annotated[int, Field(ge=-1, le=MAX_INT32)]] = Field(
+        min_length=1, max_length=MAX_ITEMS, description="Shape per request; -1 = variable.")
 
     @model_validator(mode="after")
     def _dims(self) -> TensorSpec:
@@ -70,32 +89,36 @@ class ServingSpec(Strict):
 
     model: Name
     backend: Literal["python", "onnxruntime", "pytorch", "tensorrt", "vllm", "tensorrtllm"]
-    max_batch_size: int = Field(default=0, ge=0)
+    max_batch_size: int = Field(default=0, ge=0, le=MAX_INT32)
     dynamic_batching: bool = True
-    instances_per_gpu: int = Field(default=1, ge=1)
+    instances_per_gpu: int = Field(default=1, ge=1, le=MAX_ITEMS)
     instance_kind: Literal["gpu", "cpu"] = Field(
         default="gpu", description="Where Triton runs the model instances: gpu (KIND_GPU, "
         "instances_per_gpu on each GPU) or cpu (KIND_CPU: pre- and post-processing models).")
-    version: int = Field(default=1, ge=1, description="Model version to serve; changing it "
+    version: int = Field(default=1, ge=1, le=MAX_INT32,
+        description="Model version to serve; changing it "
                          "rolls the model: load the new version, check it, unload the old one.")
     repository: str | None = Field(
         default=None, min_length=1, description="Model repository Triton reads the model's "
         "version directories from (s3://, gs://, as:// or a path in the image); default: the "
         "site's serving.repository.")
-    inputs: list[TensorSpec] = Field(default_factory=list, description="Inputs; empty: the "
+    inputs: list[TensorSpec] = Field(default_factory=list, max_length=MAX_ITEMS,
+        description="Inputs; empty: the "
                                      "backend's auto-complete fills them (no smoke inference).")
-    outputs: list[TensorSpec] = Field(default_factory=list)
-    max_queue_delay_us: int = Field(default=100, ge=0, description="Dynamic batching delay.")
+    outputs: list[TensorSpec] = Field(default_factory=list, max_length=MAX_ITEMS)
+    max_queue_delay_us: int = Field(default=100, ge=0, le=MAX_INT32,
+        description="Dynamic batching delay.")
 
 
 class JobSpec(Strict):
     """What a training, fine-tuning or batch job runs on its cluster."""
 
     image: str = Field(min_length=1, description="Container image.")
-    command: list[str] = Field(default_factory=list)
-    args: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
-    nodes: int = Field(default=1, ge=1, description="Nodes (pods) the GPUs are spread over; "
+    command: list[str] = Field(default_factory=list, max_length=MAX_ITEMS)
+    args: list[str] = Field(default_factory=list, max_length=MAX_ITEMS)
+    env: dict[str, str] = Field(default_factory=dict, max_length=MAX_ITEMS)
+    nodes: int = Field(default=1, ge=1, le=MAX_GPUS,
+        description="Nodes (pods) the GPUs are spread over; "
                        "above 1: an indexed Job with a headless Service. gpu.count must divide.")
     checkpoint_uri: str | None = Field(
         default=None, min_length=1, description="Where the job writes checkpoints and resumes "
@@ -103,8 +126,9 @@ class JobSpec(Strict):
     checkpoint_volume: str | None = Field(
         default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="A "
         "PersistentVolumeClaim mounted at /checkpoints (CHECKPOINT_DIR) instead.")
-    backoff_limit: int = Field(default=3, ge=0, description="Pod retries before the Job fails.")
-    ttl_seconds_after_finished: int = Field(default=86400, ge=0)
+    backoff_limit: int = Field(default=3, ge=0, le=MAX_INT32,
+        description="Pod retries before the Job fails.")
+    ttl_seconds_after_finished: int = Field(default=86400, ge=0, le=MAX_INT32)
 
 
 class WorkloadSpec(Strict):
@@ -112,23 +136,31 @@ class WorkloadSpec(Strict):
 
     kind: WorkloadKind
     team: Name
-    priority: int = 0
+    priority: int = Field(default=0, ge=-MAX_PRIORITY, le=MAX_PRIORITY,
+                          description="Higher goes first when GPUs are short.")
     gpu: GpuRequest
-    replicas: int = Field(default=1, ge=1, description="Service replicas (jobs: 1).")
-    duration_hours: float | None = Field(default=None, gt=0, description="Expected run time.")
+    replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS,
+        description="Service replicas (jobs: 1).")
+    duration_hours: float | None = Field(default=None, gt=0, le=MAX_HOURS,
+        description="Expected run time.")
     deadline_hours: float | None = Field(
-        default=None, gt=0, description="Must finish within this many hours of submission."
+        default=None, gt=0, le=MAX_HOURS,
+            description="Must finish within this many hours of submission."
     )
-    budget_usd: float | None = Field(default=None, gt=0, description="Most it may cost in total.")
+    budget_usd: float | None = Field(default=None, gt=0, le=MAX_USD,
+        description="Most it may cost in total.")
     checkpoint_minutes: float = Field(
-        default=30, gt=0, description="Checkpoint interval; bounds the work lost to a restart."
+        default=30, gt=0, le=MAX_HOURS * 60,
+            description="Checkpoint interval; bounds the work lost to a restart."
     )
-    requests_per_s: float = Field(default=0, ge=0, description="Services: mean request rate.")
+    requests_per_s: float = Field(default=0, ge=0, le=MAX_RATE,
+        description="Services: mean request rate.")
     latency: LatencySpec | None = None
-    datasets: list[DatasetRef] = Field(default_factory=list)
+    datasets: list[DatasetRef] = Field(default_factory=list, max_length=MAX_ITEMS)
     serving: ServingSpec | None = None
     job: JobSpec | None = None
-    interruptions: int = Field(default=0, ge=0, description="Spot interruptions so far (set by "
+    interruptions: int = Field(default=0, ge=0, le=MAX_INT32,
+        description="Spot interruptions so far (set by "
                                "the service when it resubmits an interrupted job).")
 
     @model_validator(mode="after")
