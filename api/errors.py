@@ -15,14 +15,17 @@ from placement.errors import (
     InvalidRequestError,
     NotFoundError,
     PlacementError,
+    StoreUnavailableError,
     UnauthorizedError,
     UnknownReferenceError,
+    UnprocessableError,
 )
 
 log = logging.getLogger("placement.api")
 STATUS: list[tuple[type[Exception], int]] = [
     (NotFoundError, 404), (ConflictError, 409), (ForbiddenError, 403),
     (UnauthorizedError, 401), (InvalidRequestError, 422), (UnknownReferenceError, 422),
+    (UnprocessableError, 422), (StoreUnavailableError, 503),
     (PlacementError, 400),
 ]
 
@@ -43,7 +46,8 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, InvalidRequestError):
             errors = [{"loc": ["body", *p.loc], "msg": p.message, "fix": p.fix}
                       for p in exc.problems]
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        headers = ({"WWW-Authenticate": "Bearer"} if status == 401
+                   else {"Retry-After": "5"} if status == 503 else None)
         return _problem(status, str(exc), errors, headers)
 
     @app.exception_handler(RequestValidationError)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections import defaultdict
 from concurrent.futures import Future
@@ -20,12 +21,17 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import Table, insert, select, tuple_
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, StatementError
 from sqlalchemy.orm import Session
 
 from placement.compiled import CapacityState
 from placement.engine import Engine, Outcome
-from placement.errors import ConflictError, PlacementError
+from placement.errors import (
+    ConflictError,
+    PlacementError,
+    StoreUnavailableError,
+    UnprocessableError,
+)
 from placement.jsoncodec import dumps_str
 from placement.lifecycle import (
     MAX_ATTEMPTS,
@@ -173,6 +179,12 @@ def _decide_all(rt: Runtime, todo: list[Pending], fresh: bool
         except PlacementError as exc:
             p.future.set_exception(exc)
             continue
+        except Exception as exc:  # one workload's failure is its own, never its batch's
+            log.exception("deciding workload %r failed", p.workload.name)
+            p.future.set_exception(UnprocessableError(
+                f"the engine could not decide this workload ({type(exc).__name__}: {exc}); "
+                "check its numbers, or report it with the request body"))
+            continue
         if decision["action"] in ("place", "burst") and out.chosen is not None:
             group = int(out.ctx.group[out.chosen])
             cap.reserved[group] += out.ctx.gpus_needed
@@ -259,15 +271,33 @@ def _write_pipelined(s: Session, tables: list[list[dict[str, Any]]],
                 takes.append(take)
     except psycopg.IntegrityError as exc:
         raise IntegrityError(_INSERTS[0][0], None, exc) from exc
+    except psycopg.OperationalError as exc:
+        raise OperationalError(_INSERTS[0][0], None, exc) from exc
+    except psycopg.Error as exc:  # a value the server refused (range, encoding, a CHECK)
+        raise DBAPIError(_INSERTS[0][0], None, exc) from exc
     for take, ((site, gpu), _) in zip(takes, need, strict=True):
         if take.rowcount != 1:
             raise CapacityConflict(f"{site} {gpu} changed")
 
 
-def _store(rt: Runtime, decided: Decided
-           ) -> list[tuple[Pending, Row, Row, DecisionData]]:
-    """One transaction with bulk inserts, then one guarded update per (site, GPU type)."""
-    stored, workloads, decisions, events, held = [], [], [], [], []
+Stored = list[tuple[Pending, Row, Row, DecisionData]]
+
+
+@dataclass
+class Prepared:
+    """A batch's rows, made once: a retry after an unknown COMMIT asks for these very ids."""
+
+    stored: Stored
+    tables: list[list[Row]]
+    need: list[tuple[tuple[str, str], int]]
+
+
+def _prepare(decided: Decided) -> Prepared:
+    stored: Stored = []
+    workloads: list[Row] = []
+    decisions: list[Row] = []
+    events: list[Row] = []
+    held: list[Row] = []
     need: dict[tuple[str, str], int] = defaultdict(int)
     for p, decision, out in decided:
         row, drow, evs, res = _rows_for(p, decision, out)
@@ -278,11 +308,18 @@ def _store(rt: Runtime, decided: Decided
             held.append(res)
             need[(res["site"], res["gpu_type"])] += res["count"]
         stored.append((p, row, drow, decision))
-    ordered = sorted(need.items())  # one order everywhere: no deadlocks
+    # one order everywhere: no deadlocks
+    return Prepared(stored, [workloads, decisions, events, held], sorted(need.items()))
+
+
+def _store(rt: Runtime, prep: Prepared) -> None:
+    """One transaction with bulk inserts, then one guarded update per (site, GPU type)."""
+    workloads, decisions, events, held = prep.tables
+    ordered = prep.need
     with rt.db.write() as s:
         if rt.db.dialect == "postgresql":
-            _write_pipelined(s, [workloads, decisions, events, held], ordered)
-            return stored
+            _write_pipelined(s, prep.tables, ordered)
+            return
         conn = s.connection()  # Core executemany: no ORM bookkeeping for rows we never reuse
         conn.execute(insert(_table(WorkloadRow)), workloads)  # parents first
         conn.execute(insert(_table(DecisionRow)), decisions)
@@ -291,11 +328,69 @@ def _store(rt: Runtime, decided: Decided
             conn.execute(insert(_table(ReservationRow)), held)
         for (site, gpu), n in ordered:
             take_gpus(s, site, gpu, n)
-    return stored
+
+
+def _stored_ids(rt: Runtime, stored: Stored) -> set[uuid.UUID] | None:
+    """Which of these new workloads' rows are in the database (None: it cannot be asked)."""
+    ids = [row["id"] for _, row, _, _ in stored]
+    try:
+        with rt.db.read() as s:
+            return set(s.scalars(select(WorkloadRow.id).where(WorkloadRow.id.in_(ids))))
+    except OperationalError:
+        return None
+
+
+UNKNOWN_OUTCOME_WAIT_S = 3.0
+
+
+def _settle_unknown(rt: Runtime, stored: Stored, engine: Engine) -> None:
+    """The database failed while the batch was written: its COMMIT may or may not have taken.
+
+    Never store it again blindly (that could store it twice): ask the database which rows it
+    holds, for up to UNKNOWN_OUTCOME_WAIT_S. Stored: the submission succeeded. Not stored: a
+    503, and a retry is safe. Still unknown: a 503 that says so; a retry with an
+    Idempotency-Key is answered from the first result if it was stored."""
+    deadline = time.monotonic() + UNKNOWN_OUTCOME_WAIT_S
+    found = _stored_ids(rt, stored)
+    while found is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        found = _stored_ids(rt, stored)
+    rt.invalidate_capacity()
+    for p, row, drow, decision in stored:
+        if found is not None and row["id"] in found:
+            count_decision(rt, decision, engine)
+            p.future.set_result((row, drow, True))
+        elif found is not None:
+            p.future.set_exception(StoreUnavailableError(
+                "the database failed before this submission was stored; nothing was "
+                "stored, retry the request"))
+        else:
+            p.future.set_exception(StoreUnavailableError(
+                f"the database failed while this submission was committed (workload id "
+                f"{row['id']}), and whether it was stored is unknown; GET /v1/workloads/"
+                f"{row['id']} tells, and a retry with an Idempotency-Key never stores it "
+                "twice"))
+
+
+def _alone(rt: Runtime, todo: list[Pending], exc: Exception) -> None:
+    """A batch failed in a way one of its items may have caused (an encoding, a constraint
+    the model did not catch): place each alone, so only the culprit fails, with a 4xx."""
+    left = [p for p in todo if not p.future.done()]
+    if len(left) > 1:
+        for p in left:
+            place_batch(rt, [p])
+        return
+    log.warning("the store refused workload %r: %s", left[0].workload.name if left else "",
+                exc)
+    for p in left:
+        p.future.set_exception(UnprocessableError(
+            f"the store refused this workload ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); check its fields"))
 
 
 def place_batch(rt: Runtime, batch: list[Pending]) -> None:
-    """Decide and store a batch; falls back to one-by-one on an idempotency race."""
+    """Decide and store a batch; falls back to one-by-one on an idempotency race, and on a
+    failure that one item may have caused (the others still commit)."""
     todo = _resolve_existing(rt, batch)
     race: IntegrityError | None = None
     for attempt in range(MAX_ATTEMPTS):
@@ -306,8 +401,9 @@ def place_batch(rt: Runtime, batch: list[Pending]) -> None:
             decided, engine, origin, taken = _decide_all(rt, todo, fresh=True)
         if not decided:
             return
+        prep = _prepare(decided)
         try:
-            stored = _store(rt, decided)
+            _store(rt, prep)
         except CapacityConflict:
             rt.metrics.capacity_conflicts.inc()
             rt.invalidate_capacity()
@@ -315,8 +411,15 @@ def place_batch(rt: Runtime, batch: list[Pending]) -> None:
         except IntegrityError as exc:  # another replica stored the same Idempotency-Key
             race = exc
             break
+        except OperationalError as exc:  # the database went away: did the COMMIT take?
+            log.error("database error while storing a batch of %d: %s", len(decided), exc)
+            _settle_unknown(rt, prep.stored, engine)
+            return
+        except (StatementError, ValueError, TypeError, OverflowError) as exc:
+            _alone(rt, todo, exc)
+            return
         rt.note_reserved(origin, taken)
-        for p, row, drow, decision in stored:
+        for p, row, drow, decision in prep.stored:
             count_decision(rt, decision, engine)
             p.future.set_result((row, drow, True))
         return

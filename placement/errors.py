@@ -61,6 +61,15 @@ class ConflictError(PlacementError):
     """The request clashes with the current state; the message says what to do instead."""
 
 
+class UnprocessableError(PlacementError):
+    """Valid by the schema, yet this one request cannot be carried out (the engine or the
+    store refused it); only this request fails."""
+
+
+class StoreUnavailableError(PlacementError):
+    """The database failed under this request; the message says whether it was stored."""
+
+
 class ForbiddenError(PlacementError):
     """The caller may not do this (wrong role or team)."""
 
