@@ -286,6 +286,8 @@ class ReleaseSchedule:
                  fetch: Fetch | None = None) -> None:
         self.ci = ci
         self.fetch = fetch
+        self.overdue: set[int] = set()  # groups whose release times include an assumed end
+        self.overdue_hours = 0.0  # the assumption (the policy's overdue_release_hours)
         self._by_group: dict[int, tuple[Floats, Ints]] = {}
         if rows is not None:
             self._fold(rows, range(len(ci.group_site)))

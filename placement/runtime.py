@@ -57,6 +57,7 @@ class Runtime:
     signals: SignalCache | None = None  # live signals from Prometheus, when configured
     triton: TritonFeed | None = None  # service times measured on the Triton servers we run
     _spend: tuple[float, dict[str, float]] | None = None  # (read at, burst USD per team)
+    inventory_skipped: list[str] = field(default_factory=list)  # stored rows that do not load
 
     def set_policy(self, policy: Policy, version: str) -> None:
         """Switch to another policy; the next decision compiles an engine for it."""
@@ -112,7 +113,10 @@ class Runtime:
         base = self._base
         if base is None or self._key != key:
             with self._lock:
-                base = Engine(load_inventory(session), policy, version)
+                skipped: list[str] = []
+                base = Engine(load_inventory(session, skipped), policy, version)
+                self.inventory_skipped = skipped
+                self.metrics.inventory_skipped.set(len(skipped))
                 self._base, self._key = base, key
         cap = self._read_capacity(session, base)
         self._cap = (key, time.monotonic(), cap)
@@ -170,10 +174,22 @@ class Runtime:
             group = ci.group_index(site, gpu)
             if group is not None:
                 reserved[group] = n
-        return CapacityState(reserved, ReleaseSchedule(ci, fetch=self._release_rows))
+        schedule = ReleaseSchedule(ci)
+        schedule.overdue_hours = base.policy.spec.defaults.overdue_release_hours
 
-    def _release_rows(self, pairs: list[tuple[str, str]]) -> list[HeldRow]:
-        """Active reservations of the given (site, GPU type) pairs, with hours until release."""
+        def fetch(pairs: list[tuple[str, str]]) -> list[HeldRow]:
+            rows, overdue = self._release_rows(pairs, schedule.overdue_hours)
+            schedule.overdue.update(ci.group_of(site, gpu) for site, gpu in overdue)
+            return rows
+
+        schedule.fetch = fetch
+        return CapacityState(reserved, schedule)
+
+    def _release_rows(self, pairs: list[tuple[str, str]], overdue_hours: float
+                      ) -> tuple[list[HeldRow], set[tuple[str, str]]]:
+        """Active reservations of the given (site, GPU type) pairs, with hours until release,
+        and the pairs holding work past its expected end. Such work is assumed to end
+        `overdue_hours` from now (the policy's overdue_release_hours): never free now."""
         now = utcnow()
         with self.db.read() as s:
             rows = s.execute(select(ReservationRow.site, ReservationRow.gpu_type,
@@ -182,11 +198,15 @@ class Runtime:
                                     tuple_(ReservationRow.site, ReservationRow.gpu_type)
                                     .in_(pairs))).all()
         held: list[HeldRow] = []
+        overdue: set[tuple[str, str]] = set()
         for site, gpu, count, end in rows:
             end_utc = as_utc(end)
-            hours = None if end_utc is None else max(0.0, (end_utc - now).total_seconds() / 3600)
+            hours = None if end_utc is None else (end_utc - now).total_seconds() / 3600
+            if hours is not None and hours <= 0:
+                hours = overdue_hours
+                overdue.add((site, gpu))
             held.append((site, gpu, count, hours))
-        return held
+        return held, overdue
 
 
 def activate_policy(session: Session, bundle: Bundle, source: str,

@@ -48,6 +48,16 @@ class cached_property(Generic[T]):  # the name of the functools descriptor it st
         return value
 
 
+def overdue_note(ctx: DecisionContext, i: int) -> str:
+    """Words for a candidate whose wait counts GPUs held by work past its expected end."""
+    schedule = ctx.cap.schedule
+    if int(ctx.group[i]) not in schedule.overdue:
+        return ""
+    return (f" (includes GPUs held by work past its expected end; when they come back is "
+            f"unknown, assumed {schedule.overdue_hours:g} h from now by the policy's "
+            "defaults.overdue_release_hours)")
+
+
 SIGNAL_BUSY_WAIT_H = 1.0  # assumed wait for GPUs busy with work the scheduler did not place
 Ints = NDArray[np.int64]
 Bools = NDArray[np.bool_]

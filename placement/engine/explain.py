@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from placement.compiled import CAPACITY_NAMES
+from placement.engine.context import overdue_note
 from placement.model import Decision
 
 if TYPE_CHECKING:
@@ -144,7 +145,8 @@ def _summary(out: Outcome, chosen: dict[str, Any] | None) -> str:
     est = chosen["estimates"]
     wait = est["wait_hours"] or 0.0
     if out.action == "queue":
-        return f"queue at {where}: expected wait {wait:.2f} h; {score}"
+        assumed = overdue_note(c, out.chosen) if out.chosen is not None else ""
+        return f"queue at {where}: expected wait {wait:.2f} h{assumed}; {score}"
     if out.action == "burst":
         return f"burst to {where}: ${est['usd_per_hour']:,.2f}/h, ready in {wait:.2f} h; {score}"
     return f"place on {where}; {score}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from placement.engine.context import DecisionContext
+from placement.engine.context import DecisionContext, overdue_note
 from placement.engine.framework import FilterResult, ScoreResult
 
 
@@ -26,6 +26,7 @@ class Wait:
             shown = "no release expected" if wait[i] == float("inf") else f"{wait[i]:.2f} h"
             why = (f" (live signals report {free[i]} free: the rest are busy with work the "
                    "scheduler did not place; their release time is unknown)" if busy[i] else "")
+            why += overdue_note(ctx, i)
             return (f"expected wait for {ctx.gpus_needed} free GPUs is {shown}{why}, over the "
                     f"rule's max wait of {limit:g} h")
 
