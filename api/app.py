@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import orjson
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from sqlalchemy.exc import IntegrityError
@@ -123,6 +124,63 @@ def _http_metrics(app: ASGIApp, metrics_of: Callable[[], Metrics]) -> ASGIApp:
                 time.perf_counter() - start)
 
     return middleware
+
+
+def _too_large(limit: int) -> bytes:
+    return orjson.dumps({"detail": f"the request body is over the limit of {limit} bytes; "
+                         "send a smaller one (the limit is PLACEMENT_MAX_BODY_BYTES)",
+                         "errors": [{"loc": ["body"], "msg": "too large", "type": "too_large"}]})
+
+
+def _body_limit(app: ASGIApp, limit: int) -> ASGIApp:
+    """413 for a body over `limit` bytes on every route, before anything parses it: at once
+    from Content-Length, else as soon as the chunks read pass it."""
+    async def middleware(scope: Scope, receive: Callable[[], Awaitable[Message]],
+                         send: Callable[[Message], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _reject(send, limit)
+            return
+        seen = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await app(scope, counted, tracked)
+        except _BodyTooLarge:
+            if not started:
+                await _reject(send, limit)
+
+    return middleware
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _reject(send: Callable[[Message], Awaitable[None]], limit: int) -> None:
+    body = _too_large(limit)
+    await send({"type": "http.response.start", "status": 413, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def start_serving(rt: Runtime, settings: Settings) -> Periodic | None:
@@ -242,7 +300,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     inner = app.build_middleware_stack
 
     def build() -> Any:
-        return _http_metrics(fast_submit(inner(), app), lambda: app.state.runtime.metrics)
+        return _http_metrics(_body_limit(fast_submit(inner(), app), settings.max_body_bytes),
+                             lambda: app.state.runtime.metrics)
 
     app.build_middleware_stack = build  # type: ignore[method-assign]
     return app

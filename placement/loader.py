@@ -127,6 +127,9 @@ def parse_documents(paths: Iterable[Path]) -> tuple[dict[str, list[tuple[Any, So
     for path, display in yaml_files(paths):
         docs, problems = read_yaml(path, display)
         issues.extend(problems)
+        if not docs and not problems:
+            issues.append(Issue(display, 1, "", "the file holds no YAML documents",
+                                "add its documents, or delete the file"))
         for doc in docs:
             if not isinstance(doc.data, dict):
                 issues.append(Issue(doc.file, doc.line, "", "a document must be a mapping",
@@ -172,10 +175,13 @@ def load_bundle(config: Path, extra: Iterable[Path] = ()) -> Bundle:
     if not by_kind["Site"] and not any(i.path.startswith("Site") for i in issues):
         issues.append(Issue(str(config), 0, "", "no Site documents found",
                             "add at least one 'kind: Site' document"))
+    if not policies and not any(i.path.startswith("Policy") for i in issues):
+        issues.append(Issue(str(config), 0, "", "no Policy document found",
+                            "add a 'kind: Policy' document (rules may be empty: "
+                            "`spec: {rules: []}`)"))
     if issues:
         raise ConfigError(issues)
-    policy = policies[0][0] if policies else Policy.model_validate(
-        {"metadata": {"name": "default"}})
+    policy = policies[0][0]
     origin: dict[tuple[str, str], tuple[SourceDoc, int]] = {}
     for kind, items in by_kind.items():
         for obj, doc in items:

@@ -44,6 +44,10 @@ class Metrics:
             "placement_policy_reload_failing", "1 while the last reload of the GitOps directory "
             "failed validation (the previous bundle keeps serving).", registry=r,
             multiprocess_mode="mostrecent")
+        self.inventory_skipped = Gauge(
+            "placement_inventory_rows_skipped", "Stored inventory documents that do not "
+            "validate and are left out of decisions (see /readyz).", registry=r,
+            multiprocess_mode="mostrecent")
         self.signal_errors = Counter(
             "placement_signal_errors_total", "Failed or empty Prometheus signal queries by site "
             "and signal (decisions fall back to the store).", ["site", "signal"], registry=r)

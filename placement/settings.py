@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     seed_inventory: bool = Field(default=True,
                                  description="Import the directory's inventory into an empty DB.")
     migrate: bool = Field(default=True, description="Run migrations at start, else refuse.")
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Largest request body "
+                                "accepted; a larger one gets 413 before it is read.")
     reload_seconds: float = Field(default=5.0, ge=0, description="Poll the GitOps directory "
                                   "this often and reload a changed bundle (0: never).")
     prometheus_url: str | None = Field(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -19,7 +21,7 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", response_model=None)
-def readyz(rt: RuntimeDep) -> JSONResponse | dict[str, str]:
+def readyz(rt: RuntimeDep) -> JSONResponse | dict[str, Any]:
     """Ready when the database answers and a policy is loaded."""
     try:
         with rt.db.read() as s:
@@ -27,7 +29,10 @@ def readyz(rt: RuntimeDep) -> JSONResponse | dict[str, str]:
     except Exception as exc:  # any failure to reach the database means not ready
         return JSONResponse({"status": "unavailable", "reason": f"database: {exc}"[:300]},
                             status_code=503)
-    return {"status": "ready", "policy_version": rt.policy_version}
+    ready: dict[str, Any] = {"status": "ready", "policy_version": rt.policy_version}
+    if rt.inventory_skipped:
+        ready["inventory_skipped"] = rt.inventory_skipped
+    return ready
 
 
 @router.get("/metrics", response_class=Response)

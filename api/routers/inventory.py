@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Path, Response
 
 from api.deps import PrincipalDep, RuntimeDep
 from api.schemas import InventoryPublic
+from placement.model.common import NAME_PATTERN
 from placement.store import inventory as inv
+
+NameParam = Annotated[str, Path(pattern=NAME_PATTERN, max_length=63,
+                                description="The object's DNS-1123 name.")]
 
 
 def _public(row: Any) -> InventoryPublic:
@@ -27,7 +31,7 @@ def make_router(kind: inv.Kind, path: str, example: dict[str, Any]) -> APIRouter
             return [_public(r) for r in inv.list_docs(s, kind=kind)]
 
     @router.get("/{name}", response_model=InventoryPublic, name=f"get_{kind}")
-    def get_one(name: str, rt: RuntimeDep, _: PrincipalDep) -> InventoryPublic:
+    def get_one(name: NameParam, rt: RuntimeDep, _: PrincipalDep) -> InventoryPublic:
         with rt.db.read() as s:
             return _public(inv.get_doc(s, kind=kind, name=name))
 
@@ -43,7 +47,7 @@ def make_router(kind: inv.Kind, path: str, example: dict[str, Any]) -> APIRouter
         return out
 
     @router.put("/{name}", response_model=InventoryPublic, name=f"replace_{kind}")
-    def replace(name: str, rt: RuntimeDep, who: PrincipalDep,
+    def replace(name: NameParam, rt: RuntimeDep, who: PrincipalDep,
                 document: dict[str, Any] = doc) -> InventoryPublic:
         who.require_admin()
         with rt.db.write() as s:
@@ -54,7 +58,7 @@ def make_router(kind: inv.Kind, path: str, example: dict[str, Any]) -> APIRouter
         return out
 
     @router.delete("/{name}", status_code=204, response_class=Response, name=f"delete_{kind}")
-    def remove(name: str, rt: RuntimeDep, who: PrincipalDep) -> Response:
+    def remove(name: NameParam, rt: RuntimeDep, who: PrincipalDep) -> Response:
         who.require_admin()
         with rt.db.write() as s:
             inv.delete_doc(s, kind=kind, name=name)

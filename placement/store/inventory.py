@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -22,6 +23,7 @@ from placement.store.tables import (
 )
 
 Kind = Literal["site", "dataset", "client_location"]
+log = logging.getLogger("placement.store.inventory")
 ROWS: dict[str, type[SiteRow] | type[DatasetRow] | type[ClientLocationRow]] = {
     "site": SiteRow, "dataset": DatasetRow, "client_location": ClientLocationRow}
 MODELS: dict[str, type[BaseModel]] = {
@@ -39,16 +41,31 @@ def _bump(session: Session) -> None:
                     .values(version=InventoryVersion.version + 1))
 
 
-def load_inventory(session: Session) -> Inventory:
-    """Every inventory document as one validated Inventory."""
-    return Inventory(
-        sites=[Site.model_validate(r.document) for r in session.scalars(
-            select(SiteRow).order_by(SiteRow.name))],
-        datasets=[Dataset.model_validate(r.document) for r in session.scalars(
-            select(DatasetRow).order_by(DatasetRow.name))],
-        client_locations=[ClientLocation.model_validate(r.document) for r in session.scalars(
-            select(ClientLocationRow).order_by(ClientLocationRow.name))],
-    )
+def load_inventory(session: Session, skipped: list[str] | None = None) -> Inventory:
+    """Every inventory document as one validated Inventory.
+
+    A stored row that no longer validates (written by an older version, or by hand) is
+    left out, logged and named in `skipped`: the others keep deciding."""
+    def rows(kind: Kind) -> list[Any]:
+        model, table = MODELS[kind], ROWS[kind]
+        good = []
+        for r in session.scalars(select(table).order_by(table.name)):
+            assert isinstance(r, InventoryDoc)
+            try:
+                good.append(model.model_validate(r.document))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                problem = (f"{kind.replace('_', ' ')} {r.name!r} in the store does not load "
+                           f"({where}: {first['msg']}); it is left out of decisions until it "
+                           "is replaced (PUT) or deleted")
+                log.error("%s", problem)
+                if skipped is not None:
+                    skipped.append(problem)
+        return good
+
+    return Inventory(sites=rows("site"), datasets=rows("dataset"),
+                     client_locations=rows("client_location"))
 
 
 def list_docs(session: Session, *, kind: Kind, limit: int = 1000) -> list[InventoryDoc]:
