@@ -12,8 +12,9 @@ result:
 The submission then goes to the same batcher, and the reply is the route's reply. Everything
 else goes to the FastAPI route, with the body replayed: no or unknown token, another content
 type, an invalid body, the wrong team, or a submission that fails. So every error response is
-the route's own. A submission that fails with a domain error or a database outage stored
-nothing, so deciding it again there is safe; any other failure is a 500, as from the route.
+the route's own. A submission that fails with a domain error stored nothing, so deciding it
+again there is safe; one whose COMMIT failed (StoreUnavailableError: it may have been stored)
+is answered here with its 503, never decided again; any other failure is a 500.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from api.routers import workloads
 from api.routers.workloads import workload_json
 from placement import jsoncodec
 from placement.auth import Principal, hash_token
-from placement.errors import PlacementError
+from placement.errors import PlacementError, StoreUnavailableError
 from placement.model import Workload
 
 Scope = MutableMapping[str, Any]
@@ -101,6 +102,8 @@ async def _answer(api: FastAPI, scope: Scope, body: bytes) -> tuple[int, bytes] 
         return None
     try:
         row, drow, created = await asyncio.wrap_future(batcher.enqueue(workload, key))
+    except StoreUnavailableError as exc:  # it may be stored: deciding it again could store
+        return 503, orjson.dumps({"detail": str(exc), "errors": []})  # it twice
     except (PlacementError, OperationalError):  # nothing stored: the route decides again and
         return None  # answers with its own error (a conflict, an unknown reference, 503)
     return (201 if created else 200), jsoncodec.dumps(workload_json(row, drow))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,10 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import OperationalError
 
 from placement import batching
 from placement.batching import Pending
-from placement.errors import ConfigError, UnprocessableError
+from placement.errors import ConfigError, StoreUnavailableError, UnprocessableError
 from placement.loader import load_bundle
 from placement.model import Workload
 from placement.store.tables import ReservationRow, WorkloadRow, utcnow
@@ -300,3 +303,87 @@ def test_an_empty_policy_file_is_an_invalid_bundle(tmp_path: Path, content: str)
 
 def test_the_example_bundle_still_loads() -> None:
     assert load_bundle(EXAMPLES).policy.spec.rules
+
+
+# --- 5. a COMMIT whose outcome is unknown is never stored twice ------------------------------
+
+def _lost_reply(db: Any, *, committed: bool) -> Any:
+    """db.write as it behaves when the connection drops at COMMIT: the transaction did (or
+    did not) take, and the client sees an OperationalError either way."""
+    real = db.write
+
+    @contextmanager
+    def write() -> Iterator[Any]:
+        if committed:
+            with real() as s:
+                yield s
+        else:
+            with real() as s:
+                yield s
+                s.rollback()
+        raise OperationalError("COMMIT", None, Exception("server closed the connection"))
+
+    return write
+
+
+@pytest.mark.parametrize("key", [None, "retry-1"])
+@pytest.mark.parametrize("committed", [True, False])
+def test_an_unknown_commit_outcome_never_stores_twice(db_url: str, monkeypatch: Any,
+                                                      committed: bool, key: str | None) -> None:
+    with api_on(db_url, QUEUE_BUNDLE) as a:
+        db = a.runtime.db
+        monkeypatch.setattr(db, "write", _lost_reply(db, committed=committed))
+        first = Pending(Workload.model_validate(job("once")), key)
+        batching.place_batch(a.runtime, [first])
+        monkeypatch.undo()
+        if committed:  # it was stored: the submission succeeded, and says so
+            row, _, created = first.future.result(timeout=10)
+            assert created and row["phase"] == "placed"
+        else:
+            with pytest.raises(StoreUnavailableError, match="nothing was stored"):
+                first.future.result(timeout=10)
+        assert stored_workloads(a) == (1 if committed else 0)
+        if key is not None:  # the client's retry with its key: answered, never a second row
+            again = a.client.post("/v1/workloads", json=job("once"),
+                                  headers={**a.h("admin"), "Idempotency-Key": key})
+            assert again.status_code == (200 if committed else 201), again.text
+            assert stored_workloads(a) == 1
+        with db.read() as s:
+            held = s.scalar(select(func.coalesce(func.sum(ReservationRow.count), 0)).where(
+                ReservationRow.released_at.is_(None)))
+            reserved = s.scalar(text("SELECT reserved FROM capacity"))
+        assert held == reserved
+
+
+def test_a_store_that_cannot_be_asked_answers_503_saying_the_outcome_is_unknown(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    with api_on(f"sqlite:///{tmp_path / 'p.db'}", QUEUE_BUNDLE) as a:
+        db = a.runtime.db
+        monkeypatch.setattr(db, "write", _lost_reply(db, committed=True))
+        monkeypatch.setattr(batching, "_stored_ids", lambda rt, stored: None)
+        monkeypatch.setattr(batching, "UNKNOWN_OUTCOME_WAIT_S", 0.2)
+        p = Pending(Workload.model_validate(job("unknown")), "k")
+        batching.place_batch(a.runtime, [p])
+        with pytest.raises(StoreUnavailableError, match="unknown"):
+            p.future.result(timeout=10)
+        monkeypatch.undo()
+        again = a.client.post("/v1/workloads", json=job("unknown"),
+                              headers={**a.h("admin"), "Idempotency-Key": "k"})
+        assert again.status_code == 200 and stored_workloads(a) == 1
+
+
+def test_the_api_answers_an_unknown_commit_with_503_and_stores_once(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """Through the HTTP front (token cached, so the submit fast path answers): the 503 is
+    final, the submission is not decided a second time behind it."""
+    with api_on(f"sqlite:///{tmp_path / 'p.db'}", QUEUE_BUNDLE) as a:
+        assert a.client.get("/v1/sites", headers=a.h("admin")).status_code == 200
+        db = a.runtime.db
+        monkeypatch.setattr(db, "write", _lost_reply(db, committed=True))
+        monkeypatch.setattr(batching, "_stored_ids", lambda rt, stored: None)
+        monkeypatch.setattr(batching, "UNKNOWN_OUTCOME_WAIT_S", 0.2)
+        res = a.client.post("/v1/workloads", json=job("unknown"), headers=a.h("admin"))
+        monkeypatch.undo()
+        assert res.status_code == 503, res.text
+        assert "unknown" in res.json()["detail"]
+        assert stored_workloads(a) == 1
