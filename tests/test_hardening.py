@@ -387,3 +387,19 @@ def test_the_api_answers_an_unknown_commit_with_503_and_stores_once(
         assert res.status_code == 503, res.text
         assert "unknown" in res.json()["detail"]
         assert stored_workloads(a) == 1
+
+
+@pytest.mark.parametrize(("line", "value"), [
+    ("  wan_gbps: 10", "  wan_gbps: .inf"), ("  wan_gbps: 10", "  wan_gbps: .nan"),
+    ("  kube_context: dc", '  kube_context: "dc\\0"'),
+    ("  egress_usd_per_gb: 0", "  egress_usd_per_gb: true"),
+])
+def test_yaml_with_a_hostile_value_is_invalid_at_its_line(tmp_path: Path, line: str,
+                                                          value: str) -> None:
+    bundle = (QUEUE_BUNDLE / "bundle.yaml").read_text()
+    assert line in bundle
+    (tmp_path / "bundle.yaml").write_text(bundle.replace(line, value))
+    with pytest.raises(ConfigError) as err:
+        load_bundle(tmp_path)
+    lineno = bundle.splitlines().index(line) + 1
+    assert f"bundle.yaml:{lineno}" in str(err.value), str(err.value)
