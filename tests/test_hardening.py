@@ -23,6 +23,7 @@ from placement.batching import Pending
 from placement.errors import ConfigError, StoreUnavailableError, UnprocessableError
 from placement.loader import load_bundle
 from placement.model import Workload
+from placement.model.common import Strict, check_gpu, check_text
 from placement.store.tables import ReservationRow, WorkloadRow, utcnow
 
 from .conftest import EXAMPLES, Api, api_on
@@ -102,7 +103,7 @@ def test_bounds_are_in_the_published_schema() -> None:
 
 
 HOSTILE_VALUES = st.one_of(
-    st.integers(min_value=2**31), st.integers(max_value=-(2**31)),
+    st.integers(min_value=10**13), st.integers(max_value=-(2**31)),  # past every bound
     st.sampled_from([float("inf"), float("-inf"), float("nan"), 1e308, -1e308]),
     st.booleans(),
     st.text(min_size=1, max_size=8).map(lambda s: s + "\x00"),
@@ -403,3 +404,54 @@ def test_yaml_with_a_hostile_value_is_invalid_at_its_line(tmp_path: Path, line: 
         load_bundle(tmp_path)
     lineno = bundle.splitlines().index(line) + 1
     assert f"bundle.yaml:{lineno}" in str(err.value), str(err.value)
+
+
+def _unchecked_text(annotation: Any, metadata: list[Any]) -> bool:
+    """True when `annotation` holds a plain str that neither check_text nor a pattern
+    guards."""
+    from typing import Annotated, get_args, get_origin
+
+    def guarded(meta: list[Any]) -> bool:  # a Field() nests its own metadata
+        return any(getattr(m, "func", None) in (check_text, check_gpu)
+                   or getattr(m, "pattern", None) or guarded(getattr(m, "metadata", []))
+                   for m in meta)
+
+    if get_origin(annotation) is Annotated:
+        inner, *meta = get_args(annotation)
+        return _unchecked_text(inner, [*metadata, *meta])
+    if annotation is str:
+        return not guarded(metadata)
+    return any(_unchecked_text(a, []) for a in get_args(annotation))
+
+
+def test_every_string_field_of_every_document_is_checked_text() -> None:
+    """NUL and lone surrogates are refused by the `Text` type: a str field without it (or a
+    pattern, which admits neither) would let them through to the store."""
+    import placement.model as models
+
+    seen, missing = 0, []
+    classes = {c for name in dir(models) if isinstance(c := getattr(models, name), type)}
+    todo = [c for c in classes if issubclass(c, Strict)]
+    done: set[type] = set()
+    while todo:
+        cls = todo.pop()
+        if cls in done:
+            continue
+        done.add(cls)
+        todo.extend(c for c in cls.__subclasses__())
+        for fname, info in cls.model_fields.items():
+            seen += 1
+            if _unchecked_text(info.annotation, list(info.metadata)):
+                missing.append(f"{cls.__name__}.{fname}")
+            for sub in _models_in(info.annotation):
+                todo.append(sub)
+    assert seen > 100 and not missing, missing
+
+
+def _models_in(annotation: Any) -> list[type]:
+    from typing import get_args
+    found = [annotation] if isinstance(annotation, type) and issubclass(annotation, Strict) \
+        else []
+    for a in get_args(annotation):
+        found += _models_in(a)
+    return found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from placement.gpus import KNOWN_GPU_TYPES, is_known_gpu
 
@@ -44,37 +44,19 @@ def check_text(value: str) -> str:
     return value
 
 
-def _check_texts(value: object) -> object:
-    if isinstance(value, str):
-        return check_text(value)
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if isinstance(k, str):
-                check_text(k)
-            if isinstance(v, str):
-                check_text(v)
-    elif isinstance(value, list):
-        for item in value:
-            if isinstance(item, str):
-                check_text(item)
-    return value
+Text = Annotated[str, AfterValidator(check_text)]  # every free-text field of a document
 
 
 class Strict(BaseModel):
     """Base for documents: unknown fields are errors, so typos never pass silently; numbers
-    are finite and of their own type (true is not 1, "1" is not 1); text is valid Unicode
-    without NUL and at most MAX_TEXT characters."""
+    are finite and of their own type (true is not 1, "1" is not 1); strings are at most
+    MAX_TEXT characters, and free text is `Text` (valid Unicode without NUL)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False,
                               str_max_length=MAX_TEXT)
 
-    @field_validator("*", mode="after")
-    @classmethod
-    def _text(cls, value: object) -> object:
-        return _check_texts(value)
 
-
-def _check_gpu(name: str) -> str:
+def check_gpu(name: str) -> str:
     if not is_known_gpu(name):
         raise ValueError(
             f"unknown GPU type {name!r}; use one of: {', '.join(KNOWN_GPU_TYPES)}"
@@ -84,7 +66,7 @@ def _check_gpu(name: str) -> str:
 
 GpuType = Annotated[
     str,
-    AfterValidator(_check_gpu),
+    AfterValidator(check_gpu),
     Field(description="Accelerator name as the cloud price catalogs write it, e.g. H100."),
 ]
 Name = Annotated[
@@ -115,13 +97,13 @@ class Location(Strict):
 
     lat: float = Field(ge=-90, le=90, description="Latitude in degrees.")
     lon: float = Field(ge=-180, le=180, description="Longitude in degrees.")
-    description: str | None = Field(default=None, max_length=MAX_TEXT)
+    description: Text | None = Field(default=None, max_length=MAX_TEXT)
 
 
 class Document(Strict):
     """Common shape of every YAML document: kind, optional apiVersion, metadata, spec."""
 
-    apiVersion: str | None = Field(default=None, max_length=MAX_LABEL_KEY)
+    apiVersion: Text | None = Field(default=None, max_length=MAX_LABEL_KEY)
     metadata: Metadata
 
     @property

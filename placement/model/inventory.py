@@ -20,6 +20,7 @@ from placement.model.common import (
     Location,
     Name,
     Strict,
+    Text,
 )
 
 Classification = Literal["public", "internal", "confidential", "restricted"]
@@ -38,7 +39,7 @@ class Link(Strict):
         default=None, ge=0, le=MAX_USD_PER_UNIT,
             description="USD per GB sent from this site to the other."
     )
-    source: str | None = Field(default=None, description="Where the numbers come from.")
+    source: Text | None = Field(default=None, description="Where the numbers come from.")
 
 
 class OnPremGpu(Strict):
@@ -55,7 +56,7 @@ class OnPremGpu(Strict):
 class CloudInstance(Strict):
     """One instance type that carries a GPU type, with its catalog prices."""
 
-    type: str = Field(min_length=1, description="Instance or machine type, e.g. p5.48xlarge.")
+    type: Text = Field(min_length=1, description="Instance or machine type, e.g. p5.48xlarge.")
     gpus: int = Field(ge=1, le=MAX_ITEMS, description="GPUs per instance.")
     on_demand_usd_per_hour: float = Field(gt=0, le=MAX_USD_PER_UNIT,
         description="On-demand price per instance-hour.")
@@ -81,22 +82,22 @@ class SignalQueries(Strict):
     the explanation) when it is stale or unavailable.
     """
 
-    free_gpus: str | None = Field(
+    free_gpus: Text | None = Field(
         default=None, description="Instant vector of free GPUs, one sample per GPU type (label "
         "`gpu_type_label`), e.g. from DCGM exporter metrics. Decisions use the smaller of this "
         "and the store's free count.")
-    gpu_utilization_pct: str | None = Field(
+    gpu_utilization_pct: Text | None = Field(
         default=None, description="Average GPU utilization in percent, e.g. "
         "avg(DCGM_FI_DEV_GPU_UTIL{cluster=\"...\"}).")
     saturated_at_pct: float | None = Field(
         default=None, gt=0, le=100, description="At or above this utilization the site is "
         "taken to have no free GPUs (work the scheduler did not place is using them).")
-    service_p99_ms: str | None = Field(
+    service_p99_ms: Text | None = Field(
         default=None, description="Observed p99 service time in ms, one sample per model "
         "(label `model_label`), e.g. from Triton's nv_inference_request_summary_us. Replaces "
         "a workload's declared service_time_p99_ms at this site.")
-    gpu_type_label: str = Field(default="gpu_type", min_length=1)
-    model_label: str = Field(default="model", min_length=1)
+    gpu_type_label: Text = Field(default="gpu_type", min_length=1)
+    model_label: Text = Field(default="model", min_length=1)
 
 
 class SiteServing(Strict):
@@ -108,19 +109,19 @@ class SiteServing(Strict):
     """
 
     namespace: Name = "placement-serving"
-    image: str = Field(default="nvcr.io/nvidia/tritonserver:24.10-py3", min_length=1)
-    repository: str | None = Field(default=None, min_length=1, description="Default model "
+    image: Text = Field(default="nvcr.io/nvidia/tritonserver:24.10-py3", min_length=1)
+    repository: Text | None = Field(default=None, min_length=1, description="Default model "
                                    "repository for workloads that name none.")
-    endpoint: str = Field(default="http://{name}.{namespace}.svc.cluster.local:8000",
+    endpoint: Text = Field(default="http://{name}.{namespace}.svc.cluster.local:8000",
                           min_length=1, description="Triton's HTTP endpoint template.")
-    metrics_url: str = Field(default="http://{name}.{namespace}.svc.cluster.local:8002/metrics",
+    metrics_url: Text = Field(default="http://{name}.{namespace}.svc.cluster.local:8002/metrics",
                              min_length=1, description="Triton's metrics template.")
     service_monitor: bool = Field(default=False, description="Render a Prometheus Operator "
                                   "ServiceMonitor (else scrape annotations only).")
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    cpu: str = "4"
-    memory: str = "16Gi"
-    scratch: str = Field(default="50Gi", description="Size of /tmp, where Triton keeps models "
+    node_selector: dict[Text, Text] = Field(default_factory=dict)
+    cpu: Text = "4"
+    memory: Text = "16Gi"
+    scratch: Text = Field(default="50Gi", description="Size of /tmp, where Triton keeps models "
                          "it downloads from a cloud repository.")
 
     @field_validator("endpoint", "metrics_url")
@@ -140,23 +141,23 @@ class SiteJobs(Strict):
     """How training and batch jobs run on the site's cluster."""
 
     namespace: Name = "placement-jobs"
-    stager_image: str = Field(default="rclone/rclone:1.68", min_length=1, description="Image "
+    stager_image: Text = Field(default="rclone/rclone:1.68", min_length=1, description="Image "
                               "of the init container that copies a dataset to the site "
                               "(`rclone copy SOURCE /data/NAME`).")
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    service_account: str | None = Field(default=None, description="Service account of the "
+    node_selector: dict[Text, Text] = Field(default_factory=dict)
+    service_account: Text | None = Field(default=None, description="Service account of the "
                                         "job's pods (e.g. with object-store credentials).")
-    scratch: str = Field(default="500Gi", description="Size of /data, where datasets staged "
+    scratch: Text = Field(default="500Gi", description="Size of /data, where datasets staged "
                          "from other sites land.")
 
 
 class _SiteCommon(Strict):
     location: Location
-    kube_context: str = Field(min_length=1, description="Kubernetes context to act on the site.")
-    network_boundary: str | None = Field(
+    kube_context: Text = Field(min_length=1, description="Kubernetes context to act on the site.")
+    network_boundary: Text | None = Field(
         default=None, description="Closed network the site sits in (e.g. a plant's OT network)."
     )
-    accepts_boundaries: list[str] = Field(
+    accepts_boundaries: list[Text] = Field(
         default_factory=list, description="Other boundaries whose clients may reach this site."
     )
     wan_gbps: float = Field(gt=0, le=MAX_GBPS, description="WAN bandwidth to the outside, Gbit/s.")
@@ -184,11 +185,11 @@ class OnPremSiteSpec(_SiteCommon):
 class BurstCluster(Strict):
     """The Kubernetes cluster in the region that burst node pools join (EKS or GKE)."""
 
-    cluster: str = Field(min_length=1, description="EKS cluster name or GKE cluster.")
-    node_role_arn: str | None = Field(default=None, description="AWS: IAM role of the nodes.")
-    subnet_ids: list[str] = Field(default_factory=list, description="AWS: subnets for nodes.")
-    project: str | None = Field(default=None, description="GCP: project of the cluster.")
-    location: str | None = Field(default=None, description="GCP: region or zone of the "
+    cluster: Text = Field(min_length=1, description="EKS cluster name or GKE cluster.")
+    node_role_arn: Text | None = Field(default=None, description="AWS: IAM role of the nodes.")
+    subnet_ids: list[Text] = Field(default_factory=list, description="AWS: subnets for nodes.")
+    project: Text | None = Field(default=None, description="GCP: project of the cluster.")
+    location: Text | None = Field(default=None, description="GCP: region or zone of the "
                                  "cluster (default: the site's region).")
     lifetime_factor: float = Field(default=1.5, ge=1, le=MAX_ITEMS,
         description="A burst expires after its "
@@ -200,7 +201,7 @@ class CloudSiteSpec(_SiteCommon):
 
     type: Literal["cloud"]
     provider: Provider
-    region: str = Field(min_length=1)
+    region: Text = Field(min_length=1)
     provisioning_minutes: float = Field(
         default=15, ge=0, le=MAX_HOURS * 60,
             description="Time to add a GPU node pool and have it ready."
@@ -231,10 +232,10 @@ class DatasetSpec(Strict):
     size_gb: float = Field(ge=0, le=MAX_SIZE, description="Size in GB (10^9 bytes).")
     replicas: list[Name] = Field(min_length=1, description="Sites holding a full replica.")
     classification: Classification = "internal"
-    network_boundary: str | None = Field(
+    network_boundary: Text | None = Field(
         default=None, description="The data may not leave sites inside this boundary."
     )
-    uris: dict[str, str] = Field(default_factory=dict, description="Where each replica lives, "
+    uris: dict[Text, Text] = Field(default_factory=dict, description="Where each replica lives, "
                                  "by site name (an rclone remote:path, s3://, gs:// ...): the "
                                  "source a job's staging step copies from.")
 
@@ -251,13 +252,13 @@ class ClientLocationSpec(Strict):
     """Where users of a service sit, and measured RTTs from there."""
 
     location: Location
-    network_boundary: str | None = Field(
+    network_boundary: Text | None = Field(
         default=None, description="Clients inside a closed network reach only sites that allow it."
     )
-    rtt_ms: dict[str, Annotated[float, Field(ge=0, le=MAX_MS)]] = Field(
+    rtt_ms: dict[Text, Annotated[float, Field(ge=0, le=MAX_MS)]] = Field(
         default_factory=dict, description="Measured RTT in ms to named sites; others estimated."
     )
-    rtt_source: str | None = Field(default=None, description="Where the measured RTTs come from.")
+    rtt_source: Text | None = Field(default=None, description="Where the measured RTTs come from.")
 
 
 class ClientLocation(Document):
@@ -271,13 +272,13 @@ class ClientLocation(Document):
 class Reservation(Strict):
     """GPUs held at a site by a placed workload (the source of truth for free capacity)."""
 
-    site: str
-    gpu_type: str
+    site: Text
+    gpu_type: Text
     count: int = Field(ge=1)
     remaining_hours: float | None = Field(
         default=None, ge=0, description="Expected hours until release; None = not known."
     )
-    workload: str | None = None
+    workload: Text | None = None
 
 
 class Inventory(Strict):

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from placement.model.common import MAX_HOURS, MAX_USD, Document, Labels, Name, Strict
+from placement.model.common import MAX_HOURS, MAX_USD, Document, Labels, Name, Strict, Text
 from placement.model.inventory import Classification
 from placement.model.workload import WorkloadKind
 
@@ -81,7 +81,7 @@ class Rule(Strict):
     """One ordered policy rule."""
 
     name: Name
-    description: str | None = None
+    description: Text | None = None
     match: Match = Field(default_factory=Match)
     require: SiteSelector | None = Field(default=None, description="Sites must match this.")
     forbid: SiteSelector | None = Field(default=None, description="Sites must not match this.")
@@ -122,7 +122,7 @@ class PolicySpec(Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     scales: Scales = Field(default_factory=Scales)
     rules: list[Rule] = Field(default_factory=list)
-    team_budgets: dict[str, Annotated[float, Field(gt=0, le=MAX_USD)]] = Field(
+    team_budgets: dict[Text, Annotated[float, Field(gt=0, le=MAX_USD)]] = Field(
         default_factory=dict, description="USD each team may spend on cloud bursts per "
         "calendar month (UTC); a burst that would go over is not chosen.")
 

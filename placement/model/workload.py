@@ -21,6 +21,7 @@ from placement.model.common import (
     GpuType,
     Name,
     Strict,
+    Text,
 )
 
 WorkloadKind = Literal["inference", "rag", "training", "finetune", "batch"]
@@ -72,7 +73,7 @@ TensorType = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT
 class TensorSpec(Strict):
     """One model input or output as Triton declares it (without the batch dimension)."""
 
-    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    name: Text = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
     data_type: TensorType = Field(description="Triton data type without the TYPE_ prefix.")
     dims: list[Annotated[int, Field(ge=-1, le=MAX_INT32)]] = Field(
         min_length=1, max_length=MAX_ITEMS, description="Shape per request; -1 = variable.")
@@ -98,7 +99,7 @@ class ServingSpec(Strict):
     version: int = Field(default=1, ge=1, le=MAX_INT32,
         description="Model version to serve; changing it "
                          "rolls the model: load the new version, check it, unload the old one.")
-    repository: str | None = Field(
+    repository: Text | None = Field(
         default=None, min_length=1, description="Model repository Triton reads the model's "
         "version directories from (s3://, gs://, as:// or a path in the image); default: the "
         "site's serving.repository.")
@@ -113,17 +114,17 @@ class ServingSpec(Strict):
 class JobSpec(Strict):
     """What a training, fine-tuning or batch job runs on its cluster."""
 
-    image: str = Field(min_length=1, description="Container image.")
-    command: list[str] = Field(default_factory=list, max_length=MAX_ITEMS)
-    args: list[str] = Field(default_factory=list, max_length=MAX_ITEMS)
-    env: dict[str, str] = Field(default_factory=dict, max_length=MAX_ITEMS)
+    image: Text = Field(min_length=1, description="Container image.")
+    command: list[Text] = Field(default_factory=list, max_length=MAX_ITEMS)
+    args: list[Text] = Field(default_factory=list, max_length=MAX_ITEMS)
+    env: dict[Text, Text] = Field(default_factory=dict, max_length=MAX_ITEMS)
     nodes: int = Field(default=1, ge=1, le=MAX_GPUS,
         description="Nodes (pods) the GPUs are spread over; "
                        "above 1: an indexed Job with a headless Service. gpu.count must divide.")
-    checkpoint_uri: str | None = Field(
+    checkpoint_uri: Text | None = Field(
         default=None, min_length=1, description="Where the job writes checkpoints and resumes "
         "from (passed as CHECKPOINT_URI); a resubmission after an interruption resumes there.")
-    checkpoint_volume: str | None = Field(
+    checkpoint_volume: Text | None = Field(
         default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="A "
         "PersistentVolumeClaim mounted at /checkpoints (CHECKPOINT_DIR) instead.")
     backoff_limit: int = Field(default=3, ge=0, le=MAX_INT32,
