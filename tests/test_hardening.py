@@ -455,3 +455,13 @@ def _models_in(annotation: Any) -> list[type]:
     for a in get_args(annotation):
         found += _models_in(a)
     return found
+
+
+def test_a_workload_may_not_hold_more_gpus_than_a_column_can_count(api: Api) -> None:
+    body = {"metadata": {"name": "huge"},
+            "spec": {"kind": "inference", "team": "vision", "replicas": 10_000,
+                     "gpu": {"types": ["A100"], "count": 10_000},
+                     "latency": {"p99_slo_ms": 100, "service_time_p99_ms": 10,
+                                 "clients": [{"location": "x"}]}}}
+    res = api.client.post("/v1/workloads", json=body, headers=api.h("admin"))
+    assert res.status_code == 422 and "gpu.count x replicas" in res.text, res.text

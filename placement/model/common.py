@@ -14,7 +14,7 @@ NAME_PATTERN = r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"
 # and what the engine can multiply together without leaving the finite floats.
 MAX_INT32 = 2**31 - 1
 MAX_PRIORITY = 1_000_000_000
-MAX_GPUS = 1_000_000  # GPUs of one type at one site, or per replica
+MAX_GPUS = 10_000_000  # GPUs of one type at one site, or one workload's in all
 MAX_REPLICAS = 10_000
 MAX_ITEMS = 1_000  # entries of a list or map in one document
 MAX_HOURS = 100_000.0  # about 11 years

@@ -173,6 +173,9 @@ class WorkloadSpec(Strict):
             )
         if self.kind in JOB_KINDS and self.duration_hours is None:
             raise ValueError(f"a {self.kind} job needs 'duration_hours'; add the expected run time")
+        if self.gpu.count * self.replicas > MAX_GPUS:
+            raise ValueError(f"gpu.count x replicas is {self.gpu.count * self.replicas:,} "
+                             f"GPUs, over the {MAX_GPUS:,} one workload may hold; ask for fewer")
         if self.kind in JOB_KINDS and self.replicas != 1:
             raise ValueError("jobs run as one replica; remove 'replicas' or set it to 1")
         if self.job is not None and self.gpu.count % self.job.nodes:
