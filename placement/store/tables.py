@@ -148,6 +148,21 @@ class ApiTokenRow(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The token's first characters (e.g. "plc_AbCd12"), to tell tokens apart in a list; null
+    # for tokens stored before it was kept.
+    prefix: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class UiSessionRow(Base):
+    """A dashboard login: the cookie holds a random session id, stored here only hashed,
+    bound to the token it was opened with. Logging out deletes the row; so does revoking
+    the token; past `expires_at` it is refused (and swept on a later login)."""
+
+    __tablename__ = "ui_sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_tokens.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class EventRow(Base):
