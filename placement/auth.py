@@ -1,20 +1,32 @@
-"""API tokens: random bearer secrets stored as SHA-256 hashes, with a role and a team."""
+"""API tokens: random bearer secrets stored as SHA-256 hashes, with a role and a team; and
+dashboard sessions opened with one (random ids, stored hashed, ended by logout, expiry or the
+token's revocation)."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from placement.errors import FieldProblem, ForbiddenError, InvalidRequestError, UnauthorizedError
-from placement.store.tables import ApiTokenRow
+from placement.errors import (
+    FieldProblem,
+    ForbiddenError,
+    InvalidRequestError,
+    NotFoundError,
+    UnauthorizedError,
+)
+from placement.store.tables import ApiTokenRow, UiSessionRow, utcnow
 
 Role = Literal["admin", "member"]
 PREFIX = "plc_"
+SHOWN = 10  # characters of a token kept in the clear to tell tokens apart ("plc_" and 6 more)
+SESSION_SECONDS = 8 * 3600  # a dashboard session ends this long after login at the latest
 
 
 @dataclass(frozen=True)
@@ -46,13 +58,21 @@ def hash_token(token: str) -> str:
 def create_token(session: Session, *, role: Role, team: str | None,
                  description: str = "") -> str:
     """Store a new token's hash and return the token (shown once, never stored)."""
+    return create_token_row(session, role=role, team=team, description=description)[1]
+
+
+def create_token_row(session: Session, *, role: Role, team: str | None,
+                     description: str = "") -> tuple[ApiTokenRow, str]:
+    """create_token, with the stored row (flushed, so its id is set)."""
     if role == "member" and not team:
         raise InvalidRequestError([FieldProblem(("team",), "a member token needs a team",
                                                 "pass --team TEAM")])
     token = PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiTokenRow(token_hash=hash_token(token), role=role, team=team,
-                            description=description))
-    return token
+    row = ApiTokenRow(token_hash=hash_token(token), role=role, team=team,
+                      description=description, prefix=token[:SHOWN])
+    session.add(row)
+    session.flush()
+    return row, token
 
 
 def ensure_token(session: Session, *, token: str, role: Role,
@@ -66,7 +86,8 @@ def ensure_token(session: Session, *, token: str, role: Role,
     digest = hash_token(token)
     if session.scalar(select(ApiTokenRow.id).where(ApiTokenRow.token_hash == digest)):
         return False
-    session.add(ApiTokenRow(token_hash=digest, role=role, team=None, description=description))
+    session.add(ApiTokenRow(token_hash=digest, role=role, team=None, description=description,
+                            prefix=token[:SHOWN] if token.startswith(PREFIX) else None))
     return True
 
 
@@ -75,10 +96,64 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
     if not authorization or not authorization.lower().startswith("bearer "):
         raise UnauthorizedError("missing bearer token; send 'Authorization: Bearer <token>' "
                                 "(create one with `placement token create`)")
-    token = authorization[7:].strip()
+    return _principal_of(_token_row(session, authorization[7:].strip()))
+
+
+def _token_row(session: Session, token: str) -> ApiTokenRow:
     row = session.scalar(select(ApiTokenRow).where(ApiTokenRow.token_hash == hash_token(token),
                                                    ApiTokenRow.revoked_at.is_(None)))
     if row is None:
         raise UnauthorizedError("unknown or revoked token; create a new one with "
                                 "`placement token create`")
+    return row
+
+
+def _principal_of(row: ApiTokenRow) -> Principal:
     return Principal(role="admin" if row.role == "admin" else "member", team=row.team)
+
+
+def list_tokens(session: Session) -> list[ApiTokenRow]:
+    """Every stored token, oldest first (revoked ones too)."""
+    return list(session.scalars(select(ApiTokenRow).order_by(ApiTokenRow.created_at,
+                                                             ApiTokenRow.id)))
+
+
+def revoke_token(session: Session, token_id: uuid.UUID) -> ApiTokenRow:
+    """Revoke a token (again is a no-op) and end its dashboard sessions; NotFoundError when no
+    token has this id. Other processes stop accepting it when their token cache entry
+    expires (api.deps.TOKEN_CACHE_SECONDS)."""
+    row = session.get(ApiTokenRow, token_id, with_for_update=True)
+    if row is None:
+        raise NotFoundError("token", str(token_id))
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    session.execute(delete(UiSessionRow).where(UiSessionRow.token_id == token_id))
+    return row
+
+
+def start_session(session: Session, token: str,
+                  seconds: float = SESSION_SECONDS) -> str:
+    """Open a dashboard session for a valid token; returns its id (kept only hashed here).
+    UnauthorizedError for an unknown or revoked token. Expired sessions are swept."""
+    row = _token_row(session, token)
+    now = utcnow()
+    session.execute(delete(UiSessionRow).where(UiSessionRow.expires_at <= now))
+    sid = secrets.token_urlsafe(32)
+    session.add(UiSessionRow(id_hash=hash_token(sid), token_id=row.id, created_at=now,
+                             expires_at=now + timedelta(seconds=seconds)))
+    return sid
+
+
+def session_principal(session: Session, sid: str) -> Principal | None:
+    """The caller behind a dashboard session id: None when it is unknown, ended, expired or
+    its token was revoked."""
+    row = session.scalar(
+        select(ApiTokenRow).join(UiSessionRow, UiSessionRow.token_id == ApiTokenRow.id)
+        .where(UiSessionRow.id_hash == hash_token(sid), UiSessionRow.expires_at > utcnow(),
+               ApiTokenRow.revoked_at.is_(None)))
+    return None if row is None else _principal_of(row)
+
+
+def end_session(session: Session, sid: str) -> None:
+    """Log out: the session's row is deleted (an unknown id is a no-op)."""
+    session.execute(delete(UiSessionRow).where(UiSessionRow.id_hash == hash_token(sid)))

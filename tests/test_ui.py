@@ -12,7 +12,8 @@ from placement.loader import load_bundle
 from .conftest import EXAMPLES, Api, api_on
 
 QUEUE_BUNDLE = EXAMPLES.parents[1] / "tests" / "data" / "queue"
-FORM = {"content-type": "application/x-www-form-urlencoded"}
+ORIGIN = {"origin": "http://testserver"}  # what a browser sends with the dashboard's forms
+FORM = {"content-type": "application/x-www-form-urlencoded", **ORIGIN}
 PAGES = ["/ui/", "/ui/workloads", "/ui/policy", "/ui/reports"]
 
 
@@ -41,7 +42,10 @@ def examples(tmp_path: Path) -> Any:
 def test_pages_need_a_login(api: Api, path: str) -> None:
     res = api.client.get(path, follow_redirects=False)
     assert res.status_code == 303 and res.headers["location"].startswith("/ui/login?next=")
-    api.client.cookies.set("placement_token", "plc_forged", path="/ui")
+    api.client.cookies.set("placement_session", "forged", path="/ui")
+    assert api.client.get(path, follow_redirects=False).status_code == 303
+    api.client.cookies.clear()
+    api.client.cookies.set("placement_token", api.tokens["admin"], path="/ui")  # the old cookie
     assert api.client.get(path, follow_redirects=False).status_code == 303
 
 
@@ -50,11 +54,10 @@ def test_login_logout_and_the_row_fragment(api: Api) -> None:
     assert bad.status_code == 401 and "unknown or revoked" in bad.text
     assert api.client.get("/ui/workloads/rows").status_code == 401
     _login(api, "admin")
-    cookie = api.client.cookies.get("placement_token")
-    assert cookie == api.tokens["admin"]
     assert api.client.get("/ui/workloads/rows").status_code == 200
-    out = api.client.post("/ui/logout", follow_redirects=False)
-    assert out.status_code == 303 and "placement_token=\"\"" in out.headers["set-cookie"]
+    out = api.client.post("/ui/logout", headers=ORIGIN, follow_redirects=False)
+    assert out.status_code == 303 and "placement_session=\"\"" in out.headers["set-cookie"]
+    assert api.client.get("/ui/workloads/rows").status_code == 401
 
 
 @pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/ui/", "/v1/sites"])
@@ -92,12 +95,12 @@ def test_a_revoked_token_stops_working_on_the_dashboard(api: Api) -> None:
 
     _login(api, "vision")
     assert api.client.get("/ui/workloads", follow_redirects=False).status_code == 200
-    with api.runtime.db.write() as s:
+    with api.runtime.db.write() as s:  # revoked behind the API's back (another process)
         s.execute(update(ApiTokenRow).where(
             ApiTokenRow.token_hash == hash_token(api.tokens["vision"])).values(
             revoked_at=utcnow()))
-    for key, (who, _) in list(api.client.app.state.token_cache.items()):  # type: ignore[attr-defined]
-        api.client.app.state.token_cache[key] = (who, 0.0)  # type: ignore[attr-defined]
+    # The session is bound to the token and read on each page: refused at once, not after
+    # the API's token cache runs out.
     assert api.client.get("/ui/workloads", follow_redirects=False).status_code == 303
     assert api.client.get("/ui/workloads/rows").status_code == 401
 
@@ -193,7 +196,8 @@ def test_reports_are_listed_and_served_sandboxed(tmp_path: Path) -> None:
         assert 'href="/ui/reports/q3%20what-if.html"' in a.client.get("/ui/reports").text
         res = a.client.get("/ui/reports/q3%20what-if.html")
         assert res.text == "<h1>what if</h1>"
-        assert res.headers["content-security-policy"] == "sandbox"
+        assert res.headers["content-security-policy"] == "sandbox; frame-ancestors 'none'"
+        assert res.headers["cache-control"] == "no-store"
         assert a.client.get("/ui/reports/latin1.html").status_code == 200
         assert a.client.get("/ui/reports/link.html").status_code == 404  # points outside
         assert a.client.get("/ui/reports/missing.html").status_code == 404
@@ -252,3 +256,134 @@ def test_overview_shows_live_utilization_when_signals_exist(tmp_path: Path) -> N
         assert '73% <span class="tag fresh">fresh</span>' in frankfurt
         austin = overview.split('data-site="plant-austin"')[1].split("</tr>")[0]
         assert "not configured" in austin
+
+
+# --- sessions, form origins, response headers (issue "No request can hurt another", item 6) ---
+
+def _session_rows(api: Api) -> list[Any]:
+    from sqlalchemy import select
+
+    from placement.store.tables import UiSessionRow
+
+    with api.runtime.db.read() as s:
+        return list(s.scalars(select(UiSessionRow)))
+
+
+def test_the_cookie_holds_a_server_side_session_not_the_token(api: Api) -> None:
+    from placement.auth import hash_token
+    from placement.store.db import as_utc
+    from placement.store.tables import utcnow
+
+    res = api.client.post("/ui/login", content=f"token={api.tokens['vision']}", headers=FORM,
+                          follow_redirects=False)
+    assert res.status_code == 303
+    cookie = res.headers["set-cookie"]
+    sid = api.client.cookies.get("placement_session")
+    assert sid and api.tokens["vision"] not in cookie and sid != api.tokens["vision"]
+    assert api.client.cookies.get("placement_token") is None
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
+    assert "Max-Age=28800" in cookie and "Secure" not in cookie  # plain http here
+    [row] = _session_rows(api)
+    assert row.id_hash == hash_token(sid) and sid not in row.id_hash  # stored only hashed
+    left = as_utc(row.expires_at) - utcnow()  # type: ignore[operator]
+    assert 8 * 3600 - 60 < left.total_seconds() <= 8 * 3600
+    assert api.client.get("/ui/workloads", follow_redirects=False).status_code == 200
+
+    api.client.post("/ui/logout", headers=ORIGIN, follow_redirects=False)
+    assert _session_rows(api) == []  # logout ends it on the server: a copied cookie is dead
+    api.client.cookies.set("placement_session", sid, path="/ui")
+    assert api.client.get("/ui/workloads", follow_redirects=False).status_code == 303
+
+
+def test_a_session_expires_on_the_server(api: Api) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from placement.store.tables import UiSessionRow, utcnow
+
+    _login(api, "admin")
+    assert api.client.get("/ui/", follow_redirects=False).status_code == 200
+    with api.runtime.db.write() as s:  # the browser would keep the cookie; the server does not
+        s.execute(update(UiSessionRow).values(expires_at=utcnow() - timedelta(seconds=1)))
+    assert api.client.get("/ui/", follow_redirects=False).status_code == 303
+    assert api.client.get("/ui/workloads/rows").status_code == 401
+    api.client.cookies.clear()
+    _login(api, "vision")  # a later login sweeps expired sessions
+    assert len(_session_rows(api)) == 1
+
+
+def test_secure_cookie_setting_marks_the_session_cookie(api: Api) -> None:
+    api.client.app.state.secure_cookie = True  # type: ignore[attr-defined]
+    res = api.client.post("/ui/login", content=f"token={api.tokens['admin']}",
+                          headers={**FORM, "origin": "https://testserver"},
+                          follow_redirects=False)
+    assert res.status_code == 303 and "Secure" in res.headers["set-cookie"]
+
+
+CROSS = [
+    pytest.param({"origin": "https://evil.example"}, id="other-origin"),
+    pytest.param({"origin": "null"}, id="null-origin"),
+    pytest.param({"origin": "https://testserver"}, id="other-scheme"),
+    pytest.param({"origin": "http://testserver.evil.example"}, id="suffix-host"),
+    pytest.param({}, id="no-origin-no-referer"),
+    pytest.param({"referer": "https://evil.example/ui/login"}, id="other-referer"),
+    pytest.param({"origin": "https://evil.example", "referer": "http://testserver/ui/"},
+                 id="origin-wins-over-referer"),
+]
+
+
+@pytest.mark.parametrize("headers", CROSS)
+def test_login_from_another_origin_is_refused(api: Api, headers: dict[str, str]) -> None:
+    res = api.client.post("/ui/login", content=f"token={api.tokens['admin']}",
+                          headers={"content-type": "application/x-www-form-urlencoded",
+                                   **headers}, follow_redirects=False)
+    assert res.status_code == 403 and "set-cookie" not in res.headers
+    assert _session_rows(api) == []
+
+
+@pytest.mark.parametrize("headers", CROSS)
+def test_logout_from_another_origin_is_refused(api: Api, headers: dict[str, str]) -> None:
+    _login(api, "admin")
+    res = api.client.post("/ui/logout", headers=headers, follow_redirects=False)
+    assert res.status_code == 403 and "set-cookie" not in res.headers
+    assert len(_session_rows(api)) == 1
+    assert api.client.get("/ui/", follow_redirects=False).status_code == 200
+
+
+def test_a_matching_referer_stands_in_for_a_missing_origin(api: Api) -> None:
+    res = api.client.post("/ui/login", content=f"token={api.tokens['admin']}",
+                          headers={"content-type": "application/x-www-form-urlencoded",
+                                   "referer": "http://testserver/ui/login?next=/ui/"},
+                          follow_redirects=False)
+    assert res.status_code == 303
+    out = api.client.post("/ui/logout", headers={"referer": "http://testserver/ui/"},
+                          follow_redirects=False)
+    assert out.status_code == 303 and _session_rows(api) == []
+
+
+def _hardened(res: Any, *, cache: bool = True) -> None:
+    assert "frame-ancestors 'none'" in res.headers["content-security-policy"], res.url
+    assert res.headers["x-content-type-options"] == "nosniff", res.url
+    if cache:
+        assert res.headers["cache-control"] == "no-store", res.url
+
+
+def test_every_dashboard_response_forbids_framing_sniffing_and_caching(api: Api) -> None:
+    for path in ("/ui/login", "/ui/", "/ui/workloads/rows"):  # anonymous: page, redirect, 401
+        _hardened(api.client.get(path, follow_redirects=False))
+    _hardened(api.client.post("/ui/login", content="token=nope", headers=FORM))
+    _hardened(api.client.post("/ui/login", content="token=nope"))  # refused: no origin
+    _login(api, "admin")
+    for path in [*PAGES, "/ui/workloads/rows", "/ui/workloads/not-a-uuid"]:
+        _hardened(api.client.get(path))
+    _hardened(api.client.post("/ui/logout", headers=ORIGIN, follow_redirects=False))
+    static = api.client.get("/ui/static/app.css")
+    assert static.status_code == 200
+    _hardened(static, cache=False)  # static files hold no data: they may be cached
+
+
+def test_the_old_raw_token_cookie_is_cleared(api: Api) -> None:
+    api.client.cookies.set("placement_token", api.tokens["admin"], path="/ui")
+    res = api.client.get("/ui/login")
+    assert 'placement_token=""' in res.headers["set-cookie"]

@@ -2,28 +2,34 @@
 
 Server-rendered HTML (Jinja2 templates and static files shipped in this package; no build step,
 no CDN). Pages read through the same store queries and JSON shapes as the REST API, with the
-same tokens: the login form stores the caller's token in an HttpOnly, SameSite=Strict cookie,
-and a member sees only its own team's workloads.
+same tokens: logging in with a token opens a server-side session (its random id, stored only
+hashed, is all the HttpOnly, SameSite=Strict cookie holds; it ends on logout, after
+SESSION_SECONDS, or when the token is revoked), and a member sees only its own team's
+workloads. Every form post must come from the dashboard's own origin, and every response
+forbids framing, sniffing and caching.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import cached_principal
 from api.routers.workloads import decision_json, workload_json
-from placement.auth import Principal, authenticate
+from placement.auth import SESSION_SECONDS, Principal, end_session, session_principal, start_session
 from placement.errors import InvalidRequestError, UnauthorizedError
 from placement.model.common import NAME_PATTERN
 from placement.runtime import Runtime
@@ -39,7 +45,9 @@ from placement.store.tables import DecisionRow, WorkloadRow, utcnow
 
 HERE = Path(__file__).parent
 NAME = re.compile(NAME_PATTERN.strip("^$"))
-COOKIE = "placement_token"
+COOKIE = "placement_session"
+OLD_COOKIE = "placement_token"  # held the raw token before sessions: cleared when seen
+FRAME_ANCESTORS = "frame-ancestors 'none'"
 PAGE_SIZE = 25
 CRITERIA = ("latency", "data_gravity", "cost", "wait")
 KINDS = ("inference", "rag", "training", "finetune", "batch")
@@ -47,9 +55,55 @@ PHASES = ("submitted", "placed", "queued", "rejected", "running", "succeeded", "
           "cancelled", "released")
 ACTIONS = ("place", "burst", "queue", "reject")
 
+
+
+def harden(headers: MutableHeaders, *, no_store: bool = True) -> None:
+    """No framing (merged into a CSP already set), no MIME sniffing, no caching."""
+    csp = headers.get("content-security-policy")
+    if not csp:
+        headers["content-security-policy"] = FRAME_ANCESTORS
+    elif "frame-ancestors" not in csp:
+        headers["content-security-policy"] = f"{csp.rstrip('; ')}; {FRAME_ANCESTORS}"
+    headers["x-content-type-options"] = "nosniff"
+    if no_store:
+        headers["cache-control"] = "no-store"
+
+
+class HardenedRoute(APIRoute):
+    """A dashboard route: its response gets the headers of `harden`, and a leftover cookie
+    that held a raw token is cleared."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def hardened(request: Request) -> Response:
+            response = await handler(request)
+            harden(response.headers)
+            if OLD_COOKIE in request.cookies:
+                response.delete_cookie(OLD_COOKIE, path="/ui")
+            return response
+
+        return hardened
+
+
+class _HardenedStatic:
+    """Static files with nosniff and no framing (cacheable: they hold no data)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_hardened(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                harden(MutableHeaders(scope=message), no_store=False)
+            await send(message)
+
+        await self.app(scope, receive, send_hardened)
+
+
 templates = Jinja2Templates(directory=str(HERE / "templates"))
-router = APIRouter(prefix="/ui", include_in_schema=False)
-static = StaticFiles(directory=str(HERE / "static"))
+router = APIRouter(prefix="/ui", include_in_schema=False, route_class=HardenedRoute)
+static = _HardenedStatic(StaticFiles(directory=str(HERE / "static")))
 
 
 def _runtime(request: Request) -> Runtime:
@@ -58,15 +112,48 @@ def _runtime(request: Request) -> Runtime:
 
 
 def _principal(request: Request) -> Principal | None:
-    """The caller behind the session cookie (the API's token cache is shared)."""
-    token = request.cookies.get(COOKIE)
-    if not token:
+    """The caller behind the session cookie: None without a live session (never opened,
+    logged out, expired, or its token revoked). Read on each page: revocation is at once."""
+    sid = request.cookies.get(COOKIE)
+    if not sid or len(sid) > 128:
         return None
+    with _runtime(request).db.read() as s:
+        return session_principal(s, sid)
+
+
+def _same_origin(request: Request) -> bool:
+    """A state-changing form must come from the dashboard itself: its Origin (or, without
+    one, its Referer) is this request's own scheme://host (https too when the cookie is
+    marked Secure, behind a TLS-terminating proxy). Neither header: refused."""
+    host = (request.headers.get("host") or "").lower()
+    if not host:
+        return False
+    allowed = {f"{request.url.scheme}://{host}"}
+    if getattr(request.app.state, "secure_cookie", None):
+        allowed.add(f"https://{host}")
+    origin = request.headers.get("origin")
+    if origin is not None:  # "null" (a sandboxed or privacy-sensitive context) is refused
+        return origin.strip().rstrip("/").lower() in allowed
+    referer = request.headers.get("referer")
+    if not referer:
+        return False
     try:
-        return cached_principal(_runtime(request), request.app.state.token_cache,
-                                f"Bearer {token}")
-    except UnauthorizedError:
-        return None
+        parts = urlsplit(referer.strip())
+    except ValueError:
+        return False
+    return f"{parts.scheme}://{parts.netloc}".lower() in allowed
+
+
+def _cross_site() -> HTMLResponse:
+    return HTMLResponse(
+        "<!doctype html><title>Refused</title><p>This form was not sent from the dashboard "
+        "itself (its Origin or Referer header is another site, or missing), so it was refused. "
+        'Open <a href="/ui/">the dashboard</a> and try again.</p>', status_code=403)
+
+
+def _secure(request: Request) -> bool:
+    secure: bool | None = getattr(request.app.state, "secure_cookie", None)
+    return request.url.scheme == "https" if secure is None else secure
 
 
 def _login_redirect(request: Request) -> RedirectResponse:
@@ -88,33 +175,42 @@ def login_form(request: Request, next: str = "/ui/") -> HTMLResponse:
 
 @router.post("/login", response_class=HTMLResponse, response_model=None)
 async def login(request: Request) -> Response:
+    if not _same_origin(request):
+        return _cross_site()
     form = parse_qs((await request.body()).decode(errors="replace"))
     token = (form.get("token") or [""])[0].strip()
     target = _safe((form.get("next") or ["/ui/"])[0])
+    seconds = float(getattr(request.app.state, "session_seconds", SESSION_SECONDS))
 
-    def check() -> None:
-        with _runtime(request).db.read() as s:
-            authenticate(s, f"Bearer {token}")
+    def open_session() -> str:
+        with _runtime(request).db.write() as s:
+            return start_session(s, token, seconds)
 
     try:
-        await run_in_threadpool(check)  # the store is not read on the event loop
+        sid = await run_in_threadpool(open_session)  # the store is not used on the event loop
     except UnauthorizedError:
         return templates.TemplateResponse(
             request, "login.html", {"next": target, "who": None,
                                     "error": "That token is unknown or revoked."},
             status_code=401)
     res = RedirectResponse(target, status_code=303)
-    secure = getattr(request.app.state, "secure_cookie", None)
-    res.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/ui",
-                   secure=request.url.scheme == "https" if secure is None else secure,
-                   max_age=12 * 3600)
+    res.set_cookie(COOKIE, sid, httponly=True, samesite="strict", path="/ui",
+                   secure=_secure(request), max_age=int(seconds))
     return res
 
 
-@router.post("/logout")
-def logout() -> RedirectResponse:
+@router.post("/logout", response_model=None)
+def logout(request: Request) -> Response:
+    """End the session (its row is deleted) and clear the cookie."""
+    if not _same_origin(request):
+        return _cross_site()
+    sid = request.cookies.get(COOKIE)
+    if sid and len(sid) <= 128:
+        with _runtime(request).db.write() as s:
+            end_session(s, sid)
     res = RedirectResponse("/ui/login", status_code=303)
-    res.delete_cookie(COOKIE, path="/ui")
+    res.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict",
+                      secure=_secure(request))
     return res
 
 
