@@ -93,3 +93,35 @@ def test_examples_validate_against_the_json_schema(path: Path) -> None:
 def test_place_without_workloads_is_an_error(tmp_path: Path) -> None:
     res = runner.invoke(app, ["place", str(tmp_path), "--config", str(EXAMPLES)])
     assert res.exit_code == 1 and "no Workload documents found" in res.output
+
+
+def test_token_list_and_revoke(tmp_path: Path) -> None:
+    db = ["--database-url", f"sqlite:///{tmp_path / 'p.db'}"]
+    assert "no tokens" in runner.invoke(app, ["token", "list", *db]).output
+    made = runner.invoke(app, ["token", "create", "--role", "member", "--team", "vision",
+                               "--description", "ci pipeline", *db])
+    assert made.exit_code == 0, made.output
+    secret = made.output.strip()
+    listed = runner.invoke(app, ["token", "list", *db])
+    assert listed.exit_code == 0, listed.output
+    assert secret not in listed.output and secret[:10] in listed.output
+    assert "member" in listed.output and "vision" in listed.output
+    assert "ci pipeline" in listed.output
+    [row] = [json.loads(line) for line in
+             runner.invoke(app, ["token", "list", "--json", *db]).output.splitlines()]
+    assert row["prefix"] == secret[:10] and row["revoked_at"] is None
+    assert set(row) == {"id", "prefix", "role", "team", "description", "created_at",
+                        "revoked_at"}
+
+    out = runner.invoke(app, ["token", "revoke", row["id"], *db])
+    assert out.exit_code == 0 and f"revoked {row['id']}" in out.output
+    [row] = [json.loads(line) for line in
+             runner.invoke(app, ["token", "list", "--json", *db]).output.splitlines()]
+    assert row["revoked_at"] is not None
+    assert runner.invoke(app, ["token", "revoke", row["id"], *db]).exit_code == 0  # again: ok
+
+    unknown = runner.invoke(app, ["token", "revoke", "00000000-0000-0000-0000-000000000000",
+                                  *db])
+    assert unknown.exit_code == 1 and "no token" in unknown.output
+    bad = runner.invoke(app, ["token", "revoke", "plc_notanid", *db])
+    assert bad.exit_code == 1 and "not a token id" in bad.output
