@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from api import errors, ui
 from api.fastpath import fast_submit
-from api.routers import decisions, health, inventory, policies, workloads
+from api.routers import decisions, health, inventory, policies, tokens, workloads
 from placement.auth import ensure_token
 from placement.batching import Batcher
 from placement.errors import ConfigError, PlacementError
@@ -286,7 +286,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     errors.install(app)
     for router in (health.router, inventory.sites, inventory.datasets,
                    inventory.client_locations, workloads.router, decisions.router,
-                   policies.router, ui.router):
+                   policies.router, tokens.router, ui.router):
         app.include_router(router)
     app.mount("/ui/static", ui.static, name="ui-static")
     app.state.reports_dir = settings.reports_dir
