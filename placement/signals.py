@@ -9,14 +9,15 @@ for it and its explanation lists the signal with its status and the last error.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
 import math
+import socket
+import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,7 +45,10 @@ class Sample:
 
 
 class PrometheusClient:
-    """Instant queries over Prometheus' HTTP API (`/api/v1/query`), each bounded by a timeout."""
+    """Instant queries over Prometheus' HTTP API (`/api/v1/query`), each bounded by a timeout.
+
+    The timeout is a deadline for the whole query (connect, request, headers and body), not for
+    each socket read: a server that trickles its answer a byte at a time is cut off at it."""
 
     def __init__(self, url: str, timeout_s: float = 1.0) -> None:
         self.url = url.rstrip("/")
@@ -52,23 +56,68 @@ class PrometheusClient:
 
     def query(self, promql: str) -> list[Sample]:
         """The samples with finite values (NaN and ±Inf, e.g. from 0/0, count as absent)."""
-        target = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        late = f"no answer within {self.timeout_s:g} s"
+        deadline = time.monotonic() + self.timeout_s
+        cut = threading.Event()
         try:
-            with urllib.request.urlopen(target, timeout=self.timeout_s) as res:
-                body = json.loads(res.read())
+            status, reason, raw = self._get({"query": promql}, deadline, cut)
         except TimeoutError as exc:
-            raise SignalError(f"no answer within {self.timeout_s:g} s") from exc
-        except urllib.error.HTTPError as exc:
-            raise SignalError(f"HTTP {exc.code}: {_prom_error(exc)}") from exc
-        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
-            reason = getattr(exc, "reason", exc)
-            if isinstance(reason, TimeoutError):
-                raise SignalError(f"no answer within {self.timeout_s:g} s") from exc
-            raise SignalError(f"cannot query {self.url}: {reason!r}") from exc
+            raise SignalError(late) from exc
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            if cut.is_set() or time.monotonic() >= deadline:
+                raise SignalError(late) from exc
+            raise SignalError(f"cannot query {self.url}: {exc!r}") from exc
+        if cut.is_set():  # the answer may be cut short: never parse a part of it
+            raise SignalError(late)
+        if status >= 300:
+            raise SignalError(f"HTTP {status}: {_prom_error(raw, reason)}")
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise SignalError(f"cannot query {self.url}: {exc!r}") from exc
         try:
             return _samples(body)
         except (KeyError, TypeError, IndexError, ValueError, AttributeError) as exc:
             raise SignalError(f"not a Prometheus query response ({exc!r})") from exc
+
+    def _get(self, params: dict[str, str], deadline: float,
+             cut: threading.Event) -> tuple[int, str, bytes]:
+        """GET /api/v1/query: (status, reason, body). At the deadline a timer shuts the socket
+        down, which ends any read still waiting (and sets `cut`)."""
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {self.url!r}")
+        conn: http.client.HTTPConnection
+        if parts.scheme == "https":
+            conn = http.client.HTTPSConnection(parts.hostname, parts.port,
+                                               timeout=self.timeout_s)
+        else:
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self.timeout_s)
+        path = f"{parts.path}/api/v1/query?{urllib.parse.urlencode(params)}"
+        timer: threading.Timer | None = None
+        try:
+            conn.connect()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            sock = conn.sock
+            assert sock is not None
+
+            def shut() -> None:
+                cut.set()
+                with contextlib.suppress(OSError):  # the plain socket's shutdown, also under
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)  # TLS: wakes a blocked read
+
+            timer = threading.Timer(remaining, shut)
+            timer.daemon = True
+            timer.start()
+            conn.request("GET", path, headers={"Accept": "application/json"})
+            res = conn.getresponse()
+            return res.status, res.reason, res.read()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            conn.close()
 
 
 def _samples(body: Any) -> list[Sample]:
@@ -84,11 +133,11 @@ def _samples(body: Any) -> list[Sample]:
     return [s for s in found if math.isfinite(s.value)]
 
 
-def _prom_error(exc: urllib.error.HTTPError) -> str:
+def _prom_error(raw: bytes, reason: str) -> str:
     try:
-        return str(json.loads(exc.read()).get("error", exc.reason))
-    except (ValueError, OSError):
-        return str(exc.reason)
+        return str(json.loads(raw).get("error", reason))
+    except (ValueError, AttributeError):
+        return reason
 
 
 @dataclass
