@@ -58,6 +58,8 @@ GOODS = faults.good_workloads()
 
 # --- 1. hostile requests mixed into concurrent load ------------------------------------------
 
+# Two examples: Hypothesis's first is its simplest (40 alike), the second a varied mix. No
+# shrinking: each example is a full load run, and the failure message lists what failed.
 @settings(max_examples=2, deadline=None, database=None, phases=[Phase.generate],
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.large_base_example])
