@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 
-from placement.auth import Principal, authenticate, hash_token
-from placement.runtime import Runtime
+from placement.control.auth import Principal, authenticate, hash_token
+from placement.control.runtime import Runtime
 
 TOKEN_CACHE_SECONDS = 10.0  # a revoked token stops working within this time
 

@@ -32,7 +32,7 @@ from sqlalchemy.exc import OperationalError
 from api.routers import workloads
 from api.routers.workloads import workload_json
 from placement import jsoncodec
-from placement.auth import Principal, hash_token
+from placement.control.auth import Principal, hash_token
 from placement.errors import PlacementError, StoreUnavailableError
 from placement.model import Workload
 

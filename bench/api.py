@@ -41,7 +41,7 @@ ADMIN = os.environ.get("PLACEMENT_TEST_PG", "postgresql://postgres@127.0.0.1:543
 def _scaled_bundle(out: Path, scale: int) -> None:
     """The example bundle with every GPU count and quota multiplied by `scale`."""
     sys.path.insert(0, str(ROOT))
-    from placement.loader import load_bundle
+    from placement.policy.loader import load_bundle
 
     bundle = load_bundle(CONFIG)
     docs: list[dict[str, Any]] = []
@@ -61,7 +61,7 @@ def _scaled_bundle(out: Path, scale: int) -> None:
 
 def _workloads() -> list[dict[str, Any]]:
     sys.path.insert(0, str(ROOT))
-    from placement.loader import load_bundle
+    from placement.policy.loader import load_bundle
 
     return [w.model_dump(mode="json") for w in load_bundle(CONFIG).workloads]
 

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from placement.catalog import Offer, load_offers
 from placement.engine import Engine
-from placement.loader import policy_version
 from placement.model import Inventory, Policy, Reservation, Site, Workload
 from placement.model.inventory import ClientLocation, Dataset
+from placement.policy.catalog import Offer, load_offers
+from placement.policy.loader import policy_version
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 GPUS = ["L4", "A100", "A100-80GB", "H100"]

@@ -56,7 +56,7 @@ MAX_BODY = 1 << 20
 def good_workloads() -> list[dict[str, Any]]:
     """The example bundle's workloads, as JSON documents."""
     sys.path.insert(0, str(ROOT))
-    from placement.loader import load_bundle
+    from placement.policy.loader import load_bundle
 
     return [w.model_dump(mode="json", exclude_none=True) for w in load_bundle(EXAMPLES).workloads]
 
@@ -326,7 +326,7 @@ def lost(url: str, acknowledged: set[str]) -> int:
 def prepare(url: str) -> str:
     """Migrate the database and store an admin token (before the service starts)."""
     sys.path.insert(0, str(ROOT))
-    from placement.auth import create_token
+    from placement.control.auth import create_token
     from placement.store.db import open_database
     from placement.store.migrate import upgrade
 

@@ -71,8 +71,8 @@ def say(step: str, **data: Any) -> None:
 
 
 def prepare(root: Path) -> None:
+    from placement.actuators.triton.render import config_json, write_repository
     from placement.model import Workload
-    from placement.triton.render import config_json, write_repository
 
     wl = Workload.model_validate({
         "metadata": {"name": "gpu-check"},
@@ -123,7 +123,7 @@ def _libpython_dirs() -> list[str]:
 
 
 def check(root: Path) -> int:
-    from placement.triton.metrics import parse_gpus, parse_models, service_times
+    from placement.actuators.triton.metrics import parse_gpus, parse_models, service_times
 
     spec = importlib.util.find_spec("pytriton")
     if spec is None or not spec.submodule_search_locations:
@@ -194,10 +194,10 @@ def _drive(proc: subprocess.Popen[bytes], base: str, murl: str, root: Path, pars
         _http(f"{base}/v2/models/{MODEL}/infer", request)
     text = _http(murl)[1]
     times = service_times(before, parse_models(text))
-    say("service time (placement.triton.metrics)",
+    say("service time (placement.actuators.triton.metrics)",
         **{m: t.as_dict() for m, t in times.items()})
     gpus = parse_gpus(text)
-    say("gpu metrics (placement.triton.metrics)", gpus=[vars(g) for g in gpus])
+    say("gpu metrics (placement.actuators.triton.metrics)", gpus=[vars(g) for g in gpus])
     return 0 if gpus and MODEL in times else 2
 
 

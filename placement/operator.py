@@ -31,12 +31,12 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from placement import batching
-from placement.auth import Principal
+from placement.control import submit
+from placement.control.auth import Principal
+from placement.control.lifecycle import LIVE, transition
+from placement.control.runtime import Runtime
 from placement.errors import ConflictError, InvalidRequestError, NotFoundError
-from placement.lifecycle import LIVE, transition
 from placement.model import Workload
-from placement.runtime import Runtime
 from placement.store import inventory as inv
 from placement.store.tables import DecisionRow, WorkloadRow
 
@@ -106,7 +106,7 @@ def decide(rt: Runtime, name: str, uid: str, labels: dict[str, str], spec: dict[
     """Submit the Workload once; its status, and an event that explains the decision."""
     wl = _workload(name, labels, spec)
     try:
-        batching.submit(rt, workload=wl, idempotency_key=key_of(uid))
+        submit.submit(rt, workload=wl, idempotency_key=key_of(uid))
     except InvalidRequestError as exc:
         raise kopf.PermanentError(f"invalid Workload: {exc}") from exc
     except OperationalError as exc:
@@ -197,30 +197,22 @@ def _rt(memo: kopf.Memo) -> Runtime:
 
 @kopf.on.startup()
 def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    from api.app import build_runtime, start_bursts, start_jobs, start_serving
-    from placement.gitops import PolicyWatcher
-    from placement.lifecycle import Requeuer
-    from placement.settings import Settings
+    from placement.service.settings import Settings
+    from placement.service.wiring import build_runtime, start, tune_gc
 
     settings.persistence.finalizer = f"{GROUP}/release"
     settings.posting.level = logging.INFO  # decisions are explained as events
     config = Settings()
     rt = build_runtime(config) if "rt" not in memo else memo["rt"]
     memo["rt"] = rt
-    requeuer = Requeuer(rt, period=config.requeue_seconds).start()
-    rt.on_release = requeuer.wake.set
-    loops: list[Any] = [requeuer]
-    if rt.config_dir is not None and config.reload_seconds > 0:
-        loops.append(PolicyWatcher(rt, rt.config_dir, config.reload_seconds).start())
-    loops += [loop for loop in (start_serving(rt, config), start_jobs(rt, config),
-                                start_bursts(rt, config)) if loop is not None]
-    memo["loops"] = loops
+    memo["loops"] = start(rt, config, batch=False)
+    tune_gc()
 
 
 @kopf.on.cleanup()
 def _cleanup(memo: kopf.Memo, **_: Any) -> None:
-    for loop in memo.get("loops", []):
-        loop.stop()
+    if "loops" in memo:
+        memo["loops"].stop()
 
 
 @kopf.on.probe(id="policy")

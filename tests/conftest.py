@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from placement.decide import engine_for
 from placement.engine import Engine
-from placement.loader import Bundle, load_bundle
+from placement.engine.offline import engine_for
+from placement.policy.loader import Bundle, load_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "policies" / "examples"
@@ -33,11 +33,12 @@ from dataclasses import dataclass  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from api.app import build_runtime, create_app  # noqa: E402
-from placement.auth import create_token  # noqa: E402
+from api.app import create_app  # noqa: E402
+from placement.control.auth import create_token  # noqa: E402
+from placement.control.runtime import Runtime  # noqa: E402
 from placement.metrics import Metrics  # noqa: E402
-from placement.runtime import Runtime  # noqa: E402
-from placement.settings import Settings  # noqa: E402
+from placement.service.settings import Settings  # noqa: E402
+from placement.service.wiring import build_runtime  # noqa: E402
 
 from .services import postgres_database  # noqa: E402
 

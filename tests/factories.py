@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from placement.engine import Engine
-from placement.loader import policy_version
 from placement.model import (
     ClientLocation,
     Dataset,
@@ -17,6 +16,7 @@ from placement.model import (
     Site,
     Workload,
 )
+from placement.policy.loader import policy_version
 from placement.store.tables import utcnow
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import api.fastpath as fastpath
-from placement.loader import load_bundle
+from placement.policy.loader import load_bundle
 
 from .conftest import EXAMPLES, Api, api_on
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from placement.loader import load_bundle
+from placement.policy.loader import load_bundle
 
 from .conftest import EXAMPLES, Api, api_on
 
@@ -234,9 +234,10 @@ def test_an_admin_token_from_a_secret_works_at_once_and_is_stored_once(tmp_path:
     from prometheus_client import CollectorRegistry
     from sqlalchemy import func, select
 
-    from api.app import build_runtime, create_app
+    from api.app import create_app
     from placement.metrics import Metrics
-    from placement.settings import Settings
+    from placement.service.settings import Settings
+    from placement.service.wiring import build_runtime
     from placement.store.tables import ApiTokenRow
 
     token = "s3cr3t-from-a-kubernetes-secret-0123456789"

@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 
 from bench.engine import data_and_clients
-from placement.catalog import load_offers
-from placement.compiled import CapacityState, ReleaseSchedule
 from placement.engine import Engine
 from placement.engine.batch import BatchEngine, Pick, supports
+from placement.engine.compiled import CapacityState, ReleaseSchedule
 from placement.engine.engine import shape_key
+from placement.engine.plugins.registry import default_filters
 from placement.errors import UnknownReferenceError
-from placement.loader import Bundle
 from placement.model import Inventory, Policy, Reservation, Workload
-from placement.plugins.registry import default_filters
+from placement.policy.catalog import load_offers
+from placement.policy.loader import Bundle
 from placement.signals import Observed
 from placement.simulate import replay as replay_mod
 from placement.simulate.baselines import EngineDecider

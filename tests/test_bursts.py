@@ -16,7 +16,7 @@ import yaml
 from sqlalchemy import select
 
 from infra.automation import Plan
-from placement.bursts import BurstActuator, BurstOptions
+from placement.actuators.bursts.actuator import BurstActuator, BurstOptions
 from placement.store.tables import BurstRow, EventRow, utcnow
 
 from .conftest import Api, api_on
@@ -172,7 +172,7 @@ def test_a_failure_during_up_cleans_up_and_requeues_the_workload(env: Env) -> No
     assert env.cloud.stacks == {}
     events = env.events(wid)  # back in the queue (the requeuer may decide it again at once)
     assert events.index("burst_failed") < events.index("queued")
-    from placement.lifecycle import requeue
+    from placement.control.lifecycle import requeue
 
     requeue(env.api.runtime)  # decided again: the same burst, tried anew on the same stack
     assert env.phase(wid) == "placed"

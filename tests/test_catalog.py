@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from placement.catalog import load_offers, load_pairs
-from placement.loader import Bundle
 from placement.model.inventory import CloudSiteSpec
+from placement.policy.catalog import load_offers, load_pairs
+from placement.policy.loader import Bundle
 
 from .conftest import SHARED_DATA
 

@@ -9,9 +9,9 @@ import jsonschema
 import pytest
 from typer.testing import CliRunner
 
-from placement.cli import app
-from placement.schema import document_schemas, render
-from placement.yamlsrc import read_yaml
+from placement.cli.main import app
+from placement.policy.schema import document_schemas, render
+from placement.policy.yamlsrc import read_yaml
 
 from .conftest import EXAMPLES, ROOT
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 from typer.testing import CliRunner
 
-from placement.cli import app
+from placement.cli.main import app
 
 from .conftest import EXAMPLES
 from .services import server

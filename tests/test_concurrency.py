@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from placement.auth import create_token
+from placement.control.auth import create_token
 from placement.store.db import normalize_url, open_database
 from placement.store.migrate import upgrade
 

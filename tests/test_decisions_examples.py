@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from placement.decide import engine_for
 from placement.engine import Engine
-from placement.loader import Bundle
+from placement.engine.offline import engine_for
 from placement.model import Decision, Inventory, Reservation, Site
+from placement.policy.loader import Bundle
 
 
 def _decide(engine: Engine, bundle: Bundle, name: str) -> Decision:

@@ -25,9 +25,9 @@ from typing import Any
 import httpx
 import pytest
 
-from placement.loader import load_bundle
 from placement.metrics import Metrics
 from placement.model import Inventory, SignalQueries
+from placement.policy.loader import load_bundle
 from placement.signals import PrometheusClient, SignalCache, SignalError
 
 from .conftest import EXAMPLES
@@ -129,7 +129,7 @@ from pathlib import Path
 parent = int(sys.argv[1])
 while os.getppid() == parent:  # the parent exits before this worker asks to die with it
     time.sleep(0.05)
-from placement.serving import _die_with_parent
+from placement.service.workers import _die_with_parent
 _die_with_parent(parent)
 Path(sys.argv[2]).write_text("armed")
 time.sleep(60)

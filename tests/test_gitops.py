@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from placement.gitops import PolicyWatcher, bundle_version, git_commit
-from placement.loader import load_bundle
+from placement.control.gitops import PolicyWatcher, bundle_version, git_commit
+from placement.policy.loader import load_bundle
 
 from .conftest import EXAMPLES, Api, api_on
 from .services import server
@@ -159,7 +159,7 @@ def test_a_reload_that_breaks_is_reported_and_retried(tmp_path: Path,
         def down(*args: object, **kwargs: object) -> bool:
             raise OSError("database unreachable")
 
-        monkeypatch.setattr("placement.gitops.activate", down)
+        monkeypatch.setattr("placement.control.gitops.activate", down)
         watcher.poll()
         status = a.client.get("/v1/policies/active", headers=a.h("admin")).json()["reload"]
         assert status["ok"] is False and "database unreachable" in status["last_error"]

@@ -18,12 +18,12 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import OperationalError
 
-from placement import batching
-from placement.batching import Pending
+from placement.control import submit as batching
+from placement.control.submit import Pending
 from placement.errors import ConfigError, StoreUnavailableError, UnprocessableError
-from placement.loader import load_bundle
 from placement.model import Workload
 from placement.model.common import Strict, check_gpu, check_text
+from placement.policy.loader import load_bundle
 from placement.store.tables import ReservationRow, WorkloadRow, utcnow
 
 from .conftest import EXAMPLES, Api, api_on

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from placement.crds import definitions, render
-from placement.triton.manifests import validate
+from placement.actuators.triton.manifests import validate
+from placement.policy.crds import definitions, render
 
 from .conftest import EXAMPLES, ROOT
 

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from infra.config import BurstConfig
-from placement.catalog import Offer, load_offers
+from placement.policy.catalog import Offer, load_offers
 
 from .conftest import SHARED_DATA
 

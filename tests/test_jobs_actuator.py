@@ -16,8 +16,8 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from placement.jobs.actuator import JobActuator, JobOptions
-from placement.kube import Clusters
+from placement.actuators.jobs.actuator import JobActuator, JobOptions
+from placement.actuators.kube import Clusters
 from placement.store.tables import CapacityRow, EventRow, JobRunRow
 
 from .conftest import Api, api_on

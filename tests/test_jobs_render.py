@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from placement.compiled import compile_inventory
-from placement.jobs.manifests import JobSpecError, Placement, render, stages
-from placement.jobs.status import observe
+from placement.actuators.jobs.manifests import JobSpecError, Placement, render, stages
+from placement.actuators.jobs.status import observe
+from placement.actuators.triton.manifests import validate
+from placement.engine.compiled import compile_inventory
 from placement.model import Dataset, Inventory, Workload
 from placement.model.inventory import SiteJobs
-from placement.triton.manifests import validate
 
 from .factories import BURST_ALL, cloud, engine, job, onprem, policy
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from placement.kube import HASH_ANNOTATION, Clusters, KubeError, apply, delete, read
-from placement.triton.manifests import render
+from placement.actuators.kube import HASH_ANNOTATION, Clusters, KubeError, apply, delete, read
+from placement.actuators.triton.manifests import render
 
 from .services import KubeEmulator, free_port, kube_emulator
 from .test_triton_render import site

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from placement.errors import ConfigError, Issue
-from placement.loader import load_bundle
+from placement.policy.loader import load_bundle
 
 from .conftest import EXAMPLES
 

@@ -19,9 +19,9 @@ import yaml
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
+from placement.control.runtime import Runtime
 from placement.metrics import Metrics
-from placement.runtime import Runtime
-from placement.settings import Settings
+from placement.service.settings import Settings
 from placement.store.tables import CapacityRow, WorkloadRow
 
 from .conftest import EXAMPLES
@@ -87,7 +87,7 @@ def operator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     pytest.importorskip("kopf")
     import kopf
 
-    from api.app import build_runtime
+    from placement.service.wiring import build_runtime
 
     tmp = tmp_path_factory.mktemp("operator")
     config = tmp / "policies"

@@ -242,8 +242,8 @@ def test_engine_scores_with_arrays_not_per_site_objects() -> None:
 
 
 def test_duplicate_plugin_names_fail_at_start_up() -> None:
-    from placement.plugins.capacity import Capacity
-    from placement.plugins.registry import DuplicatePluginError
+    from placement.engine.plugins.capacity import Capacity
+    from placement.engine.plugins.registry import DuplicatePluginError
 
     with pytest.raises(DuplicatePluginError, match="registered twice"):
         Engine(f.engine([f.onprem("dc", {"A100": (8, 2.0)})]).inventory, f.policy(), "v",

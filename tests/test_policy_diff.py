@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from placement.cli import app
-from placement.loader import load_bundle
+from placement.cli.main import app
+from placement.policy.loader import load_bundle
 
 from .conftest import EXAMPLES, api_on
 

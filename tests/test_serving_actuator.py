@@ -16,12 +16,12 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from placement.claims import claim_next
-from placement.kube import Clusters
+from placement.actuators.kube import Clusters
+from placement.actuators.triton.actuator import DUE, ServingActuator, ServingOptions
+from placement.actuators.triton.control import TritonControl
+from placement.actuators.triton.feed import TritonFeed
 from placement.store.tables import EventRow, ServingRow, WorkloadRow
-from placement.triton.actuator import DUE, ServingActuator, ServingOptions
-from placement.triton.control import TritonControl
-from placement.triton.feed import TritonFeed
+from placement.store.work import claim_next
 
 from .conftest import Api, api_on
 from .factories import Clock

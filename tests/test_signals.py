@@ -25,8 +25,8 @@ import httpx
 import pytest
 
 from placement.engine import Engine
-from placement.loader import load_bundle
 from placement.model import Inventory, SignalQueries
+from placement.policy.loader import load_bundle
 from placement.signals import PrometheusClient, Sample, SignalCache, SignalError
 
 from .conftest import EXAMPLES

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from placement.cli import app
-from placement.compiled import ON_DEMAND, ONPREM, SPOT
+from placement.cli.main import app
 from placement.engine import Engine
 from placement.engine.batch import Pick
+from placement.engine.compiled import ON_DEMAND, ONPREM, SPOT
 from placement.model import Inventory, Workload
 from placement.simulate.baselines import deciders
 from placement.simulate.bound import lower_bound

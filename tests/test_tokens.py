@@ -14,9 +14,10 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
 from api import deps
-from api.app import build_runtime, create_app
+from api.app import create_app
 from placement.metrics import Metrics
-from placement.settings import Settings
+from placement.service.settings import Settings
+from placement.service.wiring import build_runtime
 from placement.store.tables import UiSessionRow
 
 from .conftest import EXAMPLES, Api, api_on
@@ -152,7 +153,7 @@ def test_a_revocation_reaches_another_process_within_the_cache_lifetime(
     the test is quick; the default is asserted above), its dashboard at once."""
     from typer.testing import CliRunner
 
-    from placement.cli import app as cli
+    from placement.cli.main import app as cli
 
     ttl = 1.0
     monkeypatch.setattr(deps, "TOKEN_CACHE_SECONDS", ttl)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from placement.triton.metrics import (
+from placement.actuators.triton.metrics import (
     MetricsFormatError,
     parse_gpus,
     parse_models,

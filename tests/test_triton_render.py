@@ -9,9 +9,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from placement.actuators.triton.manifests import ManifestError, render, serving_name, validate
+from placement.actuators.triton.render import (
+    ServingSpecError,
+    config_json,
+    config_pbtxt,
+    parse_pbtxt,
+)
 from placement.model import Site, SiteServing, Workload
-from placement.triton.manifests import ManifestError, render, serving_name, validate
-from placement.triton.render import ServingSpecError, config_json, config_pbtxt, parse_pbtxt
 
 from .factories import onprem
 from .triton_models import served
@@ -159,7 +164,7 @@ def test_cli_renders_repository_and_manifests(tmp_path: Any, args: list[str], co
     import yaml
     from typer.testing import CliRunner
 
-    from placement.cli import app
+    from placement.cli.main import app
 
     from .conftest import ROOT
 

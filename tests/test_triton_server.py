@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from placement.triton.control import TritonControl, TritonError
-from placement.triton.metrics import parse_models, service_times
+from placement.actuators.triton.control import TritonControl, TritonError
+from placement.actuators.triton.metrics import parse_models, service_times
 
 from .services import Triton, free_port, tritonserver
 from .triton_models import python_model, served

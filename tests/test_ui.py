@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from placement.loader import load_bundle
+from placement.policy.loader import load_bundle
 
 from .conftest import EXAMPLES, Api, api_on
 
@@ -90,7 +90,7 @@ def test_empty_states(api: Api) -> None:
 def test_a_revoked_token_stops_working_on_the_dashboard(api: Api) -> None:
     from sqlalchemy import update
 
-    from placement.auth import hash_token
+    from placement.control.auth import hash_token
     from placement.store.tables import ApiTokenRow, utcnow
 
     _login(api, "vision")
@@ -270,7 +270,7 @@ def _session_rows(api: Api) -> list[Any]:
 
 
 def test_the_cookie_holds_a_server_side_session_not_the_token(api: Api) -> None:
-    from placement.auth import hash_token
+    from placement.control.auth import hash_token
     from placement.store.db import as_utc
     from placement.store.tables import utcnow
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from placement.loader import load_bundle
+from placement.policy.loader import load_bundle
 
 from .conftest import EXAMPLES, ROOT
 from .services import server, unavailable

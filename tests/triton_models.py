@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from placement.actuators.triton.render import write_repository
 from placement.model import Workload
-from placement.triton.render import write_repository
 
 MODEL_PY = '''
 import numpy as np

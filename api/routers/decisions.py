@@ -10,8 +10,8 @@ from fastapi import APIRouter, Body, Response
 from api.deps import PrincipalDep, RuntimeDep
 from api.routers.workloads import EXAMPLES, decision_public, reply
 from api.schemas import DecisionPublic
+from placement.control.lifecycle import check_references
 from placement.errors import NotFoundError
-from placement.lifecycle import check_references
 from placement.model import Decision, Workload
 from placement.store.tables import DecisionRow, WorkloadRow
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import PrincipalDep, RuntimeDep
-from placement.auth import create_token_row, list_tokens, revoke_token
+from placement.control.auth import create_token_row, list_tokens, revoke_token
 from placement.model.common import NAME_PATTERN, Text
 from placement.store.db import as_utc
 from placement.store.tables import ApiTokenRow

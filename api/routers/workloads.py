@@ -19,8 +19,10 @@ from api.schemas import (
     WorkloadPage,
     WorkloadPublic,
 )
-from placement import batching, jsoncodec, lifecycle
-from placement.batching import Batcher
+from placement import jsoncodec
+from placement.control import lifecycle
+from placement.control import submit as submission
+from placement.control.submit import Batcher
 from placement.errors import NotFoundError
 from placement.model import Workload
 from placement.model.common import NAME_PATTERN
@@ -88,7 +90,7 @@ async def submit(body: Annotated[Workload, Body(openapi_examples=EXAMPLES)], rt:
         row, drow, created = await asyncio.wrap_future(batcher.enqueue(body, idempotency_key))
     else:
         row, drow, created = await run_in_threadpool(
-            batching.submit, rt, workload=body, idempotency_key=idempotency_key)
+            submission.submit, rt, workload=body, idempotency_key=idempotency_key)
     return reply(workload_json(row, drow), 201 if created else 200)
 
 

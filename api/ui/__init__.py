@@ -29,10 +29,16 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.routers.workloads import decision_json, workload_json
-from placement.auth import SESSION_SECONDS, Principal, end_session, session_principal, start_session
+from placement.control.auth import (
+    SESSION_SECONDS,
+    Principal,
+    end_session,
+    session_principal,
+    start_session,
+)
+from placement.control.runtime import Runtime
 from placement.errors import InvalidRequestError, UnauthorizedError
 from placement.model.common import NAME_PATTERN
-from placement.runtime import Runtime
 from placement.store.queries import (
     WorkloadFilter,
     active_bursts,

@@ -32,11 +32,11 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from placement.compiled import ONPREM, SPOT
+from placement.engine.compiled import ONPREM, SPOT
 from placement.engine.context import DecisionContext
 from placement.engine.engine import Engine, shape_key
+from placement.engine.plugins.registry import default_filters, default_scores
 from placement.model.workload import Workload
-from placement.plugins.registry import default_filters, default_scores
 
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]

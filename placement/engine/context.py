@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 import numpy as np
 from numpy.typing import NDArray
 
-from placement.compiled import ONPREM, SPOT, CapacityState, CompiledInventory
+from placement.engine.compiled import ONPREM, SPOT, CapacityState, CompiledInventory
 from placement.engine.rules import EffectiveRule
 from placement.model import Scales
 from placement.model.workload import Workload

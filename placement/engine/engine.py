@@ -3,34 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from placement.compiled import (
+from placement.engine.compiled import (
     ONPREM,
     CapacityState,
     CompiledInventory,
     capacity_state,
     compile_inventory,
 )
-from placement.engine.context import Billing, DataMove, DecisionContext, data_move
+from placement.engine.context import Billing, DecisionContext, data_move
+from placement.engine.explain import build_decision, decision_dict
 from placement.engine.framework import FilterPlugin, FilterResult, ScorePlugin
 from placement.engine.normalize import normalize
-from placement.engine.rules import EffectiveRule, resolve
+from placement.engine.outcome import Bools, Floats, Ints, Outcome, Shape
+from placement.engine.plugins.registry import check_unique, default_filters, default_scores
+from placement.engine.rules import resolve
 from placement.errors import UnknownReferenceError
 from placement.model import Decision, Inventory, Policy, Reservation
 from placement.model.workload import Workload
-from placement.plugins.registry import check_unique, default_filters, default_scores
 
 if TYPE_CHECKING:
     from placement.signals import Observed
 
-Floats = NDArray[np.float64]
-Bools = NDArray[np.bool_]
-Ints = NDArray[np.int64]
 
 
 SHAPES_KEPT = 10_000  # shape memos per engine; past this many the memo starts over
@@ -46,42 +44,6 @@ def shape_key(wl: Workload) -> tuple[Any, ...]:
                                       tuple((c.location, c.share) for c in lat.clients)),
             tuple((d.name, d.access, d.lookups_per_request, d.kb_per_lookup)
                   for d in s.datasets))
-
-
-@dataclass
-class Shape:
-    """What one workload shape's decisions share under one engine (see `shape_key`): the
-    resolved rule, the data move, and, without live signals, latency and the results of the
-    filters that depend on nothing else (plugins with SHAPE_ONLY = True)."""
-
-    rule: EffectiveRule
-    data: DataMove
-    p99_ms: Floats | None = None
-    filters: dict[str, FilterResult] = field(default_factory=dict)
-    missing_sites: list[dict[str, Any]] | None = None  # the explanation's sites without the GPU
-
-
-@dataclass
-class Outcome:
-    """A decision in array form; `Engine.explain` turns it into a `Decision`."""
-
-    ctx: DecisionContext
-    filter_names: list[str]
-    filter_results: list[FilterResult]
-    fails: Bools  # filters x candidates
-    considered: Bools
-    raw: dict[str, Floats]
-    scores: dict[str, Floats]
-    weights: dict[str, float]
-    total: Floats
-    ranking: Ints  # considered candidates, best first
-    chosen: int | None
-    action: str
-    policy_version: str
-
-    @property
-    def rule(self) -> EffectiveRule:
-        return self.ctx.rule
 
 
 def _remembered(reason: Callable[[int], str]) -> Callable[[int], str]:
@@ -284,14 +246,10 @@ class Engine:
 
     def explain(self, outcome: Outcome) -> Decision:
         """The full, serializable decision with every candidate's story."""
-        from placement.engine.explain import build_decision
-
         return build_decision(self, outcome)
 
     def explain_dict(self, outcome: Outcome) -> dict[str, Any]:
         """The decision as JSON-ready data (same shape as `Decision`), without validation."""
-        from placement.engine.explain import decision_dict
-
         return decision_dict(self, outcome)
 
     def place(self, wl: Workload) -> Decision:

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from placement.compiled import CAPACITY_NAMES
+from placement.engine.compiled import CAPACITY_NAMES
 from placement.engine.context import overdue_note
 from placement.model import Decision
 
 if TYPE_CHECKING:
-    from placement.engine.engine import Engine, Outcome
+    from placement.engine.outcome import Outcome, Snapshot
 
 UNITS = {"latency": "ms", "data_gravity": "h", "cost": "USD", "wait": "h"}
 
@@ -68,11 +68,11 @@ def _criteria_rows(out: Outcome) -> tuple[list[dict[str, Any]], list[float | Non
     return rows, cols[2 * k]
 
 
-def _gpu_names(engine: Engine) -> dict[int, str]:
+def _gpu_names(engine: Snapshot) -> dict[int, str]:
     return {v: k for k, v in engine.ci.gpu_index.items()}
 
 
-def _candidates(engine: Engine, out: Outcome) -> list[dict[str, Any]]:
+def _candidates(engine: Snapshot, out: Outcome) -> list[dict[str, Any]]:
     """Every candidate with its criteria, estimates and, when rejected, the filter and why."""
     c, ci = out.ctx, engine.ci
     gpus = _gpu_names(engine)
@@ -107,7 +107,7 @@ def _candidates(engine: Engine, out: Outcome) -> list[dict[str, Any]]:
     return cands
 
 
-def _missing_sites(engine: Engine, out: Outcome) -> list[dict[str, Any]]:
+def _missing_sites(engine: Snapshot, out: Outcome) -> list[dict[str, Any]]:
     """Sites without any requested GPU type (the same for every workload of one shape)."""
     shape = engine.shape(out.ctx.workload)
     if shape.missing_sites is None:
@@ -115,7 +115,7 @@ def _missing_sites(engine: Engine, out: Outcome) -> list[dict[str, Any]]:
     return [dict(row) for row in shape.missing_sites]
 
 
-def _sites_without(engine: Engine, out: Outcome) -> list[dict[str, Any]]:
+def _sites_without(engine: Snapshot, out: Outcome) -> list[dict[str, Any]]:
     present = set(out.ctx.site.tolist())
     wanted = "/".join(out.ctx.workload.spec.gpu.types)
     extra: list[dict[str, Any]] = []
@@ -152,12 +152,12 @@ def _summary(out: Outcome, chosen: dict[str, Any] | None) -> str:
     return f"place on {where}; {score}"
 
 
-def build_decision(engine: Engine, out: Outcome) -> Decision:
+def build_decision(engine: Snapshot, out: Outcome) -> Decision:
     """The outcome as a validated `Decision` model."""
     return Decision.model_validate(decision_dict(engine, out))
 
 
-def decision_dict(engine: Engine, out: Outcome) -> dict[str, Any]:
+def decision_dict(engine: Snapshot, out: Outcome) -> dict[str, Any]:
     """The outcome as JSON-ready data shaped exactly like `Decision.model_dump(mode="json")`.
 
     The service stores and returns this without a validation pass (a test holds the shape to

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from placement.gpus import KNOWN_GPU_TYPES, is_known_gpu
+from placement.model.gpus import KNOWN_GPU_TYPES, is_known_gpu
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"
 

@@ -21,12 +21,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from placement.compiled import ON_DEMAND, ONPREM, SPOT
 from placement.engine import Engine
 from placement.engine.batch import BatchEngine, Pick, supports
+from placement.engine.compiled import ON_DEMAND, ONPREM, SPOT
 from placement.engine.context import DecisionContext
-from placement.plugins.boundary import Boundary
-from placement.plugins.constraints import Constraints
+from placement.engine.plugins.boundary import Boundary
+from placement.engine.plugins.constraints import Constraints
 from placement.simulate.replay import Decider
 from placement.simulate.synth import SimWorkload
 

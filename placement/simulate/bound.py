@@ -28,8 +28,8 @@ import numpy as np
 from scipy.optimize import LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
-from placement.compiled import SPOT
 from placement.engine import Engine
+from placement.engine.compiled import SPOT
 from placement.engine.context import DecisionContext
 from placement.simulate.baselines import hard_rules
 from placement.simulate.replay import spot_hours

@@ -29,9 +29,9 @@ from typing import Protocol
 import numba
 import numpy as np
 
-from placement.compiled import ONPREM, SPOT, CapacityState, ReleaseSchedule
 from placement.engine import Engine
 from placement.engine.batch import Pick
+from placement.engine.compiled import ONPREM, SPOT, CapacityState, ReleaseSchedule
 from placement.simulate.synth import SimWorkload
 
 Ints = np.ndarray

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from placement.compiled import ON_DEMAND, ONPREM, SPOT, CompiledInventory
+from placement.engine.compiled import ON_DEMAND, ONPREM, SPOT, CompiledInventory
 from placement.simulate.replay import Run
 from placement.simulate.synth import SimWorkload
 

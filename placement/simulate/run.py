@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from placement.decide import engine_for
-from placement.loader import load_bundle
+from placement.engine.offline import engine_for
+from placement.policy.loader import load_bundle
 from placement.simulate.baselines import deciders
 from placement.simulate.bound import Bound, build, solve
 from placement.simulate.replay import Replay, Run

@@ -1,0 +1,5 @@
+"""`python -m placement.cli`."""
+
+from placement.cli.main import main
+
+main()

@@ -1,0 +1,499 @@
+"""Command line: place workloads, validate bundles, serve the API, manage tokens and schema."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from placement.errors import ConfigError, PlacementError
+
+if TYPE_CHECKING:
+    from placement.service.settings import Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Decide, explain and record where AI workloads run.")
+policy_app = typer.Typer(no_args_is_help=True, help="Work with policy bundles.")
+app.add_typer(policy_app, name="policy")
+token_app = typer.Typer(no_args_is_help=True, help="Manage API tokens.")
+app.add_typer(token_app, name="token")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema migrations.")
+app.add_typer(db_app, name="db")
+triton_app = typer.Typer(no_args_is_help=True, help="Serving with Triton Inference Server.")
+app.add_typer(triton_app, name="triton")
+DbOpt = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: "
+                                           "PLACEMENT_DATABASE_URL or sqlite:///placement.db).")]
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Directory of YAML documents.")]
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def place(
+    workloads: Annotated[list[Path], typer.Argument(help="Workload YAML files or directories.")],
+    config: ConfigOpt = Path("policies/examples"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print decisions as JSON.")] = False,
+    reservations: Annotated[Path | None, typer.Option(
+        help="YAML list of reservations (site, gpu_type, count, remaining_hours).")] = None,
+) -> None:
+    """Decide where each workload runs and explain why every other site lost."""
+    from placement.engine.offline import decide_all, load_reservations
+    from placement.policy.loader import load_bundle
+
+    try:
+        bundle = load_bundle(config, workloads)
+        held = load_reservations(reservations) if reservations else []
+        names = _workload_names(workloads)
+        chosen = [w for w in bundle.workloads if w.name in names]
+        if not chosen:
+            shown = ", ".join(str(p) for p in workloads)
+            raise PlacementError(f"no Workload documents found in {shown}; pass files or "
+                                 "directories holding 'kind: Workload' YAML")
+        decisions = decide_all(bundle, chosen, held)
+    except (ConfigError, PlacementError) as exc:
+        _fail(exc)
+        return
+    if as_json:
+        payload = [d.model_dump(mode="json") for d in decisions]
+        typer.echo(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
+        return
+    from placement.cli.render import print_decision
+
+    for decision in decisions:
+        print_decision(decision)
+
+
+def _workload_names(paths: list[Path]) -> set[str]:
+    from placement.policy.loader import parse_documents
+
+    by_kind, _ = parse_documents(paths)
+    return {w.name for w, _ in by_kind["Workload"]}
+
+
+@policy_app.command("validate")
+def validate(config: Annotated[Path, typer.Argument(help="Directory of YAML documents.")]) -> None:
+    """Exit 0 when the bundle is valid; otherwise print every problem and exit 1."""
+    from placement.policy.loader import load_bundle
+
+    try:
+        bundle = load_bundle(config)
+    except ConfigError as exc:
+        _fail(exc)
+        return
+    inv = bundle.inventory
+    typer.echo(f"ok: {len(inv.sites)} sites, {len(inv.datasets)} datasets, "
+               f"{len(inv.client_locations)} client locations, "
+               f"{len(bundle.policy.spec.rules)} rules, {len(bundle.workloads)} workloads; "
+               f"policy version {bundle.policy_version}")
+
+
+@policy_app.command("diff")
+def policy_diff(
+    base: Annotated[Path, typer.Argument(help="Bundle directory before the change.")],
+    head: Annotated[Path, typer.Argument(help="Bundle directory after the change.")],
+    workloads: Annotated[list[Path] | None, typer.Option(
+        "--workloads", "-w", help="Workload YAML files or directories to decide.")] = None,
+    from_store: Annotated[str | None, typer.Option(
+        "--from-store", help="Also decide the live workloads of this store (database URL).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="markdown or json.")] = "markdown",
+) -> None:
+    """Decide workloads under both bundles and report what moves, why, and the $/egress/SLO
+    deltas. Exit 0: nothing moves; 3: placements change; 1: invalid input."""
+    from placement.control.gitops import bundle_version
+    from placement.policy.loader import load_bundle, parse_documents
+    from placement.simulate import policydiff
+
+    if fmt not in ("markdown", "json"):
+        _fail(PlacementError(f"--format must be markdown or json, not {fmt!r}"))
+    if not workloads and not from_store:
+        _fail(PlacementError("nothing to decide: pass --workloads FILE_OR_DIR and/or "
+                             "--from-store DATABASE_URL"))
+    try:
+        bundles = [load_bundle(base), load_bundle(head)]
+        chosen: list[Any] = []
+        if workloads:
+            by_kind, issues = parse_documents(workloads)
+            if issues:
+                raise ConfigError(issues)
+            chosen = [w for w, _ in by_kind["Workload"]]
+            if not chosen:
+                raise PlacementError("no Workload documents in " +
+                                     ", ".join(str(p) for p in workloads))
+        held = None
+        if from_store:
+            live, held = policydiff.from_store(from_store)
+            chosen += live
+        report = policydiff.diff(bundles[0], bundles[1], chosen, held)
+        report.base_version = bundle_version(base, bundles[0])
+        report.head_version = bundle_version(head, bundles[1])
+    except (ConfigError, PlacementError) as exc:
+        _fail(exc)
+        return
+    if fmt == "json":
+        typer.echo(json.dumps(policydiff.to_json(report), indent=2))
+    else:
+        typer.echo(policydiff.to_markdown(report), nl=False)
+    raise typer.Exit(3 if report.moved else 0)
+
+
+@triton_app.command("render")
+def triton_render(
+    workload: Annotated[Path, typer.Argument(help="Workload YAML file (with `serving`).")],
+    out: Annotated[Path, typer.Option(help="Directory to write into.")],
+    config: ConfigOpt = Path("policies/examples"),
+    site: Annotated[str | None, typer.Option(help="Site to render for (default: where the "
+                                             "engine places the workload).")] = None,
+) -> None:
+    """Write the model repository layout (config.pbtxt, version folder) to publish next to
+    the model's files, and the manifests the service applies to the site's cluster."""
+    import uuid
+
+    import yaml
+
+    from placement.actuators.triton.manifests import ManifestError, render
+    from placement.actuators.triton.render import ServingSpecError, write_repository
+    from placement.engine.offline import engine_for
+    from placement.policy.loader import load_bundle
+
+    try:
+        bundle = load_bundle(config, [workload])
+        names = _workload_names([workload])
+        found = [w for w in bundle.workloads if w.name in names]
+        if not found:
+            raise PlacementError(f"no Workload document in {workload}")
+        wl = found[0]
+        if site is None:
+            decision = engine_for(bundle).place(wl)
+            if decision.site is None:
+                raise PlacementError(f"{wl.name} is not placed now ({decision.action}); "
+                                     "pass --site to render for a site anyway")
+            site = decision.site
+        manifests = render(wl, uuid.uuid5(uuid.NAMESPACE_DNS, wl.name),
+                           bundle.inventory.site(site))
+        version_dir = write_repository(wl, out / "repository")
+    except KeyError:
+        _fail(PlacementError(f"site {site!r} is not in the inventory under {config}"))
+        return
+    except (ConfigError, PlacementError, ServingSpecError, ManifestError) as exc:
+        _fail(exc)
+        return
+    (out / "manifests.yaml").write_text(yaml.safe_dump_all(manifests, sort_keys=False))
+    typer.echo(f"site {site}: {len(manifests)} manifests in {out / 'manifests.yaml'}; model "
+               f"configuration in {version_dir.parent / 'config.pbtxt'} (put the model's files "
+               f"in {version_dir})")
+
+
+@app.command()
+def simulate(
+    trace: Annotated[Path, typer.Option(help="Trace CSV (see ../shared/data).")],
+    out: Annotated[Path, typer.Option(help="Directory for summary.json and report.html.")],
+    config: ConfigOpt = Path("policies/examples"),
+    fmt: Annotated[str | None, typer.Option("--format", help="Trace format (default: from "
+                                            "the header).")] = None,
+    baselines: Annotated[str, typer.Option(help="Comma-separated baselines, or all.")] = "all",
+    seed: Annotated[int, typer.Option(help="Seed of every assigned attribute and draw.")] = 0,
+    limit: Annotated[int | None, typer.Option(help="Only the first N workloads.")] = None,
+    load: Annotated[float, typer.Option(help="Scale arrivals so offered GPU-hours per hour are "
+                                        "this share of the on-prem GPUs; 0 keeps the trace's "
+                                        "timing.")] = 0.8,
+    window_h: Annotated[float, typer.Option(help="Service sizing window, hours.")] = 0.25,
+    bound: Annotated[bool, typer.Option(help="Compute the MILP lower bound.")] = True,
+    bound_time_s: Annotated[float, typer.Option(help="MILP time limit, seconds.")] = 60.0,
+) -> None:
+    """Replay a trace through the policy and the baselines; compare cost, egress and SLOs."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from placement.simulate.run import Options
+    from placement.simulate.run import simulate as run_simulation
+    from placement.simulate.traces import TraceError
+
+    if load < 0 or window_h <= 0 or (limit is not None and limit < 1):
+        _fail(PlacementError("--load must be >= 0, --window-h > 0 and --limit >= 1"))
+    opts = Options(trace=trace, config=config, out=out, fmt=fmt,
+                   baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()),
+                   seed=seed, limit=limit, load=load or None, window_h=window_h, bound=bound,
+                   bound_time_s=bound_time_s)
+    console = Console(stderr=True)
+    try:
+        with Progress(console=console, transient=True) as bar:
+            tasks: dict[str, Any] = {}
+
+            def step(policy: str, done: int, total: int) -> None:
+                if policy not in tasks:
+                    what = policy if policy.startswith("MILP") else f"replaying ({policy})"
+                    tasks[policy] = bar.add_task(what, total=total)
+                bar.advance(tasks[policy], done)
+
+            summary = run_simulation(opts, step)
+    except (ConfigError, PlacementError, TraceError, ValueError) as exc:
+        _fail(exc)
+        return
+    from placement.simulate.report import rich_table
+
+    Console().print(rich_table(summary))
+    problems = summary["inputs"]["trace_problems"]
+    if problems:
+        for line in summary["inputs"]["trace_problem_lines"][:5]:
+            typer.echo(f"warning: {line}", err=True)
+        typer.echo(f"{problems} trace rows could not be read and were left out (the first "
+                   f"{len(summary['inputs']['trace_problem_lines'])} are in summary.json)",
+                   err=True)
+    typer.echo(f"wrote {out / 'summary.json'} and {out / 'report.html'}")
+
+
+@app.command()
+def crds(out: Annotated[Path, typer.Option(help="Directory to write into.")] = Path(
+        "helm/placement/crds")) -> None:
+    """Write the Workload and Site CustomResourceDefinitions, generated from the models."""
+    from placement.policy.crds import definitions, render
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, doc in definitions().items():
+        (out / name).write_text(render(doc), encoding="utf-8")
+        typer.echo(f"wrote {out / name}")
+
+
+@app.command()
+def schema(out: Annotated[Path, typer.Option(help="Directory to write into.")] = Path(
+        "policies/schema")) -> None:
+    """Write the JSON Schema of every document kind (for editors and CI)."""
+    from placement.policy.schema import write_schemas
+
+    for path in write_schemas(out):
+        typer.echo(f"wrote {path}")
+
+
+def _settings(**overrides: object) -> Settings:
+    from placement.service.settings import Settings
+
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+    database_url: DbOpt = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="GitOps directory.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    prometheus_url: Annotated[str | None, typer.Option(
+        help="Prometheus for live signals (sites' `signals` queries).")] = None,
+    kubeconfig: Annotated[Path | None, typer.Option(
+        help="Kubeconfig with a context per site: serve placed inference and RAG workloads "
+        "with Triton.")] = None,
+    demo_token: Annotated[bool, typer.Option(help="Create and print an admin token.")] = False,
+) -> None:
+    """Start the REST API (migrates the database, loads the policy, seeds the inventory)."""
+    import os
+    import tempfile
+
+    import uvicorn
+
+    from placement.control.auth import create_token
+    from placement.service.wiring import build_runtime
+    from placement.service.workers import reuse_port_supported, run_workers
+
+    settings = _settings(host=host, port=port, database_url=database_url, config_dir=config,
+                         workers=workers, prometheus_url=prometheus_url, kubeconfig=kubeconfig)
+    for key, value in settings.model_dump().items():
+        if value is not None:
+            os.environ[f"PLACEMENT_{key.upper()}"] = str(value)
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="placement-metrics-")
+    try:
+        rt = build_runtime(settings)  # migrate and load once, before workers start
+    except (PlacementError, ConfigError) as exc:
+        _fail(exc)
+        return
+    url = f"http://{settings.host}:{settings.port}"
+    typer.echo(f"placement API on {url} (database {rt.db.url.split('@')[-1]}, policy "
+               f"{rt.policy_version}); OpenAPI at {url}/docs")
+    if demo_token:
+        with rt.db.write() as s:
+            token = create_token(s, role="admin", team=None, description="demo (make run)")
+        typer.echo(f"demo admin token: {token}")
+        typer.echo(f"try: curl -H 'Authorization: Bearer {token}' {url}/v1/sites")
+    rt.db.dispose()
+    if settings.workers > 1 and reuse_port_supported():
+        try:
+            run_workers(settings.host, settings.port, settings.workers)
+        except OSError as exc:
+            _fail(PlacementError(f"cannot listen on {settings.host}:{settings.port}: {exc}"))
+        return
+    uvicorn.run("api.main:app", host=settings.host, port=settings.port,
+                workers=settings.workers, log_level="warning")
+
+
+@app.command()
+def operator(
+    namespace: Annotated[list[str] | None, typer.Option(
+        "--namespace", "-n", help="Namespaces to watch (default: the whole cluster).")] = None,
+    peering: Annotated[str | None, typer.Option(
+        help="Peering name: replicas agree on one that acts.")] = None,
+    standalone: Annotated[bool, typer.Option(help="No peering (one replica).")] = False,
+    priority: Annotated[int, typer.Option(help="Peering priority; a higher one wins.")] = 0,
+    liveness: Annotated[str | None, typer.Option(
+        help="Liveness endpoint, e.g. http://0.0.0.0:8081/healthz.")] = None,
+) -> None:
+    """Run the Kubernetes operator (Workload and Site resources)."""
+    import kopf
+
+    import placement.operator  # noqa: F401  (registers the handlers)
+
+    kopf.configure(verbose=False)
+    kopf.run(clusterwide=not namespace, namespaces=namespace or [],
+             standalone=standalone or peering is None, peering_name=peering,
+             priority=priority, liveness_endpoint=liveness)
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="admin or member.")] = "member",
+    team: Annotated[str | None, typer.Option(help="Team of a member token.")] = None,
+    description: Annotated[str, typer.Option(help="What the token is for.")] = "",
+    database_url: DbOpt = None,
+) -> None:
+    """Create an API token and print it once (only its hash is stored)."""
+    from placement.control.auth import create_token
+    from placement.store.db import open_database
+    from placement.store.migrate import ensure_schema
+
+    if role not in ("admin", "member"):
+        _fail(PlacementError(f"role must be admin or member, not {role!r}"))
+    settings = _settings(database_url=database_url)
+    db = open_database(settings.database_url)
+    try:
+        ensure_schema(db, settings.migrate)
+        with db.write() as s:
+            token = create_token(s, role=role, team=team,  # type: ignore[arg-type]
+                                 description=description)
+    except PlacementError as exc:
+        _fail(exc)
+        return
+    finally:
+        db.dispose()
+    typer.echo(token)
+
+
+@token_app.command("list")
+def token_list(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+    database_url: DbOpt = None,
+) -> None:
+    """List the stored tokens: id, prefix, role, team, description, created, revoked (never a
+    secret: only hashes are stored)."""
+    from placement.control.auth import list_tokens
+    from placement.store.db import as_utc, open_database
+    from placement.store.migrate import ensure_schema
+
+    settings = _settings(database_url=database_url)
+    db = open_database(settings.database_url)
+    try:
+        ensure_schema(db, settings.migrate)
+        with db.read() as s:
+            rows = [{"id": str(r.id), "prefix": r.prefix, "role": r.role, "team": r.team,
+                     "description": r.description,
+                     "created_at": _iso(as_utc(r.created_at)),
+                     "revoked_at": _iso(as_utc(r.revoked_at))} for r in list_tokens(s)]
+    except PlacementError as exc:
+        _fail(exc)
+        return
+    finally:
+        db.dispose()
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row))
+        return
+    if not rows:
+        typer.echo("no tokens; create one with `placement token create`")
+        return
+    head = ("ID", "PREFIX", "ROLE", "TEAM", "CREATED", "REVOKED", "DESCRIPTION")
+    table = [head, *[(r["id"], r["prefix"] or "-", r["role"], r["team"] or "-",
+                      (r["created_at"] or "")[:19], (r["revoked_at"] or "-")[:19],
+                      r["description"] or "") for r in rows]]
+    widths = [max(len(str(line[i])) for line in table) for i in range(len(head) - 1)]
+    for line in table:
+        typer.echo("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=False))
+                   + "  " + str(line[-1]))
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else str(value.isoformat())
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(metavar="ID", help="The token's id (from `placement "
+                                            "token list`).")],
+    database_url: DbOpt = None,
+) -> None:
+    """Revoke a token and end its dashboard sessions. Running API processes stop accepting it
+    within 10 s (their token cache)."""
+    import uuid
+
+    from placement.control.auth import revoke_token
+    from placement.store.db import open_database
+    from placement.store.migrate import ensure_schema
+
+    try:
+        tid = uuid.UUID(token_id)
+    except ValueError:
+        _fail(PlacementError(f"{token_id!r} is not a token id; take one from "
+                             "`placement token list`"))
+        return
+    settings = _settings(database_url=database_url)
+    db = open_database(settings.database_url)
+    try:
+        ensure_schema(db, settings.migrate)
+        with db.write() as s:
+            revoke_token(s, tid)
+    except PlacementError as exc:
+        _fail(exc)
+        return
+    finally:
+        db.dispose()
+    typer.echo(f"revoked {tid}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DbOpt = None, revision: str = "head") -> None:
+    """Migrate the schema up to REVISION (default head)."""
+    from placement.store.db import open_database
+    from placement.store.migrate import current_revision, upgrade
+
+    db = open_database(_settings(database_url=database_url).database_url)
+    upgrade(db, revision)
+    typer.echo(f"schema at {current_revision(db)}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision.")],
+                 database_url: DbOpt = None) -> None:
+    """Migrate the schema down to REVISION (e.g. base)."""
+    from placement.store.db import open_database
+    from placement.store.migrate import current_revision, downgrade
+
+    db = open_database(_settings(database_url=database_url).database_url)
+    downgrade(db, revision)
+    typer.echo(f"schema at {current_revision(db) or 'base'}")
+
+
+def main() -> None:
+    """Entry point of the `placement` command."""
+    try:
+        app()
+    except BrokenPipeError:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""Workload lifecycle: submit (decide + reserve atomically), transitions, release, re-queue."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from placement.control.auth import Principal
+from placement.control.runtime import Runtime
+from placement.engine import Engine, Outcome
+from placement.errors import (
+    ConflictError,
+    FieldProblem,
+    InvalidRequestError,
+    NotFoundError,
+    PlacementError,
+)
+from placement.jsoncodec import fragment
+from placement.model import Workload
+from placement.store.tables import (
+    CapacityRow,
+    DecisionRow,
+    EventRow,
+    ReservationRow,
+    WorkloadRow,
+    utcnow,
+)
+
+log = logging.getLogger("placement.control.lifecycle")
+DecisionData = dict[str, Any]  # a Decision as JSON-ready data (Engine.explain_dict)
+LIVE = frozenset({"submitted", "placed", "queued", "running"})
+ALLOWED: dict[str, frozenset[str]] = {
+    "running": frozenset({"placed"}),
+    "succeeded": frozenset({"running"}),
+    "failed": frozenset({"placed", "running"}),
+    "cancelled": LIVE,
+    "released": frozenset({"placed", "running", "succeeded", "failed"}),
+}
+FREES_GPUS = frozenset({"succeeded", "failed", "cancelled", "released"})
+PHASE_OF_ACTION = {"place": "placed", "burst": "placed", "queue": "queued", "reject": "rejected"}
+MAX_ATTEMPTS = 8
+
+
+class CapacityConflict(PlacementError):
+    """Another transaction reserved the GPUs this decision counted on; decide again."""
+
+
+def event(session: Session, workload_id: uuid.UUID, kind: str, message: str,
+          **detail: Any) -> None:
+    """Append to the workload's event log (never updated or deleted)."""
+    session.add(EventRow(workload_id=workload_id, type=kind, message=message, detail=detail))
+
+
+def take_gpus(session: Session, site: str, gpu: str, n: int) -> None:
+    """Guarded update: reserve n GPUs only if they are free now; CapacityConflict otherwise."""
+    done = session.execute(
+        update(CapacityRow)
+        .where(CapacityRow.site == site, CapacityRow.gpu_type == gpu,
+               CapacityRow.reserved + n <= CapacityRow.total)
+        .values(reserved=CapacityRow.reserved + n))
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        raise CapacityConflict(f"{site} {gpu} changed")
+
+
+def decision_rows(workload_id: uuid.UUID, decision: DecisionData, out: Outcome, now: datetime
+                  ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """The rows a decision adds: the decision, its event and, for place/burst, a reservation.
+    The explanation is encoded here, once, for the store and the response."""
+    action, did = decision["action"], uuid.uuid4()
+    drow = {"id": did, "workload_id": workload_id, "action": action, "site": decision["site"],
+            "policy_version": decision["policy_version"], "explanation": fragment(decision),
+            "created_at": now}
+    ev = {"workload_id": workload_id, "at": now, "type": PHASE_OF_ACTION[action],
+          "message": decision["summary"],
+          "detail": {"decision_id": str(did), "policy_version": decision["policy_version"]}}
+    held = None
+    if action in ("place", "burst"):
+        finish = (decision["estimates"] or {}).get("finish_hours")
+        held = {"id": uuid.uuid4(), "workload_id": workload_id, "site": decision["site"],
+                "gpu_type": decision["gpu_type"], "count": out.ctx.gpus_needed,
+                "created_at": now, "released_at": None,
+                "expected_end_at": now + timedelta(hours=finish) if finish is not None
+                else None}
+    return drow, ev, held
+
+
+def record_decision(session: Session, row: WorkloadRow, decision: DecisionData,
+                    out: Outcome) -> None:
+    """A new decision for a stored workload (re-queue): rows added, GPUs taken last."""
+    drow, ev, held = decision_rows(row.id, decision, out, utcnow())
+    session.execute(insert(DecisionRow), [drow])
+    row.phase = PHASE_OF_ACTION[decision["action"]]
+    row.site, row.action, row.decision_id = decision["site"], decision["action"], drow["id"]
+    session.execute(insert(EventRow), [ev])
+    if held is not None:
+        session.execute(insert(ReservationRow), [held])
+        take_gpus(session, held["site"], held["gpu_type"], held["count"])
+
+
+def check_references(engine: Engine, wl: Workload) -> None:
+    """InvalidRequestError naming each dataset or client location the inventory lacks."""
+    ci = engine.ci
+    problems = [FieldProblem(("spec", "datasets", i, "name"), f"unknown dataset {d.name!r}",
+                             "create the dataset first or correct the name")
+                for i, d in enumerate(wl.spec.datasets) if d.name not in ci.dataset_index]
+    if wl.spec.latency is not None:
+        problems += [FieldProblem(("spec", "latency", "clients", i, "location"),
+                                  f"unknown client location {c.location!r}",
+                                  "create the client location first or correct the name")
+                     for i, c in enumerate(wl.spec.latency.clients)
+                     if c.location not in ci.client_index]
+    if problems:
+        raise InvalidRequestError(problems)
+
+
+def decide(rt: Runtime, engine: Engine, wl: Workload) -> tuple[DecisionData, Outcome]:
+    t0 = time.perf_counter()
+    out = engine.decide(wl)
+    decision = engine.explain_dict(out)
+    rt.metrics.decision_seconds.observe(time.perf_counter() - t0)
+    return decision, out
+
+
+def count_decision(rt: Runtime, decision: DecisionData, engine: Engine) -> None:
+    kind, site, est = "none", decision["site"], decision["estimates"]
+    if site:
+        kind = "cloud" if engine.ci.is_cloud[engine.ci.site_index[site]] else "onprem"
+    rt.metrics.decisions.labels(decision["action"], kind).inc()
+    if decision["action"] in ("place", "burst") and est:
+        rt.metrics.estimated_usd.labels(kind).inc(est["total_usd"])
+        rt.metrics.egress_gb.labels(kind).inc(est["egress_gb"])
+
+
+def _load(s: Session, workload_id: uuid.UUID, who: Principal, lock: bool = False) -> WorkloadRow:
+    q = select(WorkloadRow).where(WorkloadRow.id == workload_id)
+    row = s.scalar(q.with_for_update() if lock else q)
+    if row is None:
+        raise NotFoundError("workload", str(workload_id))
+    who.require_team(row.team)
+    return row
+
+
+def active_reservations(s: Session, row: WorkloadRow) -> list[ReservationRow]:
+    return list(s.scalars(select(ReservationRow).where(ReservationRow.workload_id == row.id,
+                                                       ReservationRow.released_at.is_(None))))
+
+
+def free_gpus(s: Session, held: list[ReservationRow]) -> int:
+    """Release reservations; returns GPUs freed. Capacity rows are updated last (short locks)."""
+    for res in held:
+        res.released_at = utcnow()
+    s.flush()
+    for res in held:
+        s.execute(update(CapacityRow)
+                  .where(CapacityRow.site == res.site, CapacityRow.gpu_type == res.gpu_type)
+                  .values(reserved=CapacityRow.reserved - res.count))
+    return sum(r.count for r in held)
+
+
+def transition(rt: Runtime, *, workload_id: uuid.UUID, to: str, who: Principal,
+               message: str = "") -> WorkloadRow:
+    """Move a workload to `to` if the lifecycle allows it; frees GPUs where it should."""
+    if to not in ALLOWED:
+        raise ConflictError(f"unknown phase {to!r}; use one of {sorted(ALLOWED)}")
+    with rt.db.write() as s:
+        row = _load(s, workload_id, who, lock=True)
+        if row.phase not in ALLOWED[to]:
+            raise ConflictError(f"workload is {row.phase}; it can become {to} only from "
+                                f"{', '.join(sorted(ALLOWED[to]))}")
+        held = active_reservations(s, row) if to in FREES_GPUS else []
+        row.phase = to
+        event(s, row.id, to, message or f"{to} by {who.role}",
+              gpus_freed=sum(r.count for r in held))
+        freed = free_gpus(s, held)
+    if freed:
+        rt.invalidate_capacity()
+        request_requeue(rt)
+    return row
+
+
+def requeue(rt: Runtime, limit: int = 100) -> int:
+    """Re-decide queued workloads (priority, then age); returns how many left the queue.
+
+    Safe to run in several processes at once: each workload is locked (SKIP LOCKED) and its
+    phase re-checked inside the transaction.
+    """
+    with rt.db.read() as s:
+        ids = list(s.scalars(select(WorkloadRow.id).where(WorkloadRow.phase == "queued")
+                             .order_by(WorkloadRow.priority.desc(), WorkloadRow.created_at)
+                             .limit(limit)))
+    moved = 0
+    for wid in ids:
+        try:
+            with rt.db.write() as s:
+                row = s.scalar(select(WorkloadRow).where(WorkloadRow.id == wid)
+                               .with_for_update(skip_locked=True))
+                if row is None or row.phase != "queued":
+                    continue
+                engine = rt.engine(s, fresh=True)
+                wl = Workload.model_validate(row.document)
+                decision, out = decide(rt, engine, wl)
+                if decision["action"] == "queue":
+                    continue
+                record_decision(s, row, decision, out)
+                moved += 1
+        except CapacityConflict:
+            rt.metrics.capacity_conflicts.inc()
+            continue
+        except PlacementError as exc:  # e.g. a dataset was deleted since submission
+            with rt.db.write() as s:
+                row = s.get(WorkloadRow, wid)
+                if row is not None and row.phase == "queued":
+                    row.phase = "rejected"
+                    event(s, wid, "rejected", f"re-evaluation failed: {exc}")
+            continue
+        count_decision(rt, decision, engine)
+    return moved
+
+
+def request_requeue(rt: Runtime) -> None:
+    """GPUs were freed: have the queue re-evaluated (by the process's requeuer when it runs
+    one, else now)."""
+    if rt.on_release is not None:
+        rt.on_release()
+    else:
+        requeue(rt)
+
+
+class Requeuer:
+    """A background thread per process that re-evaluates the queue when GPUs are freed.
+
+    Requests coalesce: many releases in a burst cause one pass, off the request path. A pass
+    also runs every `period` seconds, so releases seen by other replicas are picked up too.
+    """
+
+    def __init__(self, rt: Runtime, period: float = 30.0, coalesce: float = 0.1) -> None:
+        self.rt = rt
+        self.period = period
+        self.coalesce = coalesce
+        self.wake = threading.Event()
+        self.stopped = threading.Event()
+        self.passes = 0
+        self.thread = threading.Thread(target=self._run, name="placement-requeue", daemon=True)
+
+    def start(self) -> Requeuer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.wake.set()
+        self.thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            self.wake.wait(self.period)
+            if self.stopped.wait(self.coalesce):  # let a burst of releases gather first
+                return
+            self.wake.clear()
+            try:
+                requeue(self.rt)
+            except Exception:  # keep the thread alive through outages; next pass retries
+                log.exception("re-evaluating the queue failed")
+            self.passes += 1

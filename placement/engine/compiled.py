@@ -1,0 +1,346 @@
+"""The inventory compiled into NumPy arrays once, so each decision is vectorized."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from placement.engine.network import LOCAL_RTT_MS, estimated_rtt_ms, great_circle_km
+from placement.errors import UnknownReferenceError
+from placement.model import Inventory, Reservation, SiteSelector
+from placement.model.inventory import CloudSiteSpec, OnPremSiteSpec
+
+Floats = NDArray[np.float64]
+Ints = NDArray[np.int64]
+Bools = NDArray[np.bool_]
+
+ONPREM, ON_DEMAND, SPOT = 0, 1, 2
+CAPACITY_NAMES = ("onprem", "on_demand", "spot")
+
+
+@dataclass
+class CompiledInventory:
+    """Arrays over sites (S), client locations (C), datasets (D) and candidate rows (R)."""
+
+    inventory: Inventory
+    site_names: list[str]
+    site_index: dict[str, int]
+    is_cloud: Bools
+    provision_h: Floats
+    spot_rate: Floats
+    rtt: Floats  # S x S, ms
+    gbps: Floats  # S x S
+    egress: Floats  # S x S, USD/GB from row site to column site
+    reach: Bools  # (boundaries+1) x S: clients in boundary b can reach site s (row 0: none)
+    boundary_index: dict[str | None, int]
+    site_boundary: Ints
+    label_masks: dict[tuple[str, str], Bools]
+    client_index: dict[str, int]
+    client_rtt: Floats  # C x S, ms
+    client_boundary: Ints
+    dataset_index: dict[str, int]
+    dataset_size: Floats
+    dataset_replicas: Bools  # D x S
+    dataset_boundary: Ints
+    gpu_index: dict[str, int]
+    group_site: Ints  # G: (site, gpu type) groups
+    group_gpu: Ints
+    group_capacity: Ints  # installed GPUs (on-prem) or quota (cloud)
+    row_group: Ints  # R: candidate rows (group x capacity kind)
+    row_site: Ints
+    row_gpu: Ints
+    row_kind: Ints
+    row_unit_price: Floats  # on-prem: USD per GPU-hour; cloud: see instances
+    inst_row: Ints  # I: instances, sorted by row
+    inst_gpus: Ints
+    inst_price: Floats  # USD per instance-hour (on-demand or spot, per the row's kind)
+    inst_names: list[str]
+    _group_lookup: dict[tuple[int, int], int] = field(default_factory=dict)
+
+    def group_of(self, site: str, gpu: str) -> int:
+        """Group id of (site, GPU type); raises UnknownReferenceError when absent."""
+        s = self.site_index.get(site)
+        if s is None:
+            raise UnknownReferenceError("site", site, self.site_names)
+        g = self.gpu_index.get(gpu)
+        key = (s, g if g is not None else -1)
+        if key not in self._group_lookup:
+            raise UnknownReferenceError(f"GPU type at site {site}", gpu, list(self.gpu_index))
+        return self._group_lookup[key]
+
+    def group_index(self, site: str, gpu: str) -> int | None:
+        """Group id of (site, GPU type), or None when absent."""
+        s, g = self.site_index.get(site), self.gpu_index.get(gpu)
+        return None if s is None or g is None else self._group_lookup.get((s, g))
+
+    @property
+    def gpu_names(self) -> list[str]:
+        """GPU type names by index."""
+        return sorted(self.gpu_index, key=self.gpu_index.__getitem__)
+
+    def selector_mask(self, sel: SiteSelector) -> Bools:
+        """Sites matching a selector (all given parts must match)."""
+        mask = np.ones(len(self.site_names), dtype=bool)
+        if sel.site_types:
+            want_cloud = "cloud" in sel.site_types
+            want_onprem = "onprem" in sel.site_types
+            mask &= np.where(self.is_cloud, want_cloud, want_onprem)
+        for key, value in sel.labels.items():
+            mask &= self.label_masks.get((key, value), np.zeros_like(mask))
+        if sel.sites:
+            named = np.zeros_like(mask)
+            named[[self.site_index[n] for n in sel.sites if n in self.site_index]] = True
+            mask &= named
+        return mask
+
+
+def _network(inv: Inventory, idx: dict[str, int]) -> tuple[Floats, Floats, Floats]:
+    lat = np.array([s.spec.location.lat for s in inv.sites])
+    lon = np.array([s.spec.location.lon for s in inv.sites])
+    km = great_circle_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :])
+    rtt = estimated_rtt_ms(km)
+    wan = np.array([s.spec.wan_gbps for s in inv.sites])
+    gbps = np.minimum(wan[:, None], wan[None, :])
+    egress = np.repeat(np.array([s.spec.egress_usd_per_gb for s in inv.sites])[:, None],
+                       len(inv.sites), axis=1)
+    measured_rtt = np.zeros_like(rtt, dtype=bool)
+    measured_bw = np.zeros_like(rtt, dtype=bool)
+    for site in inv.sites:
+        a = idx[site.name]
+        for link in site.spec.links:
+            b = idx[link.to]
+            if link.rtt_ms is not None:
+                rtt[a, b] = link.rtt_ms
+                measured_rtt[a, b] = True
+                if not measured_rtt[b, a]:
+                    rtt[b, a] = link.rtt_ms
+            if link.gbps is not None:
+                gbps[a, b] = link.gbps
+                measured_bw[a, b] = True
+                if not measured_bw[b, a]:
+                    gbps[b, a] = link.gbps
+            if link.egress_usd_per_gb is not None:
+                egress[a, b] = link.egress_usd_per_gb
+    np.fill_diagonal(rtt, LOCAL_RTT_MS)
+    np.fill_diagonal(gbps, np.inf)
+    np.fill_diagonal(egress, 0.0)
+    return rtt, gbps, egress
+
+
+def _boundaries(inv: Inventory) -> tuple[dict[str | None, int], Ints, Bools]:
+    names: dict[str | None, int] = {None: 0}
+    for site in inv.sites:
+        for b in [site.spec.network_boundary, *site.spec.accepts_boundaries]:
+            names.setdefault(b, len(names))
+    for cl in inv.client_locations:
+        names.setdefault(cl.spec.network_boundary, len(names))
+    for ds in inv.datasets:
+        names.setdefault(ds.spec.network_boundary, len(names))
+    site_b = np.array([names[s.spec.network_boundary] for s in inv.sites], dtype=np.int64)
+    reach = np.zeros((len(names), len(inv.sites)), dtype=bool)
+    reach[site_b, np.arange(len(inv.sites))] = True
+    for j, site in enumerate(inv.sites):
+        for b in site.spec.accepts_boundaries:
+            reach[names[b], j] = True
+    return names, site_b, reach
+
+
+def compile_inventory(inv: Inventory) -> CompiledInventory:
+    """Build the arrays the engine scores with; call once per inventory change."""
+    names = [s.name for s in inv.sites]
+    idx = {n: i for i, n in enumerate(names)}
+    rtt, gbps, egress = _network(inv, idx)
+    bnames, site_b, reach = _boundaries(inv)
+    labels: dict[tuple[str, str], Bools] = {}
+    for i, site in enumerate(inv.sites):
+        for kv in site.metadata.labels.items():
+            labels.setdefault(kv, np.zeros(len(names), dtype=bool))[i] = True
+    c_lat = np.array([c.spec.location.lat for c in inv.client_locations])
+    c_lon = np.array([c.spec.location.lon for c in inv.client_locations])
+    s_lat = np.array([s.spec.location.lat for s in inv.sites])
+    s_lon = np.array([s.spec.location.lon for s in inv.sites])
+    client_rtt = estimated_rtt_ms(great_circle_km(c_lat[:, None], c_lon[:, None],
+                                                  s_lat[None, :], s_lon[None, :]))
+    client_rtt = client_rtt.reshape(len(inv.client_locations), len(names))
+    for i, cl in enumerate(inv.client_locations):
+        for target, ms in cl.spec.rtt_ms.items():
+            if target in idx:
+                client_rtt[i, idx[target]] = ms
+    replicas = np.zeros((len(inv.datasets), len(names)), dtype=bool)
+    for i, ds in enumerate(inv.datasets):
+        replicas[i, [idx[r] for r in ds.spec.replicas if r in idx]] = True
+    tables = _offers(inv, idx)
+    return CompiledInventory(
+        inventory=inv,
+        site_names=names,
+        site_index=idx,
+        is_cloud=np.array([s.spec.type == "cloud" for s in inv.sites], dtype=bool),
+        provision_h=np.array([s.spec.provisioning_minutes / 60 if isinstance(s.spec, CloudSiteSpec)
+                              else 0.0 for s in inv.sites]),
+        spot_rate=np.array([s.spec.spot_interruptions_per_hour
+                            if isinstance(s.spec, CloudSiteSpec) else 0.0 for s in inv.sites]),
+        rtt=rtt, gbps=gbps, egress=egress, reach=reach, boundary_index=bnames,
+        site_boundary=site_b, label_masks=labels,
+        client_index={c.name: i for i, c in enumerate(inv.client_locations)},
+        client_rtt=client_rtt,
+        client_boundary=np.array([bnames[c.spec.network_boundary]
+                                  for c in inv.client_locations], dtype=np.int64),
+        dataset_index={d.name: i for i, d in enumerate(inv.datasets)},
+        dataset_size=np.array([d.spec.size_gb for d in inv.datasets], dtype=float),
+        dataset_replicas=replicas,
+        dataset_boundary=np.array([bnames[d.spec.network_boundary] for d in inv.datasets],
+                                  dtype=np.int64),
+        **tables,
+    )
+
+
+def _offers(inv: Inventory, idx: dict[str, int]) -> dict[str, Any]:
+    gpu_index: dict[str, int] = {}
+    g_site: list[int] = []
+    g_gpu: list[int] = []
+    g_cap: list[int] = []
+    r_group: list[int] = []
+    r_kind: list[int] = []
+    r_price: list[float] = []
+    i_row: list[int] = []
+    i_gpus: list[int] = []
+    i_price: list[float] = []
+    i_names: list[str] = []
+    lookup: dict[tuple[int, int], int] = {}
+    for site in inv.sites:
+        s = idx[site.name]
+        spec = site.spec
+        if isinstance(spec, OnPremSiteSpec):
+            for pool in spec.gpus:
+                gid = gpu_index.setdefault(pool.type, len(gpu_index))
+                lookup[(s, gid)] = len(g_site)
+                r_group.append(len(g_site))
+                g_site.append(s)
+                g_gpu.append(gid)
+                g_cap.append(pool.count)
+                r_kind.append(ONPREM)
+                r_price.append(pool.usd_per_gpu_hour)
+            continue
+        for offer in spec.gpus:
+            gid = gpu_index.setdefault(offer.type, len(gpu_index))
+            group = len(g_site)
+            lookup[(s, gid)] = group
+            g_site.append(s)
+            g_gpu.append(gid)
+            g_cap.append(offer.quota_gpus)
+            for kind in (ON_DEMAND, SPOT):
+                priced = [(i.type, i.gpus, i.on_demand_usd_per_hour if kind == ON_DEMAND
+                           else i.spot_usd_per_hour) for i in offer.instances]
+                priced = [x for x in priced if x[2] is not None]
+                if not priced:
+                    continue
+                row = len(r_group)
+                r_group.append(group)
+                r_kind.append(kind)
+                r_price.append(np.nan)
+                for name, n, price in priced:
+                    i_row.append(row)
+                    i_gpus.append(n)
+                    i_price.append(float(price or 0.0))
+                    i_names.append(name)
+    row_group = np.array(r_group, dtype=np.int64)
+    inst_row = np.array(i_row, dtype=np.int64)
+    gs = np.array(g_site, dtype=np.int64)
+    gg = np.array(g_gpu, dtype=np.int64)
+    return {
+        "gpu_index": gpu_index,
+        "group_site": gs,
+        "group_gpu": gg,
+        "group_capacity": np.array(g_cap, dtype=np.int64),
+        "row_group": row_group,
+        "row_site": gs[row_group] if len(row_group) else row_group,
+        "row_gpu": gg[row_group] if len(row_group) else row_group,
+        "row_kind": np.array(r_kind, dtype=np.int64),
+        "row_unit_price": np.array(r_price, dtype=float),
+        "inst_row": inst_row,
+        "inst_gpus": np.array(i_gpus, dtype=np.int64),
+        "inst_price": np.array(i_price, dtype=float),
+        "inst_names": i_names,
+        "_group_lookup": lookup,
+    }
+
+
+HeldRow = tuple[str, str, int, float | None]  # site, GPU type, count, hours until release
+Fetch = Callable[[list[tuple[str, str]]], list[HeldRow]]
+
+
+class ReleaseSchedule:
+    """When reserved GPUs are expected back, per group: release times sorted, with the running
+    total of GPUs freed by each.
+
+    Built from every reservation at once, or filled on demand through `fetch` for only the
+    groups a decision finds short of GPUs: a service then never reads the reservations of
+    groups with room, however many there are.
+    """
+
+    def __init__(self, ci: CompiledInventory, rows: list[HeldRow] | None = None,
+                 fetch: Fetch | None = None) -> None:
+        self.ci = ci
+        self.fetch = fetch
+        self.overdue: set[int] = set()  # groups whose release times include an assumed end
+        self.overdue_hours = 0.0  # the assumption (the policy's overdue_release_hours)
+        self._by_group: dict[int, tuple[Floats, Ints]] = {}
+        if rows is not None:
+            self._fold(rows, range(len(ci.group_site)))
+
+    def _fold(self, rows: list[HeldRow], groups: Iterable[int]) -> None:
+        found: dict[int, list[tuple[float, int]]] = {g: [] for g in groups}
+        for site, gpu, count, hours in rows:
+            g = self.ci.group_of(site, gpu)
+            found.setdefault(g, []).append((np.inf if hours is None else hours, count))
+        for g, events in found.items():
+            events.sort()
+            self._by_group[g] = (np.array([t for t, _ in events], dtype=float),
+                                 np.cumsum(np.array([n for _, n in events], dtype=np.int64)))
+
+    def wait(self, groups: Ints, deficit: Ints) -> Floats:
+        """Hours until `deficit` more GPUs are released in each group (inf if never)."""
+        wanted = [int(g) for g in groups]
+        missing = sorted({g for g in wanted if g not in self._by_group})
+        if missing and self.fetch is not None:
+            pairs = [(self.ci.site_names[int(self.ci.group_site[g])],
+                      self.ci.gpu_names[int(self.ci.group_gpu[g])]) for g in missing]
+            self._fold(self.fetch(pairs), missing)
+        out = np.full(len(wanted), np.inf)
+        for i, (g, need) in enumerate(zip(wanted, deficit.tolist(), strict=True)):
+            times, cum = self._by_group.get(g, (_NO_TIMES, _NO_COUNTS))
+            pos = int(np.searchsorted(cum, need, side="left"))
+            if pos < len(times):
+                out[i] = times[pos]
+        return out
+
+
+_NO_TIMES: Floats = np.zeros(0)
+_NO_COUNTS: Ints = np.zeros(0, dtype=np.int64)
+
+
+@dataclass
+class CapacityState:
+    """GPUs reserved per group, and when reserved GPUs are expected back (shared by copies
+    that differ only in `reserved`)."""
+
+    reserved: Ints  # G
+    schedule: ReleaseSchedule
+
+
+def capacity_state(ci: CompiledInventory, reservations: list[Reservation]) -> CapacityState:
+    """Fold reservations into per-group usage and a release schedule."""
+    return capacity_state_rows(ci, [(r.site, r.gpu_type, r.count, r.remaining_hours)
+                                    for r in reservations])
+
+
+def capacity_state_rows(ci: CompiledInventory, rows: list[HeldRow]) -> CapacityState:
+    """Like `capacity_state`, from plain (site, gpu_type, count, remaining_hours) rows."""
+    reserved = np.zeros(len(ci.group_site), dtype=np.int64)
+    for site, gpu, count, _ in rows:
+        reserved[ci.group_of(site, gpu)] += count
+    return CapacityState(reserved, ReleaseSchedule(ci, rows))

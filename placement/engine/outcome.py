@@ -1,0 +1,72 @@
+"""What a decision produces in array form (`Outcome`) and what one workload shape's decisions
+share (`Shape`); the explanation reads both through `Snapshot`, never the engine itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from placement.engine.context import DataMove, DecisionContext
+from placement.engine.framework import FilterResult
+from placement.engine.rules import EffectiveRule
+
+if TYPE_CHECKING:
+    from placement.engine.compiled import CompiledInventory
+    from placement.model import Inventory
+    from placement.model.workload import Workload
+
+Floats = NDArray[np.float64]
+Bools = NDArray[np.bool_]
+Ints = NDArray[np.int64]
+
+
+@dataclass
+class Shape:
+    """What one workload shape's decisions share under one engine (see `shape_key`): the
+    resolved rule, the data move, and, without live signals, latency and the results of the
+    filters that depend on nothing else (plugins with SHAPE_ONLY = True)."""
+
+    rule: EffectiveRule
+    data: DataMove
+    p99_ms: Floats | None = None
+    filters: dict[str, FilterResult] = field(default_factory=dict)
+    missing_sites: list[dict[str, Any]] | None = None  # the explanation's sites without the GPU
+
+
+@dataclass
+class Outcome:
+    """A decision in array form; `Engine.explain` turns it into a `Decision`."""
+
+    ctx: DecisionContext
+    filter_names: list[str]
+    filter_results: list[FilterResult]
+    fails: Bools  # filters x candidates
+    considered: Bools
+    raw: dict[str, Floats]
+    scores: dict[str, Floats]
+    weights: dict[str, float]
+    total: Floats
+    ranking: Ints  # considered candidates, best first
+    chosen: int | None
+    action: str
+    policy_version: str
+
+    @property
+    def rule(self) -> EffectiveRule:
+        return self.ctx.rule
+
+
+
+class Snapshot(Protocol):
+    """What the explanation reads of the engine that decided."""
+
+    @property
+    def ci(self) -> CompiledInventory: ...
+
+    @property
+    def inventory(self) -> Inventory: ...
+
+    def shape(self, wl: Workload) -> Shape: ...

@@ -1,0 +1,65 @@
+"""Burst gate: cloud only when the rule allows it (and on-prem cannot start in time); spot rules."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from placement.engine.compiled import SPOT
+from placement.engine.context import DecisionContext
+from placement.engine.framework import FilterResult
+
+
+class BurstGate:
+    """Runs last: it needs to know which on-prem candidates passed every other filter."""
+
+    NAME: ClassVar[str] = "burst"
+
+    def filter(self, ctx: DecisionContext) -> FilterResult:
+        burst, rule = ctx.rule.burst, ctx.rule.burst_rule or "defaults"
+        cloud = ctx.is_cloud
+        onprem_ok = ctx.mask & ~cloud
+        gated = np.zeros(ctx.n, dtype=bool)
+        best_onprem = ""
+        cheapest_onprem = np.inf
+        if burst.when != "always" and onprem_ok.any():
+            gated = cloud.copy()
+            j = int(np.flatnonzero(onprem_ok)[np.argmin(ctx.wait_hours[onprem_ok])])
+            best_onprem = ctx.ci.site_names[int(ctx.site[j])]
+            best_wait = float(ctx.wait_hours[j])
+            if burst.when == "onprem_unavailable_or_near_data":
+                cheapest_onprem = float(ctx.egress_usd[onprem_ok].min())  # GPUs: paid for
+                gated &= ctx.total_usd >= cheapest_onprem
+        spot = ctx.kind == SPOT
+        interrupted = ctx.workload.spec.interruptions
+        if burst.spot == "never" or interrupted >= burst.max_spot_interruptions:
+            bad_spot = spot
+        elif burst.spot == "when_deadline_allows" and ctx.workload.spec.deadline_hours:
+            slack_need = burst.spot_slack_factor * (ctx.run_hours - ctx.hours)
+            latest = ctx.start_hours + ctx.hours + slack_need
+            bad_spot = spot & (latest > ctx.workload.spec.deadline_hours)
+        else:
+            bad_spot = np.zeros(ctx.n, dtype=bool)
+        not_allowed = cloud & (not burst.allowed)
+        passed = ~(not_allowed | gated | bad_spot)
+
+        def reason(i: int) -> str:
+            if not_allowed[i]:
+                return f"rule {rule!r} does not allow bursting to cloud"
+            if gated[i]:
+                why = "on-prem cannot" if burst.when == "onprem_unavailable" else (
+                    f"on-prem cannot or running here costs less than moving the data there "
+                    f"(${ctx.total_usd[i]:,.2f} here, ${cheapest_onprem:,.2f} of egress)")
+                return (f"on-prem site {best_onprem} can start in {best_wait:.2f} h, within max "
+                        f"wait {ctx.rule.max_wait_hours:g} h; rule {rule!r} bursts only when "
+                        + why)
+            if burst.spot == "never":
+                return f"rule {rule!r} does not allow spot capacity"
+            if interrupted >= burst.max_spot_interruptions:
+                return (f"interrupted on spot {interrupted} times; rule {rule!r} allows "
+                        f"{burst.max_spot_interruptions}, so on-demand or on-prem only")
+            return (f"deadline leaves no room for spot restarts (needs {burst.spot_slack_factor:g}"
+                    f"x the expected {ctx.run_hours[i] - ctx.hours:.2f} h of restart overhead)")
+
+        return FilterResult(passed, reason)
