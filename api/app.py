@@ -19,8 +19,9 @@ from api.routers import decisions, health, inventory, policies, tokens, workload
 from placement.control.runtime import Runtime
 from placement.metrics import Metrics
 from placement.service.settings import Settings
-from placement.service.wiring import build_runtime, tune_gc
+from placement.service.wiring import build_runtime
 from placement.service.wiring import start as start_loops
+from placement.tuning import tune_gc
 
 log = logging.getLogger("placement.api")
 Scope = MutableMapping[str, Any]

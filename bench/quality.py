@@ -21,6 +21,7 @@ if not __package__:  # run as a script: bench/ is importable from the repository
 
 from bench.engine import DATA
 from placement.simulate.run import Options, simulate
+from placement.tuning import tune_gc
 
 TRACES = sorted(p.name for p in DATA.glob("trace_*.csv")) if DATA.exists() else []
 
@@ -64,6 +65,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bound-time-s", type=float, default=60)
     args = parser.parse_args()
+    tune_gc()  # as every entry point does (placement.tuning)
     for name in filter(None, args.traces.split(",")):
         with tempfile.TemporaryDirectory() as out:
             summary = simulate(Options(trace=DATA / name, config=args.config, out=Path(out),

@@ -25,6 +25,7 @@ from placement.simulate.baselines import EngineDecider
 from placement.simulate.replay import Replay
 from placement.simulate.synth import synthesize
 from placement.simulate.traces import read
+from placement.tuning import tune_gc
 
 
 def run(n: int, n_sites: int, seed: int, load: float) -> dict[str, object]:
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--load", type=float, default=0.8)
     args = parser.parse_args()
+    tune_gc()  # as every entry point does (placement.tuning)
     result = run(args.workloads, args.sites, args.seed, args.load)
     print(json.dumps(result) if args.json else
           f"{result['workloads']:,} workloads, {result['sites']} sites: {result['seconds']} s "

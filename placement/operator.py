@@ -198,7 +198,8 @@ def _rt(memo: kopf.Memo) -> Runtime:
 @kopf.on.startup()
 def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     from placement.service.settings import Settings
-    from placement.service.wiring import build_runtime, start, tune_gc
+    from placement.service.wiring import build_runtime, start
+    from placement.tuning import tune_gc
 
     settings.persistence.finalizer = f"{GROUP}/release"
     settings.posting.level = logging.INFO  # decisions are explained as events

@@ -15,7 +15,8 @@ PACKAGES = ("placement", "api", "infra")
 # Lowest first. A module may import its own layer and the layers below it, never one above.
 # Layers that share a tuple are siblings: neither may import the other.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("placement.errors", "placement.jsoncodec", "placement.periodic", "placement.metrics"),
+    ("placement.errors", "placement.jsoncodec", "placement.periodic", "placement.metrics",
+     "placement.tuning"),
     ("placement.model",),
     ("placement.policy",),
     ("placement.signals",),

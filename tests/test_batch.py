@@ -342,7 +342,7 @@ def test_the_shape_memo_never_changes_a_decision_or_its_explanation(
             got = warm.with_capacity(state).explain_dict(warm.with_capacity(state).decide(wl))
             want = cold.with_capacity(state).explain_dict(cold.with_capacity(state).decide(wl))
             assert got == want
-    assert len(warm._shapes) == len({shape_key(w) for w in shapes})
+    assert len(warm._shapes) == len({shape_key(w, warm.reads) for w in shapes})
 
 
 @pytest.mark.parametrize(("free", "ends", "queue", "t0", "ok", "times", "frees"), [

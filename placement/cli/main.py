@@ -489,6 +489,9 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision."
 
 def main() -> None:
     """Entry point of the `placement` command."""
+    from placement.tuning import tune_gc
+
+    tune_gc()
     try:
         app()
     except BrokenPipeError:

@@ -128,7 +128,7 @@ class BatchEngine:
     def table(self, wl: Workload) -> ShapeTable:
         """The workload's shape table (built on first use; unknown references raise as in
         Engine.decide)."""
-        key = shape_key(wl)
+        key = shape_key(wl, self.engine.reads)
         got = self._tables.get(key)
         if got is None:
             got = self._build(wl)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from placement.engine.context import Billing, DecisionContext, data_move
 from placement.engine.explain import build_decision, decision_dict
 from placement.engine.framework import FilterPlugin, FilterResult, ScorePlugin
 from placement.engine.normalize import normalize
-from placement.engine.outcome import Bools, Floats, Ints, Outcome, Shape
+from placement.engine.outcome import Bools, Floats, Ints, Outcome, Shape, shape_bytes
 from placement.engine.plugins.registry import check_unique, default_filters, default_scores
 from placement.engine.rules import resolve
 from placement.errors import UnknownReferenceError
@@ -31,14 +32,33 @@ if TYPE_CHECKING:
 
 
 
-SHAPES_KEPT = 10_000  # shape memos per engine; past this many the memo starts over
+MEMO_BYTES = 64 << 20  # shape memos per engine, by their arrays' bytes; least recent go first
 
 
-def shape_key(wl: Workload) -> tuple[Any, ...]:
+@dataclass(frozen=True)
+class ShapeReads:
+    """What of a workload's identity the policy's rules read: whether teams matter (a rule
+    matches on teams, or a team has a budget) and which label keys a rule matches on. Nothing
+    else of team or labels reaches a decision, so the memo key holds only these."""
+
+    team: bool
+    label_keys: tuple[str, ...]
+
+    @staticmethod
+    def of(policy: Policy) -> ShapeReads:
+        rules = policy.spec.rules
+        return ShapeReads(
+            team=bool(policy.spec.team_budgets) or any(r.match.teams for r in rules),
+            label_keys=tuple(sorted({k for r in rules for k in r.match.labels})))
+
+
+def shape_key(wl: Workload, reads: ShapeReads) -> tuple[Any, ...]:
     """Every field the engine reads except duration, deadline and budget: workloads with one
     key have the same rule, candidates, data move, latency and capacity-blind filters."""
     s, lat = wl.spec, wl.spec.latency
-    return (s.kind, s.team, tuple(wl.metadata.labels.items()), tuple(s.gpu.types),
+    labels = wl.metadata.labels
+    return (s.kind, s.team if reads.team else None,
+            tuple(labels.get(k) for k in reads.label_keys), tuple(s.gpu.types),
             s.gpu.count * s.replicas, s.checkpoint_minutes, s.interruptions, s.requests_per_s,
             None if lat is None else (lat.p99_slo_ms, lat.service_time_p99_ms,
                                       tuple((c.location, c.share) for c in lat.clients)),
@@ -65,7 +85,8 @@ class Engine:
     def __init__(self, inventory: Inventory, policy: Policy, policy_version: str,
                  reservations: list[Reservation] | None = None,
                  filters: list[FilterPlugin] | None = None,
-                 scores: list[ScorePlugin] | None = None) -> None:
+                 scores: list[ScorePlugin] | None = None,
+                 memo_bytes: int = MEMO_BYTES) -> None:
         self.filters = filters if filters is not None else default_filters()
         self.scores = scores if scores is not None else default_scores()
         check_unique(self.filters, self.scores)
@@ -77,7 +98,10 @@ class Engine:
         self._datasets = {d.name: d for d in inventory.datasets}
         self._billing: dict[int, Billing] = {}
         self._rows_of_types: dict[frozenset[str], Ints] = {}
-        self._shapes: dict[tuple[Any, ...], Shape] = {}
+        self.reads = ShapeReads.of(policy)
+        self.memo_bytes = memo_bytes
+        self._shapes: dict[tuple[Any, ...], Shape] = {}  # least recently used first
+        self._memo: list[int] = [0]  # bytes held, shared with this engine's views
         self.observed: Observed | None = None
         self.team_spend: dict[str, float] = {}  # burst USD per team this month
         self._site_rank = np.argsort(np.argsort(np.array(self.ci.site_names)))
@@ -147,16 +171,30 @@ class Engine:
                                                 list(self.ci.client_index))
 
     def shape(self, wl: Workload) -> Shape:
-        """The memo of `wl`'s shape (its references checked when first seen)."""
-        key = shape_key(wl)
-        got = self._shapes.get(key)
+        """The memo of `wl`'s shape (its references checked when first seen). The memo keeps
+        the most recently used shapes within `memo_bytes`; a shape is weighed when the next
+        one is added, once its decisions and explanation have filled it."""
+        key = shape_key(wl, self.reads)
+        shapes = self._shapes
+        got = shapes.pop(key, None)
         if got is None:
             self._check_refs(wl)
             got = Shape(resolve(self.policy, wl, self._datasets), data_move(self.ci, wl))
-            if len(self._shapes) >= SHAPES_KEPT:
-                self._shapes.clear()
-            self._shapes[key] = got
+            if shapes:
+                last = next(reversed(shapes.values()))
+                if last.held_bytes == 0:
+                    last.held_bytes = shape_bytes(last)
+                    self._memo[0] += last.held_bytes
+            while shapes and self._memo[0] > self.memo_bytes:
+                self._memo[0] -= shapes.pop(next(iter(shapes))).held_bytes
+        shapes[key] = got
         return got
+
+    def memo_size(self) -> tuple[int, int]:
+        """(shapes, bytes) the memo holds now, the newest shape weighed too."""
+        newest = next(reversed(self._shapes.values()), None)
+        extra = shape_bytes(newest) if newest is not None and newest.held_bytes == 0 else 0
+        return len(self._shapes), self._memo[0] + extra
 
     def context(self, wl: Workload, shape: Shape | None = None) -> DecisionContext:
         """The candidates of `wl` and their shared estimates (what every plugin reads)."""

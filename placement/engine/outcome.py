@@ -34,6 +34,7 @@ class Shape:
     p99_ms: Floats | None = None
     filters: dict[str, FilterResult] = field(default_factory=dict)
     missing_sites: list[dict[str, Any]] | None = None  # the explanation's sites without the GPU
+    held_bytes: int = 0  # what the memo holds for it, once weighed (`shape_bytes`)
 
 
 @dataclass
@@ -70,3 +71,37 @@ class Snapshot(Protocol):
     def inventory(self) -> Inventory: ...
 
     def shape(self, wl: Workload) -> Shape: ...
+
+
+ROW_BYTES = 600  # a `missing_sites` row: a dict of a few short strings and numbers
+
+
+def shape_bytes(shape: Shape) -> int:
+    """The bytes a memoized shape keeps alive: its arrays, the arrays of the decision context
+    its remembered filter reasons hold, the reasons worded so far and the explanation rows."""
+    seen: set[int] = set()
+    total = 0
+
+    def add(value: object) -> None:
+        nonlocal total
+        if isinstance(value, np.ndarray) and id(value) not in seen:
+            seen.add(id(value))
+            total += value.nbytes
+        elif isinstance(value, str):
+            total += len(value) + 49
+
+    for value in (*vars(shape.data).values(), shape.p99_ms):
+        add(value)
+    for res in shape.filters.values():
+        add(res.passed)
+        for cell in getattr(res.reason, "__closure__", None) or ():
+            inner = cell.cell_contents
+            for c in getattr(inner, "__closure__", None) or ():
+                held = c.cell_contents
+                add(held)
+                for v in getattr(held, "__dict__", {}).values():
+                    add(v)
+            if isinstance(inner, dict):
+                for v in inner.values():
+                    add(v)
+    return total + ROW_BYTES * len(shape.missing_sites or ())

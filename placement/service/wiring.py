@@ -3,7 +3,6 @@ the CLI assemble a working service from settings."""
 
 from __future__ import annotations
 
-import gc
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
     from placement.service.settings import Settings
 
 log = logging.getLogger("placement.service")
-GC_YOUNG = 50_000  # allocations between young collections (CPython's default: 700)
 
 
 class StartupError(PlacementError):
@@ -38,18 +36,6 @@ class StartupError(PlacementError):
 
 class _Stoppable(Protocol):
     def stop(self) -> None: ...
-
-
-def tune_gc() -> None:
-    """The one garbage-collector setting, applied by every entry point (service, operator, CLI,
-    simulator, benchmarks). Every decision allocates thousands of short-lived objects: with
-    CPython's default thresholds, full collections that walk every long-lived object (modules,
-    the compiled inventory, pools) run often enough to put tens of milliseconds into single
-    decisions. Objects alive now are frozen out of collection, and young collections run less
-    often. Safe to call again: each call freezes what has been built since."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG, 20, 50)
 
 
 def build_runtime(settings: Settings, metrics: Metrics | None = None) -> Runtime:
