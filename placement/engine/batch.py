@@ -16,8 +16,10 @@ A decision has two parts:
   Engine.decide's keys and tie-breaks, in the same floating-point operations, so the choice is
   the same, bit for bit (tests/test_batch.py compares the two on randomized states).
 
-The batch path covers the default plugins without live signals; `supports` says whether an
-engine qualifies (others use Engine.decide). It gives the choice, not its explanation: the
+The batch path covers the default plugins, and any other SHAPE_ONLY filter (it runs the
+plugin's own `filter` once per shape), without live signals; `unsupported` says why an engine
+does not qualify, and `BatchEngine` refuses it with that reason (callers then use
+Engine.decide). It gives the choice, not its explanation: the
 explanation of any decision comes from Engine.decide.
 """
 
@@ -106,24 +108,59 @@ class ShapeTable:
     int_lists: tuple[list[int], ...]
 
 
+# The filters and criteria whose per-workload part the kernel below implements. Every other
+# filter must be SHAPE_ONLY: the batch path runs its own `filter` once per shape.
+KERNEL_FILTERS = ("capacity", "wait", "deadline", "budget", "burst")
+KERNEL_SCORES = ("latency", "data_gravity", "cost", "wait")
+
+
+def unsupported(engine: Engine) -> str | None:
+    """Why the batch path cannot decide exactly as `engine.decide`, or None when it can: live
+    signals, a filter that is neither SHAPE_ONLY nor one the kernel implements, a kernel filter
+    missing or replaced, the burst gate not last, or other score plugins."""
+    if engine.observed is not None:
+        return "live signals are in use"
+    kernel = {p.NAME: type(p) for p in default_filters() if p.NAME in KERNEL_FILTERS}
+    for plugin in engine.filters:
+        if not getattr(plugin, "SHAPE_ONLY", False) and kernel.get(plugin.NAME) is not type(
+                plugin):
+            return (f"filter {plugin.NAME!r} ({type(plugin).__name__}) is neither SHAPE_ONLY "
+                    "nor implemented by the batch kernel")
+    names = [p.NAME for p in engine.filters]
+    types = {type(p) for p in engine.filters}
+    missing = [n for n in KERNEL_FILTERS if kernel[n] not in types]
+    if missing:
+        return f"the kernel applies filters the engine lacks: {', '.join(missing)}"
+    if names[-1] != "burst":
+        return "the burst gate must run last"
+    if [type(p) for p in engine.scores] != [type(p) for p in default_scores()]:
+        return ("the kernel scores exactly the default criteria "
+                f"({', '.join(KERNEL_SCORES)}); this engine has "
+                f"{', '.join(p.CRITERION for p in engine.scores)}")
+    return None
+
+
 def supports(engine: Engine) -> bool:
-    """True when the batch path decides exactly as `engine.decide`: the default plugins, in
-    their order, and no live signals."""
-    same = [type(p) for p in engine.filters] == [type(p) for p in default_filters()] and [
-        type(p) for p in engine.scores] == [type(p) for p in default_scores()]
-    return same and engine.observed is None
+    """True when the batch path decides exactly as `engine.decide` (see `unsupported`)."""
+    return unsupported(engine) is None
+
+
+class BatchUnsupportedError(ValueError):
+    """An engine the batch path cannot mirror; the message names the plugin or setting."""
 
 
 class BatchEngine:
     """Decides workloads against any capacity view of one engine (same inventory and policy)."""
 
     def __init__(self, engine: Engine) -> None:
-        if not supports(engine):
-            raise ValueError("the batch path needs the default plugins and no live signals; "
-                             "use Engine.decide")
+        why = unsupported(engine)
+        if why is not None:
+            raise BatchUnsupportedError(
+                f"the batch path needs the default plugins (or SHAPE_ONLY filters) and no live "
+                f"signals: {why}; use Engine.decide, or give the plugin a kernel form")
         self.engine = engine
         self._tables: dict[tuple[Any, ...], ShapeTable] = {}
-        self._filters = {p.NAME: p for p in engine.filters}
+        self._shape_filters = [p for p in engine.filters if getattr(p, "SHAPE_ONLY", False)]
 
     def table(self, wl: Workload) -> ShapeTable:
         """The workload's shape table (built on first use; unknown references raise as in
@@ -143,8 +180,8 @@ class BatchEngine:
         need = ctx.gpus_needed
         cloud, spot = ctx.is_cloud, ctx.kind == SPOT
         keep = ci.group_capacity[ctx.group] >= need
-        for name in ("constraints", "boundary", "latency"):
-            keep &= self._filters[name].filter(ctx).passed
+        for plugin in self._shape_filters:  # the plugins' own code, once per shape
+            keep &= plugin.filter(ctx).passed
         if not burst.allowed:
             keep &= ~cloud
         if burst.max_usd_per_hour is not None:

@@ -82,6 +82,7 @@ class DataMove:
     lookup_ms: Floats
     lookup_egress_gb_per_hour: Floats
     lookup_egress_usd_per_hour: Floats
+    sources: tuple[tuple[int, Ints], ...] = ()  # per bulk dataset: (dataset, source per site)
 
 
 @dataclass
@@ -254,6 +255,7 @@ def data_move(ci: CompiledInventory, wl: Workload) -> DataMove:
     gb, usd, hours = np.zeros(s), np.zeros(s), np.zeros(s)
     lookup_ms, lk_gb_h, lk_usd_h = np.zeros(s), np.zeros(s), np.zeros(s)
     rate = wl.spec.requests_per_s
+    sources: list[tuple[int, Ints]] = []
     for ref in wl.spec.datasets:
         d = ci.dataset_index[ref.name]
         reps = np.flatnonzero(ci.dataset_replicas[d])
@@ -267,6 +269,7 @@ def data_move(ci: CompiledInventory, wl: Workload) -> DataMove:
             gb += np.where(local, 0.0, size)
             usd += cost[best, cols]
             hours += secs[best, cols] / 3600
+            sources.append((d, np.where(local, -1, reps[best])))
         else:
             rtt = ci.rtt[reps]  # R x S
             near = np.argmin(rtt, axis=0)
@@ -276,4 +279,12 @@ def data_move(ci: CompiledInventory, wl: Workload) -> DataMove:
             moved = np.where(local, 0.0, per_h)
             lk_gb_h += moved
             lk_usd_h += moved * ci.egress[reps[near], np.arange(s)]
-    return DataMove(gb, usd, hours, lookup_ms, lk_gb_h, lk_usd_h)
+    return DataMove(gb, usd, hours, lookup_ms, lk_gb_h, lk_usd_h, tuple(sources))
+
+
+def moves_to(ci: CompiledInventory, move: DataMove, site: int) -> list[dict[str, Any]]:
+    """The bulk datasets `site` lacks, each with the replica the engine priced to copy it from
+    (`Decision.data_moves`; staging reads them)."""
+    names = list(ci.dataset_index)
+    return [{"dataset": names[d], "from_site": ci.site_names[int(src[site])],
+             "gb": float(ci.dataset_size[d])} for d, src in move.sources if src[site] >= 0]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from placement.engine.compiled import CAPACITY_NAMES
-from placement.engine.context import overdue_note
+from placement.engine.context import moves_to, overdue_note
 from placement.model import Decision
 
 if TYPE_CHECKING:
@@ -189,4 +189,6 @@ def decision_dict(engine: Snapshot, out: Outcome) -> dict[str, Any]:
         "policy_version": out.policy_version,
         "signals": signals,
         "candidates": ordered + _missing_sites(engine, out),
+        "data_moves": (moves_to(engine.ci, out.ctx.data, int(out.ctx.site[out.chosen]))
+                       if out.chosen is not None else []),
     }

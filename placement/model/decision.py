@@ -72,6 +72,15 @@ class SignalUse(_Out):
     error: str | None = Field(description="Why the latest read failed or returned nothing.")
 
 
+class DataMoveOut(_Out):
+    """A bulk dataset the chosen site lacks: the replica it is copied from, as priced."""
+
+    dataset: str
+    from_site: str = Field(description="The replica the engine priced cheapest to move "
+                           "(egress USD, then transfer time); staging copies from it.")
+    gb: float
+
+
 class Decision(_Out):
     """The engine's answer for one workload."""
 
@@ -90,3 +99,6 @@ class Decision(_Out):
         default_factory=list, description="Live signals consulted; stale or unavailable ones "
         "were replaced by the store's state.")
     candidates: list[Candidate]
+    data_moves: list[DataMoveOut] = Field(
+        default_factory=list, description="Bulk datasets to copy to the chosen site, and from "
+        "where.")

@@ -17,12 +17,13 @@ and network boundaries. What each one ignores is the point of the comparison:
 
 from __future__ import annotations
 
+import logging
 from typing import ClassVar
 
 import numpy as np
 
 from placement.engine import Engine
-from placement.engine.batch import BatchEngine, Pick, supports
+from placement.engine.batch import BatchEngine, Pick, unsupported
 from placement.engine.compiled import ON_DEMAND, ONPREM, SPOT
 from placement.engine.context import DecisionContext
 from placement.engine.plugins.boundary import Boundary
@@ -31,6 +32,8 @@ from placement.simulate.replay import Decider
 from placement.simulate.synth import SimWorkload
 
 Bools = np.ndarray
+
+log = logging.getLogger("placement.simulate")
 
 
 class EngineDecider:
@@ -46,7 +49,11 @@ class EngineDecider:
     def decide(self, engine: Engine, sw: SimWorkload) -> Pick | None:
         key = id(engine.ci)
         if key not in self._batch:
-            self._batch[key] = BatchEngine(engine) if supports(engine) else None
+            why = unsupported(engine)
+            if why is not None:
+                log.warning("the batch path cannot run this engine (%s): every workload goes "
+                            "through Engine.decide, which is slower", why)
+            self._batch[key] = BatchEngine(engine) if why is None else None
         batch = self._batch[key]
         if batch is not None:
             return batch.decide(engine, sw.workload)
