@@ -59,6 +59,15 @@ class Metrics:
             "placement_job_actions_total", "Job actions on the sites' clusters by site, action "
             "(submit, track, remove) and result (ok, error).", ["site", "action", "result"],
             registry=r)
+        self.actuator_rows = Counter(
+            "placement_actuator_rows_total", "Claimed work rows the actuators worked, by kind "
+            "(serving, jobs, bursts) and outcome (ok; temporary, permanent, unexpected: failed "
+            "and retried; lapsed: failed after the claim lapsed, nothing written).",
+            ["kind", "outcome"], registry=r)
+        self.actuator_seconds = Histogram(
+            "placement_actuator_pass_seconds", "Time of one actuator pass (adopting new work "
+            "and working the due rows) by kind.", ["kind"],
+            buckets=(0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0), registry=r)
         self.job_estimate_ratio = Histogram(
             "placement_job_estimate_ratio", "Finished jobs: actual / estimated, by quantity "
             "(hours, usd, egress_gb); 1 is a perfect estimate.", ["quantity"],

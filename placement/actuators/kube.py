@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from placement.actuators.base import PermanentActuatorError
+
 Manifest = dict[str, Any]
+KUBERNETES_VERSION = "1.30.0"  # schema version manifests are checked against
 HASH_ANNOTATION = "placement.io/applied-hash"
 TIMEOUT = (3.0, 15.0)  # connect, read seconds for every call
 Outcome = Literal["created", "updated", "unchanged", "deleted", "absent"]
@@ -28,6 +31,10 @@ class KubeError(Exception):
         super().__init__(message)
         self.retryable = retryable
         self.status = status
+
+
+class ManifestError(PermanentActuatorError):
+    """A rendered manifest does not validate against the Kubernetes schema (a bug here)."""
 
 
 @dataclass(frozen=True)
@@ -214,3 +221,24 @@ def delete_pods(client: Any, pods: list[dict[str, Any]]) -> int:
                   "metadata": {"name": meta["name"], "namespace": meta.get("namespace")}}
         gone += delete(client, target) == "deleted"
     return gone
+
+
+def validate(manifest: Manifest) -> None:
+    """Check a built-in manifest against the Kubernetes schema (strict: no unknown fields).
+    Custom resources (ServiceMonitor, kopf's peering) have no schema there: shape only."""
+    import kubernetes_validate
+
+    if manifest["apiVersion"].startswith("monitoring.coreos.com/"):
+        if not manifest.get("spec", {}).get("endpoints"):
+            raise ManifestError("ServiceMonitor without endpoints")
+        return
+    try:
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.SchemaNotFoundError as exc:
+        if "." not in manifest["apiVersion"].split("/")[0] or not manifest.get(
+                "metadata", {}).get("name"):
+            raise ManifestError(f"{manifest.get('kind')}: unknown kind ({exc})") from exc
+    except kubernetes_validate.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.path)
+        raise ManifestError(f"{manifest['kind']} {manifest['metadata']['name']}: {where}: "
+                            f"{exc.message}") from exc

@@ -25,6 +25,8 @@ from placement.store.migrate import ensure_schema
 from placement.store.tables import utcnow
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from placement.service.settings import Settings
 
 log = logging.getLogger("placement.service")
@@ -92,8 +94,7 @@ def start_serving(rt: Runtime, settings: Settings) -> Periodic | None:
         rt.triton = TritonFeed(rt.db, settings.triton_metrics_interval_s,
                                max_age_s=4 * settings.triton_metrics_interval_s).start()
     actuator = ServingActuator(rt, Clusters(settings.kubeconfig), options)
-    return Periodic("placement-serving", settings.serving_interval_s, actuator.reconcile,
-                    logging.getLogger("placement.actuators.triton")).start()
+    return actuator.start(settings.serving_interval_s)
 
 
 def start_bursts(rt: Runtime, settings: Settings) -> Periodic | None:
@@ -107,8 +108,7 @@ def start_bursts(rt: Runtime, settings: Settings) -> Periodic | None:
     if why is not None:
         log.error("bursts are on but cannot be provisioned: %s", why)
     actuator = BurstActuator(rt, PulumiProvisioner(settings.pulumi_backend))
-    return Periodic("placement-bursts", settings.bursts_interval_s, actuator.reconcile,
-                    logging.getLogger("placement.actuators.bursts")).start()
+    return actuator.start(settings.bursts_interval_s)
 
 
 def start_jobs(rt: Runtime, settings: Settings) -> Periodic | None:
@@ -120,8 +120,14 @@ def start_jobs(rt: Runtime, settings: Settings) -> Periodic | None:
 
     actuator = JobActuator(rt, Clusters(settings.kubeconfig),
                            JobOptions(poll_s=settings.jobs_interval_s))
-    return Periodic("placement-jobs", settings.jobs_interval_s, actuator.reconcile,
-                    logging.getLogger("placement.actuators.jobs")).start()
+    return actuator.start(settings.jobs_interval_s)
+
+
+# Every actuator kind, in start order: a new kind is a package under placement.actuators and
+# one entry here. A starter returns the kind's loop (stopping it lets a pass finish), or None
+# when the settings leave the kind off.
+ACTUATORS: tuple[tuple[str, Callable[[Runtime, Settings], Periodic | None]], ...] = (
+    ("serving", start_serving), ("jobs", start_jobs), ("bursts", start_bursts))
 
 
 @dataclass
@@ -161,19 +167,10 @@ def start(rt: Runtime, settings: Settings, *, batch: bool = True) -> Loops:
         ).start()
     if rt.signals is not None:
         loops.running.append(rt.signals)
-    actuators = [a for a in (start_serving(rt, settings), start_jobs(rt, settings),
-                             start_bursts(rt, settings)) if a is not None]
+    actuators = [loop for _, start_kind in ACTUATORS
+                 if (loop := start_kind(rt, settings)) is not None]
     if rt.triton is not None:  # stopped after the actuators that feed on it
         loops.running.append(rt.triton)
-    loops.running += [_Slow(a) for a in actuators]
+    loops.running += actuators
     return loops
 
-
-@dataclass
-class _Slow:
-    """An actuator's loop, given time to finish the pass it is in (a Pulumi update, a rollout)."""
-
-    loop: Periodic
-
-    def stop(self) -> None:
-        self.loop.stop(timeout=30)

@@ -30,20 +30,21 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from placement.actuators.base import Actuator, ActuatorOptions, PermanentActuatorError
 from placement.control.lifecycle import active_reservations, event, free_gpus, request_requeue
 from placement.control.runtime import Runtime
 from placement.model import Site, Workload
 from placement.model.inventory import CloudSiteSpec
 from placement.store.db import as_utc
 from placement.store.tables import BurstRow, DecisionRow, WorkloadRow, utcnow
-from placement.store.work import owned, release, retry_wait, work_due
+from placement.store.work import owned, release
 
 log = logging.getLogger("placement.actuators.bursts")
 DUE = ("requested", "provisioning", "ready", "draining")
 ENDED = ("succeeded", "failed", "cancelled", "released", "rejected")
 
 
-class BurstSpecError(ValueError):
+class BurstSpecError(PermanentActuatorError):
     """The decision cannot become a stack as the inventory stands; the message says why."""
 
 
@@ -60,7 +61,9 @@ class Provisioner(Protocol):
 
 
 @dataclass(frozen=True)
-class BurstOptions:
+class BurstOptions(ActuatorOptions):
+    """Pacing of the burst actuator."""
+
     check_s: float = 60.0  # how often a ready burst's spend and end conditions are checked
     backoff_base_s: float = 10.0
     backoff_max_s: float = 600.0
@@ -104,24 +107,20 @@ def burst_config(wl: Workload, workload_id: uuid.UUID, decision: dict[str, Any],
         raise BurstSpecError(f"burst for {wl.name} on {site.name}: {problems}") from exc
 
 
-class BurstActuator:
-    """Reconciles `bursts` rows with their stacks."""
+class BurstActuator(Actuator[BurstOptions]):
+    """Reconciles `bursts` rows with their stacks. A failed step (the provisioner's error) is
+    retried with backoff; see `_failed_up` for a failed `up`."""
+
+    NAME = "bursts"
+    TABLE = BurstRow
+    DUE = DUE
+    LOG = log
 
     def __init__(self, rt: Runtime, provisioner: Provisioner,
                  options: BurstOptions | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
-        self.rt = rt
+        super().__init__(rt, options or BurstOptions(), clock)
         self.provisioner = provisioner
-        self.options = options or BurstOptions()
-        self.clock = clock
-
-    def reconcile(self, limit: int = 100) -> int:
-        try:
-            self._adopt()
-        except Exception:
-            log.exception("adopting burst decisions failed")
-        return work_due(self.rt.db, BurstRow, DUE, self.clock, self.options.claim_s,
-                        self._work, log, limit)
 
     def _adopt(self) -> None:
         now = self.clock()
@@ -179,22 +178,18 @@ class BurstActuator:
             event(s, w.id, "burst_failed", f"cannot provision the burst: {why}")
         self.rt.invalidate_capacity()
 
-    def _work(self, wid: uuid.UUID, token: str) -> None:
+    def work(self, wid: uuid.UUID, token: str) -> None:
         with self.rt.db.read() as s:
             row, wrow = s.get(BurstRow, wid), s.get(WorkloadRow, wid)
             if row is None or wrow is None:
                 return
             s.expunge_all()
-        try:
-            if row.status == "draining":
-                self._destroy(row, token)
-            elif row.status == "ready":
-                self._check(row, token, wrow)
-            else:
-                self._provision(row, token)
-        except Exception as exc:  # the provisioner failed: record, retry with backoff
-            log.exception("burst %s: %s failed", row.stack, row.status)
-            self._retry(row, token, exc)
+        if row.status == "draining":
+            self._destroy(row, token)
+        elif row.status == "ready":
+            self._check(row, token, wrow)
+        else:
+            self._provision(row, token)
 
     def _set(self, wid: uuid.UUID, token: str, keep_claim: bool = False,
              **values: Any) -> BurstRow | None:
@@ -311,10 +306,3 @@ class BurstActuator:
             with self.rt.db.write() as s:
                 event(s, row.workload_id, "burst_destroyed",
                       f"burst {row.stack} destroyed; ${spent:,.2f} spent")
-
-    def _retry(self, row: BurstRow, token: str, exc: Exception) -> None:
-        attempts = row.attempts + 1
-        wait = retry_wait(attempts, False, self.options.backoff_base_s,
-                          self.options.backoff_max_s)
-        self._set(row.workload_id, token, attempts=attempts, message=f"{exc}",
-                  next_attempt_at=self.clock() + wait)

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from pydantic import ValidationError
@@ -30,6 +31,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from placement.actuators.base import Actuator, ActuatorOptions, Failed, Failure
+from placement.actuators.jobs import accounting
 from placement.actuators.jobs.manifests import (
     LABEL_RUN,
     LABEL_WORKLOAD,
@@ -50,7 +53,6 @@ from placement.actuators.kube import (
     list_pods,
 )
 from placement.actuators.kube import read as kube_read
-from placement.actuators.triton.manifests import ManifestError
 from placement.control.lifecycle import (
     CapacityConflict,
     active_reservations,
@@ -66,7 +68,7 @@ from placement.model import Site, Workload
 from placement.model.workload import JOB_KINDS
 from placement.store.db import as_utc
 from placement.store.tables import BurstRow, DecisionRow, JobRunRow, WorkloadRow, utcnow
-from placement.store.work import owned, record_failure, release, retry_wait, work_due
+from placement.store.work import owned, release
 
 log = logging.getLogger("placement.actuators.jobs")
 DUE = ("pending", "retrying", "submitted", "running", "interrupted", "removing")
@@ -75,34 +77,40 @@ MAX_INTERRUPTIONS = 6  # of any kind (evictions too): beyond this the workload f
 
 
 @dataclass(frozen=True)
-class JobOptions:
+class JobOptions(ActuatorOptions):
     """Pacing of the job actuator."""
 
     poll_s: float = 15.0  # how often a submitted or running Job is read
-    backoff_base_s: float = 5.0
-    backoff_max_s: float = 300.0
-    claim_s: float = 300.0
 
 
+@dataclass
+class _Pass:
+    """What one pass over a run reads: its rows, and the workload validated once, when first
+    needed (removing a run never needs its document)."""
 
-class JobActuator:
+    row: JobRunRow
+    wrow: WorkloadRow
+    drow: DecisionRow | None
+
+    @cached_property
+    def wl(self) -> Workload:
+        return Workload.model_validate(self.wrow.document)
+
+
+class JobActuator(Actuator[JobOptions]):
     """Reconciles `job_runs` rows with the Jobs on the sites' clusters."""
+
+    NAME = "jobs"
+    TABLE = JobRunRow
+    DUE = DUE
+    LOG = log
+    SPEC_ERROR = JobSpecError
+    LIMIT = 200
 
     def __init__(self, rt: Runtime, clusters: Clusters, options: JobOptions | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
-        self.rt = rt
+        super().__init__(rt, options or JobOptions(), clock)
         self.clusters = clusters
-        self.options = options or JobOptions()
-        self.clock = clock
-
-    def reconcile(self, limit: int = 200) -> int:
-        """One pass; returns how many rows it worked on."""
-        try:
-            self._adopt()
-        except Exception:
-            log.exception("adopting job workloads failed")
-        return work_due(self.rt.db, JobRunRow, DUE, self.clock, self.options.claim_s,
-                        self._work, log, limit)
 
     def _adopt(self) -> None:
         now = self.clock()
@@ -154,47 +162,42 @@ class JobActuator:
         except JobSpecError:
             return ""
 
-    def _site(self, name: str) -> Site:
-        site = self.rt.site(name)
-        if site is None:
-            raise JobSpecError(f"site {name} is no longer in the inventory; add it back or "
-                         "cancel the workload")
-        return site
-
-    def _work(self, wid: uuid.UUID, token: str) -> None:
+    def work(self, wid: uuid.UUID, token: str) -> None:
         with self.rt.db.read() as s:
             row, wrow = s.get(JobRunRow, wid), s.get(WorkloadRow, wid)
             drow = s.get(DecisionRow, wrow.decision_id) if wrow and wrow.decision_id else None
             if row is None or wrow is None:
                 return
             s.expunge_all()
+        p = _Pass(row, wrow, drow)
         action = {"pending": "submit", "retrying": "submit", "removing": "remove",
                   "interrupted": "resubmit"}.get(row.status, "track")
         try:
             site = self._site(row.site)
             client = self.clusters.client(site.spec.kube_context)
             if action == "submit":
-                self._submit(row, token, wrow, drow, site, client)
+                self._submit(p, token, site, client)
             elif action == "remove":
                 self._remove(row, token, client)
             elif action == "resubmit":  # an earlier pass saw the interruption
                 self._delete_run(row, client)
-                self._resubmit(row, token, "interrupted earlier")
+                self._resubmit(p, token, "interrupted earlier")
             else:
-                self._track(row, token, wrow, site, client)
-        except (KubeError, JobSpecError, ManifestError, ValidationError) as exc:
-            self._failed(row, token, exc)
-        except Exception as exc:  # a bug must not stop the loop; recorded and retried
-            log.exception("job %s failed unexpectedly", wid)
-            self._failed(row, token, exc)
-        else:
-            self.rt.metrics.job_actions.labels(row.site, action, "ok").inc()
-            return
-        self.rt.metrics.job_actions.labels(row.site, action, "error").inc()
+                self._track(p, token, site, client)
+        except Exception:
+            self.rt.metrics.job_actions.labels(row.site, action, "error").inc()
+            raise
+        self.rt.metrics.job_actions.labels(row.site, action, "ok").inc()
 
-    def _manifests(self, row: JobRunRow, wrow: WorkloadRow, drow: DecisionRow | None,
-                   site: Site) -> list[Manifest]:
-        wl = Workload.model_validate(wrow.document)
+    def classify(self, exc: Exception) -> Failed:
+        if isinstance(exc, KubeError):
+            return "temporary" if exc.retryable else "permanent"
+        if isinstance(exc, ValidationError):  # the stored document: a spec problem
+            return "permanent"
+        return super().classify(exc)
+
+    def _manifests(self, p: _Pass, site: Site) -> list[Manifest]:
+        row, wrow, drow, wl = p.row, p.wrow, p.drow, p.wl
         decision = drow.explanation if drow is not None else {}
         engine = self.rt.current_engine()
         if engine is None:
@@ -208,11 +211,11 @@ class JobActuator:
                           stages(engine.ci, wl, site), deadline_s)
         return render(wl, row.workload_id, where)
 
-    def _submit(self, row: JobRunRow, token: str, wrow: WorkloadRow, drow: DecisionRow | None,
-                site: Site, client: Any) -> None:
-        manifests = self._manifests(row, wrow, drow, site)
+    def _submit(self, p: _Pass, token: str, site: Site, client: Any) -> None:
+        row = p.row
+        manifests = self._manifests(p, site)
         changes = [f"{m['kind']} {apply(client, m)}" for m in manifests]
-        est = ((drow.explanation if drow is not None else {}).get("estimates") or {})
+        est = ((p.drow.explanation if p.drow is not None else {}).get("estimates") or {})
         job = manifests[-1]
         stage_info = [c["env"][0]["value"] for c in job["spec"]["template"]["spec"]
                       ["initContainers"]]
@@ -226,10 +229,10 @@ class JobActuator:
             jrow.status, jrow.attempts = "submitted", 0
             jrow.namespace = site.spec.jobs.namespace
             jrow.next_attempt_at = self.clock() + timedelta(seconds=self.options.poll_s)
-            jrow.estimated_hours = Workload.model_validate(wrow.document).spec.duration_hours
-            jrow.estimated_usd = _finite(est.get("gpu_usd"))
-            jrow.estimated_egress_gb = _finite(est.get("egress_gb"))
-            jrow.usd_per_hour = _finite(est.get("usd_per_hour"))
+            jrow.estimated_hours = p.wl.spec.duration_hours
+            jrow.estimated_usd = accounting.finite(est.get("gpu_usd"))
+            jrow.estimated_egress_gb = accounting.finite(est.get("egress_gb"))
+            jrow.usd_per_hour = accounting.finite(est.get("usd_per_hour"))
             jrow.message = f"Job {jrow.name} submitted to {site.name}"
             event(s, row.workload_id, "job_submitted", jrow.message, manifests=changes,
                   staging_from=stage_info)
@@ -252,8 +255,8 @@ class JobActuator:
         delete_pods(client, list_pods(client, row.namespace,
                                       f"{LABEL_WORKLOAD}={row.workload_id}"))
 
-    def _track(self, row: JobRunRow, token: str, wrow: WorkloadRow, site: Site,
-               client: Any) -> None:
+    def _track(self, p: _Pass, token: str, site: Site, client: Any) -> None:
+        row = p.row
         _, job, pods = self._job_and_pods(row, client)
         seen = observe(job, pods)
         if seen.state == "interrupted" and row.interruptions + 1 >= MAX_INTERRUPTIONS:
@@ -267,7 +270,7 @@ class JobActuator:
                 jrow.status, jrow.message = "interrupted", seen.reason
                 jrow.started_at = jrow.started_at or seen.started_at
             self._delete_run(row, client)
-            self._resubmit(row, token, seen.reason)
+            self._resubmit(p, token, seen.reason)
             return
         final = {"succeeded": "succeeded", "failed": "failed", "missing": "failed"}.get(
             seen.state)
@@ -292,51 +295,16 @@ class JobActuator:
                     w.phase = "running"
                     event(s, w.id, "running", f"Job {row.name} running on {site.name}")
             elif final is not None:
-                self._finish(jrow, seen)
-                freed = self._end(s, w, final, f"Job {row.name} {final}: {seen.reason}")
+                accounting.finish(jrow, seen, self.clock())
+                freed = accounting.end_workload(s, w, final,
+                                                f"Job {row.name} {final}: {seen.reason}")
         if freed:
             self.rt.invalidate_capacity()
             request_requeue(self.rt)
         if final is not None:
-            self._count_actuals(row.workload_id)
+            accounting.count_actuals(self.rt, row.workload_id)
 
-    def _end(self, s: Session, w: WorkloadRow, final: str, message: str) -> int:
-        """Move the workload to its final phase and free its GPUs, in the caller's
-        transaction; a workload already ended (cancelled meanwhile) is left as it is."""
-        if w.phase not in ("placed", "running"):
-            return 0
-        if w.phase == "placed":  # it ended before a pass saw it run
-            event(s, w.id, "running", "the Job started")
-        held = active_reservations(s, w)
-        w.phase = final
-        event(s, w.id, final, message, gpus_freed=sum(r.count for r in held))
-        return free_gpus(s, held)
-
-    def _finish(self, jrow: JobRunRow, seen: Observation) -> None:
-        jrow.status = "succeeded" if seen.state == "succeeded" else "failed"
-        jrow.message = seen.reason
-        _bill(jrow, self._run_hours(jrow, seen.finished_at))
-        jrow.finished_at = seen.finished_at or self.clock()
-
-    def _run_hours(self, jrow: JobRunRow, end: datetime | None) -> float:
-        start = as_utc(jrow.started_at)
-        if start is None:
-            return 0.0
-        return max(0.0, ((end or self.clock()) - start).total_seconds() / 3600)
-
-    def _count_actuals(self, wid: uuid.UUID) -> None:
-        with self.rt.db.read() as s:
-            jrow = s.get(JobRunRow, wid)
-            if jrow is None:
-                return
-            pairs = (("hours", jrow.actual_hours, jrow.estimated_hours),
-                     ("usd", jrow.actual_usd, jrow.estimated_usd),
-                     ("egress_gb", jrow.staged_bytes / 1e9, jrow.estimated_egress_gb))
-        for quantity, actual, estimate in pairs:
-            if actual is not None and estimate:
-                self.rt.metrics.job_estimate_ratio.labels(quantity).observe(actual / estimate)
-
-    def _resubmit(self, row: JobRunRow, token: str, reason: str) -> None:
+    def _resubmit(self, p: _Pass, token: str, reason: str) -> None:
         """Decide again for the work left after the last checkpoint, one more interruption
         counted, and free the interrupted run's GPUs, in one transaction with the workload
         locked (a cancel in between wins: nothing is decided then)."""
@@ -344,14 +312,14 @@ class JobActuator:
         for attempt in (1, 2):
             try:
                 with self.rt.db.write() as s:
-                    jrow, w = _locked(s, row.workload_id, token)
+                    jrow, w = _locked(s, p.row.workload_id, token)
                     if jrow is None or w is None:
                         return
                     if w.phase not in ("placed", "running") or jrow.status != "interrupted":
                         release(jrow)
                         jrow.status, jrow.next_attempt_at = "removing", self.clock()
                         return
-                    decision, engine = self._decide_again(s, jrow, w, reason)
+                    decision, engine = self._decide_again(s, jrow, w, p.wl, reason)
                 break
             except CapacityConflict:
                 self.rt.invalidate_capacity()
@@ -361,10 +329,9 @@ class JobActuator:
         if decision is not None:
             count_decision(self.rt, decision, engine)
 
-    def _decide_again(self, s: Session, jrow: JobRunRow, w: WorkloadRow,
+    def _decide_again(self, s: Session, jrow: JobRunRow, w: WorkloadRow, wl: Workload,
                       reason: str) -> tuple[dict[str, Any], Any]:
-        wl = Workload.model_validate(w.document)
-        ran_h = self._run_hours(jrow, None)
+        ran_h = accounting.run_hours(jrow, None, self.clock())
         step_h = wl.spec.checkpoint_minutes / 60
         kept_h = math.floor(ran_h / step_h) * step_h  # work up to the last checkpoint survives
         left_h = max(step_h, (wl.spec.duration_hours or step_h) - kept_h)
@@ -385,7 +352,7 @@ class JobActuator:
               interruptions=spec.interruptions, kept_hours=kept_h, left_hours=left_h)
         record_decision(s, w, decision, out)
         release(jrow)
-        _bill(jrow, ran_h)  # billed, though the work since the last checkpoint is lost
+        accounting.bill(jrow, ran_h)  # billed, though work since the last checkpoint is lost
         jrow.interruptions, jrow.status = spec.interruptions, "requeued"
         jrow.started_at, jrow.next_attempt_at = None, self.clock()
         jrow.message = (f"interrupted ({reason}); new decision: {decision['action']} "
@@ -407,23 +374,13 @@ class JobActuator:
             event(s, row.workload_id, "job_removed", f"Job {row.name}: {gone[0]}, "
                   f"{pods} pods deleted", job=gone[0], pods=pods)
 
-    def _failed(self, row: JobRunRow, token: str, exc: Exception) -> None:
-        permanent = isinstance(exc, JobSpecError | ManifestError | ValidationError) or (
-            isinstance(exc, KubeError) and not exc.retryable)
-        attempts = row.attempts + 1
-        wait = retry_wait(attempts, permanent, self.options.backoff_base_s,
-                          self.options.backoff_max_s)
-        message = str(exc) or repr(exc)
-        with self.rt.db.write() as s:
-            jrow = record_failure(s, JobRunRow, row.workload_id, token, attempts,
-                                  self.clock() + wait, message)
-            if jrow is None:
-                return
-            if jrow.status in ("pending", "retrying"):
-                jrow.status = "retrying"
-            event(s, row.workload_id, "job_error", f"{row.status} failed (attempt {attempts}, "
-                  f"next in {wait.total_seconds():g} s): {message}", permanent=permanent)
-        log.warning("job %s: %s", row.workload_id, message)
+    def on_failure(self, s: Session, row: JobRunRow, failure: Failure) -> None:
+        status = row.status
+        if status in ("pending", "retrying"):
+            row.status = "retrying"
+        event(s, row.workload_id, "job_error", f"{status} failed (attempt {failure.attempts}, "
+              f"next in {failure.wait.total_seconds():g} s): {failure.message}",
+              permanent=failure.permanent)
 
 
 def _locked(s: Session, wid: uuid.UUID, token: str
@@ -434,17 +391,7 @@ def _locked(s: Session, wid: uuid.UUID, token: str
     return jrow, w
 
 
-def _bill(jrow: JobRunRow, hours: float) -> None:
-    """Add a run's hours, and their USD at the decision's billed rate, to the actuals."""
-    jrow.actual_hours = (jrow.actual_hours or 0.0) + hours
-    if jrow.usd_per_hour is not None:
-        jrow.actual_usd = (jrow.actual_usd or 0.0) + hours * jrow.usd_per_hour
-
-
 def _job_target(row: JobRunRow) -> Manifest:
     return {"apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": row.name, "namespace": row.namespace}}
 
-
-def _finite(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None

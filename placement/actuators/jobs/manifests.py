@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from placement.actuators.triton.manifests import ManifestError, validate
+from placement.actuators.base import PermanentActuatorError
+from placement.actuators.kube import ManifestError, validate
 from placement.engine.compiled import CompiledInventory
 from placement.model import Site, Workload
 from placement.model.workload import JobSpec
@@ -32,7 +33,7 @@ SPOT_TAINT = "placement.io/spot"
 STAGE_PREFIX = "stage-"
 
 
-class JobSpecError(ValueError):
+class JobSpecError(PermanentActuatorError):
     """The workload cannot run as a job as written; the message says what to add."""
 
 

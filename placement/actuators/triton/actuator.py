@@ -22,17 +22,19 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
+from placement.actuators.base import Actuator, ActuatorOptions, Failed, Failure
 from placement.actuators.kube import Clusters, KubeError, Manifest, apply, delete
 from placement.actuators.triton.control import TritonControl, TritonError
-from placement.actuators.triton.manifests import ManifestError, render, serving_name
+from placement.actuators.triton.manifests import render, serving_name
 from placement.actuators.triton.render import ServingSpecError
 from placement.control.lifecycle import event
 from placement.control.runtime import Runtime
 from placement.model import Site, Workload
 from placement.model.workload import SERVICE_KINDS, ServingSpec
 from placement.store.tables import BurstRow, ServingRow, WorkloadRow, utcnow
-from placement.store.work import owned, record_failure, release, retry_wait, work_due
+from placement.store.work import owned, release
 
 log = logging.getLogger("placement.actuators.triton")
 SERVED_PHASES = ("placed", "running")
@@ -41,39 +43,30 @@ DUE = ("pending", "retrying", "failed", "removing")
 
 
 @dataclass(frozen=True)
-class ServingOptions:
+class ServingOptions(ActuatorOptions):
     """Timeouts and retry pacing of the actuator."""
 
     ready_timeout_s: float = 120.0
     model_timeout_s: float = 300.0
     client_timeout_s: float = 10.0
-    backoff_base_s: float = 5.0
-    backoff_max_s: float = 300.0
-    claim_s: float = 900.0  # a claim older than this is taken to be from a dead process
+    claim_s: float = 900.0  # a rollout and model load can take minutes
 
 
-
-class ServingActuator:
+class ServingActuator(Actuator[ServingOptions]):
     """Reconciles the `servings` rows with the sites' clusters and Triton servers."""
+
+    NAME = "serving"
+    TABLE = ServingRow
+    DUE = DUE
+    LOG = log
+    SPEC_ERROR = ServingSpecError
 
     def __init__(self, rt: Runtime, clusters: Clusters, options: ServingOptions | None = None,
                  control: Callable[[str], TritonControl] | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
-        self.rt = rt
+        super().__init__(rt, options or ServingOptions(), clock)
         self.clusters = clusters
-        self.options = options or ServingOptions()
         self.control = control or (lambda url: TritonControl(url, self.options.client_timeout_s))
-        self.clock = clock
-
-    def reconcile(self, limit: int = 100) -> int:
-        """One pass; returns how many rows it worked on. Rows are claimed one at a time, so
-        a slow site never holds claims on rows this pass has not reached."""
-        try:
-            self._adopt()
-        except Exception:  # e.g. the database is down: still work what is claimable
-            log.exception("adopting service workloads failed")
-        return work_due(self.rt.db, ServingRow, DUE, self.clock, self.options.claim_s,
-                        self._work, log, limit)
 
     def _adopt(self) -> None:
         """Rows for new service workloads; ended workloads' rows go to `removing`; a changed
@@ -123,7 +116,7 @@ class ServingActuator:
         except ServingSpecError:
             return ""
 
-    def _work(self, wid: uuid.UUID, token: str) -> None:
+    def work(self, wid: uuid.UUID, token: str) -> None:
         with self.rt.db.read() as s:
             row, wrow = s.get(ServingRow, wid), s.get(WorkloadRow, wid)
             if row is None or wrow is None:
@@ -137,22 +130,17 @@ class ServingActuator:
             else:
                 self._serve(row, token, Workload.model_validate(wrow.document), site,
                             wrow.action == "burst")
-        except (KubeError, TritonError, ServingSpecError, ManifestError, ValidationError) as exc:
-            self._failed(row, token, exc)
-        except Exception as exc:  # a bug must not stop the loop; it is recorded and retried
-            log.exception("serving %s failed unexpectedly", wid)
-            self._failed(row, token, exc)
-        else:
-            self.rt.metrics.serving_actions.labels(row.site, action, "ok").inc()
-            return
-        self.rt.metrics.serving_actions.labels(row.site, action, "error").inc()
+        except Exception:
+            self.rt.metrics.serving_actions.labels(row.site, action, "error").inc()
+            raise
+        self.rt.metrics.serving_actions.labels(row.site, action, "ok").inc()
 
-    def _site(self, name: str) -> Site:
-        site = self.rt.site(name)
-        if site is None:
-            raise ServingSpecError(f"site {name} is no longer in the inventory; add it back or "
-                         "cancel the workload")
-        return site
+    def classify(self, exc: Exception) -> Failed:
+        if isinstance(exc, KubeError):
+            return "temporary" if exc.retryable else "permanent"
+        if isinstance(exc, TritonError | ValidationError):
+            return "temporary"
+        return super().classify(exc)
 
     def _serve(self, row: ServingRow, token: str, wl: Workload, site: Site,
                burst: bool) -> None:
@@ -206,25 +194,14 @@ class ServingActuator:
             event(s, row.workload_id, "serving_removed",
                   f"Triton objects removed from {site.name}", manifests=gone)
 
-    def _failed(self, row: ServingRow, token: str, exc: Exception) -> None:
-        permanent = isinstance(exc, ServingSpecError | ManifestError) or (
-            isinstance(exc, KubeError) and not exc.retryable)
-        attempts = row.attempts + 1
-        wait = retry_wait(attempts, permanent, self.options.backoff_base_s,
-                          self.options.backoff_max_s)
-        message = str(exc) or repr(exc)
-        with self.rt.db.write() as s:
-            srow = record_failure(s, ServingRow, row.workload_id, token, attempts,
-                                  self.clock() + wait, message)
-            if srow is None:
-                return
-            removing = srow.status == "removing"
-            if not removing:
-                srow.status = "failed" if permanent else "retrying"
-            event(s, row.workload_id, "serving_error",
-                  f"{'removing' if removing else 'serving'} failed (attempt {attempts}, next in "
-                  f"{wait.total_seconds():g} s): {message}", permanent=permanent)
-        log.warning("serving %s: %s", row.workload_id, message)
+    def on_failure(self, s: Session, row: ServingRow, failure: Failure) -> None:
+        removing = row.status == "removing"
+        if not removing:
+            row.status = "failed" if failure.permanent else "retrying"
+        event(s, row.workload_id, "serving_error",
+              f"{'removing' if removing else 'serving'} failed (attempt {failure.attempts}, "
+              f"next in {failure.wait.total_seconds():g} s): {failure.message}",
+              permanent=failure.permanent)
 
 
 def applied(name: str, namespace: str) -> list[Manifest]:

@@ -14,6 +14,8 @@ import re
 import uuid
 from typing import Any
 
+from placement.actuators.kube import ManifestError as ManifestError
+from placement.actuators.kube import validate as validate
 from placement.actuators.triton.render import config_pbtxt, serving_of
 from placement.model import Site, Workload
 
@@ -23,12 +25,7 @@ MANAGED_BY = "hybrid-placement"
 LABEL_WORKLOAD = "placement.io/workload-id"
 LABEL_TEAM = "placement.io/team"
 VERSION_ANNOTATION = "placement.io/model-version"
-KUBERNETES_VERSION = "1.30.0"  # schema version manifests are checked against
 TRITON_UID = 1000  # the tritonserver image's non-root user
-
-
-class ManifestError(ValueError):
-    """A rendered manifest does not validate against the Kubernetes schema (a bug here)."""
 
 
 def serving_name(wl: Workload, workload_id: uuid.UUID) -> str:
@@ -141,24 +138,3 @@ def _pod(wl: Workload, repository: str, labels: dict[str, str],
     if wl.spec.replicas > 1:
         annotations[VERSION_ANNOTATION] = str(spec.version)
     return {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod}
-
-
-def validate(manifest: Manifest) -> None:
-    """Check a built-in manifest against the Kubernetes schema (strict: no unknown fields).
-    Custom resources (ServiceMonitor, kopf's peering) have no schema there: shape only."""
-    import kubernetes_validate
-
-    if manifest["apiVersion"].startswith("monitoring.coreos.com/"):
-        if not manifest.get("spec", {}).get("endpoints"):
-            raise ManifestError("ServiceMonitor without endpoints")
-        return
-    try:
-        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
-    except kubernetes_validate.SchemaNotFoundError as exc:
-        if "." not in manifest["apiVersion"].split("/")[0] or not manifest.get(
-                "metadata", {}).get("name"):
-            raise ManifestError(f"{manifest.get('kind')}: unknown kind ({exc})") from exc
-    except kubernetes_validate.ValidationError as exc:
-        where = "/".join(str(p) for p in exc.path)
-        raise ManifestError(f"{manifest['kind']} {manifest['metadata']['name']}: {where}: "
-                            f"{exc.message}") from exc

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from placement.actuators.base import PermanentActuatorError
 from placement.model import TensorSpec, Workload
 from placement.model.workload import ServingSpec
 
@@ -18,7 +19,7 @@ from placement.model.workload import ServingSpec
 SELF_MANAGED_BACKENDS = frozenset({"vllm", "tensorrtllm"})
 
 
-class ServingSpecError(ValueError):
+class ServingSpecError(PermanentActuatorError):
     """The workload cannot be served as written; the message says what to add."""
 
 
