@@ -10,10 +10,11 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import PrincipalDep, RuntimeDep
-from placement.control.auth import create_token_row, list_tokens, revoke_token
+from placement.control.auth import create_token_row, revoke_token
 from placement.model.common import NAME_PATTERN, Text
+from placement.store import tokens as store
 from placement.store.db import as_utc
-from placement.store.tables import ApiTokenRow
+from placement.store.tokens import TokenView
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
 
@@ -44,7 +45,7 @@ class TokenCreate(BaseModel):
     description: Annotated[Text, Field(max_length=500)] = ""
 
 
-def _public(row: ApiTokenRow) -> TokenPublic:
+def _public(row: TokenView) -> TokenPublic:
     created = as_utc(row.created_at)
     assert created is not None
     return TokenPublic(id=row.id, prefix=row.prefix,
@@ -57,7 +58,7 @@ def _public(row: ApiTokenRow) -> TokenPublic:
 def list_all(rt: RuntimeDep, who: PrincipalDep) -> list[TokenPublic]:
     who.require_admin()
     with rt.db.read() as s:
-        return [_public(r) for r in list_tokens(s)]
+        return [_public(r) for r in store.list_tokens(s)]
 
 
 @router.post("", response_model=TokenCreated, status_code=201)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
-from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from placement.errors import (
@@ -21,7 +20,9 @@ from placement.errors import (
     NotFoundError,
     UnauthorizedError,
 )
-from placement.store.tables import ApiTokenRow, UiSessionRow, utcnow
+from placement.store import tokens as store
+from placement.store.db import utcnow
+from placement.store.tokens import TokenView
 
 Role = Literal["admin", "member"]
 PREFIX = "plc_"
@@ -62,16 +63,14 @@ def create_token(session: Session, *, role: Role, team: str | None,
 
 
 def create_token_row(session: Session, *, role: Role, team: str | None,
-                     description: str = "") -> tuple[ApiTokenRow, str]:
-    """create_token, with the stored row (flushed, so its id is set)."""
+                     description: str = "") -> tuple[TokenView, str]:
+    """create_token, with the stored token (flushed, so its id is set)."""
     if role == "member" and not team:
         raise InvalidRequestError([FieldProblem(("team",), "a member token needs a team",
                                                 "pass --team TEAM")])
     token = PREFIX + secrets.token_urlsafe(32)
-    row = ApiTokenRow(token_hash=hash_token(token), role=role, team=team,
-                      description=description, prefix=token[:SHOWN])
-    session.add(row)
-    session.flush()
+    row = store.insert_token(session, token_hash=hash_token(token), role=role, team=team,
+                             description=description, prefix=token[:SHOWN])
     return row, token
 
 
@@ -84,10 +83,11 @@ def ensure_token(session: Session, *, token: str, role: Role,
                                                 "least 32 characters", "generate one with "
                                                 "`openssl rand -base64 32`")])
     digest = hash_token(token)
-    if session.scalar(select(ApiTokenRow.id).where(ApiTokenRow.token_hash == digest)):
+    if store.token_exists(session, token_hash=digest):
         return False
-    session.add(ApiTokenRow(token_hash=digest, role=role, team=None, description=description,
-                            prefix=token[:SHOWN] if token.startswith(PREFIX) else None))
+    store.insert_token(session, token_hash=digest, role=role, team=None,
+                       description=description,
+                       prefix=token[:SHOWN] if token.startswith(PREFIX) else None)
     return True
 
 
@@ -96,38 +96,33 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
     if not authorization or not authorization.lower().startswith("bearer "):
         raise UnauthorizedError("missing bearer token; send 'Authorization: Bearer <token>' "
                                 "(create one with `placement token create`)")
-    return _principal_of(_token_row(session, authorization[7:].strip()))
+    return _principal_of(_active(session, authorization[7:].strip()))
 
 
-def _token_row(session: Session, token: str) -> ApiTokenRow:
-    row = session.scalar(select(ApiTokenRow).where(ApiTokenRow.token_hash == hash_token(token),
-                                                   ApiTokenRow.revoked_at.is_(None)))
+def _active(session: Session, token: str) -> TokenView:
+    row = store.active_token(session, token_hash=hash_token(token))
     if row is None:
         raise UnauthorizedError("unknown or revoked token; create a new one with "
                                 "`placement token create`")
     return row
 
 
-def _principal_of(row: ApiTokenRow) -> Principal:
+def _principal_of(row: TokenView) -> Principal:
     return Principal(role="admin" if row.role == "admin" else "member", team=row.team)
 
 
-def list_tokens(session: Session) -> list[ApiTokenRow]:
+def list_tokens(session: Session) -> list[TokenView]:
     """Every stored token, oldest first (revoked ones too)."""
-    return list(session.scalars(select(ApiTokenRow).order_by(ApiTokenRow.created_at,
-                                                             ApiTokenRow.id)))
+    return store.list_tokens(session)
 
 
-def revoke_token(session: Session, token_id: uuid.UUID) -> ApiTokenRow:
+def revoke_token(session: Session, token_id: uuid.UUID) -> TokenView:
     """Revoke a token (again is a no-op) and end its dashboard sessions; NotFoundError when no
     token has this id. Other processes stop accepting it when their token cache entry
     expires (api.deps.TOKEN_CACHE_SECONDS)."""
-    row = session.get(ApiTokenRow, token_id, with_for_update=True)
+    row = store.revoke(session, token_id=token_id, now=utcnow())
     if row is None:
         raise NotFoundError("token", str(token_id))
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
-    session.execute(delete(UiSessionRow).where(UiSessionRow.token_id == token_id))
     return row
 
 
@@ -135,25 +130,22 @@ def start_session(session: Session, token: str,
                   seconds: float = SESSION_SECONDS) -> str:
     """Open a dashboard session for a valid token; returns its id (kept only hashed here).
     UnauthorizedError for an unknown or revoked token. Expired sessions are swept."""
-    row = _token_row(session, token)
+    row = _active(session, token)
     now = utcnow()
-    session.execute(delete(UiSessionRow).where(UiSessionRow.expires_at <= now))
+    store.sweep_sessions(session, now=now)
     sid = secrets.token_urlsafe(32)
-    session.add(UiSessionRow(id_hash=hash_token(sid), token_id=row.id, created_at=now,
-                             expires_at=now + timedelta(seconds=seconds)))
+    store.insert_session(session, id_hash=hash_token(sid), token_id=row.id, created_at=now,
+                         expires_at=now + timedelta(seconds=seconds))
     return sid
 
 
 def session_principal(session: Session, sid: str) -> Principal | None:
     """The caller behind a dashboard session id: None when it is unknown, ended, expired or
     its token was revoked."""
-    row = session.scalar(
-        select(ApiTokenRow).join(UiSessionRow, UiSessionRow.token_id == ApiTokenRow.id)
-        .where(UiSessionRow.id_hash == hash_token(sid), UiSessionRow.expires_at > utcnow(),
-               ApiTokenRow.revoked_at.is_(None)))
+    row = store.session_token(session, id_hash=hash_token(sid), now=utcnow())
     return None if row is None else _principal_of(row)
 
 
 def end_session(session: Session, sid: str) -> None:
     """Log out: the session's row is deleted (an unknown id is a no-op)."""
-    session.execute(delete(UiSessionRow).where(UiSessionRow.id_hash == hash_token(sid)))
+    store.delete_session(session, id_hash=hash_token(sid))

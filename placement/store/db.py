@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from placement.jsoncodec import dumps_str, loads
@@ -26,6 +26,11 @@ def normalize_url(url: str) -> str:
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
+
+
+def utcnow() -> datetime:
+    """Timezone-aware UTC now."""
+    return datetime.now(UTC)
 
 
 def as_utc(value: datetime | None) -> datetime | None:
@@ -88,6 +93,11 @@ class Database:
         self.engine.dispose()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()
+
+
+def ping(session: Session) -> None:
+    """One round trip (`SELECT 1`); raises when the database does not answer."""
+    session.execute(text("SELECT 1"))
 
 
 def open_database(url: str = DEFAULT_URL) -> Database:

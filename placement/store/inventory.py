@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -28,6 +31,39 @@ ROWS: dict[str, type[SiteRow] | type[DatasetRow] | type[ClientLocationRow]] = {
     "site": SiteRow, "dataset": DatasetRow, "client_location": ClientLocationRow}
 MODELS: dict[str, type[BaseModel]] = {
     "site": Site, "dataset": Dataset, "client_location": ClientLocation}
+
+
+@dataclass(frozen=True)
+class DocView:
+    """A stored inventory document (site, dataset or client location)."""
+
+    id: uuid.UUID
+    name: str
+    document: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class CapacityView:
+    """GPUs of one type at one site, and how many are reserved."""
+
+    site: str
+    gpu_type: str
+    total: int
+    reserved: int
+
+
+def _view(row: InventoryDoc) -> DocView:
+    return DocView(id=row.id, name=row.name, document=row.document,
+                   created_at=row.created_at, updated_at=row.updated_at)
+
+
+def capacity(session: Session) -> list[CapacityView]:
+    """Every (site, GPU type) capacity row, by site and GPU type."""
+    rows = session.scalars(select(CapacityRow).order_by(CapacityRow.site, CapacityRow.gpu_type))
+    return [CapacityView(site=r.site, gpu_type=r.gpu_type, total=r.total, reserved=r.reserved)
+            for r in rows]
 
 
 def inventory_version(session: Session) -> int:
@@ -68,16 +104,23 @@ def load_inventory(session: Session, skipped: list[str] | None = None) -> Invent
                      client_locations=rows("client_location"))
 
 
-def list_docs(session: Session, *, kind: Kind, limit: int = 1000) -> list[InventoryDoc]:
+def list_docs(session: Session, *, kind: Kind, limit: int = 1000) -> list[DocView]:
+    """The documents of one kind, by name."""
     row = ROWS[kind]
-    return list(session.scalars(select(row).order_by(row.name).limit(limit)))
+    rows = session.scalars(select(row).order_by(row.name).limit(limit))
+    return [_view(r) for r in rows if isinstance(r, InventoryDoc)]
 
 
-def get_doc(session: Session, *, kind: Kind, name: str) -> InventoryDoc:
+def _doc_row(session: Session, *, kind: Kind, name: str) -> InventoryDoc:
     found = session.scalar(select(ROWS[kind]).where(ROWS[kind].name == name))
     if not isinstance(found, InventoryDoc):
         raise NotFoundError(kind.replace("_", " "), name)
     return found
+
+
+def get_doc(session: Session, *, kind: Kind, name: str) -> DocView:
+    """The document called `name`; NotFoundError when there is none."""
+    return _view(_doc_row(session, kind=kind, name=name))
 
 
 def _validate(kind: Kind, document: dict[str, Any]) -> Any:
@@ -135,8 +178,8 @@ def _sync_capacity(session: Session, site: Site) -> None:
             session.add(CapacityRow(site=site.name, gpu_type=gpu, total=total, reserved=0))
 
 
-def create_doc(session: Session, *, kind: Kind, document: dict[str, Any]) -> InventoryDoc:
-    """Validate and insert; 409 when the name exists."""
+def create_doc(session: Session, *, kind: Kind, document: dict[str, Any]) -> DocView:
+    """Validate and insert (flushed, so its id and times are set); 409 when the name exists."""
     obj = _validate(kind, document)
     if session.scalar(select(ROWS[kind].id).where(ROWS[kind].name == obj.name)) is not None:
         raise ConflictError(f"{kind.replace('_', ' ')} {obj.name!r} exists; use PUT to "
@@ -148,13 +191,15 @@ def create_doc(session: Session, *, kind: Kind, document: dict[str, Any]) -> Inv
         _sync_capacity(session, obj)
     session.add(row)
     _bump(session)
-    return row
+    session.flush()
+    return _view(row)
 
 
 def replace_doc(session: Session, *, kind: Kind, name: str,
-                document: dict[str, Any]) -> InventoryDoc:
-    """Validate and replace the document called `name` (the body must keep the name)."""
-    row = get_doc(session, kind=kind, name=name)
+                document: dict[str, Any]) -> DocView:
+    """Validate and replace the document called `name` (the body must keep the name); flushed,
+    so its update time is set."""
+    row = _doc_row(session, kind=kind, name=name)
     obj = _validate(kind, document)
     if obj.name != name:
         raise InvalidRequestError([FieldProblem(("metadata", "name"),
@@ -166,7 +211,8 @@ def replace_doc(session: Session, *, kind: Kind, name: str,
         row.site_type = obj.spec.type
     row.document = obj.model_dump(mode="json")
     _bump(session)
-    return row
+    session.flush()
+    return _view(row)
 
 
 def _references_to_site(session: Session, name: str) -> list[str]:
@@ -185,7 +231,7 @@ def _references_to_site(session: Session, name: str) -> list[str]:
 
 def delete_doc(session: Session, *, kind: Kind, name: str) -> None:
     """Delete; a site with reservations or references cannot go."""
-    row = get_doc(session, kind=kind, name=name)
+    row = _doc_row(session, kind=kind, name=name)
     if kind == "site":
         held = session.scalar(select(func.count()).select_from(ReservationRow).where(
             ReservationRow.site == name, ReservationRow.released_at.is_(None)))

@@ -1,14 +1,17 @@
-"""Burst spend: what each team's cloud bursts cost this month, for the budget filter."""
+"""Spend: what each team's cloud bursts cost this month (for the budget filter), and for the
+dashboard the decided placements' estimated totals and the bursts live now."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from placement.store.db import as_utc
-from placement.store.tables import BurstRow
+from placement.store.tables import BurstRow, DecisionRow, WorkloadRow
+from placement.store.workloads import LIVE_PHASES, DecisionView, WorkloadView
 
 
 def team_spend(s: Session, *, now: datetime) -> dict[str, float]:
@@ -29,3 +32,38 @@ def team_spend(s: Session, *, now: datetime) -> dict[str, float]:
             hours = 0.0  # never ran
         out[team] = out.get(team, 0.0) + rate * hours
     return out
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Estimated USD and egress GB of the placements decided in a window."""
+
+    placements: int
+    usd: float
+    egress_gb: float
+
+
+def estimate_totals(s: Session, *, since: datetime, team: str | None) -> Totals:
+    """Sum the stored decisions' estimates (place and burst) since `since`, in SQL."""
+    est = DecisionRow.explanation["estimates"]
+    q = (select(func.count(DecisionRow.id),
+                func.coalesce(func.sum(est["total_usd"].as_float()), 0.0),
+                func.coalesce(func.sum(est["egress_gb"].as_float()), 0.0))
+         .join(WorkloadRow, WorkloadRow.id == DecisionRow.workload_id)
+         .where(DecisionRow.action.in_(("place", "burst")), DecisionRow.created_at >= since))
+    if team is not None:
+        q = q.where(WorkloadRow.team == team)
+    n, usd, gb = s.execute(q).one()
+    return Totals(int(n), float(usd), float(gb))
+
+
+def active_bursts(s: Session, *, team: str | None
+                  ) -> list[tuple[WorkloadView, DecisionView]]:
+    """Workloads running on burst (cloud) capacity now, with the decision that put them there."""
+    q = (select(WorkloadRow, DecisionRow).join(DecisionRow,
+                                               DecisionRow.id == WorkloadRow.decision_id)
+         .where(WorkloadRow.action == "burst", WorkloadRow.phase.in_(LIVE_PHASES))
+         .order_by(WorkloadRow.created_at.desc()))
+    if team is not None:
+        q = q.where(WorkloadRow.team == team)
+    return [(WorkloadView.of(w), DecisionView.of(d)) for w, d in s.execute(q).all()]

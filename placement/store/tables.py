@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -21,10 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-
-def utcnow() -> datetime:
-    """Timezone-aware UTC now."""
-    return datetime.now(UTC)
+# Defined beside as_utc; imported here for the rows' defaults and re-exported for older callers.
+from placement.store.db import utcnow as utcnow
 
 
 class Base(DeclarativeBase):
