@@ -13,7 +13,7 @@ from api.schemas import DecisionPublic
 from placement.control.lifecycle import check_references
 from placement.errors import NotFoundError
 from placement.model import Decision, Workload
-from placement.store.tables import DecisionRow, WorkloadRow
+from placement.store import workloads as store
 
 router = APIRouter(tags=["decisions"])
 
@@ -22,8 +22,8 @@ router = APIRouter(tags=["decisions"])
 def get_decision(decision_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> DecisionPublic:
     """Every candidate's raw values, scores and weights, or the filter that rejected it."""
     with rt.db.read() as s:
-        row = s.get(DecisionRow, decision_id)
-        owner = s.get(WorkloadRow, row.workload_id) if row else None
+        row = store.get_decision(s, decision_id=decision_id)
+        owner = store.get_workload(s, workload_id=row.workload_id, team=None) if row else None
     if row is None or owner is None:
         raise NotFoundError("decision", str(decision_id))
     who.require_team(owner.team)

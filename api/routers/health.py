@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from api.deps import RuntimeDep
-from placement.store.queries import capacity
+from placement.store.db import ping
+from placement.store.inventory import capacity
 
 router = APIRouter(tags=["health"])
 
@@ -25,7 +25,7 @@ def readyz(rt: RuntimeDep) -> JSONResponse | dict[str, Any]:
     """Ready when the database answers and a policy is loaded."""
     try:
         with rt.db.read() as s:
-            s.execute(text("SELECT 1"))
+            ping(s)
     except Exception as exc:  # any failure to reach the database means not ready
         return JSONResponse({"status": "unavailable", "reason": f"database: {exc}"[:300]},
                             status_code=503)

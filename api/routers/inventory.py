@@ -15,7 +15,7 @@ NameParam = Annotated[str, Path(pattern=NAME_PATTERN, max_length=63,
                                 description="The object's DNS-1123 name.")]
 
 
-def _public(row: Any) -> InventoryPublic:
+def _public(row: inv.DocView) -> InventoryPublic:
     return InventoryPublic(id=row.id, name=row.name, document=row.document,
                            created_at=row.created_at, updated_at=row.updated_at)
 
@@ -40,9 +40,7 @@ def make_router(kind: inv.Kind, path: str, example: dict[str, Any]) -> APIRouter
                document: dict[str, Any] = doc) -> InventoryPublic:
         who.require_admin()
         with rt.db.write() as s:
-            row = inv.create_doc(s, kind=kind, document=document)
-            s.flush()
-            out = _public(row)
+            out = _public(inv.create_doc(s, kind=kind, document=document))
         rt.invalidate_capacity()  # this process decides on the new inventory at once
         return out
 
@@ -51,9 +49,7 @@ def make_router(kind: inv.Kind, path: str, example: dict[str, Any]) -> APIRouter
                 document: dict[str, Any] = doc) -> InventoryPublic:
         who.require_admin()
         with rt.db.write() as s:
-            row = inv.replace_doc(s, kind=kind, name=name, document=document)
-            s.flush()
-            out = _public(row)
+            out = _public(inv.replace_doc(s, kind=kind, name=name, document=document))
         rt.invalidate_capacity()
         return out
 

@@ -26,9 +26,15 @@ from placement.control.submit import Batcher
 from placement.errors import NotFoundError
 from placement.model import Workload
 from placement.model.common import NAME_PATTERN
+from placement.store import workloads as store
 from placement.store.db import as_utc
-from placement.store.queries import WorkloadFilter, events_of, list_workloads
-from placement.store.tables import DecisionRow, JobRunRow, ServingRow, WorkloadRow
+from placement.store.workloads import (
+    DecisionView,
+    JobRunView,
+    ServingView,
+    WorkloadFilter,
+    WorkloadView,
+)
 
 router = APIRouter(prefix="/v1/workloads", tags=["workloads"])
 EXAMPLES = {"finetune": {"summary": "A fine-tuning job reading a dataset", "value": {
@@ -47,25 +53,26 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def decision_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def decision_json(row: Mapping[str, Any] | DecisionView) -> dict[str, Any]:
     """The stored explanation is already validated JSON: send it as it is."""
-    return {"id": str(row["id"]), "workload_id": str(row["workload_id"]),
-            "created_at": _iso(row["created_at"]), "decision": row["explanation"]}
+    d = row.columns() if isinstance(row, DecisionView) else row
+    return {"id": str(d["id"]), "workload_id": str(d["workload_id"]),
+            "created_at": _iso(d["created_at"]), "decision": d["explanation"]}
 
 
-def workload_json(row: Mapping[str, Any] | WorkloadRow,
-                  decision: Mapping[str, Any] | DecisionRow | None = None) -> dict[str, Any]:
-    """A workload (a stored row or the columns of a new one) with its decision, if given."""
-    w = row.columns() if isinstance(row, WorkloadRow) else row
-    d = decision.columns() if isinstance(decision, DecisionRow) else decision
+def workload_json(row: Mapping[str, Any] | WorkloadView,
+                  decision: Mapping[str, Any] | DecisionView | None = None) -> dict[str, Any]:
+    """A workload (a stored one or the columns of a new one) with its decision, if given."""
+    w = row.columns() if isinstance(row, WorkloadView) else row
+    d = decision.columns() if isinstance(decision, DecisionView) else decision
     return {"id": str(w["id"]), "name": w["name"], "team": w["team"], "kind": w["kind"],
             "phase": w["phase"], "action": w["action"], "site": w["site"],
             "created_at": _iso(w["created_at"]), "updated_at": _iso(w["updated_at"]),
             "spec": w["document"]["spec"], "decision": decision_json(d) if d else None}
 
 
-def decision_public(row: DecisionRow) -> DecisionPublic:
-    return DecisionPublic.model_validate(decision_json(row.columns()))
+def decision_public(row: DecisionView) -> DecisionPublic:
+    return DecisionPublic.model_validate(decision_json(row))
 
 
 def reply(content: Any, status: int = 200) -> Response:
@@ -108,14 +115,14 @@ def list_all(rt: RuntimeDep, who: PrincipalDep,
             who.require_team(team)
         team = who.team
     with rt.db.read() as s:
-        rows, nxt = list_workloads(s, filt=WorkloadFilter(team, kind, phase, site, action),
-                                   limit=limit, cursor=cursor)
+        rows, nxt = store.list_workloads(s, filt=WorkloadFilter(team, kind, phase, site, action),
+                                         limit=limit, cursor=cursor)
     return reply({"items": [workload_json(r) for r in rows], "next_cursor": nxt})
 
 
-def _get(rt: RuntimeDep, who: PrincipalDep, workload_id: uuid.UUID) -> WorkloadRow:
+def _get(rt: RuntimeDep, who: PrincipalDep, workload_id: uuid.UUID) -> WorkloadView:
     with rt.db.read() as s:
-        row = s.get(WorkloadRow, workload_id)
+        row = store.get_workload(s, workload_id=workload_id, team=None)
     if row is None:
         raise NotFoundError("workload", str(workload_id))
     who.require_team(row.team)
@@ -127,9 +134,9 @@ def get_one(workload_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> Respon
     """The workload with its latest decision."""
     row = _get(rt, who, workload_id)
     with rt.db.read() as s:
-        drow = s.get(DecisionRow, row.decision_id) if row.decision_id else None
-        srow = s.get(ServingRow, row.id)
-        jrow = s.get(JobRunRow, row.id)
+        drow = store.get_decision(s, decision_id=row.decision_id)
+        srow = store.get_serving(s, workload_id=row.id)
+        jrow = store.get_job_run(s, workload_id=row.id)
     out = workload_json(row, drow)
     if srow is not None:
         out["serving"] = serving_json(srow)
@@ -138,7 +145,7 @@ def get_one(workload_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> Respon
     return reply(out)
 
 
-def job_json(row: JobRunRow) -> dict[str, Any]:
+def job_json(row: JobRunView) -> dict[str, Any]:
     """The job's run on its cluster, with actual hours, $ and staged GB beside the estimates."""
     return {"status": row.status, "site": row.site, "namespace": row.namespace or None,
             "name": row.name, "message": row.message, "attempts": row.attempts,
@@ -151,7 +158,7 @@ def job_json(row: JobRunRow) -> dict[str, Any]:
             "updated_at": _iso(row.updated_at)}
 
 
-def serving_json(row: ServingRow) -> dict[str, Any]:
+def serving_json(row: ServingView) -> dict[str, Any]:
     """Where Triton serves the workload and how far the actuator got."""
     return {"status": row.status, "site": row.site, "namespace": row.namespace or None,
             "name": row.name, "model": row.model, "version": row.version,
@@ -166,26 +173,30 @@ def events(workload_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> list[Ev
     _get(rt, who, workload_id)
     with rt.db.read() as s:
         return [EventPublic(id=e.id, at=e.at, type=e.type, message=e.message, detail=e.detail)
-                for e in events_of(s, workload_id=workload_id)]
+                for e in store.list_events(s, workload_id=workload_id)]
+
+
+def _moved(rt: RuntimeDep, workload_id: uuid.UUID, to: str, who: PrincipalDep,
+           message: str = "") -> WorkloadView:
+    """Move the workload through its lifecycle; the workload as it is now."""
+    return WorkloadView.of(lifecycle.transition(rt, workload_id=workload_id, to=to, who=who,
+                                                message=message))
 
 
 @router.post("/{workload_id}/transitions", response_model=WorkloadPublic)
 def transition(workload_id: uuid.UUID, body: TransitionCreate, rt: RuntimeDep,
                who: PrincipalDep) -> Response:
     """running (from placed), succeeded (from running), failed (from placed or running)."""
-    return reply(workload_json(lifecycle.transition(rt, workload_id=workload_id, to=body.phase,
-                                                    who=who, message=body.message)))
+    return reply(workload_json(_moved(rt, workload_id, body.phase, who, body.message)))
 
 
 @router.post("/{workload_id}/cancel", response_model=WorkloadPublic)
 def cancel(workload_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> Response:
     """Cancel a live workload; its GPUs are freed and queued workloads re-evaluated."""
-    return reply(workload_json(lifecycle.transition(rt, workload_id=workload_id,
-                                                    to="cancelled", who=who)))
+    return reply(workload_json(_moved(rt, workload_id, "cancelled", who)))
 
 
 @router.post("/{workload_id}/release", response_model=WorkloadPublic)
 def release(workload_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> Response:
     """Free the workload's GPUs (phase `released`); queued workloads are re-evaluated."""
-    return reply(workload_json(lifecycle.transition(rt, workload_id=workload_id,
-                                                    to="released", who=who)))
+    return reply(workload_json(_moved(rt, workload_id, "released", who)))

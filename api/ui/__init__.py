@@ -39,15 +39,11 @@ from placement.control.auth import (
 from placement.control.runtime import Runtime
 from placement.errors import InvalidRequestError, UnauthorizedError
 from placement.model.common import NAME_PATTERN
-from placement.store.queries import (
-    WorkloadFilter,
-    active_bursts,
-    capacity,
-    estimate_totals,
-    events_of,
-    list_workloads,
-)
-from placement.store.tables import DecisionRow, WorkloadRow, utcnow
+from placement.store import workloads as store
+from placement.store.db import utcnow
+from placement.store.inventory import capacity
+from placement.store.spend import active_bursts, estimate_totals
+from placement.store.workloads import WorkloadFilter
 
 HERE = Path(__file__).parent
 NAME = re.compile(NAME_PATTERN.strip("^$"))
@@ -237,7 +233,7 @@ def overview(request: Request) -> Response:
         rows = capacity(s)
         day = estimate_totals(s, since=now - timedelta(days=1), team=team)
         month = estimate_totals(s, since=now - timedelta(days=30), team=team)
-        bursts = [(workload_json(w), decision_json(d.columns())) for w, d in
+        bursts = [(workload_json(w), decision_json(d)) for w, d in
                   active_bursts(s, team=team)]
     engine = rt.current_engine()
     kinds = {site.name: site.spec.type for site in engine.inventory.sites} if engine else {}
@@ -289,10 +285,10 @@ def _rows(request: Request, who: Principal) -> dict[str, Any]:
     notice = None
     with rt.db.read() as s:
         try:
-            rows, nxt = list_workloads(s, filt=filt, limit=PAGE_SIZE, cursor=cursor)
+            rows, nxt = store.list_workloads(s, filt=filt, limit=PAGE_SIZE, cursor=cursor)
         except InvalidRequestError:
             notice, cursor = "That page link was malformed; showing the newest workloads.", None
-            rows, nxt = list_workloads(s, filt=filt, limit=PAGE_SIZE, cursor=None)
+            rows, nxt = store.list_workloads(s, filt=filt, limit=PAGE_SIZE, cursor=None)
     more = urlencode({**chosen, "cursor": nxt}) if nxt else None
     return {"workloads": [workload_json(r) for r in rows], "chosen": chosen, "more": more,
             "query": urlencode(chosen), "first_page": cursor is None, "notice": notice,
@@ -331,12 +327,13 @@ def workload(request: Request, workload_id: str) -> Response:
     except ValueError:
         return _page(request, "missing.html", who, status=404, what=workload_id)
     with rt.db.read() as s:
-        row = s.get(WorkloadRow, wid)
-        if row is None or not (who.is_admin or row.team == who.team):
+        mine = None if who.is_admin else who.team or ""  # a member sees only its team's
+        row = store.get_workload(s, workload_id=wid, team=mine)
+        if row is None:
             return _page(request, "missing.html", who, status=404, what=workload_id)
-        drow = s.get(DecisionRow, row.decision_id) if row.decision_id else None
+        drow = store.get_decision(s, decision_id=row.decision_id)
         events = [{"at": e.at, "type": e.type, "message": e.message} for e in
-                  events_of(s, workload_id=wid)]
+                  store.list_events(s, workload_id=wid)]
     w = workload_json(row, drow)
     decision = w["decision"]["decision"] if w["decision"] else None
     return _page(request, "workload.html", who, w=w, d=decision, events=events,
