@@ -28,7 +28,6 @@ from typing import Any
 
 import kopf
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from placement.control import submit
@@ -38,7 +37,8 @@ from placement.control.runtime import Runtime
 from placement.errors import ConflictError, InvalidRequestError, NotFoundError
 from placement.model import Workload
 from placement.store import inventory as inv
-from placement.store.tables import DecisionRow, WorkloadRow
+from placement.store import workloads as store
+from placement.store.workloads import WorkloadView
 
 log = logging.getLogger("placement.operator")
 GROUP, VERSION = "placement.dev", "v1alpha1"
@@ -55,7 +55,7 @@ def _problems(exc: ValidationError) -> str:
                      for e in exc.errors())
 
 
-def status_of(row: WorkloadRow, decision: dict[str, Any] | None) -> dict[str, Any]:
+def status_of(row: WorkloadView, decision: dict[str, Any] | None) -> dict[str, Any]:
     """The `.status` the operator writes for a stored workload and its latest decision."""
     out: dict[str, Any] = {"workloadId": str(row.id), "phase": row.phase,
                            "action": row.action, "site": row.site}
@@ -81,14 +81,13 @@ def status_of(row: WorkloadRow, decision: dict[str, Any] | None) -> dict[str, An
     return out
 
 
-def stored(rt: Runtime, uid: str) -> tuple[WorkloadRow, dict[str, Any] | None] | None:
+def stored(rt: Runtime, uid: str) -> tuple[WorkloadView, dict[str, Any] | None] | None:
     """The workload this resource created, with its latest decision, if any."""
     with rt.db.read() as s:
-        row = s.scalar(select(WorkloadRow).where(WorkloadRow.idempotency_key == key_of(uid)))
+        row = store.find_by_key(s, idempotency_key=key_of(uid))
         if row is None:
             return None
-        drow = s.get(DecisionRow, row.decision_id) if row.decision_id else None
-        s.expunge_all()
+        drow = store.get_decision(s, decision_id=row.decision_id)
     return row, (dict(drow.explanation) if drow is not None else None)
 
 
@@ -136,13 +135,8 @@ def roll(rt: Runtime, uid: str, spec: dict[str, Any], old: dict[str, Any] | None
         raise kopf.PermanentError("only spec.serving.version can change on a Workload; "
                                   "create a new Workload for other changes")
     with rt.db.write() as s:
-        row = s.scalar(select(WorkloadRow).where(WorkloadRow.idempotency_key == key_of(uid)))
-        if row is None or version is None:
-            return
-        document = dict(row.document)
-        document["spec"] = {**document["spec"],
-                            "serving": {**document["spec"]["serving"], "version": version}}
-        row.document = document
+        if version is not None:
+            store.set_serving_version(s, idempotency_key=key_of(uid), version=version)
 
 
 def release(rt: Runtime, uid: str) -> str:

@@ -264,11 +264,10 @@ def from_store(url: str) -> tuple[list[Workload], Held]:
     """The store's live workloads (placed, queued, running) and, for each, the GPUs every other
     workload holds: each is decided as if submitted now beside the others."""
     from pydantic import ValidationError
-    from sqlalchemy import select
     from sqlalchemy.exc import SQLAlchemyError
 
-    from placement.store.db import as_utc, is_sqlite, normalize_url, open_database
-    from placement.store.tables import ReservationRow, WorkloadRow, utcnow
+    from placement.store.db import as_utc, is_sqlite, normalize_url, open_database, utcnow
+    from placement.store.workloads import held_gpus, in_phases
 
     try:
         url = normalize_url(url)
@@ -279,13 +278,8 @@ def from_store(url: str) -> tuple[list[Workload], Held]:
         db = open_database(url)
         try:
             with db.read() as s:
-                rows = s.scalars(select(WorkloadRow).where(
-                    WorkloadRow.phase.in_(("placed", "queued", "running")))
-                    .order_by(WorkloadRow.created_at)).all()
-                held = s.execute(select(ReservationRow.workload_id, ReservationRow.site,
-                                        ReservationRow.gpu_type, ReservationRow.count,
-                                        ReservationRow.expected_end_at)
-                                 .where(ReservationRow.released_at.is_(None))).all()
+                rows = in_phases(s, phases=("placed", "queued", "running"))
+                held = held_gpus(s)
         finally:
             db.dispose()
     except (SQLAlchemyError, ValueError) as exc:
@@ -302,11 +296,11 @@ def from_store(url: str) -> tuple[list[Workload], Held]:
         workloads.append(wl)
         owner[id(wl)] = row.id
     reservations = []
-    for wid, site, gpu, count, end in held:
-        end_utc = as_utc(end)
+    for h in held:
+        end_utc = as_utc(h.expected_end_at)
         hours = None if end_utc is None else max(0.0, (end_utc - now).total_seconds() / 3600)
-        reservations.append((wid, Reservation(site=site, gpu_type=gpu, count=count,
-                                              remaining_hours=hours)))
+        reservations.append((h.workload_id, Reservation(site=h.site, gpu_type=h.gpu_type,
+                                                        count=h.count, remaining_hours=hours)))
 
     def others(wl: Workload) -> list[Reservation]:
         mine = owner.get(id(wl))
