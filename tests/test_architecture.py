@@ -168,3 +168,61 @@ def test_placement_never_imports_api() -> None:
         "the HTTP layer calls the service", "siblings on top stay apart"])
 def test_the_contract_reads_direction(source: str, target: str, allowed: bool) -> None:
     assert (upward_imports({source: {target}}) == []) is allowed
+
+
+# --- The store is a layer: SQL and ORM rows stay inside placement.store ----------------------
+SQL_NAMES = frozenset({"select", "update", "insert", "delete", "text"})
+# Not converted yet: these still build SQL or hold ORM rows themselves. Each one that moves its
+# queries into a placement.store repository comes off this list; nothing new goes on it.
+SQL_ALLOWED = frozenset({
+    "placement.control.submit",  # batched inserts of workloads, decisions, reservations
+    "placement.control.lifecycle",  # transitions, requeue, GPU reservations
+    "placement.control.runtime",  # capacity cache and policy bundle rows
+    "placement.control.gitops",  # only utcnow from tables (placement.store.db has it too)
+    "placement.service.wiring",  # only utcnow from tables (placement.store.db has it too)
+    "placement.actuators.*",  # serving, job and burst work rows
+})
+
+
+def sql_imports(path: Path) -> list[str]:
+    """The SQL builders (select, update, insert, delete, text) and the ORM table module that a
+    file imports, or reaches as `sqlalchemy.<name>`, at any depth."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = {a.name for a in node.names}
+            if node.module.split(".")[0] == "sqlalchemy" and names & SQL_NAMES:
+                found += [f"{node.module}.{n}" for n in sorted(names & SQL_NAMES)]
+            if node.module == "placement.store.tables" or (
+                    node.module == "placement.store" and "tables" in names):
+                found.append("placement.store.tables")
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name == "placement.store.tables"]
+        elif (isinstance(node, ast.Attribute) and node.attr in SQL_NAMES
+              and isinstance(node.value, ast.Name) and node.value.id == "sqlalchemy"):
+            found.append(f"sqlalchemy.{node.attr}")
+    return found
+
+
+def _sql_allowed(module: str) -> bool:
+    return any(module == a or (a.endswith(".*") and module.startswith(a[:-1]))
+               for a in SQL_ALLOWED)
+
+
+def test_sql_stays_in_the_store() -> None:
+    """Routers, the dashboard, the operator, auth and the policy diff call store repositories
+    (which return plain values), never select/update/... or the ORM rows themselves."""
+    bad = [f"{name}: {', '.join(found)}" for name, path in sorted(modules().items())
+           if not (name == "placement.store" or name.startswith("placement.store."))
+           and not _sql_allowed(name)
+           and (found := sql_imports(path))]
+    assert bad == []
+
+
+def test_the_sql_check_sees_an_offender(tmp_path: Path) -> None:
+    path = tmp_path / "m.py"
+    path.write_text("def f():\n    from sqlalchemy import select\n"
+                    "    from placement.store.tables import WorkloadRow\n")
+    assert sql_imports(path) == ["sqlalchemy.select", "placement.store.tables"]
+    assert _sql_allowed("placement.actuators.jobs.actuator")
+    assert not _sql_allowed("api.routers.workloads")
