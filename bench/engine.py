@@ -1,18 +1,35 @@
-"""Engine benchmark: decisions per second and latency percentiles at 10, 100 and 1,000 sites.
+"""Engine benchmark: the decision the service makes, at 10, 100, 1,000 and 10,000 sites.
 
 Sites are synthetic but their GPU offers and prices are drawn from the real AWS/GCP/Azure
-catalogs in ../shared/data (prices_*.csv). Prints one JSON line per size with --json.
+catalogs in ../shared/data (prices_*.csv). For each size it times:
+- `decide`: filter, score, pick (Engine.decide alone);
+- `service`: what the service runs per submission, decide + the explanation as it is stored
+  (Engine.explain_dict);
+- `validated`: decide + the validated `Decision` model (what `place`, `policy diff` use).
+Beside the times it prints `anchor_us`, a fixed NumPy + Python workload timed in the same run,
+and each p50 as a multiple of it, so runs on machines 3x apart compare. With --instructions
+(and valgrind installed) it also counts instructions per decision with callgrind: a run that
+builds the engine and decides K workloads minus a run that builds it and decides none, over K.
+Prints one JSON line per size with --json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import re
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from placement.engine import Engine
 from placement.model import Inventory, Policy, Reservation, Site, Workload
@@ -97,48 +114,135 @@ def _pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
-def run(n_sites: int, seed: int, rounds: int) -> dict[str, Any]:
-    engine, workloads = build(n_sites, seed)
-    for w in workloads[:20]:
-        engine.decide(w)  # warm-up: billing memo, caches
-    tune_gc()  # as every entry point does (placement.tuning)
-    decide_ms: list[float] = []
-    explain_ms: list[float] = []
+def anchor_us() -> float:
+    """A fixed workload of the engine's kind (small NumPy ops and Python dicts), median of 7."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random(512), rng.random(512)
+    times = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        for _ in range(200):
+            m = (a < b) & (a > 0.1)
+            order = np.lexsort((a[m], b[m]))
+            rows = [{"x": float(x), "y": int(y)} for x, y in zip(a[:32], order[:32], strict=False)]
+        times.append((time.perf_counter() - t0) / 200 * 1e6)
+        del rows
+    return statistics.median(times)
+
+
+def _timed(engine: Engine, workloads: list[Workload], rounds: int, how: str,
+           samples: int) -> list[float]:
+    out: list[float] = []
     for _ in range(rounds):
         for w in workloads:
             t0 = time.perf_counter()
-            out = engine.decide(w)
-            t1 = time.perf_counter()
-            decide_ms.append((t1 - t0) * 1000)
-            if len(explain_ms) < 200:
-                engine.explain(out)
-                explain_ms.append((time.perf_counter() - t1) * 1000)
-    return {
-        "bench": "engine", "sites": n_sites, "candidates_per_decision": None,
-        "decisions_per_s": round(1000 / statistics.fmean(decide_ms), 1),
-        "p50_ms": round(_pct(decide_ms, 50), 4), "p99_ms": round(_pct(decide_ms, 99), 4),
-        "explain_p50_ms": round(_pct(explain_ms, 50), 3),
-        "explain_p99_ms": round(_pct(explain_ms, 99), 3),
-        "decisions": len(decide_ms),
-    }
+            o = engine.decide(w)
+            if how == "service":
+                engine.explain_dict(o)
+            elif how == "validated":
+                engine.explain(o)
+            out.append((time.perf_counter() - t0) * 1000)
+            if len(out) >= samples:
+                return out
+    return out
+
+
+def run(n_sites: int, seed: int, rounds: int, anchor: float) -> dict[str, Any]:
+    engine, workloads = build(n_sites, seed)
+    for w in workloads:
+        engine.explain(engine.decide(w))  # warm-up: every shape memo, billing, caches
+    tune_gc()  # as every entry point does (placement.tuning)
+    result: dict[str, Any] = {"bench": "engine", "sites": n_sites, "cores": os.cpu_count(),
+                              "anchor_us": round(anchor, 2)}
+    big = max(1, n_sites // 1000)
+    for how, samples in (("decide", 1000), ("service", 1000 // big), ("validated", 200 // big)):
+        ms = _timed(engine, workloads, rounds, how, samples)
+        result[f"{how}_p50_ms"] = round(_pct(ms, 50), 4)
+        result[f"{how}_p99_ms"] = round(_pct(ms, 99), 4)
+        result[f"{how}_p50_anchors"] = round(_pct(ms, 50) * 1000 / anchor, 2)
+        result[f"{how}_samples"] = len(ms)
+    result["decisions_per_s"] = round(1000 / result["decide_p50_ms"], 1)
+    return result
+
+
+def _probe(n_sites: int, k: int, how: str) -> None:
+    """The body callgrind counts: build and warm the engine, then decide `k` workloads."""
+    engine, workloads = build(n_sites, 7)
+    for w in workloads:
+        engine.explain(engine.decide(w))
+    tune_gc()
+    todo = (workloads * (k // len(workloads) + 1))[:k]
+    for w in todo:
+        o = engine.decide(w)
+        if how == "service":
+            engine.explain_dict(o)
+        elif how == "validated":
+            engine.explain(o)
+
+
+def _callgrind(n_sites: int, k: int, how: str) -> int | None:
+    """Instructions of one probe run under callgrind, or None without valgrind."""
+    if shutil.which("valgrind") is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg.out"
+        done = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+             __file__, "--probe", f"{n_sites},{k},{how}"], capture_output=True, text=True,
+            check=True)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    return int(found.group(1)) if found else None
+
+
+def instructions(n_sites: int, k: int) -> dict[str, Any]:
+    """Instructions per decision for decide alone, the service's explained decision and the
+    validated one (callgrind, differential over k decisions)."""
+    base = _callgrind(n_sites, 0, "decide")
+    if base is None:
+        return {"instructions": "valgrind not installed"}
+    out: dict[str, Any] = {"instructions_k": k}
+    for how in ("decide", "service", "validated"):
+        got = _callgrind(n_sites, k, how)
+        out[f"{how}_instructions"] = None if got is None else round((got - base) / k)
+    if out["decide_instructions"]:
+        for how in ("service", "validated"):
+            if out[f"{how}_instructions"] is not None:
+                out[f"{how}_vs_decide"] = round(out[f"{how}_instructions"] /
+                                                out["decide_instructions"], 2)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", action="store_true", help="one JSON line per size")
-    parser.add_argument("--sizes", default="10,100,1000")
+    parser.add_argument("--sizes", default="10,100,1000,10000")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count instructions with callgrind (slow: minutes)")
+    parser.add_argument("--instruction-sizes", default="100,1000",
+                        help="sizes to count instructions at")
+    parser.add_argument("--instruction-k", type=int, default=40,
+                        help="decisions per callgrind run")
+    parser.add_argument("--probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.probe:
+        n, k, how = args.probe.split(",")
+        _probe(int(n), int(k), how)
+        return
+    anchor = anchor_us()
+    counted = {int(x) for x in args.instruction_sizes.split(",")} if args.instructions else set()
     for n in (int(x) for x in args.sizes.split(",")):
-        result = run(n, args.seed, args.rounds)
-        result.pop("candidates_per_decision")
+        result = run(n, args.seed, args.rounds, anchor)
+        if n in counted:
+            result.update(instructions(n, args.instruction_k))
         if args.json:
             print(json.dumps(result))
         else:
-            print(f"{n:>5} sites: {result['decisions_per_s']:>9} decisions/s  "
-                  f"p50 {result['p50_ms']} ms  p99 {result['p99_ms']} ms  "
-                  f"(explain p99 {result['explain_p99_ms']} ms)")
+            print(f"{n:>6} sites: decide p50 {result['decide_p50_ms']} ms p99 "
+                  f"{result['decide_p99_ms']} ms; service p50 {result['service_p50_ms']} ms "
+                  f"p99 {result['service_p99_ms']} ms; validated p50 "
+                  f"{result['validated_p50_ms']} ms ({os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":
