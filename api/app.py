@@ -14,16 +14,17 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from api import errors, ui
-from api.fastpath import fast_submit
 from api.routers import decisions, health, inventory, policies, tokens, workloads
 from placement.control.runtime import Runtime
 from placement.metrics import Metrics
+from placement.model import Workload
 from placement.service.settings import Settings
 from placement.service.wiring import build_runtime
 from placement.service.wiring import start as start_loops
 from placement.tuning import tune_gc
 
 log = logging.getLogger("placement.api")
+READ_BY_ROUTES = (Workload,)  # request bodies a route parses itself (POST /v1/workloads)
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
@@ -76,34 +77,36 @@ def _body_limit(app: ASGIApp, limit: int) -> ASGIApp:
             await _reject(send, limit)
             return
         seen = 0
-        started = False
+        started = rejected = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, rejected
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _BodyTooLarge
+                if seen > limit and not rejected:
+                    # Answer now and tell the app the client left: whoever reads the body
+                    # (a route, FastAPI) stops there, and what it sends after is dropped.
+                    rejected = True
+                    if not started:
+                        await _reject(send, limit)
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracked(message: Message) -> None:
             nonlocal started
+            if rejected:
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
             await app(scope, counted, tracked)
-        except _BodyTooLarge:
-            if not started:
-                await _reject(send, limit)
-
+        except Exception:
+            if not rejected:
+                raise
     return middleware
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 async def _reject(send: Callable[[Message], Awaitable[None]], limit: int) -> None:
@@ -139,6 +142,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     app.state.token_cache = {}
     errors.install(app)
+    workloads.add_submit(app)
     for router in (health.router, inventory.sites, inventory.datasets,
                    inventory.client_locations, workloads.router, decisions.router,
                    policies.router, tokens.router, ui.router):
@@ -146,6 +150,22 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.mount("/ui/static", ui.static, name="ui-static")
     app.state.reports_dir = settings.reports_dir
     app.state.secure_cookie = settings.ui_secure_cookie
+
+    document = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document plus the schemas of bodies that routes read themselves."""
+        if app.openapi_schema is None:
+            schema = document()
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in READ_BY_ROUTES:
+                doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                for name, sub in doc.pop("$defs", {}).items():
+                    schemas.setdefault(name, sub)
+                schemas[model.__name__] = doc
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
@@ -155,7 +175,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     inner = app.build_middleware_stack
 
     def build() -> Any:
-        return _http_metrics(_body_limit(fast_submit(inner(), app), settings.max_body_bytes),
+        return _http_metrics(_body_limit(inner(), settings.max_body_bytes),
                              lambda: app.state.runtime.metrics)
 
     app.build_middleware_stack = build  # type: ignore[method-assign]

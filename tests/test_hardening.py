@@ -375,7 +375,7 @@ def test_a_store_that_cannot_be_asked_answers_503_saying_the_outcome_is_unknown(
 
 def test_the_api_answers_an_unknown_commit_with_503_and_stores_once(
         tmp_path: Path, monkeypatch: Any) -> None:
-    """Through the HTTP front (token cached, so the submit fast path answers): the 503 is
+    """Through the HTTP front (the token cached): the 503 is
     final, the submission is not decided a second time behind it."""
     with api_on(f"sqlite:///{tmp_path / 'p.db'}", QUEUE_BUNDLE) as a:
         assert a.client.get("/v1/sites", headers=a.h("admin")).status_code == 200

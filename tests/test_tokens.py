@@ -81,7 +81,7 @@ def test_create_list_and_revoke(api: Api) -> None:
 
     gone = api.client.delete(f"/v1/tokens/{new['id']}", headers=api.h("admin"))
     assert gone.status_code == 204
-    # This process dropped its cache: refused at once, here and on the fast path.
+    # This process dropped its cache: refused at once, on every route.
     refused = api.client.get("/v1/sites", headers=caller)
     assert refused.status_code == 401 and "revoked" in refused.json()["detail"]
     job = {"metadata": {"name": "after-revoke"}, "spec": {
