@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal, cast
 
@@ -96,7 +96,7 @@ SUBMIT_DOC: dict[str, Any] = {
 }
 
 
-def _invalid(errors: list[dict[str, Any]], *where: str | int) -> RequestValidationError:
+def _invalid(errors: Sequence[Mapping[str, Any]], *where: str | int) -> RequestValidationError:
     """Pydantic's errors under `where` (body, header ...), as FastAPI reports them."""
     return RequestValidationError([{"loc": (*where, *e["loc"]), "msg": e["msg"],
                                     "type": e["type"]} for e in errors])

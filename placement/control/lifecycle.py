@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from placement.control.auth import Principal
@@ -24,8 +24,8 @@ from placement.errors import (
 )
 from placement.jsoncodec import fragment
 from placement.model import Workload
+from placement.store.capacity import CapacityConflict, give_back, take_gpus
 from placement.store.tables import (
-    CapacityRow,
     DecisionRow,
     EventRow,
     ReservationRow,
@@ -48,25 +48,10 @@ PHASE_OF_ACTION = {"place": "placed", "burst": "placed", "queue": "queued", "rej
 MAX_ATTEMPTS = 8
 
 
-class CapacityConflict(PlacementError):
-    """Another transaction reserved the GPUs this decision counted on; decide again."""
-
-
 def event(session: Session, workload_id: uuid.UUID, kind: str, message: str,
           **detail: Any) -> None:
     """Append to the workload's event log (never updated or deleted)."""
     session.add(EventRow(workload_id=workload_id, type=kind, message=message, detail=detail))
-
-
-def take_gpus(session: Session, site: str, gpu: str, n: int) -> None:
-    """Guarded update: reserve n GPUs only if they are free now; CapacityConflict otherwise."""
-    done = session.execute(
-        update(CapacityRow)
-        .where(CapacityRow.site == site, CapacityRow.gpu_type == gpu,
-               CapacityRow.reserved + n <= CapacityRow.total)
-        .values(reserved=CapacityRow.reserved + n))
-    if done.rowcount != 1:  # type: ignore[attr-defined]
-        raise CapacityConflict(f"{site} {gpu} changed")
 
 
 def decision_rows(workload_id: uuid.UUID, decision: DecisionData, out: Outcome, now: datetime
@@ -101,7 +86,7 @@ def record_decision(session: Session, row: WorkloadRow, decision: DecisionData,
     session.execute(insert(EventRow), [ev])
     if held is not None:
         session.execute(insert(ReservationRow), [held])
-        take_gpus(session, held["site"], held["gpu_type"], held["count"])
+        take_gpus(session, site=held["site"], gpu=held["gpu_type"], n=held["count"])
 
 
 def check_references(engine: Engine, wl: Workload) -> None:
@@ -158,9 +143,7 @@ def free_gpus(s: Session, held: list[ReservationRow]) -> int:
         res.released_at = utcnow()
     s.flush()
     for res in held:
-        s.execute(update(CapacityRow)
-                  .where(CapacityRow.site == res.site, CapacityRow.gpu_type == res.gpu_type)
-                  .values(reserved=CapacityRow.reserved - res.count))
+        give_back(s, site=res.site, gpu=res.gpu_type, n=res.count)
     return sum(r.count for r in held)
 
 

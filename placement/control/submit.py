@@ -26,13 +26,11 @@ from sqlalchemy.orm import Session
 
 from placement.control.lifecycle import (
     MAX_ATTEMPTS,
-    CapacityConflict,
     DecisionData,
     check_references,
     count_decision,
     decide,
     decision_rows,
-    take_gpus,
 )
 from placement.control.runtime import Runtime
 from placement.engine import Engine, Outcome
@@ -45,6 +43,13 @@ from placement.errors import (
 )
 from placement.jsoncodec import dumps_str
 from placement.model import Workload
+from placement.store.capacity import (
+    TAKE_PG,
+    CapacityConflict,
+    check_taken,
+    take_gpus,
+    take_params,
+)
 from placement.store.tables import (
     DecisionRow,
     EventRow,
@@ -222,8 +227,6 @@ _WORKLOAD_COLUMNS = _columns(WorkloadRow)
 _DECISION_COLUMNS = _columns(DecisionRow)
 _EVENT_COLUMNS = _columns(EventRow)
 _RESERVATION_COLUMNS = _columns(ReservationRow)
-_TAKE_SQL = ("UPDATE capacity SET reserved = reserved + %s "
-             "WHERE site = %s AND gpu_type = %s AND reserved + %s <= total")
 
 
 def _json_insert(model: Any, columns: list[str]) -> tuple[str, str | None]:
@@ -267,7 +270,7 @@ def _write_pipelined(s: Session, tables: list[list[dict[str, Any]]],
                     cur.execute(sql, (dumps_str([{**r, apart: None} for r in rows]), texts))
             for (site, gpu), n in need:
                 take = raw.cursor()
-                take.execute(_TAKE_SQL, (n, site, gpu, n))
+                take.execute(TAKE_PG, take_params(site=site, gpu=gpu, n=n))
                 takes.append(take)
     except psycopg.IntegrityError as exc:
         raise IntegrityError(_INSERTS[0][0], None, exc) from exc
@@ -276,8 +279,7 @@ def _write_pipelined(s: Session, tables: list[list[dict[str, Any]]],
     except psycopg.Error as exc:  # a value the server refused (range, encoding, a CHECK)
         raise DBAPIError(_INSERTS[0][0], None, exc) from exc
     for take, ((site, gpu), _) in zip(takes, need, strict=True):
-        if take.rowcount != 1:
-            raise CapacityConflict(f"{site} {gpu} changed")
+        check_taken(take.rowcount, site=site, gpu=gpu)
 
 
 Stored = list[tuple[Pending, Row, Row, DecisionData]]
@@ -327,7 +329,7 @@ def _store(rt: Runtime, prep: Prepared) -> None:
         if held:
             conn.execute(insert(_table(ReservationRow)), held)
         for (site, gpu), n in ordered:
-            take_gpus(s, site, gpu, n)
+            take_gpus(s, site=site, gpu=gpu, n=n)
 
 
 def _stored_ids(rt: Runtime, stored: Stored) -> set[uuid.UUID] | None:

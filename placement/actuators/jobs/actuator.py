@@ -54,7 +54,6 @@ from placement.actuators.kube import (
 )
 from placement.actuators.kube import read as kube_read
 from placement.control.lifecycle import (
-    CapacityConflict,
     active_reservations,
     count_decision,
     decide,
@@ -66,6 +65,7 @@ from placement.control.lifecycle import (
 from placement.control.runtime import Runtime
 from placement.model import Site, Workload
 from placement.model.workload import JOB_KINDS
+from placement.store.capacity import CapacityConflict
 from placement.store.db import as_utc
 from placement.store.tables import BurstRow, DecisionRow, JobRunRow, WorkloadRow, utcnow
 from placement.store.work import owned, release
