@@ -9,6 +9,23 @@ releases what was placed and cancels what was queued (untimed follow-up calls), 
 capacity (scale 1). Prints one JSON line per level; `overcommitted_gpus` is read from the store
 after the level (GPUs reserved beyond capacity, plus any disagreement between the capacity rows
 and the active reservations).
+
+--sites 10,100,1000: 10 is the example bundle; larger sizes are generated inventories written as
+a bundle directory (Site, Dataset, ClientLocation and the example Policy documents), with sites
+made as bench/engine.py makes them (GPU offers and prices from the catalogs in ../shared/data)
+and the same capacity scaling. The example workloads are submitted there with their dataset and
+client-location names rewritten to generated ones (same shapes). Before timing, the bundle is
+loaded with `load_bundle`, every workload is decided offline and one submission must come back
+placed from the server.
+
+Every figure comes with a floor measured in the same run, because absolute figures differ 3x
+between machines: bench/floor_app.py, a bare server with the same worker count on the same
+PostgreSQL (its own fresh database, same bundle) that takes the same POST bodies from the same
+client and stores the same rows through the service's own store code, with a decision made once
+per workload at start instead of per request. Levels alternate: the service, then the floor.
+`ratio_to_floor` is placements/s over the floor's submissions/s (target: at least 0.5 at 32
+clients with 0 GPUs over-committed; printed, not asserted). With --churn the floor still only
+submits (at --capacity-scale, so it never fills).
 """
 
 from __future__ import annotations
@@ -64,6 +81,93 @@ def _workloads() -> list[dict[str, Any]]:
     from placement.policy.loader import load_bundle
 
     return [w.model_dump(mode="json") for w in load_bundle(CONFIG).workloads]
+
+
+def _generated_bundle(out: Path, n_sites: int, scale: int, seed: int = 7
+                      ) -> list[dict[str, Any]]:
+    """A bundle directory of `n_sites` generated sites (bench/engine.py's `_site` and
+    `data_and_clients`, offers from ../shared/data) with the example policy, GPU counts and
+    quotas multiplied by `scale`; returns the example workloads with their dataset and client
+    names rewritten to generated ones."""
+    sys.path.insert(0, str(ROOT))
+    from bench.engine import DATA, GPUS, _site, data_and_clients
+    from placement.engine.offline import engine_for
+    from placement.model import Workload
+    from placement.model.common import MAX_GPUS
+    from placement.policy.catalog import Offer, load_offers
+    from placement.policy.loader import load_bundle
+
+    example = load_bundle(CONFIG)
+    rng = random.Random(seed)
+    by_gpu: dict[str, list[Offer]] = {g: [] for g in GPUS}
+    for o in load_offers(DATA):
+        if o.gpu in by_gpu:
+            by_gpu[o.gpu].append(o)
+    sites = [_site(i, rng, by_gpu) for i in range(n_sites)]
+    n_clients = 2 * len(example.inventory.client_locations)  # choices for the mapping
+    datasets, clients = data_and_clients(rng, [s.name for s in sites], n_clients)
+    docs: list[dict[str, Any]] = []
+    for site in sites:
+        data = site.model_dump(mode="json", exclude_none=True)
+        for gpu in data["spec"]["gpus"]:
+            for key in ("count", "quota_gpus"):
+                if key in gpu:  # at most the model's limit (a 256 quota x 100,000 is over)
+                    gpu[key] = min(gpu[key] * scale, MAX_GPUS)
+        docs.append(data)
+    docs += [d.model_dump(mode="json", exclude_none=True) for d in datasets]
+    docs += [c.model_dump(mode="json", exclude_none=True) for c in clients]
+    docs.append(example.policy.model_dump(mode="json", exclude_none=True))
+    (out / "bundle.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    ds_names = [d.name for d in datasets]
+    cl_names = [c.name for c in clients]
+    ds_of = {d.name: i for i, d in enumerate(example.inventory.datasets)}
+    cl_of = {c.name: i for i, c in enumerate(example.inventory.client_locations)}
+    engine = engine_for(load_bundle(out))
+    pool = []
+    for w in example.workloads:
+        # The example's names map in order (dataset i -> ds{i mod 4}, client i -> c{i mod n});
+        # where that is not placeable (a shop-floor SLO far from the data), the next names
+        # that are, in a fixed order: the same shape, on names the bundle has.
+        first: dict[str, Any] | None = None
+        chosen: dict[str, Any] | None = None
+        for shift in range(len(ds_names) * len(cl_names)):
+            doc = w.model_dump(mode="json")
+            for d in doc["spec"].get("datasets") or []:
+                d["name"] = ds_names[(ds_of[d["name"]] + shift) % len(ds_names)]
+            for c in (doc["spec"].get("latency") or {}).get("clients") or []:
+                c["location"] = cl_names[(cl_of[c["location"]] + shift // len(ds_names))
+                                         % len(cl_names)]
+            first = first or doc
+            if engine.decide(Workload.model_validate(doc)).action in ("place", "burst"):
+                chosen = doc
+                break
+        # none places: submitted as first mapped (it counts as not placed)
+        pool.append(chosen or first or w.model_dump(mode="json"))
+    return pool
+
+
+def _bundle(out: Path, n_sites: int, scale: int) -> list[dict[str, Any]]:
+    """Write the bundle for `n_sites` (10: the examples) to `out`, check it loads and decide
+    every workload offline; returns the workloads to submit and their offline actions."""
+    out.mkdir(parents=True, exist_ok=True)
+    if n_sites == 10:
+        _scaled_bundle(out, scale)
+        pool = _workloads()
+    else:
+        pool = _generated_bundle(out, n_sites, scale)
+    from placement.engine.offline import engine_for
+    from placement.model import Workload
+    from placement.policy.loader import load_bundle
+
+    bundle = load_bundle(out)  # raises ConfigError naming every problem
+    if len(bundle.inventory.sites) != n_sites:
+        raise RuntimeError(f"{out}: {len(bundle.inventory.sites)} sites, wanted {n_sites}")
+    engine = engine_for(bundle)
+    actions = [engine.explain_dict(engine.decide(Workload.model_validate(w)))["action"]
+               for w in pool]
+    if not any(a in ("place", "burst") for a in actions):
+        raise RuntimeError(f"{n_sites} sites: no workload is placed offline ({actions})")
+    return pool
 
 
 class Conn:
@@ -144,9 +248,171 @@ async def _level(port: int, token: str, clients: int, seconds: float, churn: boo
             "p99_ms": round(q[98], 2), "submissions": len(lat)}
 
 
+def _database() -> tuple[str, str]:
+    name = f"placement_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return name, ADMIN.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _token(env: dict[str, str]) -> str:
+    return subprocess.run([sys.executable, "-m", "placement.cli", "token", "create", "--role",
+                           "admin"], env=env, check=True, capture_output=True, cwd=ROOT,
+                          text=True).stdout.strip()
+
+
+def _free_port() -> int:
+    from placement.service.workers import listeners
+
+    while True:
+        port = 18000 + random.randrange(2000)
+        if not listeners(port):
+            return port
+
+
+def _wait_ready(port: int, workers: int, proc: subprocess.Popen[bytes], timeout: float = 180
+                ) -> None:
+    """Every worker listening (so connections spread over all of them) and /readyz 200."""
+    from placement.service.workers import listeners
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited with {proc.returncode}")
+        if len(listeners(port)) >= workers:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server on port {port} not ready in {timeout:g} s")
+
+
+class Server:
+    """A server (the service or the floor) on its own fresh database; stopped and dropped on
+    close."""
+
+    def __init__(self, floor: bool, config: Path, workers: int, pool_file: Path) -> None:
+        self.name, self.url = _database()
+        self.port = _free_port()
+        env = {**os.environ, "PLACEMENT_DATABASE_URL": self.url,
+               "PLACEMENT_CONFIG_DIR": str(config), "BENCH_FLOOR_WORKLOADS": str(pool_file),
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
+                                                           os.environ.get("PYTHONPATH")]))}
+        self.proc: subprocess.Popen[bytes] | None = None
+        try:
+            self.token = _token(env)
+            cmd = ([sys.executable, "-m", "bench.floor_app", "--port", str(self.port),
+                    "--workers", str(workers)] if floor else
+                   [sys.executable, "-m", "placement.cli", "serve", "--port", str(self.port),
+                    "--config", str(config), "--workers", str(workers)])
+            self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+            _wait_ready(self.port, workers, self.proc)
+        except BaseException:
+            self.close()
+            raise
+
+    def check_placed(self, pool: list[dict[str, Any]]) -> None:
+        """One submission of each workload shape answers 201; at least one is placed."""
+        async def go() -> list[str]:
+            conn = Conn("127.0.0.1", self.port, self.token)
+            try:
+                phases = []
+                for w in pool:
+                    status, data = await conn.request("POST", "/v1/workloads",
+                                                      json.dumps(w).encode())
+                    if status != 201:
+                        raise RuntimeError(f"submit answered {status}: {data}")
+                    phases.append(data["phase"])
+                return phases
+            finally:
+                conn.close()
+
+        phases = uvloop.run(go())
+        if "placed" not in phases:
+            raise RuntimeError(f"no submission placed: {phases}")
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        with psycopg.connect(ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def _sites(n: int, args: argparse.Namespace, scale: int, clients: list[int]
+           ) -> list[dict[str, Any]]:
+    """Every level at `n` sites: the service, then the floor, alternating."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"placement-bench-{n}-"))
+    pool = _bundle(tmp / "service", n, scale)
+    floor_scale = args.capacity_scale
+    floor_config = tmp / "service"
+    if floor_scale != scale:
+        floor_config = tmp / "floor"
+        _bundle(floor_config, n, floor_scale)
+    pool_file = tmp / "workloads.json"
+    pool_file.write_text(json.dumps(pool))
+    results = []
+    service = Server(False, tmp / "service", args.workers, pool_file)
+    try:
+        floor = Server(True, floor_config, args.workers, pool_file)
+        try:
+            service.check_placed(pool)
+            floor.check_placed(pool)
+            for c in clients:
+                result = uvloop.run(_level(service.port, service.token, c, args.seconds,
+                                           args.churn, pool, args.warmup))
+                result["overcommitted_gpus"] = _overcommit(service.url)
+                base = uvloop.run(_level(floor.port, floor.token, c, args.seconds, False,
+                                         pool, args.warmup))
+                result = {"bench": "api", "sites": n, **{k: v for k, v in result.items()
+                                                         if k != "bench"}}
+                result.update({
+                    "floor_submissions_per_s": base["submissions_per_s"],
+                    "floor_p50_ms": base["p50_ms"], "floor_p99_ms": base["p99_ms"],
+                    "floor_overcommitted_gpus": _overcommit(floor.url),
+                    "ratio_to_floor": round(result["placements_per_s"] /
+                                            base["submissions_per_s"], 3)
+                    if base["submissions_per_s"] else None,
+                    "p50_vs_floor": round(result["p50_ms"] / base["p50_ms"], 2)
+                    if base["p50_ms"] else None,
+                })
+                if c == 32:
+                    result["target"] = "ratio_to_floor >= 0.5 with 0 over-committed"
+                    result["target_met"] = bool(
+                        result["ratio_to_floor"] is not None
+                        and result["ratio_to_floor"] >= 0.5
+                        and result["overcommitted_gpus"] == 0)
+                result.update({"capacity_scale": scale, "churn": args.churn,
+                               "server_workers": args.workers, "cores": _cores()})
+                print(json.dumps(result) if args.json else result, flush=True)
+                results.append(result)
+        finally:
+            floor.close()
+    finally:
+        service.close()
+    return results
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--sites", default="10",
+                        help="inventory sizes (10: the examples; others generated), e.g. "
+                        "10,100,1000")
     parser.add_argument("--clients", default="8,32,64")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured time per level")
     parser.add_argument("--warmup", type=float, default=1.0,
@@ -158,43 +424,9 @@ def main() -> None:
                         help="release placed and cancel queued workloads after each submit")
     args = parser.parse_args()
     scale = 1 if args.churn else args.capacity_scale
-    config = Path(tempfile.mkdtemp(prefix="placement-bench-"))
-    _scaled_bundle(config, scale)
-    name = f"placement_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    env = {**os.environ, "PLACEMENT_DATABASE_URL": url}
-    token = subprocess.run([sys.executable, "-m", "placement.cli", "token", "create", "--role",
-                            "admin"], env=env, check=True, capture_output=True,
-                           text=True).stdout.strip()
-    port = 18000 + random.randrange(1000)
-    server = subprocess.Popen([sys.executable, "-m", "placement.cli", "serve", "--port",
-                               str(port), "--config", str(config), "--workers",
-                               str(args.workers)], env=env, stdout=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        pool = _workloads()
-        for n in (int(x) for x in args.clients.split(",")):
-            result = uvloop.run(_level(port, token, n, args.seconds, args.churn, pool,
-                                       args.warmup))
-            result["overcommitted_gpus"] = _overcommit(url)
-            result["capacity_scale"] = scale
-            result["churn"] = args.churn
-            result["server_workers"] = args.workers
-            result["cores"] = os.cpu_count()
-            print(json.dumps(result) if args.json else result, flush=True)
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    clients = [int(x) for x in args.clients.split(",")]
+    for n in (int(x) for x in args.sites.split(",")):
+        _sites(n, args, scale, clients)
 
 
 if __name__ == "__main__":
