@@ -11,6 +11,7 @@ import pytest
 from placement.actuators.jobs.manifests import JobSpecError, Placement, render, stages
 from placement.actuators.jobs.status import observe
 from placement.actuators.triton.manifests import validate
+from placement.engine import Engine
 from placement.engine.compiled import compile_inventory
 from placement.model import Dataset, Inventory, Workload
 from placement.model.inventory import SiteJobs
@@ -64,6 +65,35 @@ def test_a_remote_dataset_is_staged_from_its_cheapest_replica() -> None:
     env = {e["name"]: e["value"] for e in stager["env"]}
     assert env == {"SOURCE": "s3://b/corpus", "SOURCE_SITE": "dc-b"}  # on-prem egress is free
     assert "/dev/termination-log" in stager["command"][-1]
+
+
+@pytest.mark.parametrize(("decision", "source"), [
+    ({"site": "dc-a", "data_moves": [{"dataset": "corpus", "from_site": "aws-a", "gb": 200}]},
+     "aws-a"),
+    ({"site": "dc-a", "data_moves": []}, None),
+    ({"site": "dc-b", "data_moves": [{"dataset": "corpus", "from_site": "aws-a", "gb": 200}]},
+     "dc-b"),
+    ({"site": "dc-a"}, "dc-b"),
+], ids=["the decision's replica is the one copied", "the decision says nothing to move",
+        "a decision for another site is not used", "a decision stored without data moves"])
+def test_staging_reads_the_replica_the_decision_chose(decision: dict[str, Any],
+                                                      source: str | None) -> None:
+    inv = Inventory(sites=SITES, datasets=[corpus({"dc-b": "s3://b/corpus",
+                                                   "aws-a": "s3://aws/corpus"})])
+    got = stages(compile_inventory(inv), trained(), inv.site("dc-a"), decision)
+    assert [s.source_site for s in got] == ([source] if source else [])
+
+
+def test_the_decision_records_the_replica_staging_copies() -> None:
+    inv = Inventory(sites=SITES, datasets=[corpus({"dc-b": "s3://b/corpus",
+                                                   "aws-a": "s3://aws/corpus"})])
+    pol = policy([{"name": "here", "require": {"sites": ["dc-a"]}, "weights": {"cost": 1}}])
+    eng = Engine(inv, pol, "v")
+    decision = eng.explain_dict(eng.decide(trained()))
+    assert decision["site"] == "dc-a"
+    assert decision["data_moves"] == [{"dataset": "corpus", "from_site": "dc-b", "gb": 200.0}]
+    assert stages(eng.ci, trained(), inv.site("dc-a"), decision) == stages(
+        eng.ci, trained(), inv.site("dc-a"))
 
 
 def test_a_replica_without_a_uri_is_a_clear_error() -> None:

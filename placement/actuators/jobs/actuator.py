@@ -208,7 +208,7 @@ class JobActuator(Actuator[JobOptions]):
             elapsed = (self.clock() - (as_utc(wrow.created_at) or self.clock())).total_seconds()
             deadline_s = int(row.deadline_hours * 3600 - elapsed)
         where = Placement(site, wrow.action or "place", decision.get("capacity"),
-                          stages(engine.ci, wl, site), deadline_s)
+                          stages(engine.ci, wl, site, decision), deadline_s)
         return render(wl, row.workload_id, where)
 
     def _submit(self, p: _Pass, token: str, site: Site, client: Any) -> None:

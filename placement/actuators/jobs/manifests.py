@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from placement.actuators.base import PermanentActuatorError
 from placement.actuators.kube import ManifestError, validate
 from placement.engine.compiled import CompiledInventory
+from placement.engine.context import data_move, moves_to
 from placement.model import Site, Workload
 from placement.model.workload import JobSpec
 
@@ -71,25 +71,24 @@ def job_name(wl: Workload, workload_id: uuid.UUID) -> str:
     return f"job-{base}-{workload_id.hex[:8]}" if base else f"job-{workload_id.hex[:8]}"
 
 
-def stages(ci: CompiledInventory, wl: Workload, site: Site) -> tuple[Stage, ...]:
-    """Bulk datasets without a replica at the site, each from the replica the engine prices
-    cheapest to move it from (egress $, then transfer time), as in its data-gravity estimate."""
-    out = []
-    s = ci.site_index[site.name]
+def stages(ci: CompiledInventory, wl: Workload, site: Site,
+           decision: Mapping[str, Any] | None = None) -> tuple[Stage, ...]:
+    """Bulk datasets the site lacks, each copied from the replica the decision chose (its
+    `data_moves`); for a decision stored without them, or for another site, the engine's own
+    choice (`data_move`: cheapest egress $, then transfer time)."""
+    if decision is not None and decision.get("site") == site.name and "data_moves" in decision:
+        moves = list(decision["data_moves"])
+    else:
+        moves = moves_to(ci, data_move(ci, wl), ci.site_index[site.name])
     datasets = {d.name: d for d in ci.inventory.datasets}
-    for ref in wl.spec.datasets:
-        d = ci.dataset_index[ref.name]
-        if ref.access != "bulk" or ci.dataset_replicas[d, s]:
-            continue
-        reps = np.flatnonzero(ci.dataset_replicas[d])
-        size = float(ci.dataset_size[d])
-        cost = ci.egress[reps, s] * size + size * 8 / ci.gbps[reps, s] * 1e-9
-        src = ci.site_names[int(reps[int(np.argmin(cost))])]
-        uri = datasets[ref.name].spec.uris.get(src)
+    out = []
+    for m in moves:
+        name, src = m["dataset"], m["from_site"]
+        uri = datasets[name].spec.uris.get(src)
         if uri is None:
-            raise JobSpecError(f"dataset {ref.name} must be copied to {site.name} from {src}, "
+            raise JobSpecError(f"dataset {name} must be copied to {site.name} from {src}, "
                                f"but its uris has no entry for {src}; add one")
-        out.append(Stage(ref.name, src, uri, size))
+        out.append(Stage(name, src, uri, float(m["gb"])))
     return tuple(out)
 
 
