@@ -130,8 +130,8 @@ parent = int(sys.argv[1])
 while os.getppid() == parent:  # the parent exits before this worker asks to die with it
     time.sleep(0.05)
 from placement.service.workers import _die_with_parent
+Path(sys.argv[2]).write_text("armed")  # first: the watchdog may act the moment it starts
 _die_with_parent(parent)
-Path(sys.argv[2]).write_text("armed")
 time.sleep(60)
 """
 
