@@ -22,7 +22,6 @@ import asyncio
 import logging
 import multiprocessing
 import os
-import queue
 import signal
 import threading
 import time
@@ -59,7 +58,7 @@ class FloorBatcher(Batcher):
     """The service's batcher with the decision replaced by a cached one per workload name."""
 
     def __init__(self, rt: Runtime, engine: Engine, cached: dict[str, Cached]) -> None:
-        super().__init__(rt)
+        super().__init__(rt, place=lambda _, batch: self._place(batch))
         self.engine = engine
         self.cached = cached
         self.lock = threading.Lock()
@@ -77,30 +76,6 @@ class FloorBatcher(Batcher):
         _store(self.rt, prep)
         for p, row, drow, _ in prep.stored:
             p.future.set_result((row, drow, True))
-
-    def _run(self) -> None:  # Batcher._run with `place_batch` replaced by `_place`
-        while True:
-            first = self.inbox.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    item = self.inbox.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self.inbox.put(None)
-                    break
-                batch.append(item)
-            try:
-                self._place(batch)
-            except Exception as exc:
-                log.exception("floor batch of %d failed", len(batch))
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
-
 
 def decide_once(engine: Engine, workloads: list[dict[str, Any]]) -> dict[str, Cached]:
     """Each distinct workload (by name) decided once by the real engine."""
