@@ -22,7 +22,7 @@ from placement.control.runtime import ReloadStatus, Runtime, activate_policy
 from placement.errors import ConfigError
 from placement.periodic import Periodic
 from placement.policy.loader import Bundle, load_bundle
-from placement.store.tables import utcnow
+from placement.store.db import utcnow
 
 log = logging.getLogger("placement.control.gitops")
 YAML_SUFFIXES = (".yaml", ".yml")

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from placement.engine import Engine
@@ -21,10 +20,11 @@ from placement.metrics import Metrics
 from placement.model import Inventory, Policy, Site
 from placement.policy.loader import Bundle, policy_version
 from placement.signals import Observed, SignalCache
-from placement.store.db import Database, as_utc
+from placement.store import policies
+from placement.store.capacity import active_holds, reserved_counts
+from placement.store.db import Database, as_utc, utcnow
 from placement.store.inventory import inventory_version, load_inventory
 from placement.store.spend import team_spend
-from placement.store.tables import CapacityRow, PolicyBundleRow, ReservationRow, utcnow
 
 
 class MeasuredTimes(Protocol):
@@ -170,8 +170,7 @@ class Runtime:
         for the groups a decision finds short."""
         ci = base.ci
         reserved = np.zeros(len(ci.group_site), dtype=np.int64)
-        for site, gpu, n in session.execute(
-                select(CapacityRow.site, CapacityRow.gpu_type, CapacityRow.reserved)).all():
+        for site, gpu, n in reserved_counts(session):
             group = ci.group_index(site, gpu)
             if group is not None:
                 reserved[group] = n
@@ -193,11 +192,7 @@ class Runtime:
         `overdue_hours` from now (the policy's overdue_release_hours): never free now."""
         now = utcnow()
         with self.db.read() as s:
-            rows = s.execute(select(ReservationRow.site, ReservationRow.gpu_type,
-                                    ReservationRow.count, ReservationRow.expected_end_at)
-                             .where(ReservationRow.released_at.is_(None),
-                                    tuple_(ReservationRow.site, ReservationRow.gpu_type)
-                                    .in_(pairs))).all()
+            rows = active_holds(s, pairs=pairs)
         held: list[HeldRow] = []
         overdue: set[tuple[str, str]] = set()
         for site, gpu, count, end in rows:
@@ -215,25 +210,17 @@ def activate_policy(session: Session, bundle: Bundle, source: str,
     """Store the bundle's policy and make it the active one; True when the version changed.
     The version defaults to the policy's content hash (a git commit where known)."""
     version = version or bundle.policy_version
-    active = session.scalar(select(PolicyBundleRow).where(PolicyBundleRow.active.is_(True)))
-    if active is not None and active.version == version:
-        return False
-    session.execute(update(PolicyBundleRow).values(active=False))
-    row = session.scalar(select(PolicyBundleRow).where(PolicyBundleRow.version == version))
-    if row is None:
-        session.add(PolicyBundleRow(version=version, active=True, source=source,
-                                    content=bundle.policy.model_dump(mode="json")))
-    else:
-        row.active = True
-    return True
+    return policies.activate(session, version=version, source=source,
+                             content=bundle.policy.model_dump(mode="json"))
 
 
 def active_policy(session: Session) -> tuple[Policy, str] | None:
     """The stored active policy and its version, if any."""
-    row = session.scalar(select(PolicyBundleRow).where(PolicyBundleRow.active.is_(True)))
-    if row is None:
+    stored = policies.active(session)
+    if stored is None:
         return None
-    policy = Policy.model_validate(row.content)
-    if row.version.startswith("sha256:") and policy_version(policy) != row.version:
-        raise PlacementError(f"stored policy {row.version} does not match its content hash")
-    return policy, row.version
+    content, version = stored
+    policy = Policy.model_validate(content)
+    if version.startswith("sha256:") and policy_version(policy) != version:
+        raise PlacementError(f"stored policy {version} does not match its content hash")
+    return policy, version

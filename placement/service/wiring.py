@@ -20,9 +20,8 @@ from placement.periodic import Periodic
 from placement.policy.loader import load_bundle
 from placement.signals import PrometheusClient, SignalCache
 from placement.store import inventory as inv
-from placement.store.db import open_database
+from placement.store.db import open_database, utcnow
 from placement.store.migrate import ensure_schema
-from placement.store.tables import utcnow
 
 if TYPE_CHECKING:
     from collections.abc import Callable

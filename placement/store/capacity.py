@@ -3,14 +3,15 @@ for every caller (one submission, a batch pipelined on PostgreSQL, a job decided
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from placement.errors import PlacementError
-from placement.store.tables import CapacityRow
+from placement.store.tables import CapacityRow, ReservationRow
 
 
 class CapacityConflict(PlacementError):
@@ -52,3 +53,19 @@ def check_taken(rowcount: int, *, site: str, gpu: str) -> None:
 def give_back(s: Session, *, site: str, gpu: str, n: int) -> None:
     """Return n reserved GPUs (their reservation is marked released first)."""
     s.execute(GIVE_BACK, take_params(site=site, gpu=gpu, n=n))
+
+
+def reserved_counts(s: Session) -> list[tuple[str, str, int]]:
+    """(site, GPU type, reserved) of every capacity row."""
+    rows = s.execute(select(CapacityRow.site, CapacityRow.gpu_type, CapacityRow.reserved))
+    return [(site, gpu, n) for site, gpu, n in rows]
+
+
+def active_holds(s: Session, *, pairs: list[tuple[str, str]]
+                 ) -> list[tuple[str, str, int, datetime | None]]:
+    """(site, GPU type, count, expected end) of the active reservations on the given pairs."""
+    rows = s.execute(select(ReservationRow.site, ReservationRow.gpu_type, ReservationRow.count,
+                            ReservationRow.expected_end_at)
+                     .where(ReservationRow.released_at.is_(None),
+                            tuple_(ReservationRow.site, ReservationRow.gpu_type).in_(pairs)))
+    return [(site, gpu, count, end) for site, gpu, count, end in rows]
