@@ -176,7 +176,7 @@ SQL_NAMES = frozenset({"select", "update", "insert", "delete", "text"})
 # queries into a placement.store repository comes off this list; nothing new goes on it.
 SQL_ALLOWED = frozenset({
     "placement.control.submit",  # batched inserts of workloads, decisions, reservations
-    "placement.control.lifecycle",  # transitions, requeue, GPU reservations
+    "placement.control.lifecycle",  # its SQL is in store.transitions; it still holds ORM rows
     "placement.actuators.*",  # serving, job and burst work rows
 })
 

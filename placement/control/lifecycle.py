@@ -7,9 +7,8 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from placement.control.auth import Principal
@@ -24,14 +23,12 @@ from placement.errors import (
 )
 from placement.jsoncodec import fragment
 from placement.model import Workload
-from placement.store.capacity import CapacityConflict, give_back, take_gpus
-from placement.store.tables import (
-    DecisionRow,
-    EventRow,
-    ReservationRow,
-    WorkloadRow,
-    utcnow,
-)
+from placement.store import transitions as store
+from placement.store.capacity import CapacityConflict
+from placement.store.db import utcnow
+
+if TYPE_CHECKING:
+    from placement.store.tables import ReservationRow, WorkloadRow
 
 log = logging.getLogger("placement.control.lifecycle")
 DecisionData = dict[str, Any]  # a Decision as JSON-ready data (Engine.explain_dict)
@@ -51,7 +48,7 @@ MAX_ATTEMPTS = 8
 def event(session: Session, workload_id: uuid.UUID, kind: str, message: str,
           **detail: Any) -> None:
     """Append to the workload's event log (never updated or deleted)."""
-    session.add(EventRow(workload_id=workload_id, type=kind, message=message, detail=detail))
+    store.add_event(session, workload_id=workload_id, kind=kind, message=message, detail=detail)
 
 
 def decision_rows(workload_id: uuid.UUID, decision: DecisionData, out: Outcome, now: datetime
@@ -80,13 +77,8 @@ def record_decision(session: Session, row: WorkloadRow, decision: DecisionData,
                     out: Outcome) -> None:
     """A new decision for a stored workload (re-queue): rows added, GPUs taken last."""
     drow, ev, held = decision_rows(row.id, decision, out, utcnow())
-    session.execute(insert(DecisionRow), [drow])
-    row.phase = PHASE_OF_ACTION[decision["action"]]
-    row.site, row.action, row.decision_id = decision["site"], decision["action"], drow["id"]
-    session.execute(insert(EventRow), [ev])
-    if held is not None:
-        session.execute(insert(ReservationRow), [held])
-        take_gpus(session, site=held["site"], gpu=held["gpu_type"], n=held["count"])
+    store.add_decision(session, row=row, decision=drow, event=ev, held=held,
+                       phase=PHASE_OF_ACTION[decision["action"]])
 
 
 def check_references(engine: Engine, wl: Workload) -> None:
@@ -124,8 +116,7 @@ def count_decision(rt: Runtime, decision: DecisionData, engine: Engine) -> None:
 
 
 def _load(s: Session, workload_id: uuid.UUID, who: Principal, lock: bool = False) -> WorkloadRow:
-    q = select(WorkloadRow).where(WorkloadRow.id == workload_id)
-    row = s.scalar(q.with_for_update() if lock else q)
+    row = store.load(s, workload_id=workload_id, lock=lock)
     if row is None:
         raise NotFoundError("workload", str(workload_id))
     who.require_team(row.team)
@@ -133,18 +124,13 @@ def _load(s: Session, workload_id: uuid.UUID, who: Principal, lock: bool = False
 
 
 def active_reservations(s: Session, row: WorkloadRow) -> list[ReservationRow]:
-    return list(s.scalars(select(ReservationRow).where(ReservationRow.workload_id == row.id,
-                                                       ReservationRow.released_at.is_(None))))
+    """The workload's reservations not yet released."""
+    return store.holds_of(s, workload_id=row.id)
 
 
 def free_gpus(s: Session, held: list[ReservationRow]) -> int:
     """Release reservations; returns GPUs freed. Capacity rows are updated last (short locks)."""
-    for res in held:
-        res.released_at = utcnow()
-    s.flush()
-    for res in held:
-        give_back(s, site=res.site, gpu=res.gpu_type, n=res.count)
-    return sum(r.count for r in held)
+    return store.release_holds(s, holds=held)
 
 
 def transition(rt: Runtime, *, workload_id: uuid.UUID, to: str, who: Principal,
@@ -175,15 +161,12 @@ def requeue(rt: Runtime, limit: int = 100) -> int:
     phase re-checked inside the transaction.
     """
     with rt.db.read() as s:
-        ids = list(s.scalars(select(WorkloadRow.id).where(WorkloadRow.phase == "queued")
-                             .order_by(WorkloadRow.priority.desc(), WorkloadRow.created_at)
-                             .limit(limit)))
+        ids = store.queued_ids(s, limit=limit)
     moved = 0
     for wid in ids:
         try:
             with rt.db.write() as s:
-                row = s.scalar(select(WorkloadRow).where(WorkloadRow.id == wid)
-                               .with_for_update(skip_locked=True))
+                row = store.load(s, workload_id=wid, skip_locked=True)
                 if row is None or row.phase != "queued":
                     continue
                 engine = rt.engine(s, fresh=True)
@@ -198,7 +181,7 @@ def requeue(rt: Runtime, limit: int = 100) -> int:
             continue
         except PlacementError as exc:  # e.g. a dataset was deleted since submission
             with rt.db.write() as s:
-                row = s.get(WorkloadRow, wid)
+                row = store.load(s, workload_id=wid)
                 if row is not None and row.phase == "queued":
                     row.phase = "rejected"
                     event(s, wid, "rejected", f"re-evaluation failed: {exc}")
