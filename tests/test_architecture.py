@@ -175,7 +175,6 @@ SQL_NAMES = frozenset({"select", "update", "insert", "delete", "text"})
 # Not converted yet: these still build SQL or hold ORM rows themselves. Each one that moves its
 # queries into a placement.store repository comes off this list; nothing new goes on it.
 SQL_ALLOWED = frozenset({
-    "placement.control.submit",  # batched inserts of workloads, decisions, reservations
     "placement.control.lifecycle",  # its SQL is in store.transitions; it still holds ORM rows
     "placement.actuators.*",  # serving, job and burst work rows
 })

@@ -20,10 +20,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import psycopg
-from sqlalchemy import Table, insert, select, tuple_
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, StatementError
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from placement.control.lifecycle import (
     MAX_ATTEMPTS,
@@ -42,22 +39,10 @@ from placement.errors import (
     StoreUnavailableError,
     UnprocessableError,
 )
-from placement.jsoncodec import dumps_str
 from placement.model import Workload
-from placement.store.capacity import (
-    TAKE_PG,
-    CapacityConflict,
-    check_taken,
-    take_gpus,
-    take_params,
-)
-from placement.store.tables import (
-    DecisionRow,
-    EventRow,
-    ReservationRow,
-    WorkloadRow,
-    utcnow,
-)
+from placement.store.capacity import CapacityConflict
+from placement.store.db import utcnow
+from placement.store.submissions import by_keys, insert_new, stored_ids
 
 log = logging.getLogger("placement.control.submit")
 Row = dict[str, Any]
@@ -133,13 +118,7 @@ def _resolve_existing(rt: Runtime, batch: list[Pending]) -> list[Pending]:
     found: dict[tuple[str, str], tuple[Row, Row | None]] = {}
     if keyed:
         with rt.db.read() as s:
-            rows = s.scalars(select(WorkloadRow).where(
-                tuple_(WorkloadRow.team, WorkloadRow.idempotency_key).in_(keyed))).all()
-            for row in rows:
-                assert row.idempotency_key is not None
-                drow = s.get(DecisionRow, row.decision_id) if row.decision_id else None
-                found[(row.team, row.idempotency_key)] = (
-                    row.columns(), drow.columns() if drow else None)
+            found = by_keys(s, keys=keyed)
     todo: list[Pending] = []
     first_of: dict[tuple[str, str], Pending] = {}
     for p in batch:
@@ -217,74 +196,6 @@ def _rows_for(p: Pending, decision: DecisionData, out: Outcome
     return row, drow, [submitted, ev], held
 
 
-def _table(model: Any) -> Table:
-    table: Table = model.__table__
-    return table
-
-
-def _columns(model: Any) -> list[str]:
-    return [c.key for c in _table(model).columns if c.autoincrement is not True]
-
-
-_WORKLOAD_COLUMNS = _columns(WorkloadRow)
-_DECISION_COLUMNS = _columns(DecisionRow)
-_EVENT_COLUMNS = _columns(EventRow)
-_RESERVATION_COLUMNS = _columns(ReservationRow)
-
-
-def _json_insert(model: Any, columns: list[str]) -> tuple[str, str | None]:
-    """PostgreSQL: all rows of a table in one statement from one JSON array (encoded by
-    orjson in C; the server turns it into rows), far less client CPU than a parameter per
-    value. A decision's explanation (10-20 KB) comes apart, one text per row, so the server
-    parses it once, as the json column's input, not also as part of the array."""
-    table = _table(model)
-    cols = ", ".join(columns)
-    if model is not DecisionRow:
-        return (f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM "
-                f"json_populate_recordset(NULL::{table.name}, %s::json)"), None
-    picked = ", ".join("e.x::json" if c == "explanation" else f"r.{c}" for c in columns)
-    return (f"INSERT INTO {table.name} ({cols}) SELECT {picked} FROM "
-            f"json_populate_recordset(NULL::{table.name}, %s::json) WITH ORDINALITY AS r "
-            "JOIN unnest(%b::text[]) WITH ORDINALITY AS e(x, n) ON e.n = r.ordinality"), \
-        "explanation"
-
-
-_INSERTS = [_json_insert(m, cols)
-            for m, cols in ((WorkloadRow, _WORKLOAD_COLUMNS), (DecisionRow, _DECISION_COLUMNS),
-                            (EventRow, _EVENT_COLUMNS), (ReservationRow, _RESERVATION_COLUMNS))]
-
-
-def _write_pipelined(s: Session, tables: list[list[dict[str, Any]]],
-                     need: list[tuple[tuple[str, str], int]]) -> None:
-    """PostgreSQL: every insert and guarded update of the batch in one pipeline (one round
-    trip instead of one per statement); the caller's transaction commits it."""
-    raw = s.connection().connection.driver_connection
-    assert isinstance(raw, psycopg.Connection)
-    takes: list[psycopg.Cursor[Any]] = []
-    try:
-        with raw.pipeline(), raw.cursor() as cur:
-            for (sql, apart), rows in zip(_INSERTS, tables, strict=True):
-                if not rows:
-                    continue
-                if apart is None:
-                    cur.execute(sql, (dumps_str(rows),))
-                else:  # a big JSON column goes beside the rows (see _json_insert)
-                    texts = [dumps_str(r[apart]) for r in rows]
-                    cur.execute(sql, (dumps_str([{**r, apart: None} for r in rows]), texts))
-            for (site, gpu), n in need:
-                take = raw.cursor()
-                take.execute(TAKE_PG, take_params(site=site, gpu=gpu, n=n))
-                takes.append(take)
-    except psycopg.IntegrityError as exc:
-        raise IntegrityError(_INSERTS[0][0], None, exc) from exc
-    except psycopg.OperationalError as exc:
-        raise OperationalError(_INSERTS[0][0], None, exc) from exc
-    except psycopg.Error as exc:  # a value the server refused (range, encoding, a CHECK)
-        raise DBAPIError(_INSERTS[0][0], None, exc) from exc
-    for take, ((site, gpu), _) in zip(takes, need, strict=True):
-        check_taken(take.rowcount, site=site, gpu=gpu)
-
-
 Stored = list[tuple[Pending, Row, Row, DecisionData]]
 
 
@@ -319,20 +230,9 @@ def _prepare(decided: Decided) -> Prepared:
 
 def _store(rt: Runtime, prep: Prepared) -> None:
     """One transaction with bulk inserts, then one guarded update per (site, GPU type)."""
-    workloads, decisions, events, held = prep.tables
-    ordered = prep.need
     with rt.db.write() as s:
-        if rt.db.dialect == "postgresql":
-            _write_pipelined(s, prep.tables, ordered)
-            return
-        conn = s.connection()  # Core executemany: no ORM bookkeeping for rows we never reuse
-        conn.execute(insert(_table(WorkloadRow)), workloads)  # parents first
-        conn.execute(insert(_table(DecisionRow)), decisions)
-        conn.execute(insert(_table(EventRow)), events)
-        if held:
-            conn.execute(insert(_table(ReservationRow)), held)
-        for (site, gpu), n in ordered:
-            take_gpus(s, site=site, gpu=gpu, n=n)
+        insert_new(s, postgresql=rt.db.dialect == "postgresql", tables=prep.tables,
+                   need=prep.need)
 
 
 def _stored_ids(rt: Runtime, stored: Stored) -> set[uuid.UUID] | None:
@@ -340,7 +240,7 @@ def _stored_ids(rt: Runtime, stored: Stored) -> set[uuid.UUID] | None:
     ids = [row["id"] for _, row, _, _ in stored]
     try:
         with rt.db.read() as s:
-            return set(s.scalars(select(WorkloadRow.id).where(WorkloadRow.id.in_(ids))))
+            return stored_ids(s, ids=ids)
     except OperationalError:
         return None
 
