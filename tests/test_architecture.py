@@ -176,7 +176,6 @@ SQL_NAMES = frozenset({"select", "update", "insert", "delete", "text"})
 # queries into a placement.store repository comes off this list; nothing new goes on it.
 SQL_ALLOWED = frozenset({
     "placement.control.lifecycle",  # its SQL is in store.transitions; it still holds ORM rows
-    "placement.actuators.*",  # serving, job and burst work rows
 })
 
 
@@ -222,10 +221,13 @@ def test_the_not_converted_list_only_shrinks() -> None:
     assert stale == []
 
 
-def test_the_sql_check_sees_an_offender(tmp_path: Path) -> None:
+def test_the_sql_check_sees_an_offender(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                        ) -> None:
     path = tmp_path / "m.py"
     path.write_text("def f():\n    from sqlalchemy import select\n"
                     "    from placement.store.tables import WorkloadRow\n")
     assert sql_imports(path) == ["sqlalchemy.select", "placement.store.tables"]
+    # a wildcard entry covers its package (the actuators, once listed, are converted now)
+    monkeypatch.setitem(globals(), "SQL_ALLOWED", SQL_ALLOWED | {"placement.actuators.*"})
     assert _sql_allowed("placement.actuators.jobs.actuator")
     assert not _sql_allowed("api.routers.workloads")

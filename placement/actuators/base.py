@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from placement.periodic import Periodic
-from placement.store.tables import utcnow
+from placement.store.db import utcnow
 from placement.store.work import owned, record_failure, retry_wait, work_due
 
 if TYPE_CHECKING:

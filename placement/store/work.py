@@ -1,5 +1,7 @@
 """Work rows several service replicas share: claimed one at a time with a guarded update and a
-token, so a worker whose claim lapsed (it was slow, or died) never writes over the next one."""
+token, so a worker whose claim lapsed (it was slow, or died) never writes over the next one.
+The actuators hold these rows (and their workloads') by the aliases below, never the ORM
+module."""
 
 from __future__ import annotations
 
@@ -13,6 +15,10 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from placement.store.db import Database
+from placement.store.tables import DecisionRow, WorkloadRow
+
+WorkloadRecord = WorkloadRow  # a workload's row, for a caller mutating it in its transaction
+DecisionRecord = DecisionRow
 
 
 def claim_next(db: Database, table: Any, statuses: tuple[str, ...], skipped: set[uuid.UUID],
@@ -88,3 +94,19 @@ def record_failure(s: Session, table: Any, wid: uuid.UUID, token: str, attempts:
     release(row)
     row.attempts, row.next_attempt_at, row.message = attempts, retry_at, message
     return row
+
+
+def detached(s: Session, *, table: Any, workload_id: uuid.UUID) -> tuple[Any, WorkloadRow] | None:
+    """The work row and its workload, detached (to work outside a transaction); None if gone."""
+    row, wrow = s.get(table, workload_id), s.get(WorkloadRow, workload_id)
+    if row is None or wrow is None:
+        return None
+    s.expunge_all()
+    return row, wrow
+
+
+def workload_of(s: Session, *, workload_id: uuid.UUID, lock: bool = False) -> WorkloadRow | None:
+    """The workload's row in the caller's session (locked for update when `lock`)."""
+    if not lock:
+        return s.get(WorkloadRow, workload_id)
+    return s.scalar(select(WorkloadRow).where(WorkloadRow.id == workload_id).with_for_update())

@@ -27,7 +27,6 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from placement.actuators.base import Actuator, ActuatorOptions, PermanentActuatorError
@@ -35,9 +34,10 @@ from placement.control.lifecycle import active_reservations, event, free_gpus, r
 from placement.control.runtime import Runtime
 from placement.model import Site, Workload
 from placement.model.inventory import CloudSiteSpec
-from placement.store.db import as_utc
-from placement.store.tables import BurstRow, DecisionRow, WorkloadRow, utcnow
-from placement.store.work import owned, release
+from placement.store import bursts as store
+from placement.store.bursts import BurstRecord
+from placement.store.db import as_utc, utcnow
+from placement.store.work import WorkloadRecord, release, workload_of
 
 log = logging.getLogger("placement.actuators.bursts")
 DUE = ("requested", "provisioning", "ready", "draining")
@@ -112,7 +112,7 @@ class BurstActuator(Actuator[BurstOptions]):
     retried with backoff; see `_failed_up` for a failed `up`."""
 
     NAME = "bursts"
-    TABLE = BurstRow
+    TABLE = BurstRecord
     DUE = DUE
     LOG = log
 
@@ -124,15 +124,8 @@ class BurstActuator(Actuator[BurstOptions]):
 
     def _adopt(self) -> None:
         now = self.clock()
-        with self.rt.db.read() as s:
-            fresh = list(s.execute(
-                select(WorkloadRow, DecisionRow.explanation)
-                .join(DecisionRow, DecisionRow.id == WorkloadRow.decision_id)
-                .where(WorkloadRow.action == "burst",
-                       WorkloadRow.phase.in_(("placed", "running")),
-                       WorkloadRow.id.not_in(select(BurstRow.workload_id).where(
-                           BurstRow.status.not_in(("failed", "destroyed")))))))
-            s.expunge_all()  # a failed or destroyed burst of a workload decided again: anew
+        with self.rt.db.read() as s:  # a failed or destroyed burst of one decided again: anew
+            fresh = store.undecided_bursts(s, phases=("placed", "running"))
         for wrow, decision in fresh:
             site = self.rt.site(wrow.site or "")
             try:
@@ -152,13 +145,7 @@ class BurstActuator(Actuator[BurstOptions]):
                       "ended_at": None}
             try:
                 with self.rt.db.write() as s:
-                    old = s.get(BurstRow, wrow.id)
-                    if old is None:
-                        s.add(BurstRow(workload_id=wrow.id, **values))
-                    elif old.status in ("failed", "destroyed") and old.claim_token is None:
-                        for key, value in values.items():  # same stack name: one stack ever
-                            setattr(old, key, value)
-                    else:
+                    if not store.request(s, workload_id=wrow.id, fields=values):
                         continue
                     event(s, wrow.id, "burst_requested", f"burst: {cfg.instances} x "
                           f"{cfg.instance_type} ({'spot' if cfg.spot else 'on-demand'}) in "
@@ -167,10 +154,10 @@ class BurstActuator(Actuator[BurstOptions]):
             except IntegrityError:
                 continue  # another replica adopted it (or the stack name is taken)
 
-    def _refuse(self, wrow: WorkloadRow, why: str) -> None:
+    def _refuse(self, wrow: WorkloadRecord, why: str) -> None:
         """A burst that cannot be provisioned: the workload goes back to the queue."""
         with self.rt.db.write() as s:
-            w = s.scalar(select(WorkloadRow).where(WorkloadRow.id == wrow.id).with_for_update())
+            w = workload_of(s, workload_id=wrow.id, lock=True)
             if w is None or w.phase not in ("placed", "running"):
                 return
             free_gpus(s, active_reservations(s, w))
@@ -180,10 +167,10 @@ class BurstActuator(Actuator[BurstOptions]):
 
     def work(self, wid: uuid.UUID, token: str) -> None:
         with self.rt.db.read() as s:
-            row, wrow = s.get(BurstRow, wid), s.get(WorkloadRow, wid)
-            if row is None or wrow is None:
-                return
-            s.expunge_all()
+            found = store.detached_burst(s, workload_id=wid)
+        if found is None:
+            return
+        row, wrow = found
         if row.status == "draining":
             self._destroy(row, token)
         elif row.status == "ready":
@@ -192,21 +179,12 @@ class BurstActuator(Actuator[BurstOptions]):
             self._provision(row, token)
 
     def _set(self, wid: uuid.UUID, token: str, keep_claim: bool = False,
-             **values: Any) -> BurstRow | None:
+             **values: Any) -> BurstRecord | None:
         with self.rt.db.write() as s:
-            brow = owned(s, BurstRow, wid, token)
-            if brow is None:
-                return None
-            for key, value in values.items():
-                setattr(brow, key, value)
-            if not keep_claim:
-                release(brow)
-            s.flush()
-            s.expunge(brow)
-            found: BurstRow = brow
-            return found
+            return store.set_claimed(s, workload_id=wid, token=token, fields=values,
+                                     keep_claim=keep_claim)
 
-    def _provision(self, row: BurstRow, token: str) -> None:
+    def _provision(self, row: BurstRecord, token: str) -> None:
         from infra.config import BurstConfig
 
         cfg = BurstConfig.model_validate(row.spec)
@@ -231,10 +209,10 @@ class BurstActuator(Actuator[BurstOptions]):
             return
         self._ready(row, token, outputs, "provisioned")
 
-    def _ready(self, row: BurstRow, token: str, outputs: dict[str, Any], how: str) -> None:
+    def _ready(self, row: BurstRecord, token: str, outputs: dict[str, Any], how: str) -> None:
         now = self.clock()
         with self.rt.db.write() as s:
-            brow = owned(s, BurstRow, row.workload_id, token)
+            brow = store.claimed(s, workload_id=row.workload_id, token=token)
             if brow is None:
                 return
             release(brow)
@@ -245,7 +223,7 @@ class BurstActuator(Actuator[BurstOptions]):
                   f"{outputs.get('instances', '?')} x {outputs.get('instance_type', '?')}",
                   outputs=outputs)
 
-    def _failed_up(self, row: BurstRow, token: str, exc: Exception) -> None:
+    def _failed_up(self, row: BurstRecord, token: str, exc: Exception) -> None:
         """`up` failed: remove whatever it made, and send the workload back to the queue."""
         cleanup = "stack destroyed"
         try:
@@ -253,9 +231,8 @@ class BurstActuator(Actuator[BurstOptions]):
         except Exception as again:  # leave it for a human; the message says so
             cleanup = f"destroying the partial stack failed too ({again}); destroy it by hand"
         with self.rt.db.write() as s:
-            brow = owned(s, BurstRow, row.workload_id, token)
-            w = s.scalar(select(WorkloadRow).where(WorkloadRow.id == row.workload_id)
-                         .with_for_update())
+            brow = store.claimed(s, workload_id=row.workload_id, token=token)
+            w = workload_of(s, workload_id=row.workload_id, lock=True)
             if brow is None:
                 return
             release(brow)
@@ -269,7 +246,7 @@ class BurstActuator(Actuator[BurstOptions]):
         self.rt.invalidate_capacity()
         request_requeue(self.rt)
 
-    def _check(self, row: BurstRow, token: str, wrow: WorkloadRow) -> None:
+    def _check(self, row: BurstRecord, token: str, wrow: WorkloadRecord) -> None:
         """Spend so far; drain when the workload ended, the burst expired or its budget is
         spent."""
         now = self.clock()
@@ -294,7 +271,7 @@ class BurstActuator(Actuator[BurstOptions]):
                 event(s, row.workload_id, "burst_draining", f"burst {row.stack} draining: "
                       f"{why}; ${spent:,.2f} spent")
 
-    def _destroy(self, row: BurstRow, token: str) -> None:
+    def _destroy(self, row: BurstRecord, token: str) -> None:
         self.provisioner.destroy(row.stack)
         now = self.clock()
         ready = as_utc(row.ready_at)

@@ -13,10 +13,11 @@ from placement.actuators.jobs.status import Observation
 from placement.control.lifecycle import active_reservations, event, free_gpus
 from placement.control.runtime import Runtime
 from placement.store.db import as_utc
-from placement.store.tables import JobRunRow, WorkloadRow
+from placement.store.jobs import JobRunRecord, get_run
+from placement.store.work import WorkloadRecord
 
 
-def end_workload(s: Session, w: WorkloadRow, final: str, message: str) -> int:
+def end_workload(s: Session, w: WorkloadRecord, final: str, message: str) -> int:
     """Move the workload to its final phase and free its GPUs, in the caller's transaction;
     a workload already ended (cancelled meanwhile) is left as it is."""
     if w.phase not in ("placed", "running"):
@@ -29,7 +30,7 @@ def end_workload(s: Session, w: WorkloadRow, final: str, message: str) -> int:
     return free_gpus(s, held)
 
 
-def finish(jrow: JobRunRow, seen: Observation, now: datetime) -> None:
+def finish(jrow: JobRunRecord, seen: Observation, now: datetime) -> None:
     """The run's final status and reason, its last hours billed."""
     jrow.status = "succeeded" if seen.state == "succeeded" else "failed"
     jrow.message = seen.reason
@@ -37,7 +38,7 @@ def finish(jrow: JobRunRow, seen: Observation, now: datetime) -> None:
     jrow.finished_at = seen.finished_at or now
 
 
-def run_hours(jrow: JobRunRow, end: datetime | None, now: datetime) -> float:
+def run_hours(jrow: JobRunRecord, end: datetime | None, now: datetime) -> float:
     """Hours the run has run, up to `end` (or now)."""
     start = as_utc(jrow.started_at)
     if start is None:
@@ -45,7 +46,7 @@ def run_hours(jrow: JobRunRow, end: datetime | None, now: datetime) -> float:
     return max(0.0, ((end or now) - start).total_seconds() / 3600)
 
 
-def bill(jrow: JobRunRow, hours: float) -> None:
+def bill(jrow: JobRunRecord, hours: float) -> None:
     """Add a run's hours, and their USD at the decision's billed rate, to the actuals."""
     jrow.actual_hours = (jrow.actual_hours or 0.0) + hours
     if jrow.usd_per_hour is not None:
@@ -55,7 +56,7 @@ def bill(jrow: JobRunRow, hours: float) -> None:
 def count_actuals(rt: Runtime, wid: uuid.UUID) -> None:
     """A finished run's actual / estimated hours, USD and egress, into the metric."""
     with rt.db.read() as s:
-        jrow = s.get(JobRunRow, wid)
+        jrow = get_run(s, workload_id=wid)
         if jrow is None:
             return
         pairs = (("hours", jrow.actual_hours, jrow.estimated_hours),

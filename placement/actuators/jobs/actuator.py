@@ -27,7 +27,6 @@ from functools import cached_property
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -65,10 +64,11 @@ from placement.control.lifecycle import (
 from placement.control.runtime import Runtime
 from placement.model import Site, Workload
 from placement.model.workload import JOB_KINDS
+from placement.store import jobs as store
 from placement.store.capacity import CapacityConflict
-from placement.store.db import as_utc
-from placement.store.tables import BurstRow, DecisionRow, JobRunRow, WorkloadRow, utcnow
-from placement.store.work import owned, release
+from placement.store.db import as_utc, utcnow
+from placement.store.jobs import JobRunRecord
+from placement.store.work import DecisionRecord, WorkloadRecord, release
 
 log = logging.getLogger("placement.actuators.jobs")
 DUE = ("pending", "retrying", "submitted", "running", "interrupted", "removing")
@@ -88,9 +88,9 @@ class _Pass:
     """What one pass over a run reads: its rows, and the workload validated once, when first
     needed (removing a run never needs its document)."""
 
-    row: JobRunRow
-    wrow: WorkloadRow
-    drow: DecisionRow | None
+    row: JobRunRecord
+    wrow: WorkloadRecord
+    drow: DecisionRecord | None
 
     @cached_property
     def wl(self) -> Workload:
@@ -101,7 +101,7 @@ class JobActuator(Actuator[JobOptions]):
     """Reconciles `job_runs` rows with the Jobs on the sites' clusters."""
 
     NAME = "jobs"
-    TABLE = JobRunRow
+    TABLE = JobRunRecord
     DUE = DUE
     LOG = log
     SPEC_ERROR = JobSpecError
@@ -114,14 +114,8 @@ class JobActuator(Actuator[JobOptions]):
 
     def _adopt(self) -> None:
         now = self.clock()
-        with self.rt.db.read() as s:
-            placed = list(s.execute(  # a burst runs once its capacity is ready
-                select(WorkloadRow.id, WorkloadRow.site, WorkloadRow.document, JobRunRow.status)
-                .outerjoin(JobRunRow, JobRunRow.workload_id == WorkloadRow.id)
-                .outerjoin(BurstRow, BurstRow.workload_id == WorkloadRow.id)
-                .where(WorkloadRow.kind.in_(JOB_KINDS), WorkloadRow.phase == "placed",
-                       or_(WorkloadRow.action == "place",
-                           (WorkloadRow.action == "burst") & (BurstRow.status == "ready")))))
+        with self.rt.db.read() as s:  # a burst runs once its capacity is ready
+            placed = store.placed_jobs(s, kinds=JOB_KINDS)
         for wid, site, document, status in placed:
             if status not in (None, "requeued") or site is None:
                 continue
@@ -139,22 +133,16 @@ class JobActuator(Actuator[JobOptions]):
                               "message": "waiting to be submitted", "next_attempt_at": now,
                               "started_at": None, "finished_at": None}
                     if status is None:
-                        s.add(JobRunRow(workload_id=wid, interruptions=0, staged_bytes=0,
-                                        deadline_hours=wl.spec.deadline_hours, **values))
+                        store.add_run(s, workload_id=wid, deadline_hours=wl.spec.deadline_hours,
+                                      fields=values)
                     else:
-                        s.execute(update(JobRunRow).where(JobRunRow.workload_id == wid,
-                                                          JobRunRow.status == "requeued")
-                                  .values(**values))
+                        store.restart_requeued(s, workload_id=wid, fields=values)
                     event(s, wid, "job", f"running {wl.name} as a Job on {site}")
             except IntegrityError:
                 continue  # another replica adopted it first
         with self.rt.db.write() as s:
-            s.execute(update(JobRunRow).where(
-                JobRunRow.status.in_((*LIVE, "requeued")),
-                JobRunRow.workload_id.in_(select(WorkloadRow.id).where(
-                    WorkloadRow.phase.in_(("cancelled", "released")))))
-                .values(status="removing", attempts=0, next_attempt_at=now,
-                        message="workload cancelled; deleting the Job"))
+            store.mark_cancelled(s, statuses=(*LIVE, "requeued"),
+                                 phases=("cancelled", "released"), now=now)
 
     def _namespace(self, site: str) -> str:
         try:
@@ -164,12 +152,11 @@ class JobActuator(Actuator[JobOptions]):
 
     def work(self, wid: uuid.UUID, token: str) -> None:
         with self.rt.db.read() as s:
-            row, wrow = s.get(JobRunRow, wid), s.get(WorkloadRow, wid)
-            drow = s.get(DecisionRow, wrow.decision_id) if wrow and wrow.decision_id else None
-            if row is None or wrow is None:
-                return
-            s.expunge_all()
-        p = _Pass(row, wrow, drow)
+            found = store.detached_run(s, workload_id=wid)
+        if found is None:
+            return
+        p = _Pass(*found)
+        row = p.row
         action = {"pending": "submit", "retrying": "submit", "removing": "remove",
                   "interrupted": "resubmit"}.get(row.status, "track")
         try:
@@ -220,7 +207,7 @@ class JobActuator(Actuator[JobOptions]):
         stage_info = [c["env"][0]["value"] for c in job["spec"]["template"]["spec"]
                       ["initContainers"]]
         with self.rt.db.write() as s:
-            jrow = owned(s, JobRunRow, row.workload_id, token)
+            jrow = store.claimed(s, workload_id=row.workload_id, token=token)
             if jrow is None:
                 return
             release(jrow)
@@ -237,7 +224,7 @@ class JobActuator(Actuator[JobOptions]):
             event(s, row.workload_id, "job_submitted", jrow.message, manifests=changes,
                   staging_from=stage_info)
 
-    def _job_and_pods(self, row: JobRunRow, client: Any
+    def _job_and_pods(self, row: JobRunRecord, client: Any
                       ) -> tuple[Manifest, dict[str, Any] | None, list[dict[str, Any]]]:
         """The Job and the pods of this run (an earlier run's pods may linger on a node
         being reclaimed)."""
@@ -247,7 +234,7 @@ class JobActuator(Actuator[JobOptions]):
                                                 f"{LABEL_RUN}={row.interruptions}")
         return target, job, pods
 
-    def _delete_run(self, row: JobRunRow, client: Any) -> None:
+    def _delete_run(self, row: JobRunRecord, client: Any) -> None:
         """Delete the Job, its pods and its headless Service (each may be gone already)."""
         delete(client, _job_target(row))
         delete(client, {"apiVersion": "v1", "kind": "Service",
@@ -264,7 +251,7 @@ class JobActuator(Actuator[JobOptions]):
                                "times, giving up", seen.started_at, None, seen.staged_bytes)
         if seen.state == "interrupted":
             with self.rt.db.write() as s:  # remembered first: a failure below resumes here
-                jrow = owned(s, JobRunRow, row.workload_id, token)
+                jrow = store.claimed(s, workload_id=row.workload_id, token=token)
                 if jrow is None:
                     return
                 jrow.status, jrow.message = "interrupted", seen.reason
@@ -282,7 +269,7 @@ class JobActuator(Actuator[JobOptions]):
                                 "metadata": {"name": row.name, "namespace": row.namespace}})
         freed = 0
         with self.rt.db.write() as s:
-            jrow, w = _locked(s, row.workload_id, token)
+            jrow, w = store.claimed_and_locked(s, workload_id=row.workload_id, token=token)
             if jrow is None or w is None:
                 return
             release(jrow)
@@ -312,7 +299,8 @@ class JobActuator(Actuator[JobOptions]):
         for attempt in (1, 2):
             try:
                 with self.rt.db.write() as s:
-                    jrow, w = _locked(s, p.row.workload_id, token)
+                    jrow, w = store.claimed_and_locked(s, workload_id=p.row.workload_id,
+                                                       token=token)
                     if jrow is None or w is None:
                         return
                     if w.phase not in ("placed", "running") or jrow.status != "interrupted":
@@ -329,7 +317,7 @@ class JobActuator(Actuator[JobOptions]):
         if decision is not None:
             count_decision(self.rt, decision, engine)
 
-    def _decide_again(self, s: Session, jrow: JobRunRow, w: WorkloadRow, wl: Workload,
+    def _decide_again(self, s: Session, jrow: JobRunRecord, w: WorkloadRecord, wl: Workload,
                       reason: str) -> tuple[dict[str, Any], Any]:
         ran_h = accounting.run_hours(jrow, None, self.clock())
         step_h = wl.spec.checkpoint_minutes / 60
@@ -359,14 +347,14 @@ class JobActuator(Actuator[JobOptions]):
                         f"{decision['site'] or ''}").rstrip()
         return decision, engine
 
-    def _remove(self, row: JobRunRow, token: str, client: Any) -> None:
+    def _remove(self, row: JobRunRecord, token: str, client: Any) -> None:
         gone = [delete(client, _job_target(row)), delete(client, {
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": row.name, "namespace": row.namespace}})]
         pods = delete_pods(client, list_pods(client, row.namespace,
                                              f"{LABEL_WORKLOAD}={row.workload_id}"))
         with self.rt.db.write() as s:
-            jrow = owned(s, JobRunRow, row.workload_id, token)
+            jrow = store.claimed(s, workload_id=row.workload_id, token=token)
             if jrow is None:
                 return
             release(jrow)
@@ -374,7 +362,7 @@ class JobActuator(Actuator[JobOptions]):
             event(s, row.workload_id, "job_removed", f"Job {row.name}: {gone[0]}, "
                   f"{pods} pods deleted", job=gone[0], pods=pods)
 
-    def on_failure(self, s: Session, row: JobRunRow, failure: Failure) -> None:
+    def on_failure(self, s: Session, row: JobRunRecord, failure: Failure) -> None:
         status = row.status
         if status in ("pending", "retrying"):
             row.status = "retrying"
@@ -383,15 +371,7 @@ class JobActuator(Actuator[JobOptions]):
               permanent=failure.permanent)
 
 
-def _locked(s: Session, wid: uuid.UUID, token: str
-            ) -> tuple[JobRunRow | None, WorkloadRow | None]:
-    """The run (if still claimed by this worker) and its workload, both locked."""
-    jrow = owned(s, JobRunRow, wid, token)
-    w = s.scalar(select(WorkloadRow).where(WorkloadRow.id == wid).with_for_update())
-    return jrow, w
-
-
-def _job_target(row: JobRunRow) -> Manifest:
+def _job_target(row: JobRunRecord) -> Manifest:
     return {"apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": row.name, "namespace": row.namespace}}
 

@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,8 +32,10 @@ from placement.control.lifecycle import event
 from placement.control.runtime import Runtime
 from placement.model import Site, Workload
 from placement.model.workload import SERVICE_KINDS, ServingSpec
-from placement.store.tables import BurstRow, ServingRow, WorkloadRow, utcnow
-from placement.store.work import owned, release
+from placement.store import servings as store
+from placement.store.db import utcnow
+from placement.store.servings import ServingRecord
+from placement.store.work import release
 
 log = logging.getLogger("placement.actuators.triton")
 SERVED_PHASES = ("placed", "running")
@@ -56,7 +57,7 @@ class ServingActuator(Actuator[ServingOptions]):
     """Reconciles the `servings` rows with the sites' clusters and Triton servers."""
 
     NAME = "serving"
-    TABLE = ServingRow
+    TABLE = ServingRecord
     DUE = DUE
     LOG = log
     SPEC_ERROR = ServingSpecError
@@ -72,39 +73,25 @@ class ServingActuator(Actuator[ServingOptions]):
         """Rows for new service workloads; ended workloads' rows go to `removing`; a changed
         model version re-opens a ready row. Each workload on its own: one bad document or a
         replica adopting the same workload at once never stops the rest."""
-        with self.rt.db.read() as s:
-            fresh = list(s.execute(  # a burst is served once its capacity is ready
-                select(WorkloadRow.id, WorkloadRow.site, WorkloadRow.document)
-                .outerjoin(BurstRow, BurstRow.workload_id == WorkloadRow.id)
-                .where(WorkloadRow.kind.in_(SERVICE_KINDS), WorkloadRow.phase.in_(SERVED_PHASES),
-                       or_(WorkloadRow.action == "place",
-                           (WorkloadRow.action == "burst") & (BurstRow.status == "ready")),
-                       WorkloadRow.id.not_in(select(ServingRow.workload_id)))))
+        with self.rt.db.read() as s:  # a burst is served once its capacity is ready
+            fresh = store.unserved(s, kinds=SERVICE_KINDS, phases=SERVED_PHASES)
         for wid, site, document in fresh:
             spec = _serving_spec(wid, document)
             if spec is None or site is None:
                 continue
             try:
                 with self.rt.db.write() as s:
-                    s.add(ServingRow(workload_id=wid, site=site, namespace=self._namespace(site),
-                                     name=serving_name(Workload.model_validate(document), wid),
-                                     model=spec.model, status="pending", attempts=0,
-                                     message="waiting to be served",
-                                     next_attempt_at=self.clock()))
+                    store.add_serving(s, workload_id=wid, site=site,
+                                      namespace=self._namespace(site),
+                                      name=serving_name(Workload.model_validate(document), wid),
+                                      model=spec.model, now=self.clock())
                     event(s, wid, "serving", f"serving {spec.model} on {site} with Triton")
             except IntegrityError:
                 continue  # another replica adopted it first
         now = self.clock()
         with self.rt.db.write() as s:
-            s.execute(update(ServingRow).where(
-                ServingRow.status.not_in(("removing", "removed")),
-                ServingRow.workload_id.in_(select(WorkloadRow.id).where(
-                    WorkloadRow.phase.in_(ENDED_PHASES))))
-                .values(status="removing", attempts=0, next_attempt_at=now,
-                        message="workload ended; removing"))
-            for srow, document in s.execute(select(ServingRow, WorkloadRow.document).join(
-                    WorkloadRow, WorkloadRow.id == ServingRow.workload_id).where(
-                    ServingRow.status == "ready")):
+            store.mark_ended(s, phases=ENDED_PHASES, now=now)
+            for srow, document in store.ready_with_documents(s):
                 spec = _serving_spec(srow.workload_id, document)
                 if spec is not None and spec.version != srow.version:
                     srow.status, srow.message = "pending", f"rolling to v{spec.version}"
@@ -118,10 +105,10 @@ class ServingActuator(Actuator[ServingOptions]):
 
     def work(self, wid: uuid.UUID, token: str) -> None:
         with self.rt.db.read() as s:
-            row, wrow = s.get(ServingRow, wid), s.get(WorkloadRow, wid)
-            if row is None or wrow is None:
-                return
-            s.expunge_all()
+            found = store.detached_serving(s, workload_id=wid)
+        if found is None:
+            return
+        row, wrow = found
         action = "remove" if row.status == "removing" else "serve"
         try:
             site = self._site(row.site)
@@ -142,7 +129,7 @@ class ServingActuator(Actuator[ServingOptions]):
             return "temporary"
         return super().classify(exc)
 
-    def _serve(self, row: ServingRow, token: str, wl: Workload, site: Site,
+    def _serve(self, row: ServingRecord, token: str, wl: Workload, site: Site,
                burst: bool) -> None:
         client = self.clusters.client(site.spec.kube_context)
         changes = [f"{m['kind']} {apply(client, m)}"
@@ -160,8 +147,7 @@ class ServingActuator(Actuator[ServingOptions]):
             triton.close()
         assert wl.spec.serving is not None
         with self.rt.db.write() as s:
-            srow = owned(s, ServingRow, row.workload_id, token)
-            w = s.get(WorkloadRow, row.workload_id)
+            srow, w = store.claimed_with_workload(s, workload_id=row.workload_id, token=token)
             if srow is None or w is None:
                 return  # our claim lapsed: whoever holds it now decides
             release(srow)
@@ -178,14 +164,14 @@ class ServingActuator(Actuator[ServingOptions]):
                 w.phase = "running"
                 event(s, w.id, "running", "serving ready")
 
-    def _remove(self, row: ServingRow, token: str, site: Site) -> None:
+    def _remove(self, row: ServingRecord, token: str, site: Site) -> None:
         """Delete what was applied, by the names and namespace recorded on the row (the spec
         or the site's settings may have changed since)."""
         client = self.clusters.client(site.spec.kube_context)
         namespace = row.namespace or site.spec.serving.namespace
         gone = [f"{m['kind']} {delete(client, m)}" for m in applied(row.name, namespace)]
         with self.rt.db.write() as s:
-            srow = owned(s, ServingRow, row.workload_id, token)
+            srow = store.claimed(s, workload_id=row.workload_id, token=token)
             if srow is None:
                 return
             release(srow)
@@ -194,7 +180,7 @@ class ServingActuator(Actuator[ServingOptions]):
             event(s, row.workload_id, "serving_removed",
                   f"Triton objects removed from {site.name}", manifests=gone)
 
-    def on_failure(self, s: Session, row: ServingRow, failure: Failure) -> None:
+    def on_failure(self, s: Session, row: ServingRecord, failure: Failure) -> None:
         removing = row.status == "removing"
         if not removing:
             row.status = "failed" if failure.permanent else "retrying"

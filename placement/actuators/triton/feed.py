@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import select
 
 from placement.actuators.triton.metrics import (
     ModelCounters,
@@ -28,7 +27,7 @@ from placement.actuators.triton.metrics import (
 from placement.periodic import Periodic
 from placement.signals import Observed, Reading
 from placement.store.db import Database
-from placement.store.tables import ServingRow
+from placement.store.servings import scrape_targets
 
 log = logging.getLogger("placement.actuators.triton.feed")
 SIGNAL = "triton_service_p99_ms"
@@ -67,10 +66,7 @@ class TritonFeed:
         """Scrape every ready serving once (one request per metrics URL); readings of
         servings no longer ready are dropped."""
         with self.db.read() as s:
-            targets = list(s.execute(select(ServingRow.site, ServingRow.model,
-                                            ServingRow.metrics_url)
-                                     .where(ServingRow.status == "ready",
-                                            ServingRow.metrics_url.is_not(None))))
+            targets = scrape_targets(s)
         seen, errors = {}, {}
         urls = {t.metrics_url for t in targets}
         for url in urls:
