@@ -9,13 +9,15 @@ catalogs in ../shared/data (prices_*.csv). For each size it times:
 Beside the times it prints `anchor_us`, a fixed NumPy + Python workload timed in the same run,
 and each p50 as a multiple of it, so runs on machines 3x apart compare. With --instructions
 (and valgrind installed) it also counts instructions per decision with callgrind: a run that
-builds the engine and decides K workloads minus a run that builds it and decides none, over K.
+collects only inside the loop that decides K workloads (itertools.starmap, `--toggle-collect`),
+divided by K.
 Prints one JSON line per size with --json.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -166,49 +168,52 @@ def run(n_sites: int, seed: int, rounds: int, anchor: float) -> dict[str, Any]:
 
 
 def _probe(n_sites: int, k: int, how: str) -> None:
-    """The body callgrind counts: build and warm the engine, then decide `k` workloads."""
+    """The body callgrind counts: build and warm the engine, then decide `k` workloads inside
+    itertools.starmap, the one C function callgrind collects in (`--toggle-collect`)."""
     engine, workloads = build(n_sites, 7)
     for w in workloads:
         engine.explain(engine.decide(w))
     tune_gc()
-    todo = (workloads * (k // len(workloads) + 1))[:k]
-    for w in todo:
+
+    def one(w: Workload) -> None:
         o = engine.decide(w)
         if how == "service":
             engine.explain_dict(o)
         elif how == "validated":
             engine.explain(o)
 
+    todo = (workloads * (k // len(workloads) + 1))[:k]
+    list(itertools.starmap(one, ((w,) for w in todo)))
+
 
 def _callgrind(n_sites: int, k: int, how: str) -> int | None:
-    """Instructions of one probe run under callgrind, or None without valgrind."""
+    """Instructions of `k` decisions (only those: collection is on inside starmap_next) under
+    callgrind, or None without valgrind."""
     if shutil.which("valgrind") is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
         done = subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-             __file__, "--probe", f"{n_sites},{k},{how}"], capture_output=True, text=True,
-            check=True)
+            ["valgrind", "--tool=callgrind", "--toggle-collect=starmap_next",
+             f"--callgrind-out-file={out}", sys.executable, __file__, "--probe",
+             f"{n_sites},{k},{how}"], capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"})
     found = re.search(r"Collected : (\d+)", done.stderr)
     return int(found.group(1)) if found else None
 
 
 def instructions(n_sites: int, k: int) -> dict[str, Any]:
     """Instructions per decision for decide alone, the service's explained decision and the
-    validated one (callgrind, differential over k decisions)."""
-    base = _callgrind(n_sites, 0, "decide")
-    if base is None:
-        return {"instructions": "valgrind not installed"}
+    validated one (callgrind, collecting only inside the measured loop)."""
     out: dict[str, Any] = {"instructions_k": k}
     for how in ("decide", "service", "validated"):
         got = _callgrind(n_sites, k, how)
-        out[f"{how}_instructions"] = None if got is None else round((got - base) / k)
-    if out["decide_instructions"]:
-        for how in ("service", "validated"):
-            if out[f"{how}_instructions"] is not None:
-                out[f"{how}_vs_decide"] = round(out[f"{how}_instructions"] /
-                                                out["decide_instructions"], 2)
+        if got is None:
+            return {"instructions": "valgrind not installed"}
+        out[f"{how}_instructions"] = round(got / k)
+    for how in ("service", "validated"):
+        out[f"{how}_vs_decide"] = round(out[f"{how}_instructions"] /
+                                        out["decide_instructions"], 2)
     return out
 
 
