@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from placement.control import submit as batching
 from placement.control.submit import Pending
@@ -308,9 +308,17 @@ def test_the_example_bundle_still_loads() -> None:
 
 # --- 5. a COMMIT whose outcome is unknown is never stored twice ------------------------------
 
-def _lost_reply(db: Any, *, committed: bool) -> Any:
+LOST: dict[str, Any] = {  # what a driver raises when the connection drops at COMMIT
+    "operational": lambda: OperationalError("COMMIT", None, Exception("server closed")),
+    "interface": lambda: InterfaceError("COMMIT", None, Exception("connection is closed")),
+    "invalidated": lambda: DBAPIError("COMMIT", None, Exception("connection reset"),
+                                      connection_invalidated=True),
+}
+
+
+def _lost_reply(db: Any, *, committed: bool, error: str = "operational") -> Any:
     """db.write as it behaves when the connection drops at COMMIT: the transaction did (or
-    did not) take, and the client sees an OperationalError either way."""
+    did not) take, and the client sees a driver error either way."""
     real = db.write
 
     @contextmanager
@@ -322,18 +330,22 @@ def _lost_reply(db: Any, *, committed: bool) -> Any:
             with real() as s:
                 yield s
                 s.rollback()
-        raise OperationalError("COMMIT", None, Exception("server closed the connection"))
+        raise LOST[error]()
 
     return write
 
 
-@pytest.mark.parametrize("key", [None, "retry-1"])
+@pytest.mark.parametrize(("key", "error"), [(None, "operational"), ("retry-1", "operational"),
+                                            (None, "interface"), ("retry-1", "invalidated")])
 @pytest.mark.parametrize("committed", [True, False])
 def test_an_unknown_commit_outcome_never_stores_twice(db_url: str, monkeypatch: Any,
-                                                      committed: bool, key: str | None) -> None:
+                                                      committed: bool, key: str | None,
+                                                      error: str) -> None:
+    """Whatever the driver calls a dropped connection, it is an outage (a 503 or the stored
+    result), never blamed on the workload's values (a 422)."""
     with api_on(db_url, QUEUE_BUNDLE) as a:
         db = a.runtime.db
-        monkeypatch.setattr(db, "write", _lost_reply(db, committed=committed))
+        monkeypatch.setattr(db, "write", _lost_reply(db, committed=committed, error=error))
         first = Pending(Workload.model_validate(job("once")), key)
         batching.place_batch(a.runtime, [first])
         monkeypatch.undo()

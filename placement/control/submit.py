@@ -20,7 +20,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StatementError,
+)
 
 from placement.control.lifecycle import (
     MAX_ATTEMPTS,
@@ -277,6 +283,13 @@ def _settle_unknown(rt: Runtime, stored: Stored, engine: Engine) -> None:
                 "twice"))
 
 
+def _connection_lost(exc: Exception) -> bool:
+    """A driver error that says the connection broke (InterfaceError, an invalidated
+    connection), which no value of the batch could have caused."""
+    return isinstance(exc, InterfaceError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
 def _alone(rt: Runtime, todo: list[Pending], exc: Exception) -> None:
     """A batch failed in a way one of its items may have caused (an encoding, a constraint
     the model did not catch): place each alone, so only the culprit fails, with a 4xx."""
@@ -321,6 +334,11 @@ def place_batch(rt: Runtime, batch: list[Pending]) -> None:
             _settle_unknown(rt, prep.stored, engine)
             return
         except (StatementError, ValueError, TypeError, OverflowError) as exc:
+            if _connection_lost(exc):  # an outage, not this batch's values: as above
+                log.error("database connection lost while storing a batch of %d: %s",
+                          len(decided), exc)
+                _settle_unknown(rt, prep.stored, engine)
+                return
             _alone(rt, todo, exc)
             return
         rt.note_reserved(origin, taken)

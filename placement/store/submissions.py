@@ -79,7 +79,7 @@ def _write_pipelined(s: Session, tables: list[list[dict[str, Any]]],
                 takes.append(take)
     except psycopg.IntegrityError as exc:
         raise IntegrityError(_INSERTS[0][0], None, exc) from exc
-    except psycopg.OperationalError as exc:
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:  # the connection broke
         raise OperationalError(_INSERTS[0][0], None, exc) from exc
     except psycopg.Error as exc:  # a value the server refused (range, encoding, a CHECK)
         raise DBAPIError(_INSERTS[0][0], None, exc) from exc
