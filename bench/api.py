@@ -90,20 +90,15 @@ def _generated_bundle(out: Path, n_sites: int, scale: int, seed: int = 7
     quotas multiplied by `scale`; returns the example workloads with their dataset and client
     names rewritten to generated ones."""
     sys.path.insert(0, str(ROOT))
-    from bench.engine import DATA, GPUS, _site, data_and_clients
+    from bench.engine import data_and_clients, synthetic_sites
     from placement.engine.offline import engine_for
     from placement.model import Workload
     from placement.model.common import MAX_GPUS
-    from placement.policy.catalog import Offer, load_offers
     from placement.policy.loader import load_bundle
 
     example = load_bundle(CONFIG)
     rng = random.Random(seed)
-    by_gpu: dict[str, list[Offer]] = {g: [] for g in GPUS}
-    for o in load_offers(DATA):
-        if o.gpu in by_gpu:
-            by_gpu[o.gpu].append(o)
-    sites = [_site(i, rng, by_gpu) for i in range(n_sites)]
+    sites = synthetic_sites(n_sites, rng)
     n_clients = 2 * len(example.inventory.client_locations)  # choices for the mapping
     datasets, clients = data_and_clients(rng, [s.name for s in sites], n_clients)
     docs: list[dict[str, Any]] = []

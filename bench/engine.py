@@ -77,14 +77,25 @@ def data_and_clients(rng: random.Random, site_names: list[str], n_clients: int
     return datasets, clients
 
 
-def build(n_sites: int, seed: int) -> tuple[Engine, list[Workload]]:
-    rng = random.Random(seed)
+def offers_by_gpu() -> dict[str, list[Offer]]:
+    """The real catalogs' offers of the benchmark's GPU types."""
     by_gpu: dict[str, list[Offer]] = {g: [] for g in GPUS}
     for o in load_offers(DATA):
         if o.gpu in by_gpu:
             by_gpu[o.gpu].append(o)
-    sites = [_site(i, rng, by_gpu) for i in range(n_sites)]
-    datasets, clients = data_and_clients(rng, [s.name for s in sites], 5)
+    return by_gpu
+
+
+def synthetic_sites(n_sites: int, rng: random.Random) -> list[Site]:
+    """`n_sites` synthetic sites priced from the real catalogs."""
+    by_gpu = offers_by_gpu()
+    return [_site(i, rng, by_gpu) for i in range(n_sites)]
+
+
+def build(n_sites: int, seed: int) -> tuple[Engine, list[Workload]]:
+    rng = random.Random(seed)
+    sites_ = synthetic_sites(n_sites, rng)
+    datasets, clients = data_and_clients(rng, [s.name for s in sites_], 5)
     policy = Policy.model_validate({"metadata": {"name": "bench"}, "spec": {"rules": [
         {"name": "svc", "match": {"kinds": ["inference", "rag"]},
          "weights": {"latency": 5, "cost": 2, "wait": 1, "data_gravity": 1},
@@ -93,9 +104,9 @@ def build(n_sites: int, seed: int) -> tuple[Engine, list[Workload]]:
          "weights": {"cost": 4, "data_gravity": 2, "wait": 1}, "max_wait_hours": 2,
          "burst": {"allowed": True, "spot": "when_deadline_allows"}}]}})
     held = [Reservation(site=s.name, gpu_type=s.spec.gpus[0].type, count=4,
-                        remaining_hours=rng.uniform(0, 12)) for s in sites if s.spec.type ==
+                        remaining_hours=rng.uniform(0, 12)) for s in sites_ if s.spec.type ==
             "onprem"]
-    engine = Engine(Inventory(sites=sites, datasets=datasets, client_locations=clients),
+    engine = Engine(Inventory(sites=sites_, datasets=datasets, client_locations=clients),
                     policy, policy_version(policy), held)
     workloads = []
     for i in range(200):

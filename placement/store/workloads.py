@@ -8,7 +8,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -27,8 +27,21 @@ from placement.store.tables import (
 LIVE_PHASES = ("placed", "running")
 
 
+class RowView:
+    """A frozen copy of every column of one row."""
+
+    @classmethod
+    def of(cls, row: Any) -> Self:
+        """The view of a row (one a control function returned, for instance)."""
+        return cls(**row.columns())
+
+    def columns(self) -> dict[str, Any]:
+        """The column values as a dict (the shape the JSON builders read)."""
+        return dict(vars(self))
+
+
 @dataclass(frozen=True)
-class WorkloadView:
+class WorkloadView(RowView):
     """A stored workload: every column of its row."""
 
     id: uuid.UUID
@@ -45,18 +58,9 @@ class WorkloadView:
     created_at: datetime
     updated_at: datetime
 
-    @classmethod
-    def of(cls, row: WorkloadRow) -> WorkloadView:
-        """The view of a row (one a control function returned, for instance)."""
-        return cls(**row.columns())
-
-    def columns(self) -> dict[str, Any]:
-        """The column values as a dict (the shape the JSON builders read)."""
-        return dict(vars(self))
-
 
 @dataclass(frozen=True)
-class DecisionView:
+class DecisionView(RowView):
     """A stored decision with its whole explanation."""
 
     id: uuid.UUID
@@ -66,15 +70,6 @@ class DecisionView:
     policy_version: str
     explanation: dict[str, Any]
     created_at: datetime
-
-    @classmethod
-    def of(cls, row: DecisionRow) -> DecisionView:
-        """The view of a row."""
-        return cls(**row.columns())
-
-    def columns(self) -> dict[str, Any]:
-        """The column values as a dict (the shape the JSON builders read)."""
-        return dict(vars(self))
 
 
 @dataclass(frozen=True)
