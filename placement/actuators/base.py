@@ -157,8 +157,8 @@ class Actuator(Generic[Opts]):
             wait = retry_wait(attempts, permanent, self.options.backoff_base_s,
                               self.options.backoff_max_s)
             failure = Failure(attempts, wait, message, permanent)
-            record_failure(s, self.TABLE, wid, token, failure.attempts,
-                           self.clock() + failure.wait, message)
+            record_failure(row, attempts=failure.attempts, retry_at=self.clock() + failure.wait,
+                           message=message)
             self.on_failure(s, row, failure)
         if kind != "unexpected":
             self.LOG.warning("%s %s: %s", self.NAME, wid, message)

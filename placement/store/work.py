@@ -83,17 +83,11 @@ def retry_wait(attempts: int, permanent: bool, base_s: float, max_s: float) -> t
     return timedelta(seconds=min(max_s, base_s * 2 ** max(0, attempts - 1)))
 
 
-def record_failure(s: Session, table: Any, wid: uuid.UUID, token: str, attempts: int,
-                   retry_at: datetime, message: str) -> Any:
-    """A failed attempt on a claimed row: counted, the claim released, the next attempt
-    scheduled. The row (locked) for the caller to add its own status, or None when the
-    claim lapsed (whoever holds it now decides)."""
-    row = owned(s, table, wid, token)
-    if row is None:
-        return None
+def record_failure(row: Any, *, attempts: int, retry_at: datetime, message: str) -> None:
+    """A failed attempt on a row this worker owns (see `owned`): counted, the claim released,
+    the next attempt scheduled."""
     release(row)
     row.attempts, row.next_attempt_at, row.message = attempts, retry_at, message
-    return row
 
 
 def detached(s: Session, *, table: Any, workload_id: uuid.UUID) -> tuple[Any, WorkloadRow] | None:
