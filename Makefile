@@ -10,7 +10,7 @@ CONFIG ?= policies/examples
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,sim]'
 	# tritonserver for the serving tests: only the binary the wheel bundles is used, so its
 	# Python dependencies (which pin numpy<2) are not installed.
 	$(BIN)/pip install --quiet --no-deps 'nvidia-pytriton==0.7.0'

@@ -17,7 +17,6 @@ from placement.engine.batch import Pick
 from placement.engine.compiled import ON_DEMAND, ONPREM, SPOT
 from placement.model import Inventory, Workload
 from placement.simulate.baselines import deciders
-from placement.simulate.bound import lower_bound
 from placement.simulate.replay import Decider, Replay, Run, spot_run
 from placement.simulate.results import metrics
 from placement.simulate.synth import SimWorkload, synthesize
@@ -58,14 +57,15 @@ def _replay(name: str, wls: list[SimWorkload],
 PROV_H = PROVISION_MIN / 60
 # Job A takes all 4 on-prem GPUs for 2 h at t=0; job B (2 GPUs, 1 h) arrives at t=1.
 TWO_JOBS = ((0.0, 4, 2.0), (1.0, 2, 1.0))
+ON_PREM_THEN_OD = 4 * ONPREM_PRICE * 2 + 2 * OD_PRICE * (PROV_H + 1)
 CASES = [
-    # policy, kinds chosen, total USD worked out from the prices
-    ("engine", [ONPREM, ON_DEMAND],
-     4 * ONPREM_PRICE * 2 + 2 * OD_PRICE * (PROV_H + 1)),
-    ("ordered-overflow", [ONPREM, ON_DEMAND],
-     4 * ONPREM_PRICE * 2 + 2 * OD_PRICE * (PROV_H + 1)),
-    ("cheapest-gpu", [SPOT, SPOT],
-     4 * SPOT_PRICE * (PROV_H + 2) + 2 * SPOT_PRICE * (PROV_H + 1)),
+    # policy, kinds chosen, total USD worked out from the prices. B cannot start on-prem
+    # within the rule's 0.25 h max wait (A holds the GPUs until t=2) and spot is not allowed.
+    ("engine", [ONPREM, ON_DEMAND], ON_PREM_THEN_OD),
+    ("overflow", [ONPREM, ON_DEMAND], ON_PREM_THEN_OD),
+    ("price-only", [ONPREM, ON_DEMAND], ON_PREM_THEN_OD),
+    ("nearest", [ONPREM, ON_DEMAND], ON_PREM_THEN_OD),  # jobs go as overflow
+    ("overflow-on-demand-only", [ONPREM, ON_DEMAND], ON_PREM_THEN_OD),
     ("all-cloud-on-demand", [ON_DEMAND, ON_DEMAND],
      4 * OD_PRICE * (PROV_H + 2) + 2 * OD_PRICE * (PROV_H + 1)),
 ]
@@ -76,7 +76,9 @@ def test_each_policy_places_and_bills_as_worked_out_by_hand(
         name: str, kinds: list[int], usd: float) -> None:
     runs, m = _replay(name, _jobs(*TWO_JOBS))
     assert [r.kind for r in runs] == kinds
-    assert m["total_usd"] == pytest.approx(usd, abs=0.01)
+    assert m["used_usd"] == pytest.approx(usd, abs=0.01)
+    assert m["avoidable_usd"] == pytest.approx(usd - m["onprem_amortized_usd"], abs=0.01)
+    assert m["unmet_gpu_hours"] == 0 and m["unmet_usd"] == 0
     cloud_h = sum(r.gpus * r.billed_h for r in runs if r.kind != ONPREM)
     assert m["burst_gpu_hours"] == pytest.approx(cloud_h, abs=0.1)
 
@@ -112,22 +114,29 @@ def test_the_engine_sees_the_queue_ahead_when_it_estimates_a_wait() -> None:
     assert seen == pytest.approx([0.0, 1.5, 2.25])
 
 
-@pytest.mark.parametrize(("name", "b_end", "misses"), [
-    ("engine", -1.0, 1),  # on-prem finishes b at 4.0 > 0.1 + 2.5 and cloud is not allowed
-    ("ordered-overflow", 0.1 + PROV_H + 2.0, 0),  # overflows to cloud: ignores the rule
+@pytest.mark.parametrize(("name", "b_end"), [
+    ("engine", -1.0),  # on-prem finishes b at 4.0 > 0.1 + 2.5 and cloud is not allowed
+    ("overflow", 4.0),  # the rule forbids bursting: it waits on-prem and finishes late
+    ("overflow-on-demand-only", 4.0),
 ], ids=["the engine rejects a job it cannot finish in time",
-        "overflow bursts regardless of the policy and makes the deadline"])
-def test_deadline_misses_count_late_and_rejected_jobs(name: str, b_end: float,
-                                                      misses: int) -> None:
+        "overflow queues it and misses the deadline", "so does the on-demand-only rule"])
+def test_deadline_misses_count_late_and_rejected_jobs_and_rejected_work_is_charged(
+        name: str, b_end: float) -> None:
     wls = [SimWorkload(0, 0.0, job("a", gpu="L4", count=4, hours=2.0, deadline=3.0)),
            SimWorkload(1, 0.1, job("b", gpu="L4", count=4, hours=2.0, deadline=2.5))]
     onprem_only = {**JOBS_RULE, "max_wait_hours": 10, "burst": {"allowed": False}}
     runs, m = _replay(name, wls, [onprem_only])
+    assert m["deadline_misses"] == 1
     if b_end < 0:
         assert runs[1].site == -1
+        # rejected: its 8 GPU-hours are charged at the cheapest on-demand $/GPU-hour
+        assert m["unmet_gpu_hours"] == pytest.approx(8.0)
+        assert m["unmet_usd"] == pytest.approx(8.0 * OD_PRICE)
+        assert m["avoidable_usd"] == pytest.approx(8.0 * OD_PRICE)
     else:
         assert runs[1].end_h == pytest.approx(b_end)
-    assert m["deadline_misses"] == misses
+        assert m["unmet_usd"] == 0 and m["avoidable_usd"] == 0
+    assert m["used_usd"] == pytest.approx(m["onprem_amortized_usd"] + m["avoidable_usd"])
 
 
 def test_spot_interruptions_are_seeded_per_workload_and_cost_run_time() -> None:
@@ -162,36 +171,23 @@ def test_service_slo_attainment_counts_requests_served_within_the_slo() -> None:
                    provisioning_minutes=0)]
     e = _service_engine(sites, "onprem_unavailable")
     wls = [_window(i, "s", 0.0, r) for i, r in enumerate((300, 100))]
-    runs = Replay(e, _decider("ordered-overflow")).run(wls)
+    runs = Replay(e, _decider("overflow-on-demand-only")).run(wls)
     # the first window fits on-prem near the users; the second overflows to Sydney (no SLO)
     assert [sites[r.site].name for r in runs] == ["near", "far"]
-    assert metrics(runs, wls, e.ci)["slo_attainment"] == pytest.approx(300 / 400)
-
-
-def test_the_milp_bound_matches_the_hand_optimum_and_stays_below_every_policy() -> None:
-    e = _engine()
-    wls = _jobs(*TWO_JOBS)
-    b = lower_bound(e, wls, window_h=1.0)
-    # A fills the on-prem GPUs in both windows it runs; B must go on-demand (spot not allowed),
-    # billed from its request: provisioning, then the run. The engine found that optimum.
-    assert b.status == "optimal"
-    assert b.usd == pytest.approx(4 * ONPREM_PRICE * 2 + 2 * OD_PRICE * (PROV_H + 1))
-    for name, _, usd in CASES:
-        if name != "cheapest-gpu":  # the baseline buys spot, which the policy forbids
-            assert b.usd is not None and b.usd <= usd + 1e-6
+    m = metrics(runs, wls, e.ci)
+    assert m["slo_attainment"] == pytest.approx(300 / 400)
+    # the window outside its SLO is unmet work: its GPU-hour, charged at Sydney's on-demand $
+    assert m["unmet_gpu_hours"] == pytest.approx(1.0)
+    assert m["unmet_usd"] == pytest.approx(2.0)
 
 
 def test_the_fleet_view_prices_owned_gpus_used_or_idle() -> None:
     e = _engine()
     wls = _jobs(*TWO_JOBS)
-    # on-prem GPUs are paid for either way: only B's cloud hours remain to be bought
-    sunk = lower_bound(e, wls, window_h=1.0, onprem_sunk=True)
-    assert sunk.usd == pytest.approx(2 * OD_PRICE * (PROV_H + 1))
     runs, _ = _replay("engine", wls)
     m = metrics(runs, wls, e.ci, horizon_h=10.0)
     fleet = 4 * ONPREM_PRICE * 10.0
-    assert m["total_with_fleet_usd"] == pytest.approx(fleet + 2 * OD_PRICE * (PROV_H + 1),
-                                                      abs=0.01)
+    assert m["fleet_usd"] == pytest.approx(fleet + 2 * OD_PRICE * (PROV_H + 1), abs=0.01)
     assert m["onprem_idle_usd"] == pytest.approx(fleet - 4 * ONPREM_PRICE * 2, abs=0.01)
     assert m["utilization"]["dc"] == pytest.approx(8 / 40)
 
@@ -243,17 +239,24 @@ def test_simulate_cli_writes_summary_and_report(philly_excerpt: Path, tmp_path: 
     assert res.exit_code == 0, res.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["workloads"] == 300
-    assert set(summary["policies"]) == {"engine", "ordered-overflow", "cheapest-gpu",
-                                        "all-cloud-on-demand"}
+    assert set(summary["policies"]) == {"engine", "overflow", "price-only", "nearest",
+                                        "overflow-on-demand-only", "all-cloud-on-demand"}
     for m in summary["policies"].values():
-        assert m["total_usd"] == pytest.approx(
-            m["onprem_amortized_usd"] + m["cloud_gpu_usd"] + m["egress_usd"], abs=0.05)
+        assert m["avoidable_usd"] == pytest.approx(
+            m["cloud_gpu_usd"] + m["egress_usd"] + m["unmet_usd"], abs=0.05)
+        assert m["used_usd"] == pytest.approx(
+            m["onprem_amortized_usd"] + m["avoidable_usd"], abs=0.05)
         assert sum(m["placements"].values()) + m["rejected"] == 300
-    assert summary["bound"]["usd"] is not None
-    assert summary["bound_fleet"]["usd"] is not None
-    assert "gap_to_bound_fleet" in summary["policies"]["engine"]  # the bound is the engine's
+    for view in ("used", "avoidable", "fleet"):
+        usd = summary["bound"][view]["usd"]
+        assert usd is not None  # a bound for every policy compared, never nothing
+        for m in summary["policies"].values():
+            assert usd <= m[f"{view}_usd"] + 0.01
+    assert summary["headline"][0].startswith("At equal work over 1 seed, engine's avoidable")
     report = (out / "report.html").read_text()
-    for png in ("cost_over_time.png", "utilization.png", "placements.png", "slo_attainment.png"):
+    assert summary["headline"][0] in report
+    for png in ("avoidable_spend.png", "cost_over_time.png", "utilization.png",
+                "placements.png", "slo_attainment.png"):
         assert png in report and (out / png).stat().st_size > 1000
 
 
@@ -277,7 +280,7 @@ def test_simulate_cli_says_which_rows_it_could_not_read(philly_excerpt: Path,
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
     res = CliRunner().invoke(app, ["simulate", "--trace", str(bad), "--out", str(tmp_path / "o"),
-                                   "--no-bound", "--baselines", "ordered-overflow"])
+                                   "--no-bound", "--baselines", "overflow"])
     assert res.exit_code == 0, res.output
     assert f"warning: {bad}:4:" in res.output
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())

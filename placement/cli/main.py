@@ -204,8 +204,14 @@ def simulate(
     window_h: Annotated[float, typer.Option(help="Service sizing window, hours.")] = 0.25,
     bound: Annotated[bool, typer.Option(help="Compute the MILP lower bound.")] = True,
     bound_time_s: Annotated[float, typer.Option(help="MILP time limit, seconds.")] = 60.0,
+    seeds: Annotated[int, typer.Option(help="Run this many seeds (--seed, --seed + 1, ...) in "
+                                       "a process pool; report means and 95% intervals.")] = 1,
+    cluster: Annotated[str | None, typer.Option(help="Run the seeds on this Dask scheduler "
+                                                "(tcp://host:8786); needs the [sim] extra and "
+                                                "the trace and config readable there.")] = None,
 ) -> None:
-    """Replay a trace through the policy and the baselines; compare cost, egress and SLOs."""
+    """Replay a trace through the policy and the baselines; compare, at equal work, avoidable
+    spend, cost, egress, deadlines and SLOs against each other and a lower bound."""
     from rich.console import Console
     from rich.progress import Progress
 
@@ -213,12 +219,13 @@ def simulate(
     from placement.simulate.run import simulate as run_simulation
     from placement.simulate.traces import TraceError
 
-    if load < 0 or window_h <= 0 or (limit is not None and limit < 1):
-        _fail(PlacementError("--load must be >= 0, --window-h > 0 and --limit >= 1"))
+    if load < 0 or window_h <= 0 or (limit is not None and limit < 1) or seeds < 1:
+        _fail(PlacementError("--load must be >= 0, --window-h > 0, --limit >= 1 and "
+                             "--seeds >= 1"))
     opts = Options(trace=trace, config=config, out=out, fmt=fmt,
                    baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()),
                    seed=seed, limit=limit, load=load or None, window_h=window_h, bound=bound,
-                   bound_time_s=bound_time_s)
+                   bound_time_s=bound_time_s, seeds=seeds, cluster=cluster)
     console = Console(stderr=True)
     try:
         with Progress(console=console, transient=True) as bar:
@@ -236,6 +243,8 @@ def simulate(
         return
     from placement.simulate.report import rich_table
 
+    for line in summary.get("headline", []):
+        typer.echo(line)
     Console().print(rich_table(summary))
     problems = summary["inputs"]["trace_problems"]
     if problems:

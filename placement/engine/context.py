@@ -84,6 +84,16 @@ class DataMove:
     lookup_egress_usd_per_hour: Floats
     sources: tuple[tuple[int, Ints], ...] = ()  # per bulk dataset: (dataset, source per site)
 
+    def usd(self, site: Ints, hours: float) -> Floats:
+        """Egress $ at each of `site` for `hours` of work: the bulk move plus the lookups."""
+        usd: Floats = self.egress_usd[site] + self.lookup_egress_usd_per_hour[site] * hours
+        return usd
+
+    def gb(self, site: Ints, hours: float) -> Floats:
+        """GB moved into each of `site` for `hours` of work (bulk and lookups)."""
+        gb: Floats = self.egress_gb[site] + self.lookup_egress_gb_per_hour[site] * hours
+        return gb
+
 
 @dataclass
 class DecisionContext:
@@ -163,13 +173,11 @@ class DecisionContext:
 
     @cached_property
     def egress_gb(self) -> Floats:
-        d = self.data
-        return d.egress_gb[self.site] + d.lookup_egress_gb_per_hour[self.site] * self.hours
+        return self.data.gb(self.site, self.hours)
 
     @cached_property
     def egress_usd(self) -> Floats:
-        d = self.data
-        return d.egress_usd[self.site] + d.lookup_egress_usd_per_hour[self.site] * self.hours
+        return self.data.usd(self.site, self.hours)
 
     @cached_property
     def transfer_hours(self) -> Floats:
@@ -249,8 +257,11 @@ class DecisionContext:
         return p99
 
 
-def data_move(ci: CompiledInventory, wl: Workload) -> DataMove:
-    """Per site: what reading the workload's datasets there costs (vectorized over sites)."""
+def data_move(ci: CompiledInventory, wl: Workload, egress: Floats | None = None) -> DataMove:
+    """Per site: what reading the workload's datasets there costs (vectorized over sites), at
+    the inventory's $/GB (or at `egress`, an S x S $/GB matrix: how a baseline prices it)."""
+    if egress is None:
+        egress = ci.egress
     s = len(ci.site_names)
     gb, usd, hours = np.zeros(s), np.zeros(s), np.zeros(s)
     lookup_ms, lk_gb_h, lk_usd_h = np.zeros(s), np.zeros(s), np.zeros(s)
@@ -261,7 +272,7 @@ def data_move(ci: CompiledInventory, wl: Workload) -> DataMove:
         reps = np.flatnonzero(ci.dataset_replicas[d])
         if ref.access == "bulk":
             size = ci.dataset_size[d]
-            cost = ci.egress[reps] * size  # R x S
+            cost = egress[reps] * size  # R x S
             secs = size * 8 / ci.gbps[reps]  # GB -> Gbit over Gbit/s
             best = np.argmin(cost + secs * 1e-9, axis=0)
             cols = np.arange(s)
@@ -278,7 +289,7 @@ def data_move(ci: CompiledInventory, wl: Workload) -> DataMove:
             per_h = rate * ref.lookups_per_request * ref.kb_per_lookup / 1e6 * 3600
             moved = np.where(local, 0.0, per_h)
             lk_gb_h += moved
-            lk_usd_h += moved * ci.egress[reps[near], np.arange(s)]
+            lk_usd_h += moved * egress[reps[near], np.arange(s)]
     return DataMove(gb, usd, hours, lookup_ms, lk_gb_h, lk_usd_h, tuple(sources))
 
 

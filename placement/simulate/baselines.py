@@ -1,18 +1,33 @@
 """The policies compared: the project's engine and the placement rules people use today.
 
 Every baseline sees the same candidates and estimates as the engine (one DecisionContext) and
-keeps the hard rules the engine keeps: the policy's require/forbid constraints (compliance)
-and network boundaries. What each one ignores is the point of the comparison:
-- ordered-overflow: on-prem sites in inventory order, the first with free GPUs; else cloud
-  regions on-demand in inventory order, the first with quota; else the queue of the first
-  on-prem site that has the GPUs at all (Karmada overflow affinities, MultiKueue's ordered
-  dispatch). Blind to price, data and latency.
-- cheapest-gpu: the lowest GPU price per hour among candidates with room (on-prem at its
-  amortized price, cloud on-demand, and spot for jobs); else the cheapest on-prem queue.
-  Blind to egress and latency (a price-only optimizer).
-- all-cloud-on-demand: every workload in the cloud on-demand: services in the region nearest
-  their clients, jobs in the cheapest region with quota; on-prem only when the rules forbid
-  the cloud (then as ordered-overflow).
+keeps the policy's hard rules (`allowed`): require/forbid constraints, network boundaries, a
+site with enough GPUs installed (or quota), the workload's budget and the burst $/hour cap,
+the team's monthly burst budget, cloud only where the matching rule allows bursting and spot
+only where it allows spot (the engine's own spot rule, `spot_allowed`). Each is as strong as
+the system it stands for; what it ignores is the point of the comparison:
+
+- overflow (Karmada's ordered cluster affinities, Kueue/MultiKueue's ordered flavors and
+  dispatch): one ordered site list per workload, the way a platform team writes it once per
+  rule: on-prem sites first, then cloud regions. Services list sites nearest their clients
+  first; jobs list the sites holding their bulk data first, then inventory order. Within a
+  cloud region spot comes before on-demand where the rule allows spot. The first on-prem site
+  in the list with free GPUs takes it; else the first on-prem site expected to start it within
+  the rule's max wait (it queues there); else the first cloud region with quota; else it
+  queues at the first on-prem site that has the GPUs at all. Blind to price and data cost.
+- price-only (SkyPilot's optimizer): the lowest GPU $ for the run plus egress as SkyPilot
+  prices it (free within one cloud, the inventory's $/GB across clouds and between on-prem and
+  a cloud; on-prem sites are one cluster fleet, free among themselves), among candidates that
+  can start now or, on-prem, within the rule's max wait; else the cheapest on-prem queue.
+  On-prem GPUs count at their amortized price. Blind to latency and to same-cloud egress.
+- nearest (services; SkyServe-like placement by client latency without price): each service
+  at the site nearest its clients (the worst client RTT) with room now, on-prem or cloud where
+  the rule allows; else as overflow. Jobs go as overflow.
+- overflow-on-demand-only: the old rule: on-prem in inventory order, the first with free GPUs;
+  else cloud on-demand in inventory order; else the first on-prem queue. No spot, no waiting.
+- all-cloud-on-demand: every workload in the cloud on-demand (services nearest their clients,
+  jobs the cheapest region with quota) whatever the rule's burst settings; on-prem only when
+  the constraints forbid every cloud region (then as overflow-on-demand-only).
 """
 
 from __future__ import annotations
@@ -24,10 +39,14 @@ import numpy as np
 
 from placement.engine import Engine
 from placement.engine.batch import BatchEngine, Pick, unsupported
-from placement.engine.compiled import ON_DEMAND, ONPREM, SPOT
-from placement.engine.context import DecisionContext
+from placement.engine.compiled import ON_DEMAND, ONPREM, SPOT, CompiledInventory
+from placement.engine.context import DecisionContext, data_move
 from placement.engine.plugins.boundary import Boundary
+from placement.engine.plugins.budget import Budget
+from placement.engine.plugins.burst import spot_allowed
 from placement.engine.plugins.constraints import Constraints
+from placement.model import Workload
+from placement.model.inventory import CloudSiteSpec
 from placement.simulate.replay import Decider
 from placement.simulate.synth import SimWorkload
 
@@ -69,54 +88,174 @@ def _pick(ctx: DecisionContext, pos: int | None) -> Pick | None:
     return Pick.of(ctx, pos, "burst" if kind != ONPREM else "queue" if waits else "place")
 
 
-def hard_rules(ctx: DecisionContext) -> tuple[Bools, Bools, Bools]:
-    """Allowed by the hard rules; of those, with room now; on-prem that can ever fit."""
-    ok = Constraints().filter(ctx).passed & Boundary().filter(ctx).passed
-    need = ctx.gpus_needed
-    fits = ctx.ci.group_capacity[ctx.group] >= need
-    room = ok & fits & (ctx.free_gpus >= need)
-    can_queue = ok & fits & ~ctx.is_cloud
-    return ok & fits, room, can_queue
+def constraints(ctx: DecisionContext) -> Bools:
+    """The policy's constraints on where a workload may run, whatever the policy deciding:
+    require/forbid, network boundaries, budgets and the burst $/hour cap, and a site with
+    enough GPUs of the type installed (or quota) at all."""
+    ok: Bools = (Constraints().filter(ctx).passed & Boundary().filter(ctx).passed
+                 & Budget().filter(ctx).passed)
+    return ok & (ctx.ci.group_capacity[ctx.group] >= ctx.gpus_needed)
 
 
-def _first(mask: Bools, order: np.ndarray) -> int | None:
+def allowed(ctx: DecisionContext) -> Bools:
+    """`constraints`, with the matching rule's burst settings: cloud only where it allows
+    bursting, spot only where it allows spot."""
+    ok: Bools = constraints(ctx) & (~ctx.is_cloud | ctx.rule.burst.allowed) & spot_allowed(ctx)
+    return ok
+
+
+def any_policy(ctx: DecisionContext) -> Bools:
+    """Every candidate some policy compared may choose (the bound's candidates): `constraints`
+    and the rule's spot settings (all-cloud-on-demand bursts whatever the rule says)."""
+    ok: Bools = constraints(ctx) & spot_allowed(ctx)
+    return ok
+
+
+def runnable(engine: Engine, wl: Workload) -> bool:
+    """Whether some site could run the workload at all under the policy's hard rules (on an
+    empty inventory; a service within its SLO). The workloads' draws use this, never a
+    policy's decision, so every policy is judged on the same work."""
+    ctx = engine.context(wl)
+    ok = allowed(ctx)
+    if wl.spec.is_service and wl.spec.latency is not None:
+        ok = ok & (ctx.p99_ms <= wl.spec.latency.p99_slo_ms)
+    return bool(ok.any())
+
+
+def _room(ctx: DecisionContext) -> Bools:
+    room: Bools = ctx.free_gpus >= ctx.gpus_needed
+    return room
+
+
+def _first(mask: Bools, *keys: np.ndarray) -> int | None:
+    """The first candidate of `mask` by `keys` (the last key is the primary one), ties by
+    candidate order."""
     idx = np.flatnonzero(mask)
-    return int(idx[np.argmin(order[idx])]) if len(idx) else None
+    if not len(idx):
+        return None
+    order = np.lexsort(tuple(k[idx] for k in keys))
+    return int(idx[order[0]])
 
 
-class OrderedOverflow:
-    """On-prem first in a fixed order, overflow to cloud in a fixed order."""
+def client_rtt(ctx: DecisionContext) -> np.ndarray:
+    """Per candidate: the worst RTT from the service's clients (0 for a job)."""
+    lat = ctx.workload.spec.latency
+    if lat is None or not lat.clients:
+        return np.zeros(ctx.n)
+    idx = np.array([ctx.ci.client_index[c.location] for c in lat.clients])
+    rtt: np.ndarray = ctx.ci.client_rtt[idx][:, ctx.site].max(axis=0)
+    return rtt
 
-    name: ClassVar[str] = "ordered-overflow"
 
-    def decide(self, engine: Engine, sw: SimWorkload) -> Pick | None:
-        ctx = engine.context(sw.workload)
-        return _pick(ctx, overflow(ctx))
+def overflow_order(ctx: DecisionContext) -> np.ndarray:
+    """Per candidate: its place in the workload's overflow list (lower first)."""
+    cloud = ctx.is_cloud.astype(float)
+    spot_last = (ctx.kind != SPOT).astype(float)  # within a region, spot first where allowed
+    if ctx.workload.spec.is_service:
+        near = client_rtt(ctx)
+    else:
+        holds = np.zeros(ctx.n)
+        for ref in ctx.workload.spec.datasets:
+            if ref.access == "bulk":
+                holds += ctx.ci.dataset_replicas[ctx.ci.dataset_index[ref.name]][ctx.site]
+        near = -holds
+    rank = np.lexsort((spot_last, ctx.site, near, cloud))
+    order = np.empty(ctx.n)
+    order[rank] = np.arange(ctx.n)
+    return order
 
 
 def overflow(ctx: DecisionContext) -> int | None:
-    _, room, can_queue = hard_rules(ctx)
-    order = ctx.site.astype(float)
-    for mask in (room & (ctx.kind == ONPREM), room & (ctx.kind == ON_DEMAND), can_queue):
+    """The overflow choice (see the module's docstring)."""
+    ok = allowed(ctx)
+    order = overflow_order(ctx)
+    onprem = ok & ~ctx.is_cloud
+    for mask in (onprem & _room(ctx), onprem & (ctx.wait_hours <= ctx.rule.max_wait_hours),
+                 ok & ctx.is_cloud & _room(ctx), onprem):
         got = _first(mask, order)
         if got is not None:
             return got
     return None
 
 
-class CheapestGpu:
-    """The lowest GPU price with room, egress and latency unseen."""
+class Overflow:
+    """Ordered site lists with waiting and spot, as the rule allows."""
 
-    name: ClassVar[str] = "cheapest-gpu"
+    name: ClassVar[str] = "overflow"
+
+    def decide(self, engine: Engine, sw: SimWorkload) -> Pick | None:
+        return _pick(ctx := engine.context(sw.workload), overflow(ctx))
+
+
+def overflow_on_demand_only(ctx: DecisionContext) -> int | None:
+    """The old rule (see the module's docstring)."""
+    ok = allowed(ctx) & (ctx.kind != SPOT)
+    room = ok & _room(ctx)
+    order = ctx.site.astype(float)
+    for mask in (room & (ctx.kind == ONPREM), room & (ctx.kind == ON_DEMAND),
+                 ok & (ctx.kind == ONPREM)):
+        got = _first(mask, order)
+        if got is not None:
+            return got
+    return None
+
+
+class OverflowOnDemandOnly:
+    """On-prem first in a fixed order, overflow to cloud on-demand in a fixed order."""
+
+    name: ClassVar[str] = "overflow-on-demand-only"
+
+    def decide(self, engine: Engine, sw: SimWorkload) -> Pick | None:
+        return _pick(ctx := engine.context(sw.workload), overflow_on_demand_only(ctx))
+
+
+def providers(ci: CompiledInventory) -> list[str]:
+    """Per site: its cloud provider, or "onprem" for every on-prem site."""
+    return [s.spec.provider if isinstance(s.spec, CloudSiteSpec) else "onprem"
+            for s in ci.inventory.sites]
+
+
+def skypilot_egress(ci: CompiledInventory) -> np.ndarray:
+    """The S x S $/GB matrix as SkyPilot's optimizer prices a transfer: free between two sites
+    of one provider, the inventory's $/GB otherwise."""
+    prov = np.array(providers(ci))
+    same = prov[:, None] == prov[None, :]
+    out: np.ndarray = np.where(same, 0.0, ci.egress)
+    return out
+
+
+class PriceOnly:
+    """The lowest GPU $ plus egress as SkyPilot prices it; latency unseen."""
+
+    name: ClassVar[str] = "price-only"
+
+    def __init__(self) -> None:
+        self._egress: dict[int, np.ndarray] = {}
 
     def decide(self, engine: Engine, sw: SimWorkload) -> Pick | None:
         ctx = engine.context(sw.workload)
-        _, room, can_queue = hard_rules(ctx)
-        if sw.workload.spec.is_service:
-            room = room & (ctx.kind != SPOT)
-        price = ctx.usd_per_hour
-        got = _first(room, price)
-        return _pick(ctx, got if got is not None else _first(can_queue, price))
+        ci = ctx.ci
+        matrix = self._egress.get(id(ci))
+        if matrix is None:
+            matrix = self._egress[id(ci)] = skypilot_egress(ci)
+        ok = allowed(ctx)
+        price = ctx.gpu_usd + data_move(ci, sw.workload, matrix).usd(ctx.site, ctx.hours)
+        soon = ok & (_room(ctx) | (~ctx.is_cloud & (ctx.wait_hours <= ctx.rule.max_wait_hours)))
+        got = _first(soon, price)
+        return _pick(ctx, got if got is not None else _first(ok & ~ctx.is_cloud, price))
+
+
+class Nearest:
+    """Services at the site nearest their clients with room; jobs as overflow."""
+
+    name: ClassVar[str] = "nearest"
+
+    def decide(self, engine: Engine, sw: SimWorkload) -> Pick | None:
+        ctx = engine.context(sw.workload)
+        if not sw.workload.spec.is_service:
+            return _pick(ctx, overflow(ctx))
+        got = _first(allowed(ctx) & _room(ctx), ctx.site.astype(float), client_rtt(ctx))
+        return _pick(ctx, got if got is not None else overflow(ctx))
 
 
 class AllCloudOnDemand:
@@ -126,14 +265,15 @@ class AllCloudOnDemand:
 
     def decide(self, engine: Engine, sw: SimWorkload) -> Pick | None:
         ctx = engine.context(sw.workload)
-        _, room, _ = hard_rules(ctx)
-        key = ctx.p99_ms if sw.workload.spec.is_service else ctx.usd_per_hour
-        got = _first(room & (ctx.kind == ON_DEMAND), key)
-        return _pick(ctx, got if got is not None else overflow(ctx))  # quota full, no cloud
+        ok = constraints(ctx) & _room(ctx) & (ctx.kind == ON_DEMAND)
+        key = client_rtt(ctx) if sw.workload.spec.is_service else ctx.usd_per_hour
+        got = _first(ok, key)
+        return _pick(ctx, got if got is not None else overflow_on_demand_only(ctx))
 
 
 BASELINES: dict[str, type[Decider]] = {
-    c.name: c for c in (OrderedOverflow, CheapestGpu, AllCloudOnDemand)}  # type: ignore[misc]
+    c.name: c for c in (Overflow, PriceOnly, Nearest, OverflowOnDemandOnly,  # type: ignore[misc]
+                        AllCloudOnDemand)}
 
 
 def deciders(baselines: list[str]) -> list[Decider]:

@@ -9,22 +9,27 @@ from typing import Any
 import numpy as np
 
 ROWS = [  # metric, label, format
-    ("total_usd", "total $", "{:,.0f}"),
-    ("onprem_amortized_usd", "on-prem amortized $", "{:,.0f}"),
+    ("avoidable_usd", "avoidable $ (cloud + egress + unmet work)", "{:,.0f}"),
+    ("gap_to_bound_avoidable", "avoidable $ over the bound", "{:+.1%}"),
+    ("used_usd", "used $ (on-prem used + avoidable)", "{:,.0f}"),
+    ("gap_to_bound_used", "used $ over the bound", "{:+.1%}"),
+    ("fleet_usd", "fleet $ (whole fleet + avoidable)", "{:,.0f}"),
+    ("gap_to_bound_fleet", "fleet $ over the bound", "{:+.1%}"),
+    ("onprem_amortized_usd", "on-prem amortized $ (used)", "{:,.0f}"),
     ("cloud_gpu_usd", "cloud GPU $", "{:,.0f}"),
     ("egress_usd", "egress $", "{:,.0f}"),
     ("egress_gb", "egress GB", "{:,.0f}"),
-    ("gap_to_bound", "over the MILP bound", "{:+.1%}"),
-    ("total_with_fleet_usd", "total $, whole fleet", "{:,.0f}"),
-    ("gap_to_bound_fleet", "over the bound, whole fleet", "{:+.1%}"),
+    ("unmet_usd", "unmet work charged $", "{:,.0f}"),
+    ("unmet_gpu_hours", "unmet GPU-hours", "{:,.1f}"),
+    ("rejected", "rejected", "{:,.0f}"),
+    ("rejected_gpu_hours", "rejected GPU-hours", "{:,.1f}"),
+    ("deadline_misses", "deadline misses", "{:,.0f}"),
     ("slo_attainment", "inference SLO attainment", "{:.2%}"),
     ("job_wait_p50_h", "job wait p50 (h)", "{:.2f}"),
     ("job_wait_p99_h", "job wait p99 (h)", "{:.2f}"),
-    ("deadline_misses", "deadline misses", "{:d}"),
-    ("rejected", "rejected", "{:d}"),
     ("gpu_hours_run", "GPU-hours run", "{:,.0f}"),
     ("burst_gpu_hours", "burst GPU-hours", "{:,.0f}"),
-    ("spot_interruptions", "spot interruptions", "{:d}"),
+    ("spot_interruptions", "spot interruptions", "{:,.0f}"),
     ("onprem_idle_usd", "idle on-prem $", "{:,.0f}"),
 ]
 
@@ -41,7 +46,14 @@ def cell(value: Any, fmt: str) -> str:
 def table_rows(summary: dict[str, Any]) -> list[list[str]]:
     """Rows of label + one cell per policy (the table the terminal and the HTML show)."""
     pols = summary["policies"]
-    rows = [[label, *(cell(m.get(key), fmt) for m in pols.values())] for key, label, fmt in ROWS]
+    ivs = summary.get("intervals", {})
+
+    def shown(name: str, key: str, fmt: str) -> str:
+        text = cell(pols[name].get(key), fmt)
+        half = ivs.get(name, {}).get(key, {}).get("half_width")
+        return text if half is None else f"{text} ± {cell(half, fmt.replace('+', ''))}"
+
+    rows = [[label, *(shown(n, key, fmt) for n in pols)] for key, label, fmt in ROWS]
     sites = sorted({s for m in pols.values() for s in m["utilization"]})
     for s in sites:
         rows.append([f"utilization {s}",
@@ -52,14 +64,14 @@ def table_rows(summary: dict[str, Any]) -> list[list[str]]:
 
 
 def bound_text(summary: dict[str, Any]) -> str:
-    """The two MILP lower bounds in words."""
-    parts = []
-    for key, label in (("bound", "used on-prem GPU-hours priced"), ("bound_fleet",
-                                                                    "whole fleet")):
-        b = summary.get(key) or {}
-        got = cell(b.get("usd"), "${:,.0f}")
-        parts.append(f"{got} ({label}; {b.get('status', 'not computed')})")
-    return "MILP lower bound: " + ", ".join(parts)
+    """The MILP lower bounds in words."""
+    bounds = summary.get("bound")
+    if not bounds:
+        return "MILP lower bound: not computed"
+    parts = [f"{cell(bounds[v].get('usd'), '${:,.0f}')} {v} ({bounds[v].get('status')})"
+             for v in ("avoidable", "used", "fleet") if v in bounds]
+    return "MILP lower bound (every policy, all work, any start after arrival): " + \
+        ", ".join(parts)
 
 
 def rich_table(summary: dict[str, Any]) -> Any:
@@ -67,7 +79,9 @@ def rich_table(summary: dict[str, Any]) -> Any:
     from rich.table import Table
 
     caption = bound_text(summary)
-    t = Table(title=f"{summary['trace']}: {summary['workloads']:,} workloads", caption=caption)
+    seeds = len(summary.get("seeds", [0]))
+    t = Table(title=f"{summary['trace']}: {summary['workloads']:,} workloads, {seeds} seed"
+              f"{'s' if seeds != 1 else ''}", caption=caption)
     t.add_column("metric")
     for name in summary["policies"]:
         t.add_column(name, justify="right")
@@ -89,10 +103,21 @@ def _plots(out: Path, summary: dict[str, Any], series: dict[str, Any],
     made: list[tuple[str, str]] = []
 
     fig, ax = plt.subplots(figsize=(8, 4))
+    ivs = summary.get("intervals", {})
+    halves = [ivs.get(n, {}).get("avoidable_usd", {}).get("half_width") or 0.0 for n in names]
+    ax.bar(names, [pols[n]["avoidable_usd"] for n in names], yerr=halves, capsize=4)
+    ax.set(ylabel="$ (cloud GPU + egress + unmet work)",
+           title="Avoidable spend at equal work (95% interval over seeds)")
+    ax.tick_params(axis="x", labelrotation=20)
+    made.append(("avoidable_spend.png", "Avoidable spend by policy"))
+    fig.savefig(out / made[-1][0], dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4))
     for name in names:
         ax.plot(mid, series[name]["cumulative_usd"], label=name)
     ax.set(xlabel="hours from the first arrival", ylabel="cumulative $ (GPU + egress)",
-           title="Cost over time")
+           title="Cost over time (first seed)")
     ax.legend()
     made.append(("cost_over_time.png", "Cost over time by policy"))
     fig.savefig(out / made[-1][0], dpi=100, bbox_inches="tight")
@@ -152,12 +177,15 @@ def write_report(out: Path, summary: dict[str, Any], series: dict[str, Any],
     inputs = html.escape(", ".join(f"{k}={v}" for k, v in summary["inputs"].items()))
     figs = "".join(f'<figure><img src="{f}" alt="{html.escape(t)}"><figcaption>'
                    f"{html.escape(t)}</figcaption></figure>" for f, t in images)
+    lead = "".join(f"<p><strong>{html.escape(line)}</strong></p>"
+                   for line in summary.get("headline", []))
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Placement what-if report</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}
 </style></head><body>
 <h1>What-if replay of {html.escape(summary['trace'])}</h1>
+{lead}
 <p>{summary['workloads']:,} workloads ({html.escape(summary.get('format', ''))}).
 {html.escape(bound_text(summary))}.</p>
 <table><thead><tr><th>metric</th>{head}</tr></thead><tbody>{body}</tbody></table>

@@ -1,11 +1,23 @@
 """What a replay cost and how it served: the metrics per policy and their time series.
 
-Money, two views. `total_usd`: on-prem GPU-hours used x the site's amortized $/GPU-hour (the
-price the engine weighs), cloud GPU-hours billed (from the request for capacity until the run
-ends, provisioning and spot restarts included) x the instance price, and egress at the
-inventory's $/GB. `total_with_fleet_usd`: the bill, where owned GPUs cost their amortized price
-whether used or idle: the whole on-prem fleet over the run's common horizon (the same for
-every policy compared) + cloud GPUs + egress. Idle capacity is `onprem_idle_usd`.
+Every policy is judged on the same work. Work a policy leaves undone is charged, never free:
+a rejected workload, and the part of a service window not served within its SLO (the window
+started late, or its site's p99 misses the SLO), count as *unmet GPU-hours*, charged at what
+running them in the cloud on-demand would cost (`unmet_usd_per_gpu_hour`: the cheapest
+on-demand $/GPU-hour of the workload's GPU types among the inventory's cloud offers, quota
+ignored; that is a low estimate: the work would also be late). A rejected job with a deadline
+also counts as a missed deadline. A placed job always finishes (queues drain after the last
+arrival), so no job work is left unfinished; its delay shows in its wait and its deadline.
+
+Money, three views, each with the unmet-work charge:
+- `used_usd`: on-prem GPU-hours used x the site's amortized $/GPU-hour (the price the engine
+  weighs) + cloud GPU-hours billed (from the request for capacity until the run ends,
+  provisioning and spot restarts included) x the instance price + egress at the inventory's
+  $/GB + the charge.
+- `fleet_usd`: owned GPUs cost their amortized price used or idle: the whole on-prem fleet
+  over the common horizon of the policies compared + cloud GPUs + egress + the charge.
+- `avoidable_usd`: cloud GPUs + egress + the charge: the part a placement policy changes (the
+  fleet is paid for whatever it does). Comparisons lead with this one.
 A service window's requests count as within the SLO when its site's p99 (client RTT + service
 time + RAG lookups) meets the SLO, for the part of the window it was running.
 """
@@ -17,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from placement.engine.compiled import ON_DEMAND, ONPREM, SPOT, CompiledInventory
+from placement.model import Workload
 from placement.simulate.replay import Run
 from placement.simulate.synth import SimWorkload
 
@@ -38,6 +51,43 @@ def fleet_usd(ci: CompiledInventory, hours: float) -> float:
     onprem = ci.row_kind == ONPREM
     groups = ci.row_group[onprem]
     return float((ci.group_capacity[groups] * ci.row_unit_price[onprem]).sum()) * hours
+
+
+def unmet_usd_per_gpu_hour(ci: CompiledInventory, wl: Workload) -> float:
+    """What an hour of one of the workload's GPUs costs in the cloud on-demand: the cheapest
+    on-demand $/GPU-hour among the inventory's offers of its GPU types (quota ignored). A type
+    no cloud region offers is priced at the median on-demand $/GPU-hour of every offer; with
+    no cloud offer at all, at the highest amortized on-prem price of its types."""
+    on_demand = ci.row_kind[ci.inst_row] == ON_DEMAND
+    per_gpu = ci.inst_price / np.maximum(ci.inst_gpus, 1)
+    types = [ci.gpu_index[t] for t in wl.spec.gpu.types if t in ci.gpu_index]
+    mine = on_demand & np.isin(ci.row_gpu[ci.inst_row], types)
+    if mine.any():
+        return float(per_gpu[mine].min())
+    if on_demand.any():
+        return float(np.median(per_gpu[on_demand]))
+    onprem = (ci.row_kind == ONPREM) & np.isin(ci.row_gpu, types)
+    return float(ci.row_unit_price[onprem].max()) if onprem.any() else 0.0
+
+
+def gpu_hours(wl: Workload) -> float:
+    """The GPU-hours a workload asks for (a service: its window)."""
+    spec = wl.spec
+    return float(spec.gpu.count * spec.replicas * (spec.duration_hours or 1.0))
+
+
+def served(run: Run, sw: SimWorkload) -> float:
+    """The share of a workload's work done as asked: a job 1 if placed; a service window the
+    part of the window it ran with its p99 within the SLO; 0 if rejected."""
+    if run.site < 0:
+        return 0.0
+    spec = sw.workload.spec
+    if not spec.is_service:
+        return 1.0
+    if spec.latency is not None and not run.p99_ms <= spec.latency.p99_slo_ms:
+        return 0.0
+    window = spec.duration_hours or 1.0
+    return min(max((run.arrival_h + window - run.start_h) / window, 0.0), 1.0)
 
 
 def metrics(runs: list[Run], workloads: list[SimWorkload], ci: CompiledInventory,
@@ -62,9 +112,23 @@ def metrics(runs: list[Run], workloads: list[SimWorkload], ci: CompiledInventory
         "egress_usd": round(sum(r.egress_usd for r in runs), 2),
         "egress_gb": round(sum(r.egress_gb for r in runs), 1),
     }
-    out["total_usd"] = round(out["onprem_amortized_usd"] + out["cloud_gpu_usd"]
-                             + out["egress_usd"], 2)
-    out["slo_attainment"] = _slo(runs, workloads, is_service)
+    asked = np.array([gpu_hours(sw.workload) for sw in workloads])
+    done = np.array([served(r, sw) for r, sw in zip(runs, workloads, strict=True)])
+    unmet = asked * (1 - done)
+    by_types: dict[tuple[str, ...], float] = {}
+    for sw in workloads:
+        types = tuple(sw.workload.spec.gpu.types)
+        if types not in by_types:
+            by_types[types] = unmet_usd_per_gpu_hour(ci, sw.workload)
+    price = np.array([by_types[tuple(sw.workload.spec.gpu.types)] for sw in workloads])
+    out["asked_gpu_hours"] = round(float(asked.sum()), 1)
+    out["unmet_gpu_hours"] = round(float(unmet.sum()), 1)
+    out["rejected_gpu_hours"] = round(float(asked[~placed].sum()), 1)
+    out["unmet_usd"] = round(float((unmet * price).sum()), 2)
+    avoidable = out["cloud_gpu_usd"] + out["egress_usd"] + out["unmet_usd"]
+    out["avoidable_usd"] = round(avoidable, 2)
+    out["used_usd"] = round(out["onprem_amortized_usd"] + avoidable, 2)
+    out["slo_attainment"] = _slo(runs, workloads)
     jobs = placed & ~is_service
     waits = (start - arrival)[jobs]
     out["job_wait_p50_h"], out["job_wait_p99_h"] = _pct(waits, 50), _pct(waits, 99)
@@ -88,24 +152,17 @@ def metrics(runs: list[Run], workloads: list[SimWorkload], ci: CompiledInventory
         out["utilization"][name] = round(used / (cap * span), 4) if cap else None
     fleet = fleet_usd(ci, span)
     out["onprem_idle_usd"] = round(max(fleet - out["onprem_amortized_usd"], 0.0), 2)
-    out["total_with_fleet_usd"] = round(fleet + out["cloud_gpu_usd"] + out["egress_usd"], 2)
+    out["fleet_usd"] = round(fleet + avoidable, 2)
     return out
 
 
-def _slo(runs: list[Run], workloads: list[SimWorkload], is_service: np.ndarray) -> float | None:
-    if not is_service.any():
-        return None
+def _slo(runs: list[Run], workloads: list[SimWorkload]) -> float | None:
+    """Requests served within the SLO, as a share of the services' requests."""
     total = met = 0.0
     for r, sw in zip(runs, workloads, strict=True):
-        spec = sw.workload.spec
-        if not spec.is_service or spec.latency is None:
-            continue
-        total += sw.requests
-        if r.site < 0 or not r.p99_ms <= spec.latency.p99_slo_ms:
-            continue
-        window = spec.duration_hours or 1.0
-        served = min(max((r.arrival_h + window - r.start_h) / window, 0.0), 1.0)
-        met += sw.requests * served
+        if sw.workload.spec.is_service and sw.workload.spec.latency is not None:
+            total += sw.requests
+            met += sw.requests * served(r, sw)
     return round(met / total, 5) if total else None
 
 

@@ -1,10 +1,16 @@
-"""One what-if run: read a trace, build its workloads, replay them under every policy, bound."""
+"""One what-if run: read a trace, build its workloads, replay them under every policy, bound
+them, over one seed or many (a process pool here, or a Dask cluster), and write the answer."""
 
 from __future__ import annotations
 
+import importlib
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +18,9 @@ import numpy as np
 
 from placement.engine.offline import engine_for
 from placement.policy.loader import load_bundle
-from placement.simulate.baselines import deciders
-from placement.simulate.bound import Bound, build, solve
+from placement.simulate import stats
+from placement.simulate.baselines import deciders, runnable
+from placement.simulate.bound import build, solve
 from placement.simulate.replay import Replay, Run
 from placement.simulate.results import fleet_usd, horizon, metrics, timeline
 from placement.simulate.synth import synthesize
@@ -38,19 +45,30 @@ class Options:
     window_h: float = 0.25
     bound: bool = True
     bound_time_s: float = 60.0
+    seeds: int = 1  # seeds seed, seed + 1, ... (a process pool, or --cluster, when over 1)
+    cluster: str | None = None  # a Dask scheduler address: the seeds run there
 
 
 Progress = Callable[[str, int, int], None]  # policy (or "MILP ..."), steps done (delta), total
 
 
-def simulate(opts: Options, progress: Progress | None = None) -> dict[str, Any]:
-    """Run the comparison; writes summary.json and report.html into opts.out."""
+@dataclass
+class SeedResult:
+    """One seed's summary and the time series its report plots."""
+
+    summary: dict[str, Any]
+    series: dict[str, Any]
+    edges: np.ndarray
+
+
+def run_seed(opts: Options, seed: int, progress: Progress | None = None) -> SeedResult:
+    """Every policy over one seed's workloads, and the bound; writes nothing."""
     trace = read(opts.trace, opts.fmt)
     bundle = load_bundle(opts.config)
     engine = engine_for(bundle)  # holds no GPUs: each replay works on its own copy
-    syn = synthesize(trace, bundle.inventory, seed=opts.seed, window_h=opts.window_h,
+    syn = synthesize(trace, bundle.inventory, seed=seed, window_h=opts.window_h,
                      limit=opts.limit, load=opts.load,
-                     feasible=lambda wl: engine.decide(wl).action != "reject")
+                     feasible=lambda wl: runnable(engine, wl))
     workloads = syn.workloads
     if not workloads:
         shown = "; ".join(trace.problems[:3]) or "no rows"
@@ -65,7 +83,7 @@ def simulate(opts: Options, progress: Progress | None = None) -> dict[str, Any]:
             if progress is not None:
                 progress(name, done, len(workloads))
 
-        all_runs[name] = Replay(engine, decider, seed=opts.seed).run(workloads, step)
+        all_runs[name] = Replay(engine, decider, seed=seed).run(workloads, step)
     span = max(horizon(runs) for runs in all_runs.values())  # one fleet horizon for all
     for name, runs in all_runs.items():
         policies[name] = metrics(runs, workloads, engine.ci, span)
@@ -73,7 +91,7 @@ def simulate(opts: Options, progress: Progress | None = None) -> dict[str, Any]:
         "trace": str(opts.trace), "format": trace.format, "workloads": len(workloads),
         "policies": policies,
         "inputs": {"config": str(opts.config), "policy_version": bundle.policy_version,
-                   "seed": opts.seed, "limit": opts.limit, "load": opts.load,
+                   "seed": seed, "limit": opts.limit, "load": opts.load,
                    "time_scale": round(syn.time_scale, 6), "window_h": opts.window_h,
                    "trace_problems": len(trace.problems),
                    "trace_problem_lines": trace.problems[:PROBLEMS_SHOWN],
@@ -81,32 +99,121 @@ def simulate(opts: Options, progress: Progress | None = None) -> dict[str, Any]:
                    "synthesis_notes": syn.notes},
     }
     if opts.bound:
-        views = (("bound", "total_usd", False, 0.0),
-                 ("bound_fleet", "total_with_fleet_usd", True, fleet_usd(engine.ci, span)))
-        # The bound follows the engine's rules over what the engine placed: the gap is the
-        # engine's. Baselines break those rules (spot, bursting, SLOs): no gap for them.
-        placed = [w for w, r in zip(workloads, all_runs["engine"], strict=True) if r.site >= 0]
-        model = build(engine, placed, seed=opts.seed) if placed else None
-        for key, total, sunk, fixed in views:
-            if progress is not None:
-                progress(f"MILP {key.replace('_', ' ')}", 0, 1)
-            b = (solve(model, onprem_sunk=sunk, time_limit_s=opts.bound_time_s)
-                 if model is not None else Bound(0.0, "empty", 0.0, 0, 0, opts.bound_time_s))
-            if progress is not None:
-                progress(f"MILP {key.replace('_', ' ')}", 1, 1)
-            usd = None if b.usd is None else b.usd + fixed
-            summary[key] = {"usd": None if usd is None else round(usd, 2),
-                            "status": b.status, "solver_gap": b.gap,
-                            "workloads": b.workloads, "variables": b.variables}
-            if usd:
-                policies["engine"]["gap_to_" + key] = round(
-                    policies["engine"][total] / usd - 1, 4)
+        summary["bound"] = _bounds(engine, workloads, policies, span, seed, opts, progress)
     edges = np.linspace(0.0, span, BUCKETS + 1)
     series = {name: timeline(runs, engine.ci, edges) for name, runs in all_runs.items()}
+    return SeedResult(summary, series, edges)
+
+
+def _bounds(engine: Any, workloads: list[Any], policies: dict[str, dict[str, Any]],
+            span: float, seed: int, opts: Options, progress: Progress | None
+            ) -> dict[str, Any]:
+    """The MILP's lower bound in each money view, and every policy's gap to it. The bound
+    holds for every policy compared: all workloads, any start after arrival, unmet work
+    charged as the metrics charge it."""
+    model = build(engine, workloads, horizon_h=span, seed=seed)
+    out: dict[str, Any] = {}
+    for view in ("used", "avoidable"):
+        if progress is not None:
+            progress(f"MILP {view}", 0, 1)
+        b = solve(model, view=view, time_limit_s=opts.bound_time_s)
+        if progress is not None:
+            progress(f"MILP {view}", 1, 1)
+        out[view] = {"usd": None if b.usd is None else round(b.usd, 2), "status": b.status,
+                     "solver_gap": b.gap, "workloads": b.workloads, "variables": b.variables,
+                     "seconds": round(b.seconds, 2)}
+    avoid = out["avoidable"]
+    out["fleet"] = dict(avoid, usd=None if avoid["usd"] is None else round(
+        avoid["usd"] + fleet_usd(engine.ci, span), 2))
+    for m in policies.values():
+        for view in ("used", "avoidable", "fleet"):
+            usd = out[view]["usd"]
+            m[f"gap_to_bound_{view}"] = round(m[f"{view}_usd"] / usd - 1, 4) if usd else None
+    return out
+
+
+@contextmanager
+def executor(opts: Options) -> Iterator[Executor]:
+    """Where the seeds run: the Dask cluster at opts.cluster, else a local process pool."""
+    if opts.cluster is not None:
+        try:
+            distributed: Any = importlib.import_module("distributed")
+        except ImportError as exc:  # the [sim] extra
+            raise ValueError("--cluster needs the Dask client: pip install "
+                             "'hybrid-placement[sim]' (package distributed)") from exc
+        try:
+            client = distributed.Client(opts.cluster, timeout=10)
+        except OSError as exc:
+            raise ValueError(f"cannot reach the Dask scheduler at {opts.cluster}: {exc}; "
+                             "start one (dask scheduler) or leave out --cluster") from exc
+        try:
+            yield client.get_executor()
+        finally:
+            client.close()
+        return
+    workers = max(1, min(opts.seeds, os.cpu_count() or 1))
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        yield pool
+
+
+def simulate(opts: Options, progress: Progress | None = None) -> dict[str, Any]:
+    """Run the comparison over opts.seeds seeds; writes summary.json and report.html into
+    opts.out. Returns the summary."""
+    seeds = list(range(opts.seed, opts.seed + max(1, opts.seeds)))
+    if len(seeds) == 1 and opts.cluster is None:
+        results = [run_seed(opts, seeds[0], progress)]
+    else:
+        results_by_seed: dict[int, SeedResult] = {}
+        with executor(opts) as pool:
+            futures = {pool.submit(run_seed, opts, s): s for s in seeds}
+            for fut in as_completed(futures):
+                results_by_seed[futures[fut]] = fut.result()
+                if progress is not None:
+                    progress(f"{len(seeds)} seeds", 1, len(seeds))
+        results = [results_by_seed[s] for s in seeds]
+    summary = combine([r.summary for r in results])
     opts.out.mkdir(parents=True, exist_ok=True)
     (opts.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n",
                                            encoding="utf-8")
     from placement.simulate.report import write_report
 
-    write_report(opts.out, summary, series, edges)
+    write_report(opts.out, summary, results[0].series, results[0].edges)
+    return summary
+
+
+def combine(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """One summary from per-seed summaries: means (one seed: its values), the paired
+    comparisons of the engine against each baseline with 95% intervals, and the headline."""
+    first = per_seed[0]
+    pols = [s["policies"] for s in per_seed]
+    summary: dict[str, Any] = {
+        "trace": first["trace"], "format": first["format"],
+        "workloads": first["workloads"] if len(per_seed) == 1 else
+        stats.mean_of([s["workloads"] for s in per_seed]),
+        "seeds": [s["inputs"]["seed"] for s in per_seed],
+        "policies": pols[0] if len(per_seed) == 1 else
+        {name: stats.mean_of([p[name] for p in pols]) for name in pols[0]},
+    }
+    if len(per_seed) > 1:
+        summary["intervals"] = {name: {m: stats.interval([float(p[name][m]) for p in pols])
+                                       .as_dict() for m in stats.INTERVAL_METRICS
+                                       if all(p[name].get(m) is not None for p in pols)}
+                                for name in pols[0]}
+    bound_gap = None
+    if "bound" in first:
+        summary["bound"] = first["bound"] if len(per_seed) == 1 else {
+            view: {"usd": stats.mean_of([s["bound"][view]["usd"] for s in per_seed]),
+                   "status": "; ".join(sorted({s["bound"][view]["status"] for s in per_seed}))}
+            for view in first["bound"]}
+        gaps = [s["policies"]["engine"].get("gap_to_bound_avoidable") for s in per_seed]
+        if "engine" in first["policies"] and all(g is not None for g in gaps):
+            bound_gap = stats.interval([float(g) for g in gaps if g is not None]).as_dict()
+    if "engine" in pols[0]:
+        summary["comparisons"] = stats.compare(pols)
+        summary["headline"] = stats.headline(summary["comparisons"], len(per_seed), bound_gap)
+    summary["inputs"] = dict(first["inputs"], seed=summary["seeds"][0])
+    if len(per_seed) > 1:
+        summary["per_seed"] = [{"seed": s["inputs"]["seed"], "workloads": s["workloads"],
+                                "policies": s["policies"], "bound": s.get("bound")}
+                               for s in per_seed]
     return summary

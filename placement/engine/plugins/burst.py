@@ -8,7 +8,7 @@ import numpy as np
 
 from placement.engine.compiled import SPOT
 from placement.engine.context import DecisionContext
-from placement.engine.framework import FilterResult
+from placement.engine.framework import Bools, FilterResult
 
 
 class BurstGate:
@@ -31,16 +31,8 @@ class BurstGate:
             if burst.when == "onprem_unavailable_or_near_data":
                 cheapest_onprem = float(ctx.egress_usd[onprem_ok].min())  # GPUs: paid for
                 gated &= ctx.total_usd >= cheapest_onprem
-        spot = ctx.kind == SPOT
         interrupted = ctx.workload.spec.interruptions
-        if burst.spot == "never" or interrupted >= burst.max_spot_interruptions:
-            bad_spot = spot
-        elif burst.spot == "when_deadline_allows" and ctx.workload.spec.deadline_hours:
-            slack_need = burst.spot_slack_factor * (ctx.run_hours - ctx.hours)
-            latest = ctx.start_hours + ctx.hours + slack_need
-            bad_spot = spot & (latest > ctx.workload.spec.deadline_hours)
-        else:
-            bad_spot = np.zeros(ctx.n, dtype=bool)
+        bad_spot = ~spot_allowed(ctx)
         not_allowed = cloud & (not burst.allowed)
         passed = ~(not_allowed | gated | bad_spot)
 
@@ -63,3 +55,20 @@ class BurstGate:
                     f"x the expected {ctx.run_hours[i] - ctx.hours:.2f} h of restart overhead)")
 
         return FilterResult(passed, reason)
+
+
+def spot_allowed(ctx: DecisionContext) -> Bools:
+    """Per candidate: False for a spot candidate the rule does not allow (never; after too many
+    interruptions; when the deadline leaves no room for the expected restarts); True for every
+    other candidate. The engine's gate and the simulator's baselines both ask this."""
+    burst = ctx.rule.burst
+    spot = ctx.kind == SPOT
+    if burst.spot == "never" or ctx.workload.spec.interruptions >= burst.max_spot_interruptions:
+        never: Bools = ~spot
+        return never
+    if burst.spot == "when_deadline_allows" and ctx.workload.spec.deadline_hours:
+        slack_need = burst.spot_slack_factor * (ctx.run_hours - ctx.hours)
+        latest = ctx.start_hours + ctx.hours + slack_need
+        room: Bools = ~(spot & (latest > ctx.workload.spec.deadline_hours))
+        return room
+    return np.ones(ctx.n, dtype=bool)
