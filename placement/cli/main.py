@@ -198,6 +198,8 @@ def simulate(
     baselines: Annotated[str, typer.Option(help="Comma-separated baselines, or all.")] = "all",
     seed: Annotated[int, typer.Option(help="Seed of every assigned attribute and draw.")] = 0,
     limit: Annotated[int | None, typer.Option(help="Only the first N workloads.")] = None,
+    skip: Annotated[int, typer.Option(help="Leave out the first N workloads (judge a later "
+                                      "window of the trace).")] = 0,
     load: Annotated[float, typer.Option(help="Scale arrivals so offered GPU-hours per hour are "
                                         "this share of the on-prem GPUs; 0 keeps the trace's "
                                         "timing.")] = 0.8,
@@ -219,13 +221,14 @@ def simulate(
     from placement.simulate.run import simulate as run_simulation
     from placement.simulate.traces import TraceError
 
-    if load < 0 or window_h <= 0 or (limit is not None and limit < 1) or seeds < 1:
-        _fail(PlacementError("--load must be >= 0, --window-h > 0, --limit >= 1 and "
-                             "--seeds >= 1"))
+    if load < 0 or window_h <= 0 or (limit is not None and limit < 1) or seeds < 1 \
+            or skip < 0:
+        _fail(PlacementError("--load must be >= 0, --window-h > 0, --limit >= 1, "
+                             "--skip >= 0 and --seeds >= 1"))
     opts = Options(trace=trace, config=config, out=out, fmt=fmt,
                    baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()),
-                   seed=seed, limit=limit, load=load or None, window_h=window_h, bound=bound,
-                   bound_time_s=bound_time_s, seeds=seeds, cluster=cluster)
+                   seed=seed, limit=limit, skip=skip, load=load or None, window_h=window_h,
+                   bound=bound, bound_time_s=bound_time_s, seeds=seeds, cluster=cluster)
     console = Console(stderr=True)
     try:
         with Progress(console=console, transient=True) as bar:

@@ -41,6 +41,7 @@ class Options:
     baselines: tuple[str, ...] = ("all",)
     seed: int = 0
     limit: int | None = None
+    skip: int = 0  # leave out the first N workloads (a later window of the trace)
     load: float | None = 0.8
     window_h: float = 0.25
     bound: bool = True
@@ -67,7 +68,7 @@ def run_seed(opts: Options, seed: int, progress: Progress | None = None) -> Seed
     bundle = load_bundle(opts.config)
     engine = engine_for(bundle)  # holds no GPUs: each replay works on its own copy
     syn = synthesize(trace, bundle.inventory, seed=seed, window_h=opts.window_h,
-                     limit=opts.limit, load=opts.load,
+                     limit=opts.limit, load=opts.load, skip=opts.skip,
                      feasible=lambda wl: runnable(engine, wl))
     workloads = syn.workloads
     if not workloads:
@@ -91,7 +92,7 @@ def run_seed(opts: Options, seed: int, progress: Progress | None = None) -> Seed
         "trace": str(opts.trace), "format": trace.format, "workloads": len(workloads),
         "policies": policies,
         "inputs": {"config": str(opts.config), "policy_version": bundle.policy_version,
-                   "seed": seed, "limit": opts.limit, "load": opts.load,
+                   "seed": seed, "limit": opts.limit, "skip": opts.skip, "load": opts.load,
                    "time_scale": round(syn.time_scale, 6), "window_h": opts.window_h,
                    "trace_problems": len(trace.problems),
                    "trace_problem_lines": trace.problems[:PROBLEMS_SHOWN],

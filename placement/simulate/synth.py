@@ -242,8 +242,10 @@ def _services(trace: Trace, rules: _Rules, window_h: float) -> list[SimWorkload]
 
 def synthesize(trace: Trace, inventory: Inventory, *, seed: int = 0, window_h: float = 0.25,
                limit: int | None = None, load: float | None = None,
-               feasible: Callable[[Workload], bool] | None = None) -> Synthesis:
-    """The replay's workloads for `trace` over `inventory` (first `limit` by arrival).
+               feasible: Callable[[Workload], bool] | None = None,
+               skip: int = 0) -> Synthesis:
+    """The replay's workloads for `trace` over `inventory`: by arrival, the first `limit` after
+    the first `skip` (a later window of the trace; its arrivals start from 0).
 
     `feasible` says whether some site could take a workload at all (run.py asks the engine
     on an empty inventory); draws are repeated, up to ATTEMPTS, until it says yes.
@@ -255,6 +257,12 @@ def synthesize(trace: Trace, inventory: Inventory, *, seed: int = 0, window_h: f
         got = _jobs(trace, rules)
     else:
         got = _services(trace, rules, window_h)
+    if skip > 0:
+        rules.notes[f"first {skip} workloads left out (--skip)"] = min(skip, len(got))
+        got = got[skip:]
+        t0 = got[0].arrival_h if got else 0.0
+        got = [SimWorkload(i, w.arrival_h - t0, w.workload, w.requests)
+               for i, w in enumerate(got)]
     if limit is not None and len(got) > limit:
         rules.notes[f"workloads after the first {limit} left out (--limit)"] = len(got) - limit
         got = got[:limit]
