@@ -3,6 +3,7 @@ the inputs (prices, GPUs, hours), the MILP bound, synthesis rules and the CLI en
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from pathlib import Path
@@ -254,7 +255,7 @@ def test_simulate_cli_writes_summary_and_report(philly_excerpt: Path, tmp_path: 
             assert usd <= m[f"{view}_usd"] + 0.01
     assert summary["headline"][0].startswith("At equal work over 1 seed, engine's avoidable")
     report = (out / "report.html").read_text()
-    assert summary["headline"][0] in report
+    assert html.escape(summary["headline"][0]) in report
     for png in ("avoidable_spend.png", "cost_over_time.png", "utilization.png",
                 "placements.png", "slo_attainment.png"):
         assert png in report and (out / png).stat().st_size > 1000

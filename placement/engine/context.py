@@ -241,13 +241,22 @@ class DecisionContext:
         return self.start_hours + self.run_hours
 
     @cached_property
+    def client_rtt_ms(self) -> Floats:
+        """The worst RTT from the workload's clients to each candidate (0 without clients)."""
+        lat = self.workload.spec.latency
+        if lat is None or not lat.clients:
+            return np.zeros(self.n)
+        idx = [self.ci.client_index[c.location] for c in lat.clients]
+        rtt: Floats = self.ci.client_rtt[np.array(idx)][:, self.site].max(axis=0)
+        return rtt
+
+    @cached_property
     def p99_ms(self) -> Floats:
         """Worst client's p99: RTT + service time + RAG lookups x RTT to the data."""
         lat = self.workload.spec.latency
         if lat is None:
             return np.full(self.n, np.nan)
-        idx = [self.ci.client_index[c.location] for c in lat.clients]
-        rtt = self.ci.client_rtt[np.array(idx)][:, self.site].max(axis=0)
+        rtt = self.client_rtt_ms
         service: Floats | float = lat.service_time_p99_ms
         seen = self.observed.service_for(self.workload) if self.observed is not None else None
         if seen is not None:  # observed at the site (fresh) replaces the declared value

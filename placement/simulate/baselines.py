@@ -137,22 +137,12 @@ def _first(mask: Bools, *keys: np.ndarray) -> int | None:
     return int(idx[order[0]])
 
 
-def client_rtt(ctx: DecisionContext) -> np.ndarray:
-    """Per candidate: the worst RTT from the service's clients (0 for a job)."""
-    lat = ctx.workload.spec.latency
-    if lat is None or not lat.clients:
-        return np.zeros(ctx.n)
-    idx = np.array([ctx.ci.client_index[c.location] for c in lat.clients])
-    rtt: np.ndarray = ctx.ci.client_rtt[idx][:, ctx.site].max(axis=0)
-    return rtt
-
-
 def overflow_order(ctx: DecisionContext) -> np.ndarray:
     """Per candidate: its place in the workload's overflow list (lower first)."""
     cloud = ctx.is_cloud.astype(float)
     spot_last = (ctx.kind != SPOT).astype(float)  # within a region, spot first where allowed
     if ctx.workload.spec.is_service:
-        near = client_rtt(ctx)
+        near = ctx.client_rtt_ms
     else:
         holds = np.zeros(ctx.n)
         for ref in ctx.workload.spec.datasets:
@@ -254,7 +244,7 @@ class Nearest:
         ctx = engine.context(sw.workload)
         if not sw.workload.spec.is_service:
             return _pick(ctx, overflow(ctx))
-        got = _first(allowed(ctx) & _room(ctx), ctx.site.astype(float), client_rtt(ctx))
+        got = _first(allowed(ctx) & _room(ctx), ctx.site.astype(float), ctx.client_rtt_ms)
         return _pick(ctx, got if got is not None else overflow(ctx))
 
 
@@ -266,7 +256,7 @@ class AllCloudOnDemand:
     def decide(self, engine: Engine, sw: SimWorkload) -> Pick | None:
         ctx = engine.context(sw.workload)
         ok = constraints(ctx) & _room(ctx) & (ctx.kind == ON_DEMAND)
-        key = client_rtt(ctx) if sw.workload.spec.is_service else ctx.usd_per_hour
+        key = ctx.client_rtt_ms if sw.workload.spec.is_service else ctx.usd_per_hour
         got = _first(ok, key)
         return _pick(ctx, got if got is not None else overflow_on_demand_only(ctx))
 
