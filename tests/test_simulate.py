@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from placement.cli.main import app
 from placement.engine import Engine
 from placement.engine.batch import Pick
-from placement.engine.compiled import ON_DEMAND, ONPREM, SPOT
+from placement.engine.compiled import ON_DEMAND, ONPREM
 from placement.model import Inventory, Workload
 from placement.simulate.baselines import deciders
 from placement.simulate.replay import Decider, Replay, Run, spot_run
