@@ -15,16 +15,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 if not __package__:  # run as a script: bench/ is importable from the repository root
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.engine import DATA
+from bench.engine import DATA, data_and_clients, synthetic_sites
 from placement.simulate.run import Options, simulate
 from placement.tuning import tune_gc
 
@@ -55,6 +59,22 @@ def judge(summary: dict[str, Any], seconds: float) -> dict[str, Any]:
     }
 
 
+def synthetic_bundle(out: Path, n_sites: int, seed: int, policy: Path) -> Path:
+    """A policy bundle over an inventory nobody tuned to: `n_sites` sites drawn from the real
+    catalogs (bench/engine.py's synthetic_sites, seeded), its datasets and client locations,
+    and the given policy file."""
+    rng = random.Random(seed)
+    sites = synthetic_sites(n_sites, rng)
+    datasets, clients = data_and_clients(rng, [s.name for s in sites], 5)
+    out.mkdir(parents=True, exist_ok=True)
+    docs = [dict(d.model_dump(mode="json", by_alias=True, exclude_none=True),
+                 apiVersion="placement.dev/v1alpha1") for d in (*sites, *datasets, *clients)]
+    (out / "inventory.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False),
+                                        encoding="utf-8")
+    shutil.copy(policy, out / "policy.yaml")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--traces", default=",".join(TRACES))
@@ -67,13 +87,21 @@ def main() -> None:
     parser.add_argument("--bound-time-s", type=float, default=60)
     parser.add_argument("--no-bound", action="store_true")
     parser.add_argument("--cluster", default=None, help="a Dask scheduler for the seeds")
+    parser.add_argument("--sites", type=int, default=0,
+                        help="judge on a synthetic inventory of N catalog sites instead of "
+                        "--config's (its policy.yaml is kept)")
+    parser.add_argument("--inventory-seed", type=int, default=11)
     args = parser.parse_args()
     tune_gc()  # as every entry point does (placement.tuning)
+    scratch = tempfile.TemporaryDirectory()
+    config = args.config if not args.sites else synthetic_bundle(
+        Path(scratch.name) / "bundle", args.sites, args.inventory_seed,
+        args.config / "policy.yaml")
     for name in filter(None, args.traces.split(",")):
         with tempfile.TemporaryDirectory() as out:
             t0 = time.perf_counter()
             summary = simulate(Options(
-                trace=DATA / name, config=args.config, out=Path(out), seed=args.seed,
+                trace=DATA / name, config=config, out=Path(out), seed=args.seed,
                 limit=args.limit, skip=args.skip, bound=not args.no_bound,
                 bound_time_s=args.bound_time_s, seeds=args.seeds, cluster=args.cluster))
             line = judge(summary, time.perf_counter() - t0)
@@ -81,6 +109,7 @@ def main() -> None:
         print(json.dumps(line), flush=True)
         for sentence in line["headline"]:
             print(f"# {name}: {sentence}", flush=True)
+    scratch.cleanup()
 
 
 if __name__ == "__main__":
