@@ -94,6 +94,13 @@ CASES = [
     Case("arrivals apart: a 2-h job, then two 1-h jobs that cannot both wait",
          _one_gpu(), _jobs((0.0, 1, 2.0), (0.5, 1, 1.0), (0.5, 1, 1.0)), 3.0,
          3 * ONPREM_USD + CLOUD_USD, CLOUD_USD, forbidden=4 * ONPREM_USD),
+    # The same two jobs, each due 1.5 h after arrival, horizon 3: back to back one would end
+    # at 2 h, late, which the metrics charge as unmet on top of its run. So one runs on-prem
+    # and the other in the cloud (or unmet, at the same $5/GPU-hour): waiting does not pay.
+    Case("a deadline stops a job from waiting", _one_gpu(),
+         [SimWorkload(i, 0.0, job(f"j{i}", gpu="L4", count=1, hours=1.0, deadline=1.5))
+          for i in range(2)], 3.0,
+         ONPREM_USD + CLOUD_USD, CLOUD_USD, forbidden=2 * ONPREM_USD),
     # 16 GPUs asked: no site has them (1 on-prem, quota 8): rejected by the rules, its 16 x 2
     # GPU-hours are charged as unmet at the cheapest on-demand $/GPU-hour of L4, never free.
     Case("a job no site can run is unmet", _one_gpu(), _jobs((0.0, 16, 2.0)), 2.0,

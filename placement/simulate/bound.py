@@ -10,10 +10,14 @@ Options per workload (a variable x per option; a job's options sum to 1):
 - unmet: what the metrics charge for work not done, `unmet_usd_per_gpu_hour x gpu_hours`, in
   no capacity row. A workload with no candidate at all pays exactly this.
 - a job on an on-prem candidate: one variable whose start s may be anywhere in [lo, hi]: from
-  arrival + data move to `horizon_h` - run time. Its cost does not depend on s (amortized
-  $/GPU-hour x run hours, plus egress; GPU $ 0 in the avoidable view). Deadlines are not
-  dollars in the metrics (a late job costs what an early one does), so nothing forbids a late
-  start: the bound holds for schedules that miss deadlines. One variable covers every start
+  arrival + data move to `horizon_h` - run time, and for a job with a deadline to the latest
+  start that meets it. Its cost does not depend on s (amortized $/GPU-hour x run hours, plus
+  egress; GPU $ 0 in the avoidable view). A job that ends after its deadline pays its cost
+  and the metrics' unmet charge, so a late option is dominated by the unmet one: on-prem
+  options that cannot start in time and cloud options that end late are left out (a schedule
+  that runs a job late is matched by one that leaves it unmet, at no more cost and with less
+  capacity used, so the bound still holds for it). Without a deadline a job may wait as long
+  as the horizon allows: waiting costs nothing in the metrics. One variable covers every start
   window up to the horizon's, rather than one per window: without deadlines the start matters
   only to capacity, the suffix rows below already hold the fluid schedule's condition, and a
   variable per window would multiply the model by the windows (and lose up to a window of
@@ -78,6 +82,7 @@ from placement.simulate.synth import SimWorkload
 
 Floats = np.ndarray
 Ints = np.ndarray
+DEADLINE_EPS_H = 1e-9  # as the metrics count a miss
 
 # Measured here (2 cores): Philly's first 40,000 jobs on policies/examples are 373,000
 # variables before the slack rows go (171,000 after), built in 10 s and solved in 8-16 s per
@@ -164,7 +169,7 @@ class _Options:
 
     job_unmet: list[float] = field(default_factory=list)  # per job
     job_onprem: _Table = field(default_factory=lambda: _Table(
-        "k", "group", "gpus", "lo", "d", "onprem", "other"))
+        "k", "group", "gpus", "lo", "hi", "d", "onprem", "other"))
     job_cloud: _Table = field(default_factory=lambda: _Table(
         "k", "group", "gpus", "start", "end", "other"))
     service: _Table = field(default_factory=lambda: _Table("a", "h", "rate"))
@@ -206,14 +211,21 @@ def _gather(engine: Engine, workloads: list[SimWorkload], seed: int) -> _Options
         local, remote = idx[~ctx.is_cloud[idx]], idx[ctx.is_cloud[idx]]
         price, egress = ctx.usd_per_hour, ctx.egress_usd
         if not spec.is_service:
+            billed = _billed_hours(ctx, remote, sw, seed)
+            latest = np.inf  # the latest start on-prem that meets the deadline
+            if spec.deadline_hours is not None:  # late is dominated by unmet: drop it
+                latest = a + spec.deadline_hours - hours
+                keep = a + ctx.transfer_hours[local] <= latest + DEADLINE_EPS_H
+                local = local[keep]
+                keep = billed <= spec.deadline_hours + DEADLINE_EPS_H
+                remote, billed = remote[keep], billed[keep]
             k = out.jobs
             out.job_unmet.append(unmet)
             on_usd = price[local] * hours
-            billed = _billed_hours(ctx, remote, sw, seed)
             cl_usd = price[remote] * billed + egress[remote]
             out.job_onprem.add(k=k, group=ctx.group[local], gpus=gpus,
-                               lo=a + ctx.transfer_hours[local], d=hours, onprem=on_usd,
-                               other=egress[local])
+                               lo=a + ctx.transfer_hours[local], hi=latest, d=hours,
+                               onprem=on_usd, other=egress[local])
             out.job_cloud.add(k=k, group=ctx.group[remote], gpus=gpus, start=a,
                               end=a + billed, other=cl_usd)
             for view in VIEWS:
@@ -375,7 +387,7 @@ def build(engine: Engine, workloads: list[SimWorkload], *, horizon_h: float,
     # the horizon runs it there); the others start in [lo, hi]
     lo, d, gpus = jo["lo"], jo["d"], jo["gpus"]
     fits = lo + d <= t_end + 1e-9
-    hi = np.maximum(lo, t_end - d)
+    hi = np.maximum(lo, np.minimum(t_end - d, jo["hi"]))
     onprem_groups = np.unique(np.r_[jo.ints("group"), so.ints("group")])
     n = max(1, min(int(np.ceil(span / window_h)) if window_h else MAX_WINDOWS, 1 << 16))
     while True:

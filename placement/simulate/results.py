@@ -1,13 +1,14 @@
 """What a replay cost and how it served: the metrics per policy and their time series.
 
 Every policy is judged on the same work. Work a policy leaves undone is charged, never free:
-a rejected workload, and the part of a service window not served within its SLO (the window
-started late, or its site's p99 misses the SLO), count as *unmet GPU-hours*, charged at what
+a rejected workload, a job that ends after its deadline (done, but not when it was needed: it
+pays its run and the charge), and the part of a service window not served within its SLO (the
+window started late, or its site's p99 misses the SLO) count as *unmet GPU-hours*, charged at what
 running them in the cloud on-demand would cost (`unmet_usd_per_gpu_hour`: the cheapest
 on-demand $/GPU-hour of the workload's GPU types among the inventory's cloud offers, quota
-ignored; that is a low estimate: the work would also be late). A rejected job with a deadline
-also counts as a missed deadline. A placed job always finishes (queues drain after the last
-arrival), so no job work is left unfinished; its delay shows in its wait and its deadline.
+ignored; a low estimate of what the work is worth). A rejected job with a deadline also counts
+as a missed deadline. A placed job always finishes (queues drain after the last arrival); a
+job without a deadline is never late, and its delay shows in its wait.
 
 Money, three views, each with the unmet-work charge:
 - `used_usd`: on-prem GPU-hours used x the site's amortized $/GPU-hour (the price the engine
@@ -77,13 +78,16 @@ def gpu_hours(wl: Workload) -> float:
 
 
 def served(run: Run, sw: SimWorkload) -> float:
-    """The share of a workload's work done as asked: a job 1 if placed; a service window the
-    part of the window it ran with its p99 within the SLO; 0 if rejected."""
+    """The share of a workload's work done as asked: a job 1 if placed and done by its deadline
+    (if any); a service window the part of the window it ran with its p99 within the SLO; 0
+    if rejected."""
     if run.site < 0:
         return 0.0
     spec = sw.workload.spec
     if not spec.is_service:
-        return 1.0
+        late = spec.deadline_hours is not None and (
+            run.end_h - run.arrival_h > spec.deadline_hours + 1e-9)
+        return 0.0 if late else 1.0
     if spec.latency is not None and not run.p99_ms <= spec.latency.p99_slo_ms:
         return 0.0
     window = spec.duration_hours or 1.0
