@@ -33,14 +33,17 @@ the system it stands for; what it ignores is the point of the comparison:
 from __future__ import annotations
 
 import logging
-from typing import ClassVar
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from placement.engine import Engine
 from placement.engine.batch import BatchEngine, Pick, unsupported
 from placement.engine.compiled import ON_DEMAND, ONPREM, SPOT, CompiledInventory
-from placement.engine.context import DecisionContext, data_move
+from placement.engine.context import DataMove, DecisionContext, data_move
+from placement.engine.engine import shape_key
 from placement.engine.plugins.boundary import Boundary
 from placement.engine.plugins.budget import Budget
 from placement.engine.plugins.burst import spot_allowed
@@ -53,6 +56,7 @@ from placement.simulate.synth import SimWorkload
 Bools = np.ndarray
 
 log = logging.getLogger("placement.simulate")
+FACTS_KEPT = 4096  # shapes whose facts a baseline keeps (a service window is a shape each)
 
 
 class EngineDecider:
@@ -88,19 +92,26 @@ def _pick(ctx: DecisionContext, pos: int | None) -> Pick | None:
     return Pick.of(ctx, pos, "burst" if kind != ONPREM else "queue" if waits else "place")
 
 
-def constraints(ctx: DecisionContext) -> Bools:
-    """The policy's constraints on where a workload may run, whatever the policy deciding:
-    require/forbid, network boundaries, budgets and the burst $/hour cap, and a site with
-    enough GPUs of the type installed (or quota) at all."""
-    ok: Bools = (Constraints().filter(ctx).passed & Boundary().filter(ctx).passed
-                 & Budget().filter(ctx).passed)
+def shape_rules(ctx: DecisionContext) -> Bools:
+    """The hard rules that read the workload's shape alone: require/forbid, network
+    boundaries, and a site with enough GPUs of the type installed (or quota) at all."""
+    ok: Bools = Constraints().filter(ctx).passed & Boundary().filter(ctx).passed
     return ok & (ctx.ci.group_capacity[ctx.group] >= ctx.gpus_needed)
 
 
-def allowed(ctx: DecisionContext) -> Bools:
+def constraints(ctx: DecisionContext, facts: ShapeFacts | None = None) -> Bools:
+    """The policy's constraints on where a workload may run, whatever the policy deciding:
+    `shape_rules`, and budgets and the burst $/hour cap."""
+    ok: Bools = (facts.rules if facts is not None else shape_rules(ctx)) & \
+        Budget().filter(ctx).passed
+    return ok
+
+
+def allowed(ctx: DecisionContext, facts: ShapeFacts | None = None) -> Bools:
     """`constraints`, with the matching rule's burst settings: cloud only where it allows
     bursting, spot only where it allows spot."""
-    ok: Bools = constraints(ctx) & (~ctx.is_cloud | ctx.rule.burst.allowed) & spot_allowed(ctx)
+    burst = facts.burst_ok if facts is not None else ~ctx.is_cloud | ctx.rule.burst.allowed
+    ok: Bools = constraints(ctx, facts) & burst & spot_allowed(ctx)
     return ok
 
 
@@ -155,31 +166,76 @@ def overflow_order(ctx: DecisionContext) -> np.ndarray:
     return order
 
 
-def overflow(ctx: DecisionContext) -> int | None:
+@dataclass
+class ShapeFacts:
+    """What a baseline's choice reads that depends on the workload's shape alone (the
+    engine's `shape_key`): worked out once per shape, as the engine's own memo does."""
+
+    rules: Bools  # shape_rules
+    burst_ok: Bools  # on-prem, or the rule allows bursting
+    order: np.ndarray  # overflow_order
+    sky: DataMove | None = None  # the data move as SkyPilot prices it (price-only)
+
+    @classmethod
+    def of(cls, ctx: DecisionContext) -> ShapeFacts:
+        return cls(shape_rules(ctx), ~ctx.is_cloud | ctx.rule.burst.allowed,
+                   overflow_order(ctx))
+
+
+class Baseline:
+    """A baseline's shared part: the decision context and its shape's facts (the most
+    recently used FACTS_KEPT shapes are kept)."""
+
+    name: str
+
+    def __init__(self) -> None:
+        self._facts: OrderedDict[tuple[Any, ...], ShapeFacts] = OrderedDict()
+
+    def context(self, engine: Engine, wl: Workload) -> tuple[DecisionContext, ShapeFacts]:
+        shape = engine.shape(wl)
+        ctx = engine.context(wl, shape)
+        key = (id(engine.ci), shape_key(wl, engine.reads))
+        facts = self._facts.pop(key, None)
+        if facts is None:
+            facts = ShapeFacts.of(ctx)
+            if len(self._facts) >= FACTS_KEPT:
+                self._facts.popitem(last=False)
+        self._facts[key] = facts
+        return ctx, facts
+
+    def decide(self, engine: Engine, sw: SimWorkload) -> Pick | None:
+        ctx, facts = self.context(engine, sw.workload)
+        return _pick(ctx, self.choose(ctx, facts))
+
+    def choose(self, ctx: DecisionContext, facts: ShapeFacts) -> int | None:
+        """The chosen candidate's position, or None to reject."""
+        raise NotImplementedError
+
+
+def overflow(ctx: DecisionContext, facts: ShapeFacts) -> int | None:
     """The overflow choice (see the module's docstring)."""
-    ok = allowed(ctx)
-    order = overflow_order(ctx)
+    ok = allowed(ctx, facts)
     onprem = ok & ~ctx.is_cloud
     for mask in (onprem & _room(ctx), onprem & (ctx.wait_hours <= ctx.rule.max_wait_hours),
                  ok & ctx.is_cloud & _room(ctx), onprem):
-        got = _first(mask, order)
+        got = _first(mask, facts.order)
         if got is not None:
             return got
     return None
 
 
-class Overflow:
+class Overflow(Baseline):
     """Ordered site lists with waiting and spot, as the rule allows."""
 
-    name: ClassVar[str] = "overflow"
+    name = "overflow"
 
-    def decide(self, engine: Engine, sw: SimWorkload) -> Pick | None:
-        return _pick(ctx := engine.context(sw.workload), overflow(ctx))
+    def choose(self, ctx: DecisionContext, facts: ShapeFacts) -> int | None:
+        return overflow(ctx, facts)
 
 
-def overflow_on_demand_only(ctx: DecisionContext) -> int | None:
+def overflow_on_demand_only(ctx: DecisionContext, facts: ShapeFacts) -> int | None:
     """The old rule (see the module's docstring)."""
-    ok = allowed(ctx) & (ctx.kind != SPOT)
+    ok = allowed(ctx, facts) & (ctx.kind != SPOT)
     room = ok & _room(ctx)
     order = ctx.site.astype(float)
     for mask in (room & (ctx.kind == ONPREM), room & (ctx.kind == ON_DEMAND),
@@ -190,13 +246,13 @@ def overflow_on_demand_only(ctx: DecisionContext) -> int | None:
     return None
 
 
-class OverflowOnDemandOnly:
+class OverflowOnDemandOnly(Baseline):
     """On-prem first in a fixed order, overflow to cloud on-demand in a fixed order."""
 
-    name: ClassVar[str] = "overflow-on-demand-only"
+    name = "overflow-on-demand-only"
 
-    def decide(self, engine: Engine, sw: SimWorkload) -> Pick | None:
-        return _pick(ctx := engine.context(sw.workload), overflow_on_demand_only(ctx))
+    def choose(self, ctx: DecisionContext, facts: ShapeFacts) -> int | None:
+        return overflow_on_demand_only(ctx, facts)
 
 
 def providers(ci: CompiledInventory) -> list[str]:
@@ -214,56 +270,56 @@ def skypilot_egress(ci: CompiledInventory) -> np.ndarray:
     return out
 
 
-class PriceOnly:
+class PriceOnly(Baseline):
     """The lowest GPU $ plus egress as SkyPilot prices it; latency unseen."""
 
-    name: ClassVar[str] = "price-only"
+    name = "price-only"
 
     def __init__(self) -> None:
+        super().__init__()
         self._egress: dict[int, np.ndarray] = {}
 
-    def decide(self, engine: Engine, sw: SimWorkload) -> Pick | None:
-        ctx = engine.context(sw.workload)
+    def choose(self, ctx: DecisionContext, facts: ShapeFacts) -> int | None:
         ci = ctx.ci
-        matrix = self._egress.get(id(ci))
-        if matrix is None:
-            matrix = self._egress[id(ci)] = skypilot_egress(ci)
-        ok = allowed(ctx)
-        price = ctx.gpu_usd + data_move(ci, sw.workload, matrix).usd(ctx.site, ctx.hours)
+        if facts.sky is None:
+            matrix = self._egress.get(id(ci))
+            if matrix is None:
+                matrix = self._egress[id(ci)] = skypilot_egress(ci)
+            facts.sky = data_move(ci, ctx.workload, matrix)
+        ok = allowed(ctx, facts)
+        price = ctx.gpu_usd + facts.sky.usd(ctx.site, ctx.hours)
         soon = ok & (_room(ctx) | (~ctx.is_cloud & (ctx.wait_hours <= ctx.rule.max_wait_hours)))
         got = _first(soon, price)
-        return _pick(ctx, got if got is not None else _first(ok & ~ctx.is_cloud, price))
+        return got if got is not None else _first(ok & ~ctx.is_cloud, price)
 
 
-class Nearest:
+class Nearest(Baseline):
     """Services at the site nearest their clients with room; jobs as overflow."""
 
-    name: ClassVar[str] = "nearest"
+    name = "nearest"
 
-    def decide(self, engine: Engine, sw: SimWorkload) -> Pick | None:
-        ctx = engine.context(sw.workload)
-        if not sw.workload.spec.is_service:
-            return _pick(ctx, overflow(ctx))
-        got = _first(allowed(ctx) & _room(ctx), ctx.site.astype(float), ctx.client_rtt_ms)
-        return _pick(ctx, got if got is not None else overflow(ctx))
+    def choose(self, ctx: DecisionContext, facts: ShapeFacts) -> int | None:
+        if not ctx.workload.spec.is_service:
+            return overflow(ctx, facts)
+        got = _first(allowed(ctx, facts) & _room(ctx), ctx.site.astype(float),
+                     ctx.client_rtt_ms)
+        return got if got is not None else overflow(ctx, facts)
 
 
-class AllCloudOnDemand:
+class AllCloudOnDemand(Baseline):
     """Everything in the cloud, on-demand."""
 
-    name: ClassVar[str] = "all-cloud-on-demand"
+    name = "all-cloud-on-demand"
 
-    def decide(self, engine: Engine, sw: SimWorkload) -> Pick | None:
-        ctx = engine.context(sw.workload)
-        ok = constraints(ctx) & _room(ctx) & (ctx.kind == ON_DEMAND)
-        key = ctx.client_rtt_ms if sw.workload.spec.is_service else ctx.usd_per_hour
+    def choose(self, ctx: DecisionContext, facts: ShapeFacts) -> int | None:
+        ok = constraints(ctx, facts) & _room(ctx) & (ctx.kind == ON_DEMAND)
+        key = ctx.client_rtt_ms if ctx.workload.spec.is_service else ctx.usd_per_hour
         got = _first(ok, key)
-        return _pick(ctx, got if got is not None else overflow_on_demand_only(ctx))
+        return got if got is not None else overflow_on_demand_only(ctx, facts)
 
 
-BASELINES: dict[str, type[Decider]] = {
-    c.name: c for c in (Overflow, PriceOnly, Nearest, OverflowOnDemandOnly,  # type: ignore[misc]
-                        AllCloudOnDemand)}
+BASELINES: dict[str, type[Baseline]] = {
+    c.name: c for c in (Overflow, PriceOnly, Nearest, OverflowOnDemandOnly, AllCloudOnDemand)}
 
 
 def deciders(baselines: list[str]) -> list[Decider]:
