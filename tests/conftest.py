@@ -16,6 +16,17 @@ EXAMPLES = ROOT / "policies" / "examples"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+def philly_head(tmp: Path, rows: int) -> Path:
+    """The first `rows` jobs of the shared Philly trace as a CSV in `tmp` (skips without it)."""
+    trace = SHARED_DATA / "trace_philly_jobs.csv"
+    if not trace.exists():
+        pytest.skip(f"{trace} is not here")
+    lines = trace.read_text(encoding="utf-8").splitlines()[:rows + 1]
+    path = tmp / f"philly-{rows}.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="session")
 def bundle() -> Bundle:
     return load_bundle(EXAMPLES)

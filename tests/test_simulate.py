@@ -23,7 +23,7 @@ from placement.simulate.results import metrics
 from placement.simulate.synth import SimWorkload, synthesize
 from placement.simulate.traces import Job, Request, Trace
 
-from .conftest import SHARED_DATA
+from .conftest import philly_head
 from .factories import client, cloud, dataset, engine, job, onprem, policy, service
 
 ONPREM_PRICE, OD_PRICE, SPOT_PRICE = 1.0, 2.0, 0.5  # USD per GPU-hour
@@ -220,17 +220,9 @@ def test_a_shape_no_site_can_run_is_drawn_again() -> None:
     assert syn.notes["jobs no site can run (kept; every policy rejects them)"] == 20
 
 
-EXCERPT = SHARED_DATA / "trace_philly_jobs.csv"
-
-
 @pytest.fixture()
 def philly_excerpt(tmp_path: Path) -> Path:
-    if not EXCERPT.exists():
-        pytest.skip(f"{EXCERPT} is not here")
-    lines = EXCERPT.read_text(encoding="utf-8").splitlines()[:301]
-    path = tmp_path / "philly-300.csv"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return philly_head(tmp_path, 300)
 
 
 def test_simulate_cli_writes_summary_and_report(philly_excerpt: Path, tmp_path: Path) -> None:

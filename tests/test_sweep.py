@@ -15,9 +15,7 @@ from placement.cli.main import app
 from placement.simulate import stats
 from placement.simulate.run import Options, simulate
 
-from .conftest import SHARED_DATA
-
-EXCERPT = SHARED_DATA / "trace_philly_jobs.csv"
+from .conftest import philly_head
 
 
 @pytest.mark.parametrize(("values", "mean", "half"), [
@@ -59,12 +57,7 @@ def test_comparisons_are_paired_by_seed_and_say_whether_they_are_significant() -
 
 @pytest.fixture()
 def excerpt(tmp_path: Path) -> Path:
-    if not EXCERPT.exists():
-        pytest.skip(f"{EXCERPT} is not here")
-    lines = EXCERPT.read_text(encoding="utf-8").splitlines()[:121]
-    path = tmp_path / "philly-120.csv"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return philly_head(tmp_path, 120)
 
 
 def _opts(trace: Path, out: Path, **kw: Any) -> Options:

@@ -148,6 +148,15 @@ def _first(mask: Bools, *keys: np.ndarray) -> int | None:
     return int(idx[order[0]])
 
 
+def _first_in_turn(masks: tuple[Bools, ...], order: np.ndarray) -> int | None:
+    """The first candidate by `order` of the first mask that has one."""
+    for mask in masks:
+        got = _first(mask, order)
+        if got is not None:
+            return got
+    return None
+
+
 def overflow_order(ctx: DecisionContext) -> np.ndarray:
     """Per candidate: its place in the workload's overflow list (lower first)."""
     cloud = ctx.is_cloud.astype(float)
@@ -216,12 +225,9 @@ def overflow(ctx: DecisionContext, facts: ShapeFacts) -> int | None:
     """The overflow choice (see the module's docstring)."""
     ok = allowed(ctx, facts)
     onprem = ok & ~ctx.is_cloud
-    for mask in (onprem & _room(ctx), onprem & (ctx.wait_hours <= ctx.rule.max_wait_hours),
-                 ok & ctx.is_cloud & _room(ctx), onprem):
-        got = _first(mask, facts.order)
-        if got is not None:
-            return got
-    return None
+    return _first_in_turn((onprem & _room(ctx),
+                           onprem & (ctx.wait_hours <= ctx.rule.max_wait_hours),
+                           ok & ctx.is_cloud & _room(ctx), onprem), facts.order)
 
 
 class Overflow(Baseline):
@@ -237,13 +243,8 @@ def overflow_on_demand_only(ctx: DecisionContext, facts: ShapeFacts) -> int | No
     """The old rule (see the module's docstring)."""
     ok = allowed(ctx, facts) & (ctx.kind != SPOT)
     room = ok & _room(ctx)
-    order = ctx.site.astype(float)
-    for mask in (room & (ctx.kind == ONPREM), room & (ctx.kind == ON_DEMAND),
-                 ok & (ctx.kind == ONPREM)):
-        got = _first(mask, order)
-        if got is not None:
-            return got
-    return None
+    return _first_in_turn((room & (ctx.kind == ONPREM), room & (ctx.kind == ON_DEMAND),
+                           ok & (ctx.kind == ONPREM)), ctx.site.astype(float))
 
 
 class OverflowOnDemandOnly(Baseline):
