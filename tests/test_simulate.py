@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from placement.cli.main import app
 from placement.engine import Engine
 from placement.engine.batch import Pick
-from placement.engine.compiled import ON_DEMAND, ONPREM
+from placement.engine.compiled import ON_DEMAND, ONPREM, SPOT
 from placement.model import Inventory, Workload
 from placement.simulate.baselines import deciders
 from placement.simulate.replay import Decider, Replay, Run, spot_run
@@ -410,3 +410,20 @@ def test_a_service_keeps_one_replica_through_windows_without_requests() -> None:
         for w in windows:
             if w.requests == 0:
                 assert w.workload.spec.replicas == 1
+
+
+@pytest.mark.parametrize(("size", "gpus", "instances"), [(1, 1, 1), (1, 4, 4), (4, 8, 2)])
+def test_spot_risk_is_per_instance_hour_times_the_instances(size: int, gpus: int,
+                                                            instances: int) -> None:
+    sites = [cloud("region", {"L4": [(f"l4.x{size}", size, 1.0 * size, 0.3 * size)]},
+                   quota=8, spot_rate=0.5)]
+    e = engine(sites, policy([{**JOBS_RULE, "burst": {"allowed": True, "spot": "always"}}]))
+    wl = job("j", gpu="L4", count=gpus, hours=10.0)
+    ctx = e.context(wl)
+    spot = int(next(i for i in range(ctx.n) if ctx.kind[i] == SPOT))
+    assert ctx.billing.instances[ctx.rows[spot]] == instances
+    assert ctx.spot_rate[spot] == pytest.approx(0.5 * instances)
+    lost_h = wl.spec.checkpoint_minutes / 120 + 10 / 60  # half a checkpoint + the restart
+    assert ctx.run_hours[spot] == pytest.approx(10.0 * (1 + 0.5 * instances * lost_h))
+    pick = Pick.of(ctx, spot, "burst")
+    assert pick.spot_rate == pytest.approx(0.5 * instances)  # what the replay draws from

@@ -47,7 +47,7 @@ ACTIONS = ("reject", "place", "queue", "burst")
 WHEN = {"always": 0, "onprem_unavailable": 1, "onprem_unavailable_or_near_data": 2}
 # Columns of ShapeTable.floats and .ints.
 F_USD_H, F_FACTOR, F_EGRESS_USD, F_LOOKUP_USD_H, F_TRANSFER_H, F_P99, F_PROVISION_H = range(7)
-F_EGRESS_GB, F_LOOKUP_GB_H = 7, 8
+F_EGRESS_GB, F_LOOKUP_GB_H, F_SPOT_RATE = 7, 8, 9
 I_GROUP, I_KIND, I_RANK, I_CAPACITY, I_ROW, I_POS, I_SITE, I_BILLED = range(8)
 # Slots of the kernel's parameter vector.
 (P_HOURS, P_MAX_WAIT, P_DEADLINE, P_BUDGET, P_SPENT, P_ALLOWED, P_W_LAT, P_W_DG, P_W_COST,
@@ -76,6 +76,7 @@ class Pick:
     egress_gb: float
     p99_ms: float
     restart_hours: float  # the rule's restart overhead after a spot interruption
+    spot_rate: float  # expected interruptions per hour there (instances x per-instance rate)
 
     @classmethod
     def of(cls, ctx: DecisionContext, pos: int, action: str) -> Pick:
@@ -86,14 +87,15 @@ class Pick:
                    float(ctx.hours), float(ctx.run_hours[pos]), float(ctx.wait_hours[pos]),
                    float(ctx.transfer_hours[pos]), float(ctx.usd_per_hour[pos]),
                    float(ctx.egress_usd[pos]), float(ctx.egress_gb[pos]),
-                   float(ctx.p99_ms[pos]), ctx.rule.burst.restart_overhead_minutes / 60)
+                   float(ctx.p99_ms[pos]), ctx.rule.burst.restart_overhead_minutes / 60,
+                   float(ctx.spot_rate[pos]))
 
 
 @dataclass(frozen=True)
 class ShapeTable:
     """One workload shape's candidates that pass the capacity-blind filters, in row order."""
 
-    floats: Floats  # m x 9 (F_* columns)
+    floats: Floats  # m x 10 (F_* columns)
     ints: Ints  # m x 8 (I_* columns)
     onprem: Ints  # positions in this table of the on-prem candidates
     onprem_group: Ints
@@ -195,7 +197,8 @@ class BatchEngine:
             ctx.usd_per_hour[pos], (1.0 + ctx.spot_overhead)[pos], d.egress_usd[site],
             d.lookup_egress_usd_per_hour[site], ctx.transfer_hours[pos], ctx.p99_ms[pos],
             ci.provision_h[site], d.egress_gb[site], d.lookup_egress_gb_per_hour[site],
-        ]).astype(np.float64) if len(pos) else np.zeros((0, 9))
+            ctx.spot_rate[pos],
+        ]).astype(np.float64) if len(pos) else np.zeros((0, 10))
         rows = ctx.rows[pos]
         ints = np.column_stack([
             ctx.group[pos], ctx.kind[pos], engine._site_rank[site],
@@ -259,7 +262,7 @@ class BatchEngine:
                     f[F_TRANSFER_H][i], f[F_USD_H][i],
                     f[F_EGRESS_USD][i] + f[F_LOOKUP_USD_H][i] * hours,
                     f[F_EGRESS_GB][i] + f[F_LOOKUP_GB_H][i] * hours, f[F_P99][i],
-                    t.restart_hours)
+                    t.restart_hours, f[F_SPOT_RATE][i])
 
 
 def _score_py(v: float, best: float, scale: float) -> float:

@@ -65,11 +65,13 @@ Bools = NDArray[np.bool_]
 
 @dataclass(frozen=True)
 class Billing:
-    """Per candidate row: USD per hour billed for n GPUs, GPUs billed, instance chosen."""
+    """Per candidate row: USD per hour billed for n GPUs, GPUs billed, instance chosen and how
+    many of it."""
 
     usd_per_hour: Floats
     billed_gpus: Ints
     instance: Ints  # index into CompiledInventory.inst_names, -1 for on-prem
+    instances: Ints  # instances billed (1 for on-prem)
 
 
 @dataclass(frozen=True)
@@ -144,12 +146,21 @@ class DecisionContext:
         return spec.duration_hours if spec.duration_hours else self.rule.service_horizon_hours
 
     @cached_property
+    def spot_rate(self) -> Floats:
+        """Expected spot interruptions per hour of the workload on each candidate: the site's
+        rate per instance-hour x the instances it runs on (any one interrupted stops the run;
+        0 off spot)."""
+        rate: Floats = np.where(self.kind == SPOT, self.ci.spot_rate[self.site]
+                                * self.billing.instances[self.rows], 0.0)
+        return rate
+
+    @cached_property
     def spot_overhead(self) -> Floats:
         """Expected fraction of extra run time from spot interruptions (0 if not spot)."""
         lost_h = self.workload.spec.checkpoint_minutes / 120 + (
             self.rule.burst.restart_overhead_minutes / 60)
-        rate = self.ci.spot_rate[self.site]
-        return np.where(self.kind == SPOT, rate * lost_h, 0.0)
+        overhead: Floats = self.spot_rate * lost_h
+        return overhead
 
     @cached_property
     def run_hours(self) -> Floats:

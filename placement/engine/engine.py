@@ -136,6 +136,7 @@ class Engine:
         per_hour = ci.row_unit_price * n
         billed = np.full(len(ci.row_group), n, dtype=np.int64)
         inst = np.full(len(ci.row_group), -1, dtype=np.int64)
+        instances = np.ones(len(ci.row_group), dtype=np.int64)
         if len(ci.inst_row):
             count = np.ceil(n / ci.inst_gpus)
             cost = count * ci.inst_price
@@ -146,7 +147,8 @@ class Engine:
             per_hour[ci.inst_row[pick]] = cost[pick]
             billed[ci.inst_row[pick]] = (count * ci.inst_gpus)[pick].astype(np.int64)
             inst[ci.inst_row[pick]] = pick
-        got = Billing(per_hour, billed, inst)
+            instances[ci.inst_row[pick]] = count[pick].astype(np.int64)
+        got = Billing(per_hour, billed, inst, instances)
         self._billing[n] = got
         return got
 

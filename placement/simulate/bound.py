@@ -138,7 +138,7 @@ def _billed_hours(ctx: DecisionContext, idx: Ints, sw: SimWorkload, seed: int) -
     site = ctx.site[idx]
     restart_h = ctx.rule.burst.restart_overhead_minutes / 60
     for j in np.flatnonzero(ctx.kind[idx] == SPOT):
-        hours[j] = spot_hours(float(ctx.hours), float(ctx.ci.spot_rate[site[j]]), sw,
+        hours[j] = spot_hours(float(ctx.hours), float(ctx.spot_rate[idx[j]]), sw,
                               restart_h, seed)[0]
     billed: Floats = np.maximum(ctx.transfer_hours[idx], ctx.ci.provision_h[site]) + hours
     return billed

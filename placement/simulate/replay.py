@@ -10,8 +10,9 @@ Events are arrivals and completions. An arrival is decided against the replay's 
   data move), except a service window whose service ran on that region until the window
   began (its nodes are up) and a service's window at the trace's start (a trace is an excerpt
   of services already running). Spot jobs lose work to interruptions drawn from a seeded
-  Poisson model at the site's rate: each costs up to one checkpoint interval of work plus the
-  restart overhead. Each job's draws come from its own seed, so every policy meets the same
+  Poisson model at the site's rate per instance-hour x the job's instances (any interrupted
+  instance stops the run): each costs up to one checkpoint interval of work plus the restart
+  overhead. Each job's draws come from its own seed, so every policy meets the same
   interruptions.
 A service window ends at its window's end, however late it started. Cloud spend counts against
 the policy's monthly team burst budgets (months of MONTH_H hours from the first arrival).
@@ -222,7 +223,6 @@ class Replay:
         self.view = self.engine.with_capacity(CapacityState(self.reserved, self.schedule))
         self._capacity = ci.group_capacity.tolist()
         self._provision = ci.provision_h.tolist()
-        self._spot_rate = ci.spot_rate.tolist()
         self._budgeted = set(self.engine.policy.spec.team_budgets)
         self._events: list[tuple[float, int, int]] = []  # time, order, run index (completion)
 
@@ -281,7 +281,7 @@ class Replay:
         else:
             if kind == SPOT:
                 hours, run.interruptions = spot_hours(
-                    hours, self._spot_rate[run.site], sw, pick.restart_hours, self.seed)
+                    hours, pick.spot_rate, sw, pick.restart_hours, self.seed)
             run.end_h = run.start_h + hours
         run.billed_h = run.end_h - self.now if kind != ONPREM else run.end_h - run.start_h
         run.gpu_usd = pick.usd_per_hour * run.billed_h
@@ -324,7 +324,8 @@ class Replay:
 
 def spot_hours(hours: float, rate: float, sw: SimWorkload, restart_h: float,
                seed: int) -> tuple[float, int]:
-    """A job's run time on spot at a site with `rate` interruptions per hour, and its
+    """A job's run time on spot with `rate` interruptions per hour of the job (the site's rate
+    per instance-hour x its instances: DecisionContext.spot_rate), and its
     interruptions: the same draws wherever it is asked (the replay, the bound) for one
     workload and seed."""
     return spot_run(hours, rate, sw.workload.spec.checkpoint_minutes / 60, restart_h,
