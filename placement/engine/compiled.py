@@ -9,7 +9,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from placement.engine.network import LOCAL_RTT_MS, estimated_rtt_ms, great_circle_km
+from placement.engine.network import (
+    LOCAL_RTT_MS,
+    estimated_rtt_ms,
+    from_similar_pairs,
+    great_circle_km,
+)
 from placement.errors import UnknownReferenceError
 from placement.model import Inventory, Reservation, SiteSelector
 from placement.model.inventory import CloudSiteSpec, OnPremSiteSpec
@@ -125,10 +130,25 @@ def _network(inv: Inventory, idx: dict[str, int]) -> tuple[Floats, Floats, Float
                     gbps[b, a] = link.gbps
             if link.egress_usd_per_gb is not None:
                 egress[a, b] = link.egress_usd_per_gb
+    # bandwidth nobody measured: from measured pairs of the same source region to the same
+    # provider, else between the same providers; never above the smaller WAN link
+    wan_min = np.minimum(wan[:, None], wan[None, :])
+    known = measured_bw | measured_bw.T
+    gbps = np.minimum(from_similar_pairs(gbps, known, _site_groups(inv), wan_min),
+                      np.where(known, np.inf, wan_min))
     np.fill_diagonal(rtt, LOCAL_RTT_MS)
     np.fill_diagonal(gbps, np.inf)
     np.fill_diagonal(egress, 0.0)
     return rtt, gbps, egress
+
+
+def _site_groups(inv: Inventory) -> Ints:
+    """Per site: a small integer per cloud provider; each on-prem site is a group of its own
+    (its network is its own)."""
+    keys: dict[str, int] = {}
+    out = [keys.setdefault(s.spec.provider if isinstance(s.spec, CloudSiteSpec) else
+                           f"onprem:{s.name}", len(keys)) for s in inv.sites]
+    return np.array(out, dtype=np.int64)
 
 
 def _boundaries(inv: Inventory) -> tuple[dict[str | None, int], Ints, Bools]:

@@ -31,3 +31,38 @@ def great_circle_km(lat1: Floats, lon1: Floats, lat2: Floats, lon2: Floats) -> F
 def estimated_rtt_ms(km: Floats) -> Floats:
     """RTT estimate for a path of `km` great-circle kilometres, where none was measured."""
     return RTT_BASE_MS + RTT_MS_PER_KM * km
+
+
+def from_similar_pairs(values: Floats, measured: NDArray[np.bool_], group: NDArray[np.int64],
+                       fallback: Floats) -> Floats:
+    """Fill the unmeasured pairs of an S x S matrix from measured pairs like them.
+
+    Pair (a, b) unmeasured gets the median of the measured pairs from a to sites of b's group
+    (the same source region, the same destination provider); else the median of the measured
+    pairs from a's group to b's group (the same two providers); else `fallback[a, b]`. Groups
+    are small integers per site (a provider, or one per on-prem site). Measured pairs keep
+    their value."""
+    src, dst = np.nonzero(measured)
+    out = np.array(fallback, dtype=float, copy=True)
+    if not len(src):
+        out[measured] = values[measured]
+        return out
+    n_groups = int(group.max()) + 1
+    by_site: dict[tuple[int, int], list[float]] = {}
+    by_group: dict[tuple[int, int], list[float]] = {}
+    for a, b, v in zip(src.tolist(), dst.tolist(), values[src, dst].tolist(), strict=True):
+        by_site.setdefault((a, int(group[b])), []).append(v)
+        by_group.setdefault((int(group[a]), int(group[b])), []).append(v)
+    site_med = np.full((len(group), n_groups), np.nan)
+    for (a, g), vs in by_site.items():
+        site_med[a, g] = float(np.median(vs))
+    group_med = np.full((n_groups, n_groups), np.nan)
+    for (g, h), vs in by_group.items():
+        group_med[g, h] = float(np.median(vs))
+    est = site_med[:, group]  # S x S: a's measured pairs to b's group
+    pair = group_med[group[:, None], group[None, :]]
+    est = np.where(np.isnan(est), pair, est)
+    out = np.where(np.isnan(est), out, est)
+    out[measured] = values[measured]
+    filled: Floats = out
+    return filled
