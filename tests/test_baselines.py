@@ -72,13 +72,13 @@ def test_no_baseline_bursts_where_the_rule_forbids_it_except_all_cloud() -> None
     assert _choose("all-cloud-on-demand", e, first, second) == ["region/on_demand"] * 2
 
 
-def _two_onprem(**kw: Any) -> Engine:
+def _two_onprem(rule: dict[str, Any] | None = None) -> Engine:
     sites = [onprem("a", {"L4": (4, 1.0)}, lat=50.1, lon=8.7),  # Frankfurt
              onprem("b", {"L4": (4, 1.0)}, lat=30.3, lon=-97.7),  # Austin
              cloud("region", {"L4": [("l4.x1", 1, 2.0, None)]}, lat=39.0, lon=-77.0)]
-    return engine(sites, policy([_rule("never")]),
+    return engine(sites, policy([rule or _rule("never")]),
                   datasets=[dataset("logs", 500, ["b"])],
-                  clients=[client("texas", 30.2, -97.8), client("hessen", 50.0, 8.6)], **kw)
+                  clients=[client("texas", 30.2, -97.8), client("hessen", 50.0, 8.6)])
 
 
 @pytest.mark.parametrize(("wl", "want"), [
@@ -124,15 +124,29 @@ def test_price_only_prices_egress_as_skypilot_free_within_one_cloud(size_gb: flo
     assert run.egress_usd == pytest.approx(0.09 * size_gb)
 
 
-def test_nearest_puts_a_service_at_the_nearest_site_with_room() -> None:
-    e = _two_onprem()
+@pytest.mark.parametrize(("when", "second"), [
+    ("onprem_unavailable", "a/onprem"),  # a can start it now: the rule keeps the cloud shut
+    ("always", "region/on_demand"),  # the region is nearer Texas than Frankfurt is
+])
+def test_nearest_puts_a_service_at_the_nearest_site_with_room_the_rule_allows(
+        when: str, second: str) -> None:
+    rule = {**_rule("never"), "burst": {"allowed": True, "when": when, "spot": "never"}}
+    e = _two_onprem(rule=rule)
     near_b = service("texan", slo_ms=500, clients=["texas"], replicas=4)
-    # b takes the first four replicas; the second window finds b full and takes a, the
-    # next nearest with room (the cloud region is nearer Texas than Frankfurt is, but
-    # nearest ranks every allowed site with room by RTT)
-    got = _choose("nearest", e, near_b, near_b)
-    assert got[0] == "b/onprem"
-    assert got[1] == "region/on_demand"
+    # b takes the first window's four replicas; the second finds b full
+    assert _choose("nearest", e, near_b, near_b) == ["b/onprem", second]
+
+
+@pytest.mark.parametrize(("when", "want"), [
+    ("onprem_unavailable", "dc/onprem"),  # an idle on-prem GPU keeps the cloud shut
+    ("always", "region/spot"),  # $0.42/h beats $0.75/h
+])
+def test_price_only_keeps_the_rules_burst_gate(when: str, want: str) -> None:
+    sites = [onprem("dc", {"L4": (1, 0.75)}),
+             cloud("region", {"L4": [("l4.x1", 1, 0.8, 0.42)]}, spot_rate=0.0)]
+    rule = {**_rule("always"), "burst": {"allowed": True, "when": when, "spot": "always"}}
+    e = engine(sites, policy([rule]))
+    assert _choose("price-only", e, job("j", gpu="L4", count=1, hours=1.0)) == [want]
 
 
 def test_runnable_asks_the_hard_rules_not_a_policy() -> None:

@@ -3,8 +3,9 @@
 Every baseline sees the same candidates and estimates as the engine (one DecisionContext) and
 keeps the policy's hard rules (`allowed`): require/forbid constraints, network boundaries, a
 site with enough GPUs installed (or quota), the workload's budget and the burst $/hour cap,
-the team's monthly burst budget, cloud only where the matching rule allows bursting and spot
-only where it allows spot (the engine's own spot rule, `spot_allowed`). Each is as strong as
+the team's monthly burst budget, cloud only where the matching rule allows bursting and its
+`when` lets it, and spot only where it allows spot (the engine's own gate and spot rules,
+`when_gated` and `spot_allowed`). Each is as strong as
 the system it stands for; what it ignores is the point of the comparison:
 
 - overflow (Karmada's ordered cluster affinities, Kueue/MultiKueue's ordered flavors and
@@ -24,7 +25,8 @@ the system it stands for; what it ignores is the point of the comparison:
   at the site nearest its clients (the worst client RTT) with room now, on-prem or cloud where
   the rule allows; else as overflow. Jobs go as overflow.
 - overflow-on-demand-only: the old rule: on-prem in inventory order, the first with free GPUs;
-  else cloud on-demand in inventory order; else the first on-prem queue. No spot, no waiting.
+  else cloud on-demand in inventory order; else the first on-prem queue. No spot, no waiting
+  (so it ignores the rule's `when`: it bursts as soon as on-prem is full).
 - all-cloud-on-demand: every workload in the cloud on-demand (services nearest their clients,
   jobs the cheapest region with quota) whatever the rule's burst settings; on-prem only when
   the constraints forbid every cloud region (then as overflow-on-demand-only).
@@ -46,7 +48,7 @@ from placement.engine.context import DataMove, DecisionContext, data_move
 from placement.engine.engine import shape_key
 from placement.engine.plugins.boundary import Boundary
 from placement.engine.plugins.budget import Budget
-from placement.engine.plugins.burst import spot_allowed
+from placement.engine.plugins.burst import burst_allowed, spot_allowed, when_gated
 from placement.engine.plugins.constraints import Constraints
 from placement.model import Workload
 from placement.model.inventory import CloudSiteSpec
@@ -108,11 +110,15 @@ def constraints(ctx: DecisionContext, facts: ShapeFacts | None = None) -> Bools:
 
 
 def allowed(ctx: DecisionContext, facts: ShapeFacts | None = None) -> Bools:
-    """`constraints`, with the matching rule's burst settings: cloud only where it allows
-    bursting, spot only where it allows spot."""
-    burst = facts.burst_ok if facts is not None else ~ctx.is_cloud | ctx.rule.burst.allowed
-    ok: Bools = constraints(ctx, facts) & burst & spot_allowed(ctx)
-    return ok
+    """`constraints`, with the matching rule's burst settings, as the engine's burst gate
+    reads them: cloud only where the rule allows bursting and its `when` lets it (not while
+    an allowed on-prem site can start the workload within the rule's max wait, unless the
+    data is near), spot only where it allows spot."""
+    burst = facts.burst_ok if facts is not None else burst_allowed(ctx)
+    ok: Bools = constraints(ctx, facts)
+    soon = ok & ~ctx.is_cloud & (ctx.wait_hours <= ctx.rule.max_wait_hours)
+    out: Bools = ok & burst & spot_allowed(ctx) & ~when_gated(ctx, soon)
+    return out
 
 
 def any_policy(ctx: DecisionContext) -> Bools:
@@ -187,8 +193,7 @@ class ShapeFacts:
 
     @classmethod
     def of(cls, ctx: DecisionContext) -> ShapeFacts:
-        return cls(shape_rules(ctx), ~ctx.is_cloud | ctx.rule.burst.allowed,
-                   overflow_order(ctx))
+        return cls(shape_rules(ctx), burst_allowed(ctx), overflow_order(ctx))
 
 
 class Baseline:
@@ -241,7 +246,7 @@ class Overflow(Baseline):
 
 def overflow_on_demand_only(ctx: DecisionContext, facts: ShapeFacts) -> int | None:
     """The old rule (see the module's docstring)."""
-    ok = allowed(ctx, facts) & (ctx.kind != SPOT)
+    ok = constraints(ctx, facts) & facts.burst_ok & (ctx.kind != SPOT)  # never waits
     room = ok & _room(ctx)
     return _first_in_turn((room & (ctx.kind == ONPREM), room & (ctx.kind == ON_DEMAND),
                            ok & (ctx.kind == ONPREM)), ctx.site.astype(float))

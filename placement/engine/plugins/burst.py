@@ -18,22 +18,18 @@ class BurstGate:
 
     def filter(self, ctx: DecisionContext) -> FilterResult:
         burst, rule = ctx.rule.burst, ctx.rule.burst_rule or "defaults"
-        cloud = ctx.is_cloud
-        onprem_ok = ctx.mask & ~cloud
-        gated = np.zeros(ctx.n, dtype=bool)
+        onprem_ok = ctx.mask & ~ctx.is_cloud
+        gated = when_gated(ctx, onprem_ok)
         best_onprem = ""
         cheapest_onprem = np.inf
-        if burst.when != "always" and onprem_ok.any():
-            gated = cloud.copy()
+        if gated.any():
             j = int(np.flatnonzero(onprem_ok)[np.argmin(ctx.wait_hours[onprem_ok])])
             best_onprem = ctx.ci.site_names[int(ctx.site[j])]
             best_wait = float(ctx.wait_hours[j])
-            if burst.when == "onprem_unavailable_or_near_data":
-                cheapest_onprem = float(ctx.egress_usd[onprem_ok].min())  # GPUs: paid for
-                gated &= ctx.total_usd >= cheapest_onprem
+            cheapest_onprem = float(ctx.egress_usd[onprem_ok].min())
         interrupted = ctx.workload.spec.interruptions
         bad_spot = ~spot_allowed(ctx)
-        not_allowed = cloud & (not burst.allowed)
+        not_allowed = ~burst_allowed(ctx)
         passed = ~(not_allowed | gated | bad_spot)
 
         def reason(i: int) -> str:
@@ -72,3 +68,24 @@ def spot_allowed(ctx: DecisionContext) -> Bools:
         room: Bools = ~(spot & (latest > ctx.workload.spec.deadline_hours))
         return room
     return np.ones(ctx.n, dtype=bool)
+
+
+def burst_allowed(ctx: DecisionContext) -> Bools:
+    """Per candidate: on-prem, or a cloud region where the rule allows bursting."""
+    ok: Bools = ~ctx.is_cloud | ctx.rule.burst.allowed
+    return ok
+
+
+def when_gated(ctx: DecisionContext, onprem_ok: Bools) -> Bools:
+    """Per candidate: a cloud region the rule's `when` keeps closed, given the on-prem
+    candidates that can start the workload within its max wait (`onprem_ok`): with `when`
+    onprem_unavailable every cloud region while there is one; with
+    onprem_unavailable_or_near_data the regions whose total $ is not below what moving the
+    data to on-prem costs (the on-prem GPUs are paid for already)."""
+    burst = ctx.rule.burst
+    if burst.when == "always" or not onprem_ok.any():
+        return np.zeros(ctx.n, dtype=bool)
+    gated: Bools = ctx.is_cloud.copy()
+    if burst.when == "onprem_unavailable_or_near_data":
+        gated &= ctx.total_usd >= float(ctx.egress_usd[onprem_ok].min())
+    return gated
