@@ -153,7 +153,7 @@ def _policy_costs(e: Engine, wls: list[SimWorkload], seed: int = 0
     out = []
     for d in deciders(["all"]):
         runs = Replay(e, d, seed=seed).run(wls)
-        m = metrics(runs, wls, e.ci)
+        m = metrics(runs, wls, e)
         out.append({"used": m["used_usd"], "avoidable": m["avoidable_usd"],
                     "horizon": horizon(runs)})
     return out
@@ -365,7 +365,7 @@ def _never_above_a_schedule(inst: tuple[Engine, list[SimWorkload], int]) -> None
         b = solve(model, view=view, time_limit_s=10)
         _check(b, model, view)
         for name, runs in schedules:
-            cost = metrics(runs, wls, e.ci, span)[f"{view}_usd"]
+            cost = metrics(runs, wls, e, span)[f"{view}_usd"]
             assert b.usd is not None and b.usd <= cost + TOL + 1e-6 * cost, (view, name, b)
 
 

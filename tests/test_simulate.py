@@ -19,7 +19,7 @@ from placement.engine.compiled import ON_DEMAND, ONPREM, SPOT
 from placement.model import Inventory, Workload
 from placement.simulate.baselines import deciders
 from placement.simulate.replay import Decider, Replay, Run, spot_run
-from placement.simulate.results import metrics
+from placement.simulate.results import metrics, unmet_usd
 from placement.simulate.synth import SimWorkload, synthesize
 from placement.simulate.traces import Job, Request, Trace
 
@@ -52,7 +52,7 @@ def _replay(name: str, wls: list[SimWorkload],
             rules: list[dict[str, object]] | None = None) -> tuple[list[Run], dict[str, Any]]:
     e = _engine(rules)
     runs = Replay(e, _decider(name)).run(wls)
-    return runs, metrics(runs, wls, e.ci)
+    return runs, metrics(runs, wls, e)
 
 
 PROV_H = PROVISION_MIN / 60
@@ -132,11 +132,12 @@ def test_deadline_misses_count_late_and_rejected_jobs_and_both_are_charged(
         assert runs[1].site == -1
     else:
         assert runs[1].end_h == pytest.approx(b_end)
-    # rejected or late, b's 8 GPU-hours are unmet work, charged at the cheapest on-demand
-    # $/GPU-hour (late, it also paid for its on-prem run)
+    # rejected or late, b's 8 GPU-hours are unmet work, charged at what the cloud would bill
+    # for them on-demand from the request: 4 GPUs x (provisioning + 2 h); late, b also paid
+    # for its on-prem run
     assert m["unmet_gpu_hours"] == pytest.approx(8.0)
-    assert m["unmet_usd"] == pytest.approx(8.0 * OD_PRICE)
-    assert m["avoidable_usd"] == pytest.approx(8.0 * OD_PRICE)
+    assert m["unmet_usd"] == pytest.approx(4 * OD_PRICE * (PROV_H + 2.0))
+    assert m["avoidable_usd"] == pytest.approx(4 * OD_PRICE * (PROV_H + 2.0))
     assert m["used_usd"] == pytest.approx(m["onprem_amortized_usd"] + m["avoidable_usd"])
 
 
@@ -175,7 +176,7 @@ def test_service_slo_attainment_counts_requests_served_within_the_slo() -> None:
     runs = Replay(e, _decider("overflow-on-demand-only")).run(wls)
     # the first window fits on-prem near the users; the second overflows to Sydney (no SLO)
     assert [sites[r.site].name for r in runs] == ["near", "far"]
-    m = metrics(runs, wls, e.ci)
+    m = metrics(runs, wls, e)
     assert m["slo_attainment"] == pytest.approx(300 / 400)
     # the window outside its SLO is unmet work: its GPU-hour, charged at Sydney's on-demand $
     assert m["unmet_gpu_hours"] == pytest.approx(1.0)
@@ -186,7 +187,7 @@ def test_the_fleet_view_prices_owned_gpus_used_or_idle() -> None:
     e = _engine()
     wls = _jobs(*TWO_JOBS)
     runs, _ = _replay("engine", wls)
-    m = metrics(runs, wls, e.ci, horizon_h=10.0)
+    m = metrics(runs, wls, e, horizon_h=10.0)
     fleet = 4 * ONPREM_PRICE * 10.0
     assert m["fleet_usd"] == pytest.approx(fleet + 2 * OD_PRICE * (PROV_H + 1), abs=0.01)
     assert m["onprem_idle_usd"] == pytest.approx(fleet - 4 * ONPREM_PRICE * 2, abs=0.01)
@@ -305,7 +306,7 @@ def test_cloud_service_windows_pay_provisioning_only_when_they_start_cold() -> N
            _window(3, "a", 5.0)]
     runs = Replay(e, _decider("engine")).run(wls)
     assert [r.start_h - r.arrival_h for r in runs] == pytest.approx([0.0, 0.0, 0.25, 0.25])
-    assert metrics(runs, wls, e.ci)["slo_attainment"] == pytest.approx(
+    assert metrics(runs, wls, e)["slo_attainment"] == pytest.approx(
         (100 + 100 + 75 + 75) / 400, abs=1e-5)
 
 
@@ -427,3 +428,17 @@ def test_spot_risk_is_per_instance_hour_times_the_instances(size: int, gpus: int
     assert ctx.run_hours[spot] == pytest.approx(10.0 * (1 + 0.5 * instances * lost_h))
     pick = Pick.of(ctx, spot, "burst")
     assert pick.spot_rate == pytest.approx(0.5 * instances)  # what the replay draws from
+
+
+def test_leaving_work_undone_costs_what_doing_it_on_demand_would() -> None:
+    sites = [onprem("dc", {"L4": (4, ONPREM_PRICE)}),
+             cloud("region", {"L4": [("l4.x1", 1, OD_PRICE, SPOT_PRICE)]}, quota=8,
+                   provisioning_minutes=PROVISION_MIN, spot_rate=0.0, egress=0.09),
+             cloud("pricier", {"L4": [("l4.x1", 1, 3 * OD_PRICE, None)]}, quota=8)]
+    e = engine(sites, policy([JOBS_RULE]), datasets=[dataset("d", 50.0, ["dc"])])
+    wl = job("j", gpu="L4", count=2, hours=1.0, datasets=[{"name": "d"}])
+    runs = Replay(e, _decider("all-cloud-on-demand")).run([SimWorkload(0, 0.0, wl)])
+    done = runs[0].gpu_usd + runs[0].egress_usd  # billed from the request, its data moved in
+    assert runs[0].site == e.ci.site_index["region"]
+    assert unmet_usd(e, wl) == pytest.approx(done)
+    assert unmet_usd(e, wl) > 2 * OD_PRICE * 1.0  # more than its bare GPU-hours

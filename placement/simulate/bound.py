@@ -7,7 +7,7 @@ ends by `horizon_h` (run.py passes the largest horizon of the policies compared)
 view's bound is the avoidable bound plus the fleet's fixed cost (run.py adds it).
 
 Options per workload (a variable x per option; a job's options sum to 1):
-- unmet: what the metrics charge for work not done, `unmet_usd_per_gpu_hour x gpu_hours`, in
+- unmet: what the metrics charge for work not done, `results.unmet_usd`, in
   no capacity row. A workload with no candidate at all pays exactly this.
 - a job on an on-prem candidate: one variable whose start s may be anywhere in [lo, hi]: from
   arrival + data move to `horizon_h` - run time, and for a job with a deadline to the latest
@@ -77,7 +77,7 @@ from placement.engine.compiled import SPOT
 from placement.engine.context import DecisionContext
 from placement.simulate.baselines import any_policy
 from placement.simulate.replay import spot_hours
-from placement.simulate.results import gpu_hours, unmet_usd_per_gpu_hour
+from placement.simulate.results import unmet_usd
 from placement.simulate.synth import SimWorkload
 
 Floats = np.ndarray
@@ -189,16 +189,11 @@ class _Options:
 
 
 def _gather(engine: Engine, workloads: list[SimWorkload], seed: int) -> _Options:
-    ci = engine.ci
     out = _Options()
-    unmet_rate: dict[tuple[str, ...], float] = {}
     for sw in workloads:
         wl = sw.workload
         spec = wl.spec
-        types = tuple(spec.gpu.types)
-        if types not in unmet_rate:
-            unmet_rate[types] = unmet_usd_per_gpu_hour(ci, wl)
-        unmet = unmet_rate[types] * gpu_hours(wl)
+        unmet = unmet_usd(engine, wl)
         ctx = engine.context(wl)
         ok = any_policy(ctx)
         if spec.is_service and spec.latency is not None:

@@ -2,13 +2,15 @@
 
 Every policy is judged on the same work. Work a policy leaves undone is charged, never free:
 a rejected workload, a job that ends after its deadline (done, but not when it was needed: it
-pays its run and the charge), and the part of a service window not served within its SLO (the
-window started late, or its site's p99 misses the SLO) count as *unmet GPU-hours*, charged at what
-running them in the cloud on-demand would cost (`unmet_usd_per_gpu_hour`: the cheapest
-on-demand $/GPU-hour of the workload's GPU types among the inventory's cloud offers, quota
-ignored; a low estimate of what the work is worth). A rejected job with a deadline also counts
-as a missed deadline. A placed job always finishes (queues drain after the last arrival); a
-job without a deadline is never late, and its delay shows in its wait.
+pays its run and the charge), and the part of a service window not served within its SLO
+(the window started late, or its site's p99 misses the SLO) are *unmet work*, charged at what
+doing it in the cloud on-demand would cost (`unmet_usd`: the cheapest on-demand offer in the
+inventory, rules and quota ignored, billed as the replay bills a cold start, with provisioning
+and the data's egress), so leaving work undone never costs less than doing it on-demand. A
+missed deadline is not priced beyond that (no value of lateness is known): deadline misses
+are a column of their own, and a rejected job with a deadline counts as one. A placed job
+always finishes (queues drain after the last arrival); a job without a deadline is never
+late, and its delay shows in its wait.
 
 Money, three views, each with the unmet-work charge:
 - `used_usd`: on-prem GPU-hours used x the site's amortized $/GPU-hour (the price the engine
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from placement.engine import Engine
 from placement.engine.compiled import ON_DEMAND, ONPREM, SPOT, CompiledInventory
 from placement.model import Workload
 from placement.simulate.replay import Run
@@ -52,6 +55,24 @@ def fleet_usd(ci: CompiledInventory, hours: float) -> float:
     onprem = ci.row_kind == ONPREM
     groups = ci.row_group[onprem]
     return float((ci.group_capacity[groups] * ci.row_unit_price[onprem]).sum()) * hours
+
+
+def unmet_usd(engine: Engine, wl: Workload) -> float:
+    """The charge for leaving all of a workload's work undone: what doing it in the cloud
+    on-demand would cost, the cheapest way the inventory offers (rules and quota ignored),
+    billed as the replay bills a cold start: its instances (whole instances) from the request,
+    through provisioning or its data move, whichever is longer, to the end of the run, plus
+    the egress of its data. Without any on-demand offer of its GPU types, its GPU-hours at
+    `unmet_usd_per_gpu_hour`. `engine` holds no GPUs (the charge is the same for every
+    policy)."""
+    ctx = engine.context(wl)
+    od = ctx.kind == ON_DEMAND
+    if not od.any():
+        return unmet_usd_per_gpu_hour(ctx.ci, wl) * gpu_hours(wl)
+    hours = wl.spec.duration_hours or 1.0
+    lead = np.maximum(ctx.transfer_hours, ctx.ci.provision_h[ctx.site])
+    cost = ctx.usd_per_hour * (lead + hours) + ctx.data.usd(ctx.site, hours)
+    return float(cost[od].min())
 
 
 def unmet_usd_per_gpu_hour(ci: CompiledInventory, wl: Workload) -> float:
@@ -94,10 +115,11 @@ def served(run: Run, sw: SimWorkload) -> float:
     return min(max((run.arrival_h + window - run.start_h) / window, 0.0), 1.0)
 
 
-def metrics(runs: list[Run], workloads: list[SimWorkload], ci: CompiledInventory,
+def metrics(runs: list[Run], workloads: list[SimWorkload], engine: Engine,
             horizon_h: float | None = None) -> dict[str, Any]:
     """The summary metrics of one policy's replay (fleet costs over `horizon_h`, default its
     own horizon; give every policy compared the same one)."""
+    ci = engine.ci
     site = np.array([r.site for r in runs], dtype=np.int64)
     kind = np.array([r.kind for r in runs], dtype=np.int64)
     placed = site >= 0
@@ -119,16 +141,11 @@ def metrics(runs: list[Run], workloads: list[SimWorkload], ci: CompiledInventory
     asked = np.array([gpu_hours(sw.workload) for sw in workloads])
     done = np.array([served(r, sw) for r, sw in zip(runs, workloads, strict=True)])
     unmet = asked * (1 - done)
-    by_types: dict[tuple[str, ...], float] = {}
-    for sw in workloads:
-        types = tuple(sw.workload.spec.gpu.types)
-        if types not in by_types:
-            by_types[types] = unmet_usd_per_gpu_hour(ci, sw.workload)
-    price = np.array([by_types[tuple(sw.workload.spec.gpu.types)] for sw in workloads])
+    charge = np.array([unmet_usd(engine, sw.workload) for sw in workloads])
     out["asked_gpu_hours"] = round(float(asked.sum()), 1)
     out["unmet_gpu_hours"] = round(float(unmet.sum()), 1)
     out["rejected_gpu_hours"] = round(float(asked[~placed].sum()), 1)
-    out["unmet_usd"] = round(float((unmet * price).sum()), 2)
+    out["unmet_usd"] = round(float((charge * (1 - done)).sum()), 2)
     avoidable = out["cloud_gpu_usd"] + out["egress_usd"] + out["unmet_usd"]
     out["avoidable_usd"] = round(avoidable, 2)
     out["used_usd"] = round(out["onprem_amortized_usd"] + avoidable, 2)

@@ -88,7 +88,7 @@ def run_seed(opts: Options, seed: int, progress: Progress | None = None) -> Seed
         all_runs[name] = Replay(engine, decider, seed=seed).run(workloads, step)
     span = max(horizon(runs) for runs in all_runs.values())  # one fleet horizon for all
     for name, runs in all_runs.items():
-        policies[name] = metrics(runs, workloads, engine.ci, span)
+        policies[name] = metrics(runs, workloads, engine, span)
     summary: dict[str, Any] = {
         "trace": str(opts.trace), "format": trace.format, "workloads": len(workloads),
         "policies": policies,
