@@ -39,20 +39,35 @@ def _pol(avoid: float, misses: int = 0, rejected: int = 0) -> dict[str, Any]:
 def test_comparisons_are_paired_by_seed_and_say_whether_they_are_significant() -> None:
     # the engine is 30%, 31%, 29% below overflow seed by seed, though overflow's spend swings
     per_seed = [{"engine": _pol(70, 2), "overflow": _pol(100, 1)},
-                {"engine": _pol(310, 3), "overflow": _pol(1000, 1)},
+                {"engine": _pol(690, 3), "overflow": _pol(1000, 1)},
                 {"engine": _pol(710, 4), "overflow": _pol(1000, 1)}]
-    per_seed[1]["engine"]["avoidable_usd"] = 690.0
     c = stats.compare(per_seed)["overflow"]
-    assert c["avoidable_usd"]["mean"] == pytest.approx((-0.30 - 0.31 - 0.29) / 3)
-    assert c["avoidable_usd"]["significant"]
+    iv = c["avoidable_usd"]
+    assert iv["mean"] == pytest.approx((0.70 * 0.69 * 0.71) ** (1 / 3) - 1, abs=1e-6)
+    assert iv["low"] < iv["mean"] < iv["high"] < 0 and iv["significant"]
     assert c["deadline_misses"]["mean"] == pytest.approx(2.0)
     line = stats.headline({"overflow": c}, 3, None)[0]
-    assert line.startswith("At equal work over 3 seeds, engine's avoidable spend is 30.0% ± ")
-    assert "below overflow (significant)" in line and "deadline misses +2.0 ± " in line
+    assert line.startswith("At equal work over 3 seeds, engine's avoidable spend is 30.0% "
+                           "below overflow (95% interval ")
+    assert "below), significant;" in line and "deadline misses +2.0 ± " in line
     noisy = stats.compare([{"engine": _pol(90), "b": _pol(100)},
-                           {"engine": _pol(110), "b": _pol(100)}])["b"]
-    assert not noisy["avoidable_usd"]["significant"]
-    assert "(not significant)" in stats.headline({"b": noisy}, 2, None)[0]
+                           {"engine": _pol(110), "b": _pol(100)}])["b"]["avoidable_usd"]
+    assert noisy["low"] < 0 < noisy["high"] and not noisy["significant"]
+    assert "below to" in stats.headline({"b": {**c, "avoidable_usd": noisy}}, 2, None)[0]
+
+
+@pytest.mark.parametrize(("ours", "theirs", "relative", "mean"), [
+    ([50.0, 100.0], [100.0, 200.0], True, -0.5),  # halved in both seeds
+    ([10.0, 30.0], [0.0, 10.0], False, 15.0),  # a seed with $0: the difference in $
+])
+def test_a_seed_that_spent_nothing_turns_the_comparison_into_dollars(
+        ours: list[float], theirs: list[float], relative: bool, mean: float) -> None:
+    got = stats.ratio_interval(ours, theirs)
+    assert got["relative"] is relative and got["mean"] == pytest.approx(mean)
+    zero = stats.interval([0.0, 0.0]).as_dict()
+    line = stats.headline({"b": {"avoidable_usd": got, "deadline_misses": zero,
+                                 "rejected": zero, "unmet_gpu_hours": zero}}, 2, None)[0]
+    assert ("in $: a seed spent $0" in line) is not relative
 
 
 @pytest.fixture()
@@ -81,6 +96,7 @@ def test_seeds_run_in_a_pool_and_report_means_intervals_and_each_seed(excerpt: P
     iv = summary["intervals"]["engine"]["avoidable_usd"]
     assert iv["seeds"] == 2 and iv["half_width"] is not None
     assert summary["comparisons"]["overflow"]["avoidable_usd"]["seeds"] == 2
+    assert summary["workloads_per_seed"] == [p["workloads"] for p in per]
     assert summary["headline"][0] in res.output  # the answer comes first
     assert "±" in (tmp_path / "o" / "report.html").read_text()
 

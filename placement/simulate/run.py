@@ -191,8 +191,10 @@ def combine(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     pols = [s["policies"] for s in per_seed]
     summary: dict[str, Any] = {
         "trace": first["trace"], "format": first["format"],
+        # the same work within a seed; on request traces the count may differ by seed
         "workloads": first["workloads"] if len(per_seed) == 1 else
         stats.mean_of([s["workloads"] for s in per_seed]),
+        "workloads_per_seed": [s["workloads"] for s in per_seed],
         "seeds": [s["inputs"]["seed"] for s in per_seed],
         "policies": pols[0] if len(per_seed) == 1 else
         {name: stats.mean_of([p[name] for p in pols]) for name in pols[0]},
@@ -206,11 +208,19 @@ def combine(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     if "bound" in first:
         summary["bound"] = first["bound"] if len(per_seed) == 1 else {
             view: {"usd": stats.mean_of([s["bound"][view]["usd"] for s in per_seed]),
-                   "status": "; ".join(sorted({s["bound"][view]["status"] for s in per_seed}))}
+                   "status": "; ".join(sorted({s["bound"][view]["status"] for s in per_seed})),
+                   "seconds": stats.mean_of([s["bound"][view]["seconds"] for s in per_seed])}
             for view in VIEWS}
-        gaps = [s["policies"]["engine"].get("gap_to_bound_avoidable") for s in per_seed]
-        if "engine" in first["policies"] and all(g is not None for g in gaps):
-            bound_gap = stats.interval([float(g) for g in gaps if g is not None]).as_dict()
+        for m in summary["policies"].values():  # the means' own gaps, beside the means
+            for view in VIEWS:
+                usd = summary["bound"][view]["usd"]
+                m[f"gap_to_bound_{view}"] = round(m[f"{view}_usd"] / usd - 1, 4) \
+                    if usd else None
+        usd = [s["bound"]["avoidable"]["usd"] for s in per_seed]
+        if "engine" in first["policies"] and all(u is not None for u in usd):
+            bound_gap = stats.ratio_interval(
+                [float(s["policies"]["engine"]["avoidable_usd"]) for s in per_seed],
+                [float(u) for u in usd if u is not None])
     if "engine" in pols[0]:
         summary["comparisons"] = stats.compare(pols)
         summary["headline"] = stats.headline(summary["comparisons"], len(per_seed), bound_gap)

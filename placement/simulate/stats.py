@@ -2,10 +2,13 @@
 headline sentences that lead the report.
 
 A comparison is paired by seed (both policies replay the same workloads and the same spot
-draws for a seed): for money, the per-seed relative difference ours / theirs - 1; for counts
-(deadline misses, rejections), the per-seed difference. Its interval is Student's t at 95%
-over the seeds; a difference is significant when the interval leaves out 0. One seed gives a
-value without an interval (and never "significant").
+draws for a seed). For money, the per-seed ratio ours / theirs, averaged as a geometric mean
+(Student's t at 95% on the log-ratios, turned back into a percentage: a seed where the
+baseline spent little does not dominate, and the interval is not symmetric); where some seed
+has $0 on either side, the per-seed difference in $ instead. For counts (deadline misses,
+rejections, unmet GPU-hours), the per-seed difference. A difference is significant when its
+interval leaves out no difference. One seed gives a value without an interval (never
+"significant"). Intervals are per comparison, not adjusted for the several made at once.
 """
 
 from __future__ import annotations
@@ -64,8 +67,21 @@ def mean_of(values: list[Any]) -> Any:
     return round(got, 4) if isinstance(first, float) else round(got, 2)
 
 
-def _rel(ours: float, theirs: float) -> float | None:
-    return ours / theirs - 1 if theirs else None
+def ratio_interval(ours: list[float], theirs: list[float]) -> dict[str, Any]:
+    """The paired relative difference ours / theirs - 1 over seeds (see the module's
+    docstring): geometric, or in $ where a seed has $0 on either side."""
+    if all(o > 0 and t > 0 for o, t in zip(ours, theirs, strict=True)):
+        iv = interval([math.log(o / t) for o, t in zip(ours, theirs, strict=True)])
+        low = None if iv.half is None else math.exp(iv.mean - iv.half) - 1
+        high = None if iv.half is None else math.exp(iv.mean + iv.half) - 1
+        return {"mean": round(math.exp(iv.mean) - 1, 6),
+                "low": None if low is None else round(low, 6),
+                "high": None if high is None else round(high, 6), "seeds": iv.n,
+                "significant": iv.significant, "relative": True}
+    d = interval([o - t for o, t in zip(ours, theirs, strict=True)])
+    out = d.as_dict()
+    out["relative"] = False
+    return out
 
 
 def compare(per_seed: list[dict[str, dict[str, Any]]], ours: str = "engine"
@@ -77,9 +93,8 @@ def compare(per_seed: list[dict[str, dict[str, Any]]], ours: str = "engine"
             continue
         got: dict[str, dict[str, Any]] = {}
         for metric in RELATIVE:
-            diffs = [_rel(p[ours][metric], p[name][metric]) for p in per_seed]
-            if all(d is not None for d in diffs):
-                got[metric] = interval([d for d in diffs if d is not None]).as_dict()
+            got[metric] = ratio_interval([float(p[ours][metric]) for p in per_seed],
+                                         [float(p[name][metric]) for p in per_seed])
         for metric in ABSOLUTE:
             got[metric] = interval([float(p[ours][metric] - p[name][metric])
                                     for p in per_seed]).as_dict()
@@ -87,15 +102,26 @@ def compare(per_seed: list[dict[str, dict[str, Any]]], ours: str = "engine"
     return out
 
 
-def _pct(iv: dict[str, Any], what: str = "") -> str:
-    mean, half = iv["mean"], iv["half_width"]
-    side = "below" if mean < 0 else "above"
-    spread = f" ± {half:.1%}" if half is not None else ""
-    return f"{abs(mean):.1%}{spread} {side} {what}".rstrip()
+def _side(x: float) -> str:
+    return f"{abs(x):.1%} {'below' if x < 0 else 'above'}"
+
+
+def _pct(iv: dict[str, Any], what: str) -> str:
+    """A relative difference in words, with its interval."""
+    if not iv.get("relative", True):
+        spread = f" ± ${iv['half_width']:,.0f}" if iv["half_width"] is not None else ""
+        return f"${iv['mean']:+,.0f}{spread} against {what} (in $: a seed spent $0)"
+    text = f"{_side(iv['mean'])} {what}"
+    if iv.get("low") is None:
+        return text
+    low, high = iv["low"], iv["high"]
+    span = (f"{_side(low)} to {_side(high)}" if (low < 0) == (high < 0) else
+            f"{abs(low):.1%} below to {abs(high):.1%} above")
+    return f"{text} (95% interval {span})"
 
 
 def _verdict(iv: dict[str, Any]) -> str:
-    if iv["half_width"] is None:
+    if iv.get("half_width") is None and iv.get("low") is None:
         return "one seed, no interval"
     return "significant" if iv["significant"] else "not significant"
 
@@ -111,16 +137,12 @@ def headline(comparisons: dict[str, dict[str, dict[str, Any]]], seeds: int,
     """One sentence per comparison, the answer first."""
     lines = []
     for name, got in comparisons.items():
-        iv = got.get(HEADLINE)
-        if iv is None:
-            lines.append(f"Against {name}: no avoidable spend to compare (it spent nothing).")
-            continue
+        iv = got[HEADLINE]
         extras = ", ".join(_count(got[m], label) for m, label in (
             ("deadline_misses", "deadline misses"), ("rejected", "rejections"),
             ("unmet_gpu_hours", "unmet GPU-hours")))
         lines.append(f"At equal work over {seeds} seed{'s' if seeds != 1 else ''}, {ours}'s "
-                     f"avoidable spend is {_pct(iv, name)} ({_verdict(iv)}); {extras}.")
+                     f"avoidable spend is {_pct(iv, name)}, {_verdict(iv)}; {extras}.")
     if bound_gap is not None:
-        lines.append(f"{ours}'s avoidable spend is {_pct(bound_gap, 'the MILP lower bound')} "
-                     f"({_verdict(bound_gap)}).")
+        lines.append(f"{ours}'s avoidable spend is {_pct(bound_gap, 'the MILP lower bound')}.")
     return lines

@@ -144,7 +144,9 @@ class _Rules:
                        if self.sizes[d] <= DATASET_GB_PER_GPU_HOUR * gpus * hours]
                 if fit:
                     spec["datasets"] = [{"name": rng.choice(fit)}]
-            if self.ok(spec, (gpu, gpus, str(spec.get("datasets")))):
+            # the key holds what the policy's hard rules read (rules match on kind and team)
+            if self.ok(spec, (spec["kind"], spec["team"], gpu, gpus,
+                              str(spec.get("datasets")))):
                 break
         else:
             self.notes["jobs no site can run (kept; every policy rejects them)"] += 1
