@@ -53,6 +53,7 @@ from placement.engine.plugins.constraints import Constraints
 from placement.model import Workload
 from placement.model.inventory import CloudSiteSpec
 from placement.simulate.replay import Decider
+from placement.simulate.results import within_slo
 from placement.simulate.synth import SimWorkload
 
 Bools = np.ndarray
@@ -134,8 +135,8 @@ def runnable(engine: Engine, wl: Workload) -> bool:
     policy's decision, so every policy is judged on the same work."""
     ctx = engine.context(wl)
     ok = allowed(ctx)
-    if wl.spec.is_service and wl.spec.latency is not None:
-        ok = ok & (ctx.p99_ms <= wl.spec.latency.p99_slo_ms)
+    if wl.spec.is_service:
+        ok = ok & within_slo(ctx.p99_ms, wl.spec)
     return bool(ok.any())
 
 

@@ -77,12 +77,11 @@ from placement.engine.compiled import SPOT
 from placement.engine.context import DecisionContext
 from placement.simulate.baselines import any_policy
 from placement.simulate.replay import spot_hours
-from placement.simulate.results import unmet_usd
+from placement.simulate.results import late, unmet_usd, within_slo
 from placement.simulate.synth import SimWorkload
 
 Floats = np.ndarray
 Ints = np.ndarray
-DEADLINE_EPS_H = 1e-9  # as the metrics count a miss
 
 # Measured here (2 cores): Philly's first 40,000 jobs on policies/examples are 373,000
 # variables before the slack rows go (171,000 after), built in 10 s and solved in 8-16 s per
@@ -196,8 +195,8 @@ def _gather(engine: Engine, workloads: list[SimWorkload], seed: int) -> _Options
         unmet = unmet_usd(engine, wl)
         ctx = engine.context(wl)
         ok = any_policy(ctx)
-        if spec.is_service and spec.latency is not None:
-            ok = ok & (ctx.p99_ms <= spec.latency.p99_slo_ms)
+        if spec.is_service:
+            ok = ok & within_slo(ctx.p99_ms, spec)
         idx = np.flatnonzero(ok)
         if not len(idx):
             out.fixed += unmet
@@ -210,9 +209,8 @@ def _gather(engine: Engine, workloads: list[SimWorkload], seed: int) -> _Options
             latest = np.inf  # the latest start on-prem that meets the deadline
             if spec.deadline_hours is not None:  # late is dominated by unmet: drop it
                 latest = a + spec.deadline_hours - hours
-                keep = a + ctx.transfer_hours[local] <= latest + DEADLINE_EPS_H
-                local = local[keep]
-                keep = billed <= spec.deadline_hours + DEADLINE_EPS_H
+                local = local[~late(ctx.transfer_hours[local] + hours, spec)]
+                keep = ~late(billed, spec)
                 remote, billed = remote[keep], billed[keep]
             k = out.jobs
             out.job_unmet.append(unmet)

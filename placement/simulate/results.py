@@ -34,10 +34,30 @@ import numpy as np
 from placement.engine import Engine
 from placement.engine.compiled import ON_DEMAND, ONPREM, SPOT, CompiledInventory
 from placement.model import Workload
+from placement.model.workload import WorkloadSpec
 from placement.simulate.replay import Run
 from placement.simulate.synth import SimWorkload
 
+Floats = np.ndarray
 KINDS = {ONPREM: "onprem", ON_DEMAND: "on_demand", SPOT: "spot"}
+LATE_EPS_H = 1e-9  # a job this close to its deadline made it
+
+
+def late(hours_from_arrival: Floats | float, spec: WorkloadSpec) -> Any:
+    """Whether a job that ends this many hours after its arrival missed its deadline
+    (elementwise over an array; never late without a deadline)."""
+    if spec.deadline_hours is None:
+        return np.zeros(np.shape(hours_from_arrival), dtype=bool) if np.ndim(
+            hours_from_arrival) else False
+    return np.asarray(hours_from_arrival) > spec.deadline_hours + LATE_EPS_H
+
+
+def within_slo(p99_ms: Floats | float, spec: WorkloadSpec) -> Any:
+    """Whether a p99 meets the workload's SLO (elementwise over an array; a workload without
+    one always does; NaN never does)."""
+    if spec.latency is None:
+        return np.ones(np.shape(p99_ms), dtype=bool) if np.ndim(p99_ms) else True
+    return np.asarray(p99_ms) <= spec.latency.p99_slo_ms
 
 
 def _pct(values: np.ndarray, q: float) -> float | None:
@@ -106,10 +126,8 @@ def served(run: Run, sw: SimWorkload) -> float:
         return 0.0
     spec = sw.workload.spec
     if not spec.is_service:
-        late = spec.deadline_hours is not None and (
-            run.end_h - run.arrival_h > spec.deadline_hours + 1e-9)
-        return 0.0 if late else 1.0
-    if spec.latency is not None and not run.p99_ms <= spec.latency.p99_slo_ms:
+        return 0.0 if late(run.end_h - run.arrival_h, spec) else 1.0
+    if not within_slo(run.p99_ms, spec):
         return 0.0
     window = spec.duration_hours or 1.0
     return min(max((run.arrival_h + window - run.start_h) / window, 0.0), 1.0)
@@ -156,7 +174,7 @@ def metrics(runs: list[Run], workloads: list[SimWorkload], engine: Engine,
     out["deadline_misses"] = sum(
         1 for r, sw in zip(runs, workloads, strict=True)
         if not sw.workload.spec.is_service and sw.workload.spec.deadline_hours is not None
-        and (r.site < 0 or r.end_h - r.arrival_h > sw.workload.spec.deadline_hours + 1e-9))
+        and (r.site < 0 or late(r.end_h - r.arrival_h, sw.workload.spec)))
     out["gpu_hours_run"] = round(float(((end - start) * gpus)[placed].sum()), 1)
     billed = np.array([r.billed_h for r in runs])
     out["burst_gpu_hours"] = round(float((gpus * billed)[cloud].sum()), 1)
