@@ -7,11 +7,19 @@ measured pairs to the destination's provider, else of the two providers' pairs),
 old rule (the smaller WAN link, 10 Gbit/s on every cloud site of the examples) beside it.
 Prints the absolute relative error's median, p90 and max for both, as one JSON line.
 To keep it fast, --sample N hides only N pairs drawn at random (seeded).
+
+It also measures the RTT model the engine uses for pairs nobody measured
+(`estimated_rtt_ms` of the great-circle distance) against every measured Skyplane RTT pair
+whose two regions have coordinates in regions_geo_multicloud.csv (read from ../shared/data,
+never copied): `rtt_model`, the same error statistics, with the signed median (bias). The
+model's constants were set from this matrix, so this is an in-sample error, not a held-out
+one: it is the figure a fitted model must beat on held-out pairs.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import random
@@ -23,7 +31,7 @@ if not __package__:  # run as a script: bench/ is importable from the repository
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.engine import DATA
-from placement.engine.network import from_similar_pairs
+from placement.engine.network import estimated_rtt_ms, from_similar_pairs, great_circle_km
 from placement.policy.catalog import load_pairs
 
 WAN_GBPS = 10.0  # every cloud site's wan_gbps in policies/examples
@@ -34,6 +42,32 @@ def _errors(truth: np.ndarray, guess: np.ndarray) -> dict[str, float]:
     return {"median": round(float(np.median(err)), 4),
             "p90": round(float(np.percentile(err, 90)), 4),
             "max": round(float(err.max()), 4)}
+
+
+PROVIDERS = {"Amazon Web Services": "aws", "Google Cloud": "gcp", "Microsoft Azure": "azure"}
+
+
+def rtt_model() -> dict[str, object]:
+    """Today's RTT model against the measured pairs with known coordinates."""
+    where: dict[str, tuple[float, float]] = {}
+    with open(DATA / "regions_geo_multicloud.csv", encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            cloud = PROVIDERS.get(row["provider"])
+            if cloud is not None:  # the first metro entry of a region
+                where.setdefault(f"{cloud}:{row['region']}",
+                                 (float(row["latitude"]), float(row["longitude"])))
+    truth, km = [], []
+    for (a, b), ms in load_pairs(DATA)["rtt_ms"].items():
+        if a != b and a in where and b in where and ms > 0:
+            (la, lo), (lb, lob) = where[a], where[b]
+            truth.append(ms)
+            km.append(float(great_circle_km(np.array(la), np.array(lo), np.array(lb),
+                                            np.array(lob))))
+    t = np.array(truth)
+    guess = estimated_rtt_ms(np.array(km))
+    out: dict[str, object] = {"pairs": len(t), **_errors(t, guess),
+                              "signed_median": round(float(np.median((guess - t) / t)), 4)}
+    return out
 
 
 def run(sample: int | None, seed: int) -> dict[str, object]:
@@ -63,7 +97,8 @@ def run(sample: int | None, seed: int) -> dict[str, object]:
     t, g = np.array(truth), np.array(guess)
     return {"bench": "network", "pairs_measured": int(measured.sum()), "regions": n,
             "held_out": len(cells), "gbps_similar_pairs": _errors(t, g),
-            "gbps_wan_min": _errors(t, np.full(len(t), WAN_GBPS)), "cores": os.cpu_count()}
+            "gbps_wan_min": _errors(t, np.full(len(t), WAN_GBPS)), "rtt_model": rtt_model(),
+            "cores": os.cpu_count()}
 
 
 def main() -> None:
