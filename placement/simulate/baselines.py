@@ -117,7 +117,7 @@ def allowed(ctx: DecisionContext, facts: ShapeFacts | None = None) -> Bools:
     data is near), spot only where it allows spot."""
     burst = facts.burst_ok if facts is not None else burst_allowed(ctx)
     ok: Bools = constraints(ctx, facts)
-    soon = ok & ~ctx.is_cloud & (ctx.wait_hours <= ctx.rule.max_wait_hours)
+    soon = ok & _onprem_soon(ctx)
     out: Bools = ok & burst & spot_allowed(ctx) & ~when_gated(ctx, soon)
     return out
 
@@ -138,6 +138,12 @@ def runnable(engine: Engine, wl: Workload) -> bool:
     if wl.spec.is_service:
         ok = ok & within_slo(ctx.p99_ms, wl.spec)
     return bool(ok.any())
+
+
+def _onprem_soon(ctx: DecisionContext) -> Bools:
+    """On-prem candidates expected to start the workload within the rule's max wait."""
+    soon: Bools = ~ctx.is_cloud & (ctx.wait_hours <= ctx.rule.max_wait_hours)
+    return soon
 
 
 def _room(ctx: DecisionContext) -> Bools:
@@ -232,7 +238,7 @@ def overflow(ctx: DecisionContext, facts: ShapeFacts) -> int | None:
     ok = allowed(ctx, facts)
     onprem = ok & ~ctx.is_cloud
     return _first_in_turn((onprem & _room(ctx),
-                           onprem & (ctx.wait_hours <= ctx.rule.max_wait_hours),
+                           onprem & _onprem_soon(ctx),
                            ok & ctx.is_cloud & _room(ctx), onprem), facts.order)
 
 
@@ -295,7 +301,7 @@ class PriceOnly(Baseline):
             facts.sky = data_move(ci, ctx.workload, matrix)
         ok = allowed(ctx, facts)
         price = ctx.gpu_usd + facts.sky.usd(ctx.site, ctx.hours)
-        soon = ok & (_room(ctx) | (~ctx.is_cloud & (ctx.wait_hours <= ctx.rule.max_wait_hours)))
+        soon = ok & (_room(ctx) | _onprem_soon(ctx))
         got = _first(soon, price)
         return got if got is not None else _first(ok & ~ctx.is_cloud, price)
 

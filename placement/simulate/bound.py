@@ -77,7 +77,7 @@ from placement.engine.compiled import SPOT
 from placement.engine.context import DecisionContext
 from placement.simulate.baselines import any_policy
 from placement.simulate.replay import spot_hours
-from placement.simulate.results import late, unmet_usd, within_slo
+from placement.simulate.results import late, unmet_charges, within_slo
 from placement.simulate.synth import SimWorkload
 
 Floats = np.ndarray
@@ -187,12 +187,13 @@ class _Options:
         return len(self.service.parts["a"])
 
 
-def _gather(engine: Engine, workloads: list[SimWorkload], seed: int) -> _Options:
+def _gather(engine: Engine, workloads: list[SimWorkload], seed: int,
+            charges: Floats) -> _Options:
     out = _Options()
-    for sw in workloads:
+    for sw_pos, sw in enumerate(workloads):
         wl = sw.workload
         spec = wl.spec
-        unmet = unmet_usd(engine, wl)
+        unmet = float(charges[sw_pos])
         ctx = engine.context(wl)
         ok = any_policy(ctx)
         if spec.is_service:
@@ -351,14 +352,15 @@ class _Builder:
 
 def build(engine: Engine, workloads: list[SimWorkload], *, horizon_h: float,
           window_h: float | None = None, seed: int = 0,
-          max_variables: int = MAX_VARIABLES) -> Model:
+          max_variables: int = MAX_VARIABLES, charges: Floats | None = None) -> Model:
     """The bound's model over every workload (see the module's docstring). `horizon_h`: the
     hour by which every schedule compared has ended; `window_h`: the widest time window
     wanted (default: MAX_WINDOWS windows from the first arrival to the horizon), widened while
     the model would not fit `max_variables`; `seed`: the replay's (its spot interruptions)."""
     t0 = time.perf_counter()
     ci = engine.ci
-    opts = _gather(engine, workloads, seed)
+    opts = _gather(engine, workloads, seed,
+                   unmet_charges(engine, workloads) if charges is None else charges)
     empty = np.zeros(0)
 
     def without(note: str) -> Model:

@@ -133,10 +133,16 @@ def served(run: Run, sw: SimWorkload) -> float:
     return min(max((run.arrival_h + window - run.start_h) / window, 0.0), 1.0)
 
 
+def unmet_charges(engine: Engine, workloads: list[SimWorkload]) -> Floats:
+    """`unmet_usd` of each workload (the same for every policy: work it out once a replay)."""
+    return np.array([unmet_usd(engine, sw.workload) for sw in workloads])
+
+
 def metrics(runs: list[Run], workloads: list[SimWorkload], engine: Engine,
-            horizon_h: float | None = None) -> dict[str, Any]:
+            horizon_h: float | None = None, charges: Floats | None = None) -> dict[str, Any]:
     """The summary metrics of one policy's replay (fleet costs over `horizon_h`, default its
-    own horizon; give every policy compared the same one)."""
+    own horizon; give every policy compared the same one; `charges`: `unmet_charges`, when
+    the caller has them already)."""
     ci = engine.ci
     site = np.array([r.site for r in runs], dtype=np.int64)
     kind = np.array([r.kind for r in runs], dtype=np.int64)
@@ -159,7 +165,7 @@ def metrics(runs: list[Run], workloads: list[SimWorkload], engine: Engine,
     asked = np.array([gpu_hours(sw.workload) for sw in workloads])
     done = np.array([served(r, sw) for r, sw in zip(runs, workloads, strict=True)])
     unmet = asked * (1 - done)
-    charge = np.array([unmet_usd(engine, sw.workload) for sw in workloads])
+    charge = unmet_charges(engine, workloads) if charges is None else charges
     out["asked_gpu_hours"] = round(float(asked.sum()), 1)
     out["unmet_gpu_hours"] = round(float(unmet.sum()), 1)
     out["rejected_gpu_hours"] = round(float(asked[~placed].sum()), 1)

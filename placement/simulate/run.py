@@ -22,7 +22,7 @@ from placement.simulate import stats
 from placement.simulate.baselines import deciders, runnable
 from placement.simulate.bound import build, solve
 from placement.simulate.replay import Replay, Run
-from placement.simulate.results import fleet_usd, horizon, metrics, timeline
+from placement.simulate.results import fleet_usd, horizon, metrics, timeline, unmet_charges
 from placement.simulate.synth import synthesize
 from placement.simulate.traces import read
 
@@ -87,8 +87,9 @@ def run_seed(opts: Options, seed: int, progress: Progress | None = None) -> Seed
 
         all_runs[name] = Replay(engine, decider, seed=seed).run(workloads, step)
     span = max(horizon(runs) for runs in all_runs.values())  # one fleet horizon for all
+    charges = unmet_charges(engine, workloads)  # the same for every policy and the bound
     for name, runs in all_runs.items():
-        policies[name] = metrics(runs, workloads, engine, span)
+        policies[name] = metrics(runs, workloads, engine, span, charges)
     summary: dict[str, Any] = {
         "trace": str(opts.trace), "format": trace.format, "workloads": len(workloads),
         "policies": policies,
@@ -101,19 +102,20 @@ def run_seed(opts: Options, seed: int, progress: Progress | None = None) -> Seed
                    "synthesis_notes": syn.notes},
     }
     if opts.bound:
-        summary["bound"] = _bounds(engine, workloads, policies, span, seed, opts, progress)
+        summary["bound"] = _bounds(engine, workloads, policies, span, seed, opts, progress,
+                                   charges)
     edges = np.linspace(0.0, span, BUCKETS + 1)
     series = {name: timeline(runs, engine.ci, edges) for name, runs in all_runs.items()}
     return SeedResult(summary, series, edges)
 
 
 def _bounds(engine: Any, workloads: list[Any], policies: dict[str, dict[str, Any]],
-            span: float, seed: int, opts: Options, progress: Progress | None
-            ) -> dict[str, Any]:
+            span: float, seed: int, opts: Options, progress: Progress | None,
+            charges: np.ndarray) -> dict[str, Any]:
     """The MILP's lower bound in each money view, and every policy's gap to it. The bound
     holds for every policy compared: all workloads, any start after arrival, unmet work
     charged as the metrics charge it."""
-    model = build(engine, workloads, horizon_h=span, seed=seed)
+    model = build(engine, workloads, horizon_h=span, seed=seed, charges=charges)
     out: dict[str, Any] = {}
     for view in ("used", "avoidable"):  # the fleet's is the avoidable bound + the fleet
         if progress is not None:
