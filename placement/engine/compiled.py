@@ -109,7 +109,8 @@ def _network(inv: Inventory, idx: dict[str, int]) -> tuple[Floats, Floats, Float
     km = great_circle_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :])
     rtt = estimated_rtt_ms(km)
     wan = np.array([s.spec.wan_gbps for s in inv.sites])
-    gbps = np.minimum(wan[:, None], wan[None, :])
+    wan_min = np.minimum(wan[:, None], wan[None, :])
+    gbps = wan_min.copy()
     egress = np.repeat(np.array([s.spec.egress_usd_per_gb for s in inv.sites])[:, None],
                        len(inv.sites), axis=1)
     measured_rtt = np.zeros_like(rtt, dtype=bool)
@@ -132,10 +133,10 @@ def _network(inv: Inventory, idx: dict[str, int]) -> tuple[Floats, Floats, Float
                 egress[a, b] = link.egress_usd_per_gb
     # bandwidth nobody measured: from measured pairs of the same source region to the same
     # provider, else between the same providers; never above the smaller WAN link
-    wan_min = np.minimum(wan[:, None], wan[None, :])
-    known = measured_bw | measured_bw.T
-    gbps = np.minimum(from_similar_pairs(gbps, known, _site_groups(inv), wan_min),
-                      np.where(known, np.inf, wan_min))
+    if measured_bw.any():
+        known = measured_bw | measured_bw.T
+        gbps = np.minimum(from_similar_pairs(gbps, known, _site_groups(inv), wan_min),
+                          np.where(known, np.inf, wan_min))
     np.fill_diagonal(rtt, LOCAL_RTT_MS)
     np.fill_diagonal(gbps, np.inf)
     np.fill_diagonal(egress, 0.0)

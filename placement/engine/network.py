@@ -60,9 +60,10 @@ def from_similar_pairs(values: Floats, measured: NDArray[np.bool_], group: NDArr
     for (g, h), vs in by_group.items():
         group_med[g, h] = float(np.median(vs))
     est = site_med[:, group]  # S x S: a's measured pairs to b's group
-    pair = group_med[group[:, None], group[None, :]]
-    est = np.where(np.isnan(est), pair, est)
-    out = np.where(np.isnan(est), out, est)
+    gap = np.isnan(est)
+    est[gap] = group_med[group[:, None], group[None, :]][gap]  # else the two providers'
+    found = ~np.isnan(est)
+    out[found] = est[found]
     out[measured] = values[measured]
     filled: Floats = out
     return filled
