@@ -8,14 +8,14 @@ old rule (the smaller WAN link, 10 Gbit/s on every cloud site of the examples) b
 Prints the absolute relative error's median, p90 and max for both, as one JSON line.
 To keep it fast, --sample N hides only N pairs drawn at random (seeded).
 
-It also measures the RTT model the engine uses for pairs nobody measured
-(`estimated_rtt_ms` of the great-circle distance) against every measured Skyplane RTT pair
-whose two regions have coordinates in regions_geo_multicloud.csv (read from ../shared/data,
-never copied): `rtt_model`, the same error statistics, with the signed median (bias). The
-model's constants were set from this matrix, so this is an in-sample error, not a held-out
-one: it is the figure a fitted model must beat on held-out pairs. Beside it, held out
-(`fitted_per_provider_pair_loo`): a candidate that fits a + b x km per provider pair by
-least relative squares and predicts each pair from the others (not used by the engine yet).
+It also measures the RTT the engine gives pairs nobody measured (`fill_rtt`: the mean of
+measured pairs between places within STANDIN_KM of each end, else great-circle distance)
+held out on every measured Skyplane RTT pair whose two regions have coordinates in
+regions_geo_multicloud.csv (read from ../shared/data, never copied): each unordered pair is
+hidden in both directions in turn and estimated from the rest. `rtt` prints the error
+distribution (quantiles of the absolute relative error, the signed median), how many pairs had
+a stand-in, and the same for other radii; `rtt_distance_only` is the great-circle model alone
+(its constants were set from this matrix, so that one is in-sample).
 """
 
 from __future__ import annotations
@@ -33,7 +33,14 @@ if not __package__:  # run as a script: bench/ is importable from the repository
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.engine import DATA
-from placement.engine.network import estimated_rtt_ms, from_similar_pairs, great_circle_km
+from placement.engine.network import (
+    STANDIN,
+    STANDIN_KM,
+    estimated_rtt_ms,
+    fill_rtt,
+    from_similar_pairs,
+    great_circle_km,
+)
 from placement.policy.catalog import load_pairs
 
 WAN_GBPS = 10.0  # every cloud site's wan_gbps in policies/examples
@@ -49,8 +56,16 @@ def _errors(truth: np.ndarray, guess: np.ndarray) -> dict[str, float]:
 PROVIDERS = {"Amazon Web Services": "aws", "Google Cloud": "gcp", "Microsoft Azure": "azure"}
 
 
-def rtt_model() -> dict[str, object]:
-    """Today's RTT model against the measured pairs with known coordinates."""
+def _distribution(truth: np.ndarray, guess: np.ndarray) -> dict[str, float]:
+    err = np.abs(guess - truth) / truth
+    out = {f"p{q}": round(float(np.percentile(err, q)), 4) for q in (10, 25, 50, 75, 90, 99)}
+    out["max"] = round(float(err.max()), 4)
+    out["signed_median"] = round(float(np.median((guess - truth) / truth)), 4)
+    return out
+
+
+def _regions() -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Measured regions with coordinates: names, P x P km, RTT values and measured mask."""
     where: dict[str, tuple[float, float]] = {}
     with open(DATA / "regions_geo_multicloud.csv", encoding="utf-8", newline="") as f:
         for row in csv.DictReader(f):
@@ -58,33 +73,43 @@ def rtt_model() -> dict[str, object]:
             if cloud is not None:  # the first metro entry of a region
                 where.setdefault(f"{cloud}:{row['region']}",
                                  (float(row["latitude"]), float(row["longitude"])))
-    truth, km = [], []
-    pairs_kept: list[tuple[str, str]] = []
-    for (a, b), ms in load_pairs(DATA)["rtt_ms"].items():
-        if a != b and a in where and b in where and ms > 0:
-            (la, lo), (lb, lob) = where[a], where[b]
-            pairs_kept.append((a, b))
-            truth.append(ms)
-            km.append(float(great_circle_km(np.array(la), np.array(lo), np.array(lb),
-                                            np.array(lob))))
-    t = np.array(truth)
-    d = np.array(km)
-    guess = estimated_rtt_ms(d)
-    out: dict[str, object] = {"pairs": len(t), **_errors(t, guess),
-                              "signed_median": round(float(np.median((guess - t) / t)), 4)}
-    # a candidate for issue 19, held out: per provider pair, RTT = a + b x km by least
-    # relative squares on the other measured pairs of those providers (leave-one-out, closed
-    # form)
-    key = np.array([f"{a.split(':')[0]}>{b.split(':')[0]}" for a, b in pairs_kept])
-    loo = np.empty(len(t))
-    for k in np.unique(key):
-        idx = np.flatnonzero(key == k)
-        x = np.column_stack([np.ones(len(idx)), d[idx]])
-        w = 1 / t[idx] ** 2  # least relative squares: short pairs count as much as long ones
-        hat = x @ np.linalg.pinv(x.T @ (w[:, None] * x)) @ (x.T * w)  # LOO: e / (1 - h)
-        resid = t[idx] - hat @ t[idx]
-        loo[idx] = t[idx] - resid / (1 - np.clip(np.diag(hat), None, 1 - 1e-9))
-    out["fitted_per_provider_pair_loo"] = _errors(t, np.maximum(loo, 0.5))
+    pairs = {(a, b): ms for (a, b), ms in load_pairs(DATA)["rtt_ms"].items()
+             if a != b and a in where and b in where and ms > 0}
+    names = sorted({r for pair in pairs for r in pair})
+    idx = {r: i for i, r in enumerate(names)}
+    lat = np.array([where[r][0] for r in names])
+    lon = np.array([where[r][1] for r in names])
+    km = great_circle_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :])
+    values = np.zeros_like(km)
+    measured = np.zeros(km.shape, dtype=bool)
+    for (a, b), ms in pairs.items():
+        values[idx[a], idx[b]], measured[idx[a], idx[b]] = ms, True
+    return names, km, values, measured
+
+
+def rtt_model(radii: tuple[float, ...] = (50.0, 150.0, STANDIN_KM, 600.0)) -> dict[str, object]:
+    """The engine's RTT for unmeasured pairs, held out on the measured pairs."""
+    _, km, values, measured = _regions()
+    src, dst = np.nonzero(measured)
+    truth = values[src, dst]
+    out: dict[str, object] = {"pairs": len(truth), "standin_km": STANDIN_KM}
+    dist = estimated_rtt_ms(km[src, dst])
+    out["rtt_distance_only"] = _distribution(truth, dist)
+    for radius in radii:
+        guess = np.empty(len(truth))
+        stood_in = np.zeros(len(truth), dtype=bool)
+        for k, (a, b) in enumerate(zip(src.tolist(), dst.tolist(), strict=True)):
+            hidden = measured.copy()
+            hidden[a, b] = hidden[b, a] = False  # both directions: the reverse would give it away
+            rtt, source = fill_rtt(km, values, hidden, radius)
+            guess[k], stood_in[k] = rtt[a, b], source[a, b] == STANDIN
+        row = {**_distribution(truth, guess), "with_standin": int(stood_in.sum()),
+               "standin_only": _distribution(truth[stood_in], guess[stood_in])}
+        if radius == STANDIN_KM:
+            out["rtt"] = row
+        else:
+            out[f"rtt_radius_{radius:g}km"] = {"p50": row["p50"], "p90": row["p90"],
+                                               "with_standin": row["with_standin"]}
     return out
 
 
@@ -115,7 +140,7 @@ def run(sample: int | None, seed: int) -> dict[str, object]:
     t, g = np.array(truth), np.array(guess)
     return {"bench": "network", "pairs_measured": int(measured.sum()), "regions": n,
             "held_out": len(cells), "gbps_similar_pairs": _errors(t, g),
-            "gbps_wan_min": _errors(t, np.full(len(t), WAN_GBPS)), "rtt_model": rtt_model(),
+            "gbps_wan_min": _errors(t, np.full(len(t), WAN_GBPS)), **rtt_model(),
             "cores": os.cpu_count()}
 
 

@@ -3,11 +3,22 @@ region to the same provider, else the same two providers), never above the WAN l
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
 from placement.engine.compiled import compile_inventory
-from placement.engine.network import from_similar_pairs
+from placement.engine.network import (
+    DISTANCE,
+    MEASURED,
+    RTT_BASE_MS,
+    RTT_MS_PER_KM,
+    SOURCE_NAMES,
+    STANDIN,
+    fill_rtt,
+    from_similar_pairs,
+)
 from placement.model import Inventory
 
 from .factories import cloud, onprem
@@ -51,3 +62,75 @@ def test_compiled_bandwidth_uses_measured_pairs_and_the_wan_link_caps_it() -> No
     assert ci.gbps[i["aws-east-2"], i["azure-b"]] == pytest.approx(4.5)
     assert ci.gbps[i["dc"], i["azure-b"]] == 1.0  # on-prem: its own 1 Gbit/s WAN link
     assert ci.gbps[i["azure-a"], i["azure-b"]] == 10.0  # no Azure -> Azure pair measured
+
+
+# four places on one meridian: 0 and 1 in one metro (~11 km apart), 2 and 3 far away and
+# ~1,100 km from each other
+LATS = np.array([50.0, 50.1, 40.0, 30.0])
+
+
+def _km() -> np.ndarray:
+    from placement.engine.network import great_circle_km
+    return great_circle_km(LATS[:, None], np.zeros((4, 1)), LATS[None, :], np.zeros((1, 4)))
+
+
+@pytest.mark.parametrize(("measured", "pair", "want_source", "want"), [
+    # (a, b, ms) measured -> the RTT of `pair` and where it comes from
+    ([(0, 2, 30.0)], (0, 2), "measured", lambda km: 30.0),
+    ([(0, 2, 30.0)], (2, 0), "measured", lambda km: 30.0),  # measured one way: both ways
+    ([(0, 2, 30.0)], (1, 2),  # 1's metro-mate 0 measured to 2: 30 ms, moved by the km
+     "standin", lambda km: 30.0 + RTT_MS_PER_KM * (km[1, 2] - km[0, 2])),
+    ([(0, 2, 30.0)], (2, 1), "standin",
+     lambda km: 30.0 + RTT_MS_PER_KM * (km[1, 2] - km[0, 2])),
+    ([(0, 2, 30.0)], (1, 3), "distance", lambda km: RTT_BASE_MS + RTT_MS_PER_KM * km[1, 3]),
+    ([], (0, 1), "distance", lambda km: RTT_BASE_MS + RTT_MS_PER_KM * km[0, 1]),
+], ids=["measured", "reverse of measured", "metro stand-in", "stand-in, other direction",
+        "no stand-in: distance", "nothing measured"])
+def test_an_unmeasured_rtt_comes_from_the_same_metros_else_from_distance(
+        measured: list[tuple[int, int, float]], pair: tuple[int, int], want_source: str,
+        want: Callable[[np.ndarray], float]) -> None:
+    km = _km()
+    values = np.zeros((4, 4))
+    mask = np.zeros((4, 4), dtype=bool)
+    for a, b, v in measured:
+        values[a, b], mask[a, b] = v, True
+    rtt, source = fill_rtt(km, values, mask)
+    codes = {"measured": MEASURED, "standin": STANDIN, "distance": DISTANCE}
+    assert source[pair] == codes[want_source]
+    assert rtt[pair] == pytest.approx(want(km))
+
+
+def test_stand_ins_average_every_measured_pair_between_the_two_metros() -> None:
+    km = _km()
+    values = np.zeros((4, 4))
+    mask = np.zeros((4, 4), dtype=bool)
+    values[0, 2], values[1, 2] = 20.0, 40.0  # both metro-mates measured to 2
+    mask[0, 2] = mask[1, 2] = True
+    values[0, 3], mask[0, 3] = 50.0, True
+    rtt, source = fill_rtt(km, values, mask, radius_km=50.0)
+    # 1 -> 3 from 0 -> 3 only; 3 -> 1 likewise
+    assert rtt[1, 3] == pytest.approx(50.0 + RTT_MS_PER_KM * (km[1, 3] - km[0, 3]))
+    assert source[1, 3] == STANDIN
+    assert rtt[3, 1] == pytest.approx(rtt[1, 3])
+    # with a radius that joins no metro, 1 -> 3 falls back to distance
+    rtt, source = fill_rtt(km, values, mask, radius_km=1.0)
+    assert source[1, 3] == DISTANCE
+
+
+def test_compiled_inventory_says_where_each_network_number_comes_from() -> None:
+    link = {"to": "azure-a", "gbps": 4.5, "rtt_ms": 30.0, "egress_usd_per_gb": 0.02}
+    sites = [cloud("aws-east-2", {"L4": [("l4", 1, 1.0, None)]}, links=[link]),
+             cloud("azure-a", {"L4": [("l4", 1, 1.0, None)]}, provider="azure"),
+             cloud("azure-b", {"L4": [("l4", 1, 1.0, None)]}, provider="azure"),
+             onprem("dc", {"L4": (4, 1.0)}, wan_gbps=1.0)]
+    ci = compile_inventory(Inventory(sites=sites, datasets=[], client_locations=[]))
+    i = ci.site_index
+    rtt, gbps, egress = ci.network_source
+    e2, a, b, dc = i["aws-east-2"], i["azure-a"], i["azure-b"], i["dc"]
+    assert SOURCE_NAMES[rtt[e2, a]] == SOURCE_NAMES[rtt[a, e2]] == "measured"
+    assert SOURCE_NAMES[gbps[e2, a]] == "measured"
+    assert SOURCE_NAMES[egress[e2, a]] == "measured"
+    assert SOURCE_NAMES[gbps[e2, b]] == "estimated: measured pairs of the same providers"
+    assert SOURCE_NAMES[gbps[dc, b]] == "estimated: WAN link"
+    assert SOURCE_NAMES[egress[a, e2]] == "estimated: the source site's first-tier rate"
+    assert SOURCE_NAMES[rtt[dc, b]].startswith("estimated: ")

@@ -11,7 +11,11 @@ from numpy.typing import NDArray
 
 from placement.engine.network import (
     LOCAL_RTT_MS,
-    estimated_rtt_ms,
+    MEASURED,
+    SIMILAR_PAIRS,
+    SITE_RATE,
+    WAN_LINK,
+    fill_rtt,
     from_similar_pairs,
     great_circle_km,
 )
@@ -22,6 +26,7 @@ from placement.model.inventory import CloudSiteSpec, OnPremSiteSpec
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
 Bools = NDArray[np.bool_]
+Int8s = NDArray[np.int8]
 
 ONPREM, ON_DEMAND, SPOT = 0, 1, 2
 CAPACITY_NAMES = ("onprem", "on_demand", "spot")
@@ -40,12 +45,14 @@ class CompiledInventory:
     rtt: Floats  # S x S, ms
     gbps: Floats  # S x S
     egress: Floats  # S x S, USD/GB from row site to column site
+    network_source: Int8s  # 3 x S x S: where rtt, gbps, egress come from (network.SOURCE_NAMES)
     reach: Bools  # (boundaries+1) x S: clients in boundary b can reach site s (row 0: none)
     boundary_index: dict[str | None, int]
     site_boundary: Ints
     label_masks: dict[tuple[str, str], Bools]
     client_index: dict[str, int]
     client_rtt: Floats  # C x S, ms
+    client_rtt_source: Int8s  # C x S (network.SOURCE_NAMES)
     client_boundary: Ints
     dataset_index: dict[str, int]
     dataset_size: Floats
@@ -103,27 +110,42 @@ class CompiledInventory:
         return mask
 
 
-def _network(inv: Inventory, idx: dict[str, int]) -> tuple[Floats, Floats, Floats]:
-    lat = np.array([s.spec.location.lat for s in inv.sites])
-    lon = np.array([s.spec.location.lon for s in inv.sites])
+@dataclass(frozen=True)
+class _Network:
+    rtt: Floats
+    gbps: Floats
+    egress: Floats
+    source: Int8s  # 3 x S x S
+    client_rtt: Floats
+    client_rtt_source: Int8s
+
+
+def _network(inv: Inventory, idx: dict[str, int]) -> _Network:
+    """RTT, bandwidth and egress $/GB between sites (and RTT from client locations), each with
+    where it came from. Sites come first among the places, then client locations."""
+    places = [*(s.spec.location for s in inv.sites),
+              *(c.spec.location for c in inv.client_locations)]
+    lat = np.array([p.lat for p in places])
+    lon = np.array([p.lon for p in places])
     km = great_circle_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :])
-    rtt = estimated_rtt_ms(km)
+    n_sites = len(inv.sites)
     wan = np.array([s.spec.wan_gbps for s in inv.sites])
     wan_min = np.minimum(wan[:, None], wan[None, :])
     gbps = wan_min.copy()
     egress = np.repeat(np.array([s.spec.egress_usd_per_gb for s in inv.sites])[:, None],
-                       len(inv.sites), axis=1)
-    measured_rtt = np.zeros_like(rtt, dtype=bool)
-    measured_bw = np.zeros_like(rtt, dtype=bool)
+                       n_sites, axis=1)
+    source = np.empty((3, n_sites, n_sites), dtype=np.int8)
+    source[1], source[2] = WAN_LINK, SITE_RATE
+    rtt_value = np.zeros(km.shape)
+    measured_rtt = np.zeros(km.shape, dtype=bool)
+    measured_bw = np.zeros_like(wan_min, dtype=bool)
     for site in inv.sites:
         a = idx[site.name]
         for link in site.spec.links:
             b = idx[link.to]
             if link.rtt_ms is not None:
-                rtt[a, b] = link.rtt_ms
+                rtt_value[a, b] = link.rtt_ms
                 measured_rtt[a, b] = True
-                if not measured_rtt[b, a]:
-                    rtt[b, a] = link.rtt_ms
             if link.gbps is not None:
                 gbps[a, b] = link.gbps
                 measured_bw[a, b] = True
@@ -131,16 +153,30 @@ def _network(inv: Inventory, idx: dict[str, int]) -> tuple[Floats, Floats, Float
                     gbps[b, a] = link.gbps
             if link.egress_usd_per_gb is not None:
                 egress[a, b] = link.egress_usd_per_gb
+                source[2, a, b] = MEASURED
+    for i, cl in enumerate(inv.client_locations):
+        for target, ms in cl.spec.rtt_ms.items():
+            if target in idx:
+                rtt_value[n_sites + i, idx[target]] = ms
+                measured_rtt[n_sites + i, idx[target]] = True
+    rtt, rtt_source = fill_rtt(km, rtt_value, measured_rtt)
     # bandwidth nobody measured: from measured pairs of the same source region to the same
     # provider, else between the same providers; never above the smaller WAN link
-    if measured_bw.any():
-        known = measured_bw | measured_bw.T
-        gbps = np.minimum(from_similar_pairs(gbps, known, _site_groups(inv), wan_min),
-                          np.where(known, np.inf, wan_min))
-    np.fill_diagonal(rtt, LOCAL_RTT_MS)
+    known = measured_bw | measured_bw.T
+    if known.any():
+        similar = from_similar_pairs(gbps, known, _site_groups(inv), wan_min)
+        source[1][~known & (similar < wan_min)] = SIMILAR_PAIRS
+        gbps = np.minimum(similar, np.where(known, np.inf, wan_min))
+    source[1][known] = MEASURED
+    site_rtt = rtt[:n_sites, :n_sites].copy()
+    source[0] = rtt_source[:n_sites, :n_sites]
+    np.fill_diagonal(site_rtt, LOCAL_RTT_MS)
     np.fill_diagonal(gbps, np.inf)
     np.fill_diagonal(egress, 0.0)
-    return rtt, gbps, egress
+    for k in range(3):
+        np.fill_diagonal(source[k], MEASURED)  # within a site: its own network, not metered
+    return _Network(site_rtt, gbps, egress, source, rtt[n_sites:, :n_sites].copy(),
+                    rtt_source[n_sites:, :n_sites].copy())
 
 
 def _site_groups(inv: Inventory) -> Ints:
@@ -174,23 +210,12 @@ def compile_inventory(inv: Inventory) -> CompiledInventory:
     """Build the arrays the engine scores with; call once per inventory change."""
     names = [s.name for s in inv.sites]
     idx = {n: i for i, n in enumerate(names)}
-    rtt, gbps, egress = _network(inv, idx)
+    net = _network(inv, idx)
     bnames, site_b, reach = _boundaries(inv)
     labels: dict[tuple[str, str], Bools] = {}
     for i, site in enumerate(inv.sites):
         for kv in site.metadata.labels.items():
             labels.setdefault(kv, np.zeros(len(names), dtype=bool))[i] = True
-    c_lat = np.array([c.spec.location.lat for c in inv.client_locations])
-    c_lon = np.array([c.spec.location.lon for c in inv.client_locations])
-    s_lat = np.array([s.spec.location.lat for s in inv.sites])
-    s_lon = np.array([s.spec.location.lon for s in inv.sites])
-    client_rtt = estimated_rtt_ms(great_circle_km(c_lat[:, None], c_lon[:, None],
-                                                  s_lat[None, :], s_lon[None, :]))
-    client_rtt = client_rtt.reshape(len(inv.client_locations), len(names))
-    for i, cl in enumerate(inv.client_locations):
-        for target, ms in cl.spec.rtt_ms.items():
-            if target in idx:
-                client_rtt[i, idx[target]] = ms
     replicas = np.zeros((len(inv.datasets), len(names)), dtype=bool)
     for i, ds in enumerate(inv.datasets):
         replicas[i, [idx[r] for r in ds.spec.replicas if r in idx]] = True
@@ -204,10 +229,12 @@ def compile_inventory(inv: Inventory) -> CompiledInventory:
                               else 0.0 for s in inv.sites]),
         spot_rate=np.array([s.spec.spot_interruptions_per_hour
                             if isinstance(s.spec, CloudSiteSpec) else 0.0 for s in inv.sites]),
-        rtt=rtt, gbps=gbps, egress=egress, reach=reach, boundary_index=bnames,
+        rtt=net.rtt, gbps=net.gbps, egress=net.egress, network_source=net.source, reach=reach,
+        boundary_index=bnames,
         site_boundary=site_b, label_masks=labels,
         client_index={c.name: i for i, c in enumerate(inv.client_locations)},
-        client_rtt=client_rtt,
+        client_rtt=net.client_rtt,
+        client_rtt_source=net.client_rtt_source,
         client_boundary=np.array([bnames[c.spec.network_boundary]
                                   for c in inv.client_locations], dtype=np.int64),
         dataset_index={d.name: i for i, d in enumerate(inv.datasets)},

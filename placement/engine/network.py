@@ -1,4 +1,5 @@
-"""Network estimates: great-circle distance and an RTT model fitted to measured RTTs."""
+"""Network estimates for pairs nobody measured: RTT from measured pairs between the same two
+metros (stand-ins), else from great-circle distance; bandwidth from measured pairs like them."""
 
 from __future__ import annotations
 
@@ -14,6 +15,23 @@ EARTH_RADIUS_KM = 6371.0
 RTT_BASE_MS = 2.9
 RTT_MS_PER_KM = 0.0183
 LOCAL_RTT_MS = 0.5  # within one site (same cluster network)
+# Two places this close are one metro for the RTT stand-ins: a measured pair between places
+# near each end stands in for a pair nobody measured. bench/network.py validates it (leave-one-
+# out on the Skyplane matrix, both directions of a pair hidden) and prints 50-300 km beside it.
+STANDIN_KM = 300.0
+
+# Where a value in a decision comes from, by code (CompiledInventory's *_source arrays).
+MEASURED, STANDIN, DISTANCE, SIMILAR_PAIRS, WAN_LINK, SITE_RATE, TIERED_RATE = range(7)
+SOURCE_NAMES = (
+    "measured",
+    "estimated: measured pairs between the same metros",
+    "estimated: great-circle distance",
+    "estimated: measured pairs of the same providers",
+    "estimated: WAN link",
+    "estimated: the source site's first-tier rate",
+    "estimated: the source site's volume tiers",
+)
+Int8s = NDArray[np.int8]
 
 Floats = NDArray[np.float64]
 
@@ -31,6 +49,40 @@ def great_circle_km(lat1: Floats, lon1: Floats, lat2: Floats, lon2: Floats) -> F
 def estimated_rtt_ms(km: Floats) -> Floats:
     """RTT estimate for a path of `km` great-circle kilometres, where none was measured."""
     return RTT_BASE_MS + RTT_MS_PER_KM * km
+
+
+def fill_rtt(km: Floats, values: Floats, measured: NDArray[np.bool_],
+             radius_km: float = STANDIN_KM) -> tuple[Floats, Int8s]:
+    """RTT for every pair of P places (sites and client locations), and where each came from.
+
+    `km` is P x P great-circle km; `values` holds RTTs where `measured` (a pair measured one
+    way counts both ways). A pair nobody measured gets the mean of the measured pairs (a', b')
+    with a' within `radius_km` of a and b' within `radius_km` of b (a' = a and b' = b included),
+    each corrected by RTT_MS_PER_KM x the difference in distance; with no such pair, the
+    great-circle model. Returns (P x P ms, P x P source codes: MEASURED, STANDIN, DISTANCE)."""
+    from scipy import sparse  # imported here: only compiling an inventory needs it
+
+    known = measured | measured.T
+    vals = np.where(measured, values, values.T)  # a pair measured one way counts both ways
+    rtt = estimated_rtt_ms(km)
+    source = np.full(km.shape, DISTANCE, dtype=np.int8)
+    rtt[known] = vals[known]
+    source[known] = MEASURED
+    if known.any():
+        near = sparse.csr_matrix(km < radius_km, dtype=np.float64)
+        src, dst = np.nonzero(known)
+        shape = km.shape
+        adjusted = sparse.csr_matrix((vals[src, dst] - RTT_MS_PER_KM * km[src, dst], (src, dst)),
+                                     shape=shape)
+        ones = sparse.csr_matrix((np.ones(len(src)), (src, dst)), shape=shape)
+        count = (near @ ones @ near.T).tocoo()  # sums of ones: no entry cancels out
+        a, b = count.row, count.col
+        fill = ~known[a, b] & (a != b)
+        a, b, n = a[fill], b[fill], count.data[fill]
+        total = np.asarray((near @ adjusted @ near.T).tocsr()[a, b]).ravel()
+        rtt[a, b] = np.maximum(total / n + RTT_MS_PER_KM * km[a, b], LOCAL_RTT_MS)
+        source[a, b] = STANDIN
+    return rtt, source
 
 
 def from_similar_pairs(values: Floats, measured: NDArray[np.bool_], group: NDArray[np.int64],
