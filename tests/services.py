@@ -261,7 +261,10 @@ def tritonserver(repository: Path, tmp: Path, extra: list[str] | None = None
         shutil.copy(dist / "python_backend_stubs" / "3.11" / "triton_python_backend_stub",
                     backends / "python" / "triton_python_backend_stub")
     http, grpc, metrics = free_port(), free_port(), free_port()
-    env = {**os.environ, "LD_LIBRARY_PATH": str(dist.parent.parent / "nvidia_pytriton.libs")}
+    from .triton_models import stub_environment  # PATH and PYTHON* pinned for the stub
+
+    env = stub_environment(os.environ,
+                           LD_LIBRARY_PATH=str(dist.parent.parent / "nvidia_pytriton.libs"))
     cmd = [str(dist / "bin" / "tritonserver"), f"--model-repository={repository}",
            f"--backend-directory={backends}", "--model-control-mode=explicit",
            "--http-address=127.0.0.1", f"--http-port={http}", "--grpc-address=127.0.0.1",

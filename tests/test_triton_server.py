@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +16,7 @@ from placement.actuators.triton.control import TritonControl, TritonError
 from placement.actuators.triton.metrics import parse_models, service_times
 
 from .services import Triton, free_port, tritonserver
-from .triton_models import python_model, served
+from .triton_models import STUB_PATH, probe_model, python_model, served
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +112,37 @@ def test_metrics_give_a_service_time_per_model(triton: Triton) -> None:
     assert echo.requests == 20 and echo.failures == 0
     assert echo.basis == "summary" and echo.p99_ms >= echo.compute_ms > 0
     assert 0 < echo.mean_ms < 1000
+
+
+def _venv(tmp: Path) -> Path:
+    """The virtual environment the tests run in, else a fresh one (its pyvenv.cfg is what
+    misleads an embedded interpreter)."""
+    if sys.prefix != sys.base_prefix:
+        return Path(sys.prefix)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp / "venv")],
+                   check=True)
+    return tmp / "venv"
+
+
+@pytest.mark.parametrize("entered", ["activated", "plain"])
+def test_the_stub_runs_the_system_python_however_the_tests_are_started(
+        entered: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a venv's bin first on PATH (`. .venv/bin/activate`) and PYTHON* variables set,
+    the Python backend still runs Debian's python3.11 with python3-numpy."""
+    if entered == "activated":
+        venv = _venv(tmp_path)
+        monkeypatch.setenv("PATH", f"{venv / 'bin'}:{STUB_PATH}")
+        monkeypatch.setenv("VIRTUAL_ENV", str(venv))
+        monkeypatch.setenv("PYTHONPATH", str(venv / "lib"))
+        monkeypatch.setenv("PYTHONHOME", str(venv))
+    report = tmp_path / "stub.json"
+    root = tmp_path / "models"
+    probe_model(root, served(model="probe"), report)
+    with tritonserver(root, tmp_path / "triton") as t:
+        ctl = TritonControl(t.url)
+        ctl.wait_ready(10)
+        ctl.roll(served(model="probe"), None, timeout_s=60)
+        assert infer(ctl, "probe", 1).tolist() == [[2.0] * 4]
+    stub = json.loads(report.read_text())
+    assert stub["prefix"] == "/usr", stub
+    assert stub["numpy"].startswith("/usr/lib/python3/dist-packages/numpy/"), stub

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,52 @@ class TritonPythonModel:
             out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", x * FACTOR + 1)]))
         return out
 '''
+
+
+# The Python backend's stub embeds Debian's libpython3.11. Not being a `python3` program itself,
+# that interpreter finds its prefix by looking `python3` up on PATH: with a virtual environment
+# activated it finds the venv's, reads its pyvenv.cfg and runs on another Python's standard
+# library and the venv's numpy (the models then answer empty tensors). So tritonserver runs
+# with a fixed PATH and no PYTHON* variables: the stub gets /usr/bin/python3's prefix, standard
+# library and dist-packages (python3-numpy), however the tests were started.
+STUB_PATH = "/usr/bin:/bin"
+
+
+def stub_environment(base: Mapping[str, str], **extra: str) -> dict[str, str]:
+    """The environment tritonserver runs in: `base` without what points a Python interpreter
+    elsewhere (PYTHON*, VIRTUAL_ENV, CONDA_PREFIX), PATH pinned, user site-packages off."""
+    env = {k: v for k, v in base.items()
+           if not k.startswith("PYTHON") and k not in ("VIRTUAL_ENV", "CONDA_PREFIX")}
+    return {**env, "PATH": STUB_PATH, "PYTHONNOUSERSITE": "1", **extra}
+
+
+PROBE_PY = '''
+import json
+import sys
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        with open({report!r}, "w") as f:
+            json.dump({{"prefix": sys.prefix, "executable": sys.executable,
+                       "numpy": np.__file__}}, f)
+
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "OUTPUT0", pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy() + 1)])
+            for r in requests]
+'''
+
+
+def probe_model(root: Path, wl: Workload, report: Path) -> Path:
+    """A model that answers x + 1 and, on load, writes the stub interpreter's prefix,
+    executable and numpy location as JSON to `report`."""
+    version_dir = write_repository(wl, root)
+    (version_dir / "model.py").write_text(PROBE_PY.format(report=str(report)))
+    return version_dir
 
 
 def served(name: str = "echo-svc", model: str = "echo", version: int = 1,
