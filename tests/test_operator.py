@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +58,21 @@ class Operator:
 
         uid = str(uuid.uuid4())
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Workload",
-                "metadata": {"name": name, "namespace": NS, "uid": uid, "resourceVersion": "1"},
+                "metadata": {"name": name, "namespace": NS, "uid": uid, "resourceVersion": "1",
+                             "generation": 1},
                 "spec": spec}
         k.CustomObjectsApi(self.client).create_namespaced_custom_object(
             GROUP, VERSION, NS, "workloads", body)
         return uid
+
+    def change(self, name: str, spec: dict[str, Any], generation: int) -> None:
+        """A spec change as the API server records it (the emulator does not count
+        generations itself)."""
+        from kubernetes import client as k
+
+        k.CustomObjectsApi(self.client).patch_namespaced_custom_object(
+            GROUP, VERSION, NS, "workloads", name,
+            {"metadata": {"generation": generation}, "spec": spec})
 
     def get(self, name: str) -> dict[str, Any] | None:
         return self.emu.stored(f"{GROUP}/{VERSION}", "workloads", NS, name)
@@ -211,3 +222,61 @@ def test_a_site_resource_joins_and_leaves_the_inventory(operator: Operator) -> N
     operator.until(stored)
     api.delete_cluster_custom_object(GROUP, VERSION, "sites", "edge-lab")
     operator.until(lambda: not stored())
+
+
+def conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def settled(operator: Operator, name: str, generation: int = 1) -> dict[str, Any]:
+    """The Workload once its status speaks of this generation."""
+    found: dict[str, Any] = operator.until(
+        lambda: (o := operator.get(name)) and (o.get("status") or {}).get(
+            "observedGeneration") == generation and conditions(o) and o)
+    return found
+
+
+@pytest.mark.parametrize(("name", "change", "phase", "ready", "placed", "reason"), [
+    ("cond-placed", {}, "placed", "True", "True", "Placed"),
+    ("cond-rejected", {"gpu": {"types": ["A100"], "count": 5000}}, "rejected", "False",
+     "False", "Rejected"),
+    ("cond-invalid", {"gpu": {"types": ["A100"], "count": 0}}, "invalid", "False", "False",
+     "InvalidSpec"),
+], ids=["placed", "rejected", "invalid spec"])
+def test_ready_and_placed_conditions_follow_the_decision(
+        operator: Operator, name: str, change: dict[str, Any], phase: str, ready: str,
+        placed: str, reason: str) -> None:
+    """`kubectl wait --for=condition=Ready` and kstatus-style health checks read these: a
+    type, a True/False status, a reason, an RFC 3339 lastTransitionTime and the generation the
+    status speaks of."""
+    operator.apply(name, {**example("vision-finetune"), **change})
+    obj = settled(operator, name)
+    assert obj["status"]["phase"] == phase
+    got = conditions(obj)
+    assert set(got) == {"Ready", "Placed"}
+    assert (got["Ready"]["status"], got["Placed"]["status"]) == (ready, placed)
+    assert got["Ready"]["reason"] == reason
+    for c in got.values():
+        assert c["observedGeneration"] == 1 and c["reason"] and c["message"]
+        assert datetime.strptime(c["lastTransitionTime"], "%Y-%m-%dT%H:%M:%SZ")
+    if placed == "True":
+        assert got["Placed"]["reason"] in ("Place", "Burst")
+        assert obj["status"]["site"] in got["Placed"]["message"]
+
+
+def test_a_taken_change_and_a_refused_one_move_observed_generation(operator: Operator) -> None:
+    spec = {**example("vision-finetune"), "serving": None}
+    operator.apply("gen-moves", spec)
+    first = conditions(settled(operator, "gen-moves"))
+    assert first["Ready"]["status"] == "True"
+    operator.change("gen-moves", {"priority": 7}, generation=2)  # not a serving version
+    refused = settled(operator, "gen-moves", generation=2)
+    ready = conditions(refused)["Ready"]
+    assert (ready["status"], ready["reason"], ready["observedGeneration"]) == (
+        "False", "ChangeRefused", 2)
+    assert "only spec.serving.version" in ready["message"]
+    assert conditions(refused)["Placed"]["status"] == "True"  # the GPUs are still held
+    operator.change("gen-moves", {"priority": spec.get("priority", 0)}, generation=3)
+    back = conditions(settled(operator, "gen-moves", generation=3))
+    assert back["Ready"]["status"] == "True" and back["Ready"]["observedGeneration"] == 3
+    assert back["Placed"]["lastTransitionTime"] == first["Placed"]["lastTransitionTime"]

@@ -5,7 +5,13 @@ adds properties, `nullable` instead of a null type. The pydantic JSON Schema is 
 that form: references inlined, `X | None` as nullable X, unions of objects (the Site's onprem
 and cloud specs) merged into one object whose properties are all the branches' properties and
 whose required ones are the common ones (the operator validates the exact variant with the
-same models). The status is the decision as the operator writes it.
+same models). The status is the decision as the operator writes it, with `Ready` and `Placed`
+conditions in the shape of metav1.Condition and `observedGeneration`, so that `kubectl wait
+--for=condition=Ready` and GitOps health checks (Argo CD, Flux's kstatus) read it.
+
+A few spec fields may not change once a Workload exists; a CEL rule makes the API server refuse
+the change up front (see `IMMUTABLE`). The output is plain YAML: no anchors or aliases, even
+where one schema node is shared.
 """
 
 from __future__ import annotations
@@ -20,6 +26,15 @@ from placement.model.workload import WorkloadSpec
 GROUP = "placement.dev"
 VERSION = "v1alpha1"
 DROP = {"title", "discriminator", "$defs", "propertyNames"}  # the API checks map keys
+# Spec fields the API server keeps as they were created. `kind` picks the path a workload takes
+# (a service is served, a job is run) and `gpu` is what the decision reserved: changing either
+# would leave the reservation describing something else. `team` is whose quota and budget the
+# reservation is charged to. The operator refuses every other change except
+# `serving.version` too, with the same models; those rules stay in one place (the operator)
+# rather than a CEL copy of the whole model, and several of those fields are defaulted by the
+# API server, which a field-by-field CEL rule would have to repeat.
+IMMUTABLE = ("kind", "team", "gpu")
+SHORT_NAMES = {"Workload": ["wl"]}
 
 
 def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -121,11 +136,30 @@ def _status_schema() -> dict[str, Any]:
         "candidates": {"type": "array", "items": candidate},
         "rejected": {"type": "array", "items": candidate},
         "message": {"type": "string"},
+        "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
         "kopf": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-        "conditions": {"type": "array", "items": {"type": "object", "properties": {
-            "type": {"type": "string"}, "status": {"type": "string"},
-            "reason": {"type": "string"}, "message": {"type": "string"},
-            "lastTransitionTime": {"type": "string"}}}}}}
+        "conditions": {
+            "type": "array", "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+            "items": {"type": "object", "required": ["type", "status"], "properties": {
+                "type": {"type": "string", "maxLength": 316},
+                "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+                "reason": {"type": "string", "maxLength": 1024},
+                "message": {"type": "string", "maxLength": 32768},
+                "lastTransitionTime": {"type": "string", "format": "date-time"},
+                "observedGeneration": {"type": "integer", "format": "int64",
+                                       "minimum": 0}}}}}}
+
+
+def immutable(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec schema with a transition rule on each field that may not change."""
+    props = dict(spec["properties"])
+    for name in IMMUTABLE:
+        props[name] = {**props[name], "x-kubernetes-validations": [{
+            "rule": "self == oldSelf",
+            "message": f"spec.{name} cannot change once the Workload exists; create a new "
+                       "Workload"}]}
+    return {**spec, "properties": props}
 
 
 def crd(kind: str, plural: str, spec: dict[str, Any], scope: str,
@@ -142,7 +176,9 @@ def crd(kind: str, plural: str, spec: dict[str, Any], scope: str,
             "metadata": {"name": f"{plural}.{GROUP}"},
             "spec": {"group": GROUP, "scope": scope,
                      "names": {"kind": kind, "plural": plural, "singular": kind.lower(),
-                               "listKind": f"{kind}List", "categories": ["placement"]},
+                               "listKind": f"{kind}List", "categories": ["placement"],
+                               **({"shortNames": SHORT_NAMES[kind]}
+                                  if kind in SHORT_NAMES else {})},
                      "versions": [version]}}
 
 
@@ -150,8 +186,11 @@ def definitions() -> dict[str, dict[str, Any]]:
     """The CRDs, keyed by file name."""
     age = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
     workload = crd("Workload", "workloads",
-                   structural(WorkloadSpec.model_json_schema(mode="validation")), "Namespaced",
-                   [{"name": "Site", "type": "string", "jsonPath": ".status.site"},
+                   immutable(structural(WorkloadSpec.model_json_schema(mode="validation"))),
+                   "Namespaced",
+                   [{"name": "Ready", "type": "string",
+                     "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+                    {"name": "Site", "type": "string", "jsonPath": ".status.site"},
                     {"name": "Action", "type": "string", "jsonPath": ".status.action"},
                     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"}, age],
                    _status_schema())
@@ -163,6 +202,13 @@ def definitions() -> dict[str, dict[str, Any]]:
     return {"workloads.yaml": workload, "sites.yaml": site}
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Writes a node shared by two places twice instead of as an anchor and an alias."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def render(doc: dict[str, Any]) -> str:
     header = "# Generated by `placement crds` from placement.model; do not edit.\n"
-    return header + yaml.safe_dump(doc, sort_keys=False)
+    return header + yaml.dump(doc, Dumper=_PlainDumper, sort_keys=False)
