@@ -7,6 +7,7 @@ import os
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+BYTES_PER_GB = 1e9  # the engine's estimates are in decimal gigabytes; metrics are in bytes
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -26,8 +27,9 @@ class Metrics:
             "reserved the same GPUs first.", registry=r)
         self.estimated_usd = Counter("placement_estimated_usd_total", "Estimated USD of placed "
                                      "workloads (GPU + egress).", ["site_kind"], registry=r)
-        self.egress_gb = Counter("placement_estimated_egress_gb_total", "Estimated egress GB of "
-                                 "placed workloads.", ["site_kind"], registry=r)
+        self.egress_bytes = Counter(
+            "placement_estimated_egress_bytes_total", "Estimated egress bytes of placed "
+            "workloads (decimal: 1 GB = 1e9 bytes).", ["site_kind"], registry=r)
         self.gpus_reserved = Gauge("placement_gpus_reserved", "Reserved GPUs per site and type "
                                    "(read from the store at scrape time).", ["site", "gpu_type"],
                                    registry=r, multiprocess_mode="mostrecent")

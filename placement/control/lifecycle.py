@@ -22,6 +22,7 @@ from placement.errors import (
     PlacementError,
 )
 from placement.jsoncodec import fragment
+from placement.metrics import BYTES_PER_GB
 from placement.model import Workload
 from placement.store import transitions as store
 from placement.store.capacity import CapacityConflict
@@ -112,7 +113,7 @@ def count_decision(rt: Runtime, decision: DecisionData, engine: Engine) -> None:
     rt.metrics.decisions.labels(decision["action"], kind).inc()
     if decision["action"] in ("place", "burst") and est:
         rt.metrics.estimated_usd.labels(kind).inc(est["total_usd"])
-        rt.metrics.egress_gb.labels(kind).inc(est["egress_gb"])
+        rt.metrics.egress_bytes.labels(kind).inc(est["egress_gb"] * BYTES_PER_GB)
 
 
 def _load(s: Session, workload_id: uuid.UUID, who: Principal, lock: bool = False) -> WorkloadRow:
