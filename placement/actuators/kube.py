@@ -1,14 +1,16 @@
 """Acting on the sites' Kubernetes clusters with the official `kubernetes` client.
 
 One API client per kube context (from a kubeconfig file; credentials never logged). `apply` is
-idempotent: each object carries a hash of its desired manifest, an object whose hash matches is
-left alone, a missing one is created and a changed one patched. `delete` treats "already gone"
-as done. Failures become `KubeError` with whether a retry can help.
+server-side apply: one PATCH of the whole desired manifest (`application/apply-patch+yaml`)
+under the field manager `placement-operator`, forced, since every object applied here is ours.
+The API server creates a missing object, merges a changed one, removes the fields we stopped
+setting, keeps fields other managers own (an autoscaler's replicas, a mesh's annotations) and
+writes nothing when nothing changed. `delete` treats "already gone" as done. Failures become
+`KubeError` with whether a retry can help.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from dataclasses import dataclass
@@ -19,9 +21,10 @@ from placement.actuators.base import PermanentActuatorError
 
 Manifest = dict[str, Any]
 KUBERNETES_VERSION = "1.30.0"  # schema version manifests are checked against
-HASH_ANNOTATION = "placement.io/applied-hash"
+FIELD_MANAGER = "placement-operator"  # who owns the fields `apply` sets (managedFields)
+APPLY = "application/apply-patch+yaml"  # JSON is YAML: the client sends the body as JSON
 TIMEOUT = (3.0, 15.0)  # connect, read seconds for every call
-Outcome = Literal["created", "updated", "unchanged", "deleted", "absent"]
+Outcome = Literal["applied", "created", "deleted", "absent"]
 
 
 class KubeError(Exception):
@@ -87,27 +90,19 @@ class Clusters:
                             retryable=False) from exc
 
 
-def manifest_hash(manifest: Manifest) -> str:
-    """A stable digest of the desired manifest (without the hash annotation itself)."""
-    body = json.dumps(manifest, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(body.encode()).hexdigest()[:20]
-
-
 def apply(client: Any, manifest: Manifest) -> Outcome:
-    """Create the object, patch it if its desired state changed, or leave it unchanged."""
-    digest = manifest_hash(manifest)
-    meta = manifest["metadata"]
-    desired = {**manifest, "metadata": {**meta, "annotations": {
-        **meta.get("annotations", {}), HASH_ANNOTATION: digest}}}
-    current = _call(client, manifest, "read")
-    if current is None:
-        _call(client, desired, "create")
+    """Server-side apply of the desired manifest: created, changed or left as it is by the API
+    server in one call ("applied"). An API server that answers the apply of a missing object
+    with 404 instead of creating it (an emulator, an aggregated API) gets a create ("created");
+    a 404 from a real one (a missing namespace) comes back from the create as an error."""
+    try:
+        _call(client, manifest, "apply")
+    except KubeError as exc:
+        if exc.status != 404:
+            raise
+        _call(client, manifest, "create")
         return "created"
-    annotations = (current.get("metadata") or {}).get("annotations") or {}
-    if annotations.get(HASH_ANNOTATION) == digest:
-        return "unchanged"
-    _call(client, desired, "patch")
-    return "updated"
+    return "applied"
 
 
 def delete(client: Any, manifest: Manifest) -> Outcome:
@@ -137,14 +132,15 @@ def _call(client: Any, manifest: Manifest, verb: str) -> dict[str, Any] | None:
         if kind.plural:
             result = _custom(api, kind, key[0], verb, name, ns, manifest)
         else:
-            method = getattr(api, f"{verb}_{kind.suffix}")
+            method = getattr(api, f"{'patch' if verb == 'apply' else verb}_{kind.suffix}")
             args: dict[str, Any] = {"namespace": ns, "_request_timeout": TIMEOUT}
             if verb != "create":
                 args["name"] = name
-            if verb in ("create", "patch"):
+            if verb in ("create", "apply"):
                 args["body"] = manifest
-            if verb == "patch":
-                args["_content_type"] = "application/strategic-merge-patch+json"
+                args["field_manager"] = FIELD_MANAGER
+            if verb == "apply":
+                args.update(_content_type=APPLY, force=True)
             if verb == "delete":  # Jobs orphan their pods by default; never leave them behind
                 args["propagation_policy"] = "Background"
             result = method(**args)
@@ -169,9 +165,12 @@ def _custom(api: Any, kind: Kind, api_version: str, verb: str, name: str, ns: st
     if verb == "read":
         return api.get_namespaced_custom_object(name=name, **common)
     if verb == "create":
-        return api.create_namespaced_custom_object(body=manifest, **common)
-    if verb == "patch":
-        return api.patch_namespaced_custom_object(name=name, body=manifest, **common)
+        return api.create_namespaced_custom_object(body=manifest, field_manager=FIELD_MANAGER,
+                                                   **common)
+    if verb == "apply":
+        return api.patch_namespaced_custom_object(name=name, body=manifest,
+                                                  field_manager=FIELD_MANAGER, force=True,
+                                                  _content_type=APPLY, **common)
     return api.delete_namespaced_custom_object(name=name, **common)
 
 
