@@ -13,7 +13,7 @@ import orjson
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
-from api import errors, ui
+from api import errors, request_id, ui
 from api.routers import decisions, health, inventory, policies, tokens, workloads
 from placement.control.runtime import Runtime
 from placement.metrics import Metrics
@@ -179,4 +179,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                              lambda: app.state.runtime.metrics)
 
     app.build_middleware_stack = build  # type: ignore[method-assign]
+    request_id.install(app)  # outermost: X-Request-ID on every response, in every log record
     return app

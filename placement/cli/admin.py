@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from placement.cli.common import DbOpt
+from placement.cli.common import DbOpt, JsonOpt, echo_json
 from placement.cli.common import fail as _fail
 from placement.cli.common import settings as _settings
 from placement.errors import PlacementError
@@ -22,6 +22,7 @@ def token_create(
     team: Annotated[str | None, typer.Option(help="Team of a member token.")] = None,
     description: Annotated[str, typer.Option(help="What the token is for.")] = "",
     database_url: DbOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create an API token and print it once (only its hash is stored)."""
     from placement.control.auth import create_token
@@ -31,7 +32,7 @@ def token_create(
     if role not in ("admin", "member"):
         _fail(PlacementError(f"role must be admin or member, not {role!r}"))
     settings = _settings(database_url=database_url)
-    db = open_database(settings.database_url)
+    db = open_database(settings.database_url.get_secret_value())
     try:
         ensure_schema(db, settings.migrate)
         with db.write() as s:
@@ -42,6 +43,10 @@ def token_create(
         return
     finally:
         db.dispose()
+    if as_json:
+        echo_json({"token": token, "prefix": token[:10], "role": role, "team": team,
+                   "description": description})
+        return
     typer.echo(token)
 
 
@@ -57,7 +62,7 @@ def token_list(
     from placement.store.migrate import ensure_schema
 
     settings = _settings(database_url=database_url)
-    db = open_database(settings.database_url)
+    db = open_database(settings.database_url.get_secret_value())
     try:
         ensure_schema(db, settings.migrate)
         with db.read() as s:
@@ -96,6 +101,7 @@ def token_revoke(
     token_id: Annotated[str, typer.Argument(metavar="ID", help="The token's id (from `placement "
                                             "token list`).")],
     database_url: DbOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Revoke a token and end its dashboard sessions. Running API processes stop accepting it
     within 10 s (their token cache)."""
@@ -112,7 +118,7 @@ def token_revoke(
                              "`placement token list`"))
         return
     settings = _settings(database_url=database_url)
-    db = open_database(settings.database_url)
+    db = open_database(settings.database_url.get_secret_value())
     try:
         ensure_schema(db, settings.migrate)
         with db.write() as s:
@@ -122,27 +128,74 @@ def token_revoke(
         return
     finally:
         db.dispose()
+    if as_json:
+        echo_json({"revoked": str(tid)})
+        return
     typer.echo(f"revoked {tid}")
 
 
+RevisionArg = Annotated[str, typer.Argument(help="Target revision: head, base, a revision id "
+                                            "or a relative step such as +1 or -1.")]
+
+
 @db_app.command("upgrade")
-def db_upgrade(database_url: DbOpt = None, revision: str = "head") -> None:
-    """Migrate the schema up to REVISION (default head)."""
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision (default head).")] = "head",
+    database_url: DbOpt = None,
+    revision_opt: Annotated[str | None, typer.Option("--revision", hidden=True,
+                                                     help="Same as REVISION.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Migrate the schema up to REVISION (default head): `placement db upgrade head`."""
     from placement.store.db import open_database
     from placement.store.migrate import current_revision, upgrade
 
-    db = open_database(_settings(database_url=database_url).database_url)
-    upgrade(db, revision)
-    typer.echo(f"schema at {current_revision(db)}")
+    if revision_opt is not None and revision not in ("head", revision_opt):
+        _fail(PlacementError(f"two revisions given ({revision} and --revision "
+                             f"{revision_opt}); give one"))
+    target = revision_opt or revision
+    db = open_database(_settings(database_url=database_url).database_url.get_secret_value())
+    try:
+        upgrade(db, target)
+        _report(current_revision(db), as_json)
+    finally:
+        db.dispose()
 
 
 @db_app.command("downgrade")
-def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision.")],
-                 database_url: DbOpt = None) -> None:
-    """Migrate the schema down to REVISION (e.g. base)."""
+def db_downgrade(revision: RevisionArg, database_url: DbOpt = None,
+                 as_json: JsonOpt = False) -> None:
+    """Migrate the schema down to REVISION (e.g. base, or -1 for one step)."""
     from placement.store.db import open_database
     from placement.store.migrate import current_revision, downgrade
 
-    db = open_database(_settings(database_url=database_url).database_url)
-    downgrade(db, revision)
-    typer.echo(f"schema at {current_revision(db) or 'base'}")
+    db = open_database(_settings(database_url=database_url).database_url.get_secret_value())
+    try:
+        downgrade(db, revision)
+        _report(current_revision(db), as_json)
+    finally:
+        db.dispose()
+
+
+@db_app.command("current")
+def db_current(database_url: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Print the schema's revision (base: no tables yet) and whether it is at head."""
+    from placement.store.db import open_database
+    from placement.store.migrate import current_revision, head_revision
+
+    db = open_database(_settings(database_url=database_url).database_url.get_secret_value())
+    try:
+        now, head = current_revision(db), head_revision(db)
+    finally:
+        db.dispose()
+    if as_json:
+        echo_json({"revision": now, "head": head, "at_head": now == head})
+        return
+    typer.echo(f"schema at {now or 'base'}" + ("" if now == head else f" (head is {head})"))
+
+
+def _report(revision: str | None, as_json: bool) -> None:
+    if as_json:
+        echo_json({"revision": revision})
+    else:
+        typer.echo(f"schema at {revision or 'base'}")

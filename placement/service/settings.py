@@ -1,21 +1,48 @@
-"""Service settings, read once at the edge from the environment (PLACEMENT_*) or flags."""
+"""Service settings, read once at the edge from the environment (PLACEMENT_*) or flags.
+
+`markdown_table()` renders every variable (name, type, default, meaning) from this model: the
+README's table is that output, and a test keeps the two equal.
+"""
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from placement.store.db import DEFAULT_URL
 
+PREFIX = "PLACEMENT_"
 
-class Settings(BaseSettings):
+
+class LogSettings(BaseSettings):
+    """How every entry point logs (serve, its workers, the operator, the command line)."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore")
+
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        default="info", description="Least severe log record written (stderr).")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="`text` (timestamp, level, logger, request id, message) or "
+        "`json` (one object a line; the operator writes kopf's JSON).")
+    access_log: bool = Field(default=False, description="Log every HTTP request (uvicorn's "
+                             "access log, with the request id).")
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class Settings(LogSettings):
     """Everything `placement serve` needs; library code receives it as an argument."""
 
-    model_config = SettingsConfigDict(env_prefix="PLACEMENT_", extra="ignore")
-
-    database_url: str = Field(default=DEFAULT_URL, description="SQLAlchemy URL.")
+    database_url: SecretStr = Field(default=SecretStr(DEFAULT_URL), description="SQLAlchemy "
+                                    "URL; it may carry a password, so it is never printed.")
     config_dir: Path = Field(default=Path("policies/examples"),
                              description="GitOps directory: policies (and inventory to seed).")
     seed_inventory: bool = Field(default=True,
@@ -57,13 +84,67 @@ class Settings(BaseSettings):
     requeue_seconds: float = Field(default=30.0, gt=0, description="Re-decide queued "
                                    "workloads at least this often (the operator; the service "
                                    "also does it whenever GPUs are freed).")
-    admin_token: str | None = Field(default=None, repr=False, description="An admin token to "
-                                    "store at start (from a Secret), so a fresh install can be "
-                                    "used at once.")
-    host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = Field(default=1, ge=1)
+    admin_token: SecretStr | None = Field(default=None, description="An admin token to store "
+                                          "at start (from a Secret), so a fresh install can be "
+                                          "used at once; never printed.")
+    host: str = Field(default="127.0.0.1", description="Address the API binds.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Port the API binds.")
+    workers: int = Field(default=1, ge=1, description="API worker processes (more than one: "
+                         "each binds the port with SO_REUSEPORT).")
     threads: int = Field(default=4, ge=1, le=64, description="Threads per worker for blocking "
                          "work (database, engine); with the GIL, more stretch every "
                          "transaction without adding throughput.")
     demo_token: bool = Field(default=False, description="Create and print an admin token.")
+    def environment(self) -> dict[str, str]:
+        """These settings as PLACEMENT_* variables (secrets in clear: for child processes)."""
+        out: dict[str, str] = {}
+        for key, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            out[f"{PREFIX}{key.upper()}"] = str(value).lower() if isinstance(value, bool) \
+                else str(value)
+        return out
+
+
+def _type_name(info: FieldInfo) -> str:
+    kind: Any = info.annotation
+    optional = False
+    if get_origin(kind) in (Union, types.UnionType):
+        args = [a for a in get_args(kind) if a is not type(None)]
+        optional = len(args) < len(get_args(kind))
+        kind = args[0]
+    if get_origin(kind) is Literal:
+        name = " \\| ".join(f"`{v}`" for v in get_args(kind))
+    else:
+        name = {str: "string", int: "integer", float: "number", bool: "boolean",
+                Path: "path", SecretStr: "secret string"}.get(kind, getattr(kind, "__name__",
+                                                                           str(kind)))
+    bounds = []
+    for meta in info.metadata:  # annotated_types' Ge, Gt, Le, Lt
+        for attr, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
+            if type(meta).__name__ == attr.capitalize():
+                bounds.append(f"{sign} {getattr(meta, attr)}")
+    return name + (f" ({', '.join(bounds)})" if bounds else "") + (", optional" if optional
+                                                                    else "")
+
+
+def _default(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    return f"`{value}`"
+
+
+def markdown_table() -> str:
+    """Every PLACEMENT_* variable as a Markdown table, in the model's order."""
+    lines = ["| variable | type | default | meaning |", "|---|---|---|---|"]
+    for key, info in Settings.model_fields.items():
+        meaning = (info.description or "").replace("|", "\\|")
+        lines.append(f"| `{PREFIX}{key.upper()}` | {_type_name(info)} | "
+                     f"{_default(info.default)} | {meaning} |")
+    return "\n".join(lines) + "\n"

@@ -41,7 +41,7 @@ class _Stoppable(Protocol):
 
 def build_runtime(settings: Settings, metrics: Metrics | None = None) -> Runtime:
     """Open and migrate the database, load the GitOps policy (and seed inventory)."""
-    db = open_database(settings.database_url)
+    db = open_database(settings.database_url.get_secret_value())
     ensure_schema(db, settings.migrate)
     metrics = metrics or Metrics()
     directory = settings.config_dir
@@ -66,7 +66,8 @@ def build_runtime(settings: Settings, metrics: Metrics | None = None) -> Runtime
                 if settings.seed_inventory:
                     inv.seed(s, bundle.inventory)
                 if settings.admin_token:
-                    ensure_token(s, token=settings.admin_token, role="admin")
+                    ensure_token(s, token=settings.admin_token.get_secret_value(),
+                                 role="admin")
             break
         except IntegrityError:  # another replica starting now stored the same version first
             if attempt == 2:

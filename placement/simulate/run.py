@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from placement.control.gitops import bundle_version
 from placement.engine.offline import engine_for
 from placement.policy.loader import load_bundle
 from placement.simulate import stats
@@ -93,7 +94,8 @@ def run_seed(opts: Options, seed: int, progress: Progress | None = None) -> Seed
     summary: dict[str, Any] = {
         "trace": str(opts.trace), "format": trace.format, "workloads": len(workloads),
         "policies": policies,
-        "inputs": {"config": str(opts.config), "policy_version": bundle.policy_version,
+        "inputs": {"config": str(opts.config),
+                   "policy_version": bundle_version(opts.config, bundle),
                    "seed": seed, "limit": opts.limit, "skip": opts.skip, "load": opts.load,
                    "time_scale": round(syn.time_scale, 6), "window_h": opts.window_h,
                    "trace_problems": len(trace.problems),
