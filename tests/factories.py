@@ -38,13 +38,13 @@ def cloud(name: str, gpus: Mapping[str, Sequence[tuple[str, int, float, float | 
           lat: float = 39.0, lon: float = -77.0, quota: int = 64, provider: str = "aws",
           egress: float = 0.09, labels: dict[str, str] | None = None,
           links: list[dict[str, Any]] | None = None, provisioning_minutes: float = 15,
-          spot_rate: float = 0.05) -> Site:
+          spot_rate: float = 0.05, egress_tiers: list[dict[str, Any]] | None = None) -> Site:
     return Site.model_validate({
         "metadata": {"name": name, "labels": labels or {}},
         "spec": {"type": "cloud", "provider": provider, "region": name,
                  "location": {"lat": lat, "lon": lon}, "kube_context": name, "wan_gbps": 10,
-                 "egress_usd_per_gb": egress, "links": links or [],
-                 "provisioning_minutes": provisioning_minutes,
+                 "egress_usd_per_gb": egress, "egress_tiers": egress_tiers or [],
+                 "links": links or [], "provisioning_minutes": provisioning_minutes,
                  "spot_interruptions_per_hour": spot_rate,
                  "gpus": [{"type": t, "quota_gpus": quota, "instances": [
                      {"type": i, "gpus": n, "on_demand_usd_per_hour": od,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from placement.engine.compiled import compile_inventory
+from placement.engine.context import data_move
 from placement.engine.network import (
     DISTANCE,
     MEASURED,
@@ -18,10 +19,11 @@ from placement.engine.network import (
     STANDIN,
     fill_rtt,
     from_similar_pairs,
+    tiered_egress_usd,
 )
 from placement.model import Inventory
 
-from .factories import cloud, onprem
+from .factories import cloud, dataset, job, onprem
 
 NAN = float("nan")
 
@@ -134,3 +136,53 @@ def test_compiled_inventory_says_where_each_network_number_comes_from() -> None:
     assert SOURCE_NAMES[gbps[dc, b]] == "estimated: WAN link"
     assert SOURCE_NAMES[egress[a, e2]] == "estimated: the source site's first-tier rate"
     assert SOURCE_NAMES[rtt[dc, b]].startswith("estimated: ")
+
+
+AWS = [(0, 0.0, False), (1, 0.09, False), (10240, 0.085, False), (51200, 0.07, False),
+       (153600, 0.05, True)]  # egress_skypilot_internet_tiers.csv
+GCP = [(0, 0.12, True), (1024, 0.11, True), (10240, 0.08, True)]
+
+
+@pytest.mark.parametrize(("tiers", "gb", "usd"), [
+    (AWS, 0.0, 0.0),
+    (AWS, 1.0, 0.0),  # the first GB is free
+    (AWS, 101.0, 100 * 0.09),
+    (AWS, 20480.0, 10239 * 0.09 + 10240 * 0.085),
+    (AWS, 200000.0, 200000 * 0.05),  # over 150 TB: one flat rate for every GB
+    (GCP, 500.0, 500 * 0.12),
+    (GCP, 1024.0, 1024 * 0.12),  # up to and including 1 TB
+    (GCP, 2000.0, 2000 * 0.11),
+    (GCP, 20000.0, 20000 * 0.08),
+], ids=lambda v: str(v) if not isinstance(v, list) else ("aws" if v is AWS else "gcp"))
+def test_egress_is_billed_by_volume_tier(tiers: list[tuple[float, float, bool]], gb: float,
+                                         usd: float) -> None:
+    from_gb, rate, whole = (np.array(col) for col in zip(*tiers, strict=True))
+    assert tiered_egress_usd(gb, from_gb, rate, whole.astype(bool)) == pytest.approx(usd)
+
+
+@pytest.mark.parametrize(("tiers", "message"), [
+    ([{"from_gb": 5, "usd_per_gb": 0.1}], "must start at from_gb: 0"),
+    ([{"from_gb": 0, "usd_per_gb": 0.1}, {"from_gb": 0, "usd_per_gb": 0.2}], "each above"),
+])
+def test_egress_tiers_must_start_at_zero_and_rise(tiers: list[dict[str, float]],
+                                                  message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        cloud("gcp-a", {"L4": [("l4", 1, 1.0, None)]}, provider="gcp", egress_tiers=tiers)
+
+
+def test_a_bulk_move_at_the_site_rate_uses_the_tiers_and_a_priced_link_does_not() -> None:
+    tiers = [{"from_gb": a, "usd_per_gb": r, "whole_volume": w} for a, r, w in GCP]
+    sites = [cloud("gcp-a", {"L4": [("l4", 1, 1.0, None)]}, provider="gcp", egress=0.12,
+                   egress_tiers=tiers, links=[{"to": "gcp-b", "egress_usd_per_gb": 0.02}]),
+             cloud("gcp-b", {"L4": [("l4", 1, 1.0, None)]}, provider="gcp"),
+             onprem("dc", {"L4": (4, 1.0)})]
+    datasets = [dataset("corpus", 2000.0, ["gcp-a"])]
+    ci = compile_inventory(Inventory(sites=sites, datasets=datasets, client_locations=[]))
+    move = data_move(ci, job("reader", datasets=[{"name": "corpus", "access": "bulk"}]))
+    i = ci.site_index
+    assert move.egress_usd[i["dc"]] == pytest.approx(2000 * 0.11)  # 1-10 TB: 0.11 for all
+    assert move.egress_usd[i["gcp-b"]] == pytest.approx(2000 * 0.02)  # the link's own price
+    assert move.egress_usd[i["gcp-a"]] == 0.0
+    assert SOURCE_NAMES[move.egress_source[i["dc"]]] == "estimated: the source site's volume tiers"
+    assert SOURCE_NAMES[move.egress_source[i["gcp-b"]]] == "measured"
+    assert move.egress_source[i["gcp-a"]] == -1  # nothing moved

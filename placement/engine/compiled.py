@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from placement.engine.network import (
+    LOCAL,
     LOCAL_RTT_MS,
     MEASURED,
     SIMILAR_PAIRS,
@@ -53,6 +54,7 @@ class CompiledInventory:
     client_index: dict[str, int]
     client_rtt: Floats  # C x S, ms
     client_rtt_source: Int8s  # C x S (network.SOURCE_NAMES)
+    egress_tiers: dict[int, tuple[Floats, Floats, Bools]]  # site -> (from GB, USD/GB, whole)
     client_boundary: Ints
     dataset_index: dict[str, int]
     dataset_size: Floats
@@ -173,8 +175,9 @@ def _network(inv: Inventory, idx: dict[str, int]) -> _Network:
     np.fill_diagonal(site_rtt, LOCAL_RTT_MS)
     np.fill_diagonal(gbps, np.inf)
     np.fill_diagonal(egress, 0.0)
-    for k in range(3):
-        np.fill_diagonal(source[k], MEASURED)  # within a site: its own network, not metered
+    np.fill_diagonal(source[0], LOCAL)  # LOCAL_RTT_MS: within a site, its own network
+    np.fill_diagonal(source[1], LOCAL)
+    np.fill_diagonal(source[2], LOCAL)  # not metered
     return _Network(site_rtt, gbps, egress, source, rtt[n_sites:, :n_sites].copy(),
                     rtt_source[n_sites:, :n_sites].copy())
 
@@ -235,6 +238,10 @@ def compile_inventory(inv: Inventory) -> CompiledInventory:
         client_index={c.name: i for i, c in enumerate(inv.client_locations)},
         client_rtt=net.client_rtt,
         client_rtt_source=net.client_rtt_source,
+        egress_tiers={i: (np.array([t.from_gb for t in s.spec.egress_tiers]),
+                          np.array([t.usd_per_gb for t in s.spec.egress_tiers]),
+                          np.array([t.whole_volume for t in s.spec.egress_tiers], dtype=bool))
+                      for i, s in enumerate(inv.sites) if s.spec.egress_tiers},
         client_boundary=np.array([bnames[c.spec.network_boundary]
                                   for c in inv.client_locations], dtype=np.int64),
         dataset_index={d.name: i for i, d in enumerate(inv.datasets)},

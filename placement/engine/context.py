@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from placement.engine.compiled import ONPREM, SPOT, CapacityState, CompiledInventory
+from placement.engine.network import SITE_RATE, TIERED_RATE, tiered_egress_usd
 from placement.engine.rules import EffectiveRule
 from placement.model import Scales
 from placement.model.workload import Workload
@@ -60,6 +61,7 @@ def overdue_note(ctx: DecisionContext, i: int) -> str:
 
 SIGNAL_BUSY_WAIT_H = 1.0  # assumed wait for GPUs busy with work the scheduler did not place
 Ints = NDArray[np.int64]
+Int8s = NDArray[np.int8]
 Bools = NDArray[np.bool_]
 
 
@@ -85,6 +87,11 @@ class DataMove:
     lookup_egress_gb_per_hour: Floats
     lookup_egress_usd_per_hour: Floats
     sources: tuple[tuple[int, Ints], ...] = ()  # per bulk dataset: (dataset, source per site)
+    # per site, where the numbers come from (network.SOURCE_NAMES; -1: nothing moved or
+    # looked up): the largest bulk move's egress price and bandwidth, the lookups' RTT
+    egress_source: Int8s = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
+    gbps_source: Int8s = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
+    lookup_rtt_source: Int8s = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
 
     def usd(self, site: Ints, hours: float) -> Floats:
         """Egress $ at each of `site` for `hours` of work: the bulk move plus the lookups."""
@@ -262,6 +269,18 @@ class DecisionContext:
         return rtt
 
     @cached_property
+    def client_rtt_source(self) -> Int8s:
+        """Where each candidate's worst client RTT comes from (network.SOURCE_NAMES; -1
+        without clients)."""
+        lat = self.workload.spec.latency
+        if lat is None or not lat.clients:
+            return np.full(self.n, -1, dtype=np.int8)
+        idx = np.array([self.ci.client_index[c.location] for c in lat.clients])
+        worst = idx[self.ci.client_rtt[idx][:, self.site].argmax(axis=0)]
+        src: Int8s = self.ci.client_rtt_source[worst, self.site]
+        return src
+
+    @cached_property
     def p99_ms(self) -> Floats:
         """Worst client's p99: RTT + service time + RAG lookups x RTT to the data."""
         lat = self.workload.spec.latency
@@ -279,38 +298,60 @@ class DecisionContext:
 
 def data_move(ci: CompiledInventory, wl: Workload, egress: Floats | None = None) -> DataMove:
     """Per site: what reading the workload's datasets there costs (vectorized over sites), at
-    the inventory's $/GB (or at `egress`, an S x S $/GB matrix: how a baseline prices it)."""
+    the inventory's $/GB (or at `egress`, an S x S $/GB matrix: how a baseline prices it). A
+    bulk move priced at its source site's default rate is billed by that site's volume tiers,
+    where it has them, at the move's own volume."""
     if egress is None:
         egress = ci.egress
     s = len(ci.site_names)
+    cols = np.arange(s)
     gb, usd, hours = np.zeros(s), np.zeros(s), np.zeros(s)
     lookup_ms, lk_gb_h, lk_usd_h = np.zeros(s), np.zeros(s), np.zeros(s)
+    none = np.full(s, -1, dtype=np.int8)
+    egress_src, gbps_src, lookup_src = none.copy(), none.copy(), none.copy()
+    largest = np.zeros(s)
     rate = wl.spec.requests_per_s
     sources: list[tuple[int, Ints]] = []
     for ref in wl.spec.datasets:
         d = ci.dataset_index[ref.name]
         reps = np.flatnonzero(ci.dataset_replicas[d])
+        local = ci.dataset_replicas[d]
         if ref.access == "bulk":
             size = ci.dataset_size[d]
             cost = egress[reps] * size  # R x S
+            price_src = ci.network_source[2][reps]
+            tiers = [(k, ci.egress_tiers[r]) for k, r in enumerate(reps.tolist())
+                     if r in ci.egress_tiers]
+            if tiers:
+                at_rate = (price_src == SITE_RATE) & (cost > 0)
+                for k, tier in tiers:
+                    cost[k] = np.where(at_rate[k], tiered_egress_usd(size, *tier), cost[k])
+                    price_src[k] = np.where(at_rate[k], TIERED_RATE, price_src[k])
             secs = size * 8 / ci.gbps[reps]  # GB -> Gbit over Gbit/s
             best = np.argmin(cost + secs * 1e-9, axis=0)
-            cols = np.arange(s)
-            local = ci.dataset_replicas[d]
             gb += np.where(local, 0.0, size)
             usd += cost[best, cols]
             hours += secs[best, cols] / 3600
             sources.append((d, np.where(local, -1, reps[best])))
+            bigger = ~local & (size > largest)
+            largest = np.where(bigger, size, largest)
+            egress_src = np.where(bigger, price_src[best, cols], egress_src)
+            gbps_src = np.where(bigger, ci.network_source[1][reps[best], cols], gbps_src)
         else:
             rtt = ci.rtt[reps]  # R x S
             near = np.argmin(rtt, axis=0)
-            lookup_ms += ref.lookups_per_request * rtt[near, np.arange(s)]
-            local = ci.dataset_replicas[d]
+            lookup_ms += ref.lookups_per_request * rtt[near, cols]
             per_h = rate * ref.lookups_per_request * ref.kb_per_lookup / 1e6 * 3600
             moved = np.where(local, 0.0, per_h)
             lk_gb_h += moved
-            lk_usd_h += moved * egress[reps[near], np.arange(s)]
-    return DataMove(gb, usd, hours, lookup_ms, lk_gb_h, lk_usd_h, tuple(sources))
+            lk_usd_h += moved * egress[reps[near], cols]
+            lookup_src = np.where(lookup_src < 0, ci.network_source[0][reps[near], cols],
+                                  lookup_src)
+            egress_src = np.where((egress_src < 0) & ~local,
+                                  ci.network_source[2][reps[near], cols], egress_src)
+    return DataMove(gb, usd, hours, lookup_ms, lk_gb_h, lk_usd_h, tuple(sources),
+                    egress_src.astype(np.int8), gbps_src.astype(np.int8),
+                    lookup_src.astype(np.int8))
 
 
 def moves_to(ci: CompiledInventory, move: DataMove, site: int) -> list[dict[str, Any]]:

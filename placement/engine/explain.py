@@ -9,6 +9,7 @@ import numpy as np
 
 from placement.engine.compiled import CAPACITY_NAMES
 from placement.engine.context import moves_to, overdue_note
+from placement.engine.network import SOURCE_NAMES
 from placement.model import Decision
 
 if TYPE_CHECKING:
@@ -50,7 +51,33 @@ def _estimate_rows(out: Outcome) -> list[dict[str, Any]]:
     cols = _cols(arrays, [d for _, d, _ in _ESTIMATES], [z for _, _, z in _ESTIMATES])
     if c.workload.spec.is_service:
         cols[8] = [None] * c.n
-    return [dict(zip(_ESTIMATE_NAMES, vals, strict=True)) for vals in zip(*cols, strict=True)]
+    rows = [dict(zip(_ESTIMATE_NAMES, vals, strict=True)) for vals in zip(*cols, strict=True)]
+    for row, sources in zip(rows, _sources(out), strict=True):
+        row["sources"] = sources
+    return rows
+
+
+_SOURCE_KEYS = ("client_rtt", "lookup_rtt", "bandwidth", "egress")
+
+
+def _sources(out: Outcome) -> list[dict[str, str]]:
+    """Per candidate: where each network number in its estimates comes from (`measured` or
+    `estimated: <method>`), for the numbers it uses."""
+    c = out.ctx
+    d = c.data
+    codes = np.stack([c.client_rtt_source] + [
+        arr[c.site] if len(arr) else np.full(c.n, -1, dtype=np.int8)
+        for arr in (d.lookup_rtt_source, d.gbps_source, d.egress_source)]).T.tolist()
+    seen: dict[tuple[int, ...], dict[str, str]] = {}
+    rows = []
+    for row in codes:
+        key = tuple(row)
+        got = seen.get(key)
+        if got is None:
+            got = seen[key] = {name: SOURCE_NAMES[code]
+                               for name, code in zip(_SOURCE_KEYS, row, strict=True) if code >= 0}
+        rows.append(dict(got))
+    return rows
 
 
 def _criteria_rows(out: Outcome) -> tuple[list[dict[str, Any]], list[float | None]]:

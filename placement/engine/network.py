@@ -21,7 +21,7 @@ LOCAL_RTT_MS = 0.5  # within one site (same cluster network)
 STANDIN_KM = 300.0
 
 # Where a value in a decision comes from, by code (CompiledInventory's *_source arrays).
-MEASURED, STANDIN, DISTANCE, SIMILAR_PAIRS, WAN_LINK, SITE_RATE, TIERED_RATE = range(7)
+MEASURED, STANDIN, DISTANCE, SIMILAR_PAIRS, WAN_LINK, SITE_RATE, TIERED_RATE, LOCAL = range(8)
 SOURCE_NAMES = (
     "measured",
     "estimated: measured pairs between the same metros",
@@ -30,6 +30,7 @@ SOURCE_NAMES = (
     "estimated: WAN link",
     "estimated: the source site's first-tier rate",
     "estimated: the source site's volume tiers",
+    "estimated: within one site",
 )
 Int8s = NDArray[np.int8]
 
@@ -119,3 +120,20 @@ def from_similar_pairs(values: Floats, measured: NDArray[np.bool_], group: NDArr
     out[measured] = values[measured]
     filled: Floats = out
     return filled
+
+
+def tiered_egress_usd(gb: float, from_gb: Floats, rate: Floats, whole: NDArray[np.bool_]
+                      ) -> float:
+    """USD for moving `gb` GB at volume tiers (starts `from_gb`, ascending from 0; `rate` USD
+    per GB). A marginal tier bills the GB between its start and the next tier's; once the
+    volume is over a whole-volume tier's start, every GB is billed at that tier's rate (the
+    highest such tier wins)."""
+    if gb <= 0:
+        return 0.0
+    over = from_gb < gb
+    whole_over = np.flatnonzero(whole & over)
+    if len(whole_over):
+        return float(rate[whole_over[-1]] * gb)
+    ends = np.append(from_gb[1:], np.inf)
+    span = np.clip(np.minimum(gb, ends) - from_gb, 0.0, None)
+    return float((np.where(whole, 0.0, rate) * span).sum())

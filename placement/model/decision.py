@@ -29,6 +29,10 @@ class Estimates(_Out):
     )
     finish_hours: float | None = Field(description="Jobs: expected hours until done.")
     gpu_hours: float = Field(description="GPU-hours billed, spot restarts included.")
+    sources: dict[Literal["client_rtt", "lookup_rtt", "bandwidth", "egress"], str] = Field(
+        default_factory=dict, description="Where each network number behind these estimates "
+        "comes from: `measured`, or `estimated: <method>` (the worst client's RTT, the RTT to "
+        "the data for lookups, the bandwidth and the egress price of the largest bulk move).")
 
 
 class CriterionScore(_Out):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
@@ -40,6 +41,16 @@ class Link(Strict):
             description="USD per GB sent from this site to the other."
     )
     source: Text | None = Field(default=None, description="Where the numbers come from.")
+
+
+class EgressTier(Strict):
+    """One volume tier of a site's egress price: the rate from `from_gb` up to the next tier."""
+
+    from_gb: float = Field(ge=0, le=MAX_SIZE, description="GB moved before this tier starts.")
+    usd_per_gb: float = Field(ge=0, le=MAX_USD_PER_UNIT, description="USD per GB in this tier.")
+    whole_volume: bool = Field(
+        default=False, description="true: once a move is over `from_gb`, every GB of it is "
+        "billed at this rate (as GCP bills); false: only the GB above `from_gb` (as AWS bills).")
 
 
 class OnPremGpu(Strict):
@@ -165,7 +176,21 @@ class _SiteCommon(Strict):
         ge=0, le=MAX_USD_PER_UNIT,
             description="Default USD per GB leaving the site, where no link says otherwise."
     )
+    egress_tiers: list[EgressTier] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Volume tiers of the default "
+        "egress price, lowest first from 0 GB: a bulk move where no link sets the price is "
+        "billed by them (by the move's own volume); empty: egress_usd_per_gb for every GB.")
     links: list[Link] = Field(default_factory=list)
+    @field_validator("egress_tiers")
+    @classmethod
+    def _tiers_in_order(cls, tiers: list[EgressTier]) -> list[EgressTier]:
+        starts = [t.from_gb for t in tiers]
+        if tiers and starts[0] != 0:
+            raise ValueError("the first egress tier must start at from_gb: 0")
+        if any(b <= a for a, b in pairwise(starts)):
+            raise ValueError("egress tiers must be listed by from_gb, each above the last")
+        return tiers
+
     signals: SignalQueries | None = Field(
         default=None, description="Live signals from Prometheus (used when the service is "
         "started with a Prometheus URL).")
