@@ -53,6 +53,7 @@ def _without_egress(inv: Inventory) -> Inventory:
     for site in inv.sites:
         data = site.model_dump()
         data["spec"]["egress_usd_per_gb"] = 0.0
+        data["spec"]["egress_tiers"] = []
         for link in data["spec"]["links"]:
             link["egress_usd_per_gb"] = 0.0
         sites.append(Site.model_validate(data))
@@ -122,3 +123,36 @@ def test_the_unvalidated_decision_data_has_exactly_the_models_shape(
     for wl in bundle.workloads:
         data = example_engine.explain_dict(example_engine.decide(wl))
         assert Decision.model_validate(data).model_dump(mode="json") == data
+
+
+def test_every_network_number_in_a_decision_says_where_it_comes_from(
+        example_engine: Engine, bundle: Bundle) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from placement.cli.render import print_decision
+
+    for wl in bundle.workloads:
+        d = example_engine.place(wl)
+        for c in d.candidates:
+            if c.estimates is None:
+                continue
+            src = c.estimates.sources
+            assert all(v == "measured" or v.startswith("estimated: ") for v in src.values())
+            if wl.spec.latency is not None and wl.spec.latency.clients:
+                assert "client_rtt" in src, (wl.name, c.site)
+            if c.estimates.egress_gb > 0:
+                assert "egress" in src, (wl.name, c.site)
+            if any(r.access == "bulk" for r in wl.spec.datasets) and c.estimates.egress_gb > 0:
+                assert "bandwidth" in src, (wl.name, c.site)
+        if d.estimates is not None and d.estimates.sources:
+            out = StringIO()
+            print_decision(d, Console(file=out, width=200))
+            assert "sources: " in out.getvalue()
+    # the example's on-prem sites sit beside measured cloud regions: their RTTs are stand-ins
+    d = _decide(example_engine, bundle, "support-chat")
+    chosen = next(c for c in d.candidates if c.rank == 1)
+    assert chosen.estimates is not None
+    assert chosen.estimates.sources["client_rtt"] in (
+        "measured", "estimated: measured pairs between the same metros")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,8 @@ def test_detail_explains_and_lists_rejections(examples: Any) -> None:
             'chosen"') in page
     assert "bursts only when on-prem cannot" in page  # the burst gate's reason
     assert "Event log" in page and "submitted by team customer-care" in page
+    # where the chosen site's network numbers come from
+    assert re.search(r'data-testid="sources">client rtt: (measured|estimated: [^;<]+)', page)
 
 
 @pytest.mark.parametrize(("query", "expected"), [

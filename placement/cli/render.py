@@ -67,6 +67,9 @@ def print_decision(d: Decision, console: Console | None = None) -> None:
             f"(${e.gpu_usd:,.2f} GPU + ${e.egress_usd:,.2f} egress for {e.egress_gb:,.1f} GB) | "
             f"transfer {e.transfer_hours:.2f} h | wait {_fmt(e.wait_hours, '.2f')} h"
         )
+        if e.sources:
+            out.print("  sources: " + " | ".join(f"{k.replace('_', ' ')} {v}"
+                                                  for k, v in e.sources.items()), highlight=False)
     rules = ", ".join(d.constraint_rules) or "none"
     out.print(f"  rule: {d.rule or 'defaults'} | constraints from: {rules} | "
               f"policy {d.policy_version}")
