@@ -1,5 +1,6 @@
 """ASGI entry point for uvicorn workers: settings come from PLACEMENT_* variables, and logging
-is configured here, in each worker, from PLACEMENT_LOG_LEVEL, _LOG_FORMAT and _ACCESS_LOG."""
+is configured here, in each worker, from PLACEMENT_LOG_LEVEL, PLACEMENT_LOG_FORMAT and
+PLACEMENT_ACCESS_LOG."""
 
 from api.app import create_app
 from placement.service.logs import configure

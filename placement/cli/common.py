@@ -71,8 +71,9 @@ def configure_logging(level: str | None = None, fmt: str | None = None,
                       access_log: bool | None = None,
                       json_formatter: logging.Formatter | None = None,
                       default_level: str | None = None) -> None:
-    """Logging from PLACEMENT_LOG_* with the given flags over them; `default_level` where
-    neither sets the level (a one-off command logs warnings only)."""
+    """Logging from PLACEMENT_LOG_LEVEL, PLACEMENT_LOG_FORMAT and PLACEMENT_ACCESS_LOG with
+    the given flags over them; `default_level` where neither sets the level (a one-off command
+    logs warnings only)."""
     from pydantic import ValidationError
 
     from placement.errors import PlacementError

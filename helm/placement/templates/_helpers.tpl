@@ -1,9 +1,18 @@
-{{/* Names */}}
+{{/* Names. The full name leaves room for the longest suffix (-operator, -policies) in 63. */}}
+{{- define "placement.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "placement.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
-{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 54 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- $name := include "placement.name" . -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 54 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 54 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -12,7 +21,7 @@
 {{- end -}}
 
 {{- define "placement.labels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/name: {{ include "placement.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
@@ -20,7 +29,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
 {{- define "placement.selector" -}}
-app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/name: {{ include "placement.name" .root }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
@@ -171,4 +180,52 @@ envFrom:
       readOnly: true
     {{- end }}
 {{- end }}
+{{- end -}}
+
+
+{{/* Scheduling shared by every pod: node selector, affinity, tolerations and topology spread
+constraints; a constraint without a labelSelector spreads the pod's own component. */}}
+{{- define "placement.scheduling" -}}
+{{- $root := .root -}}
+{{- with $root.Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $root.Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $root.Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $root.Values.topologySpreadConstraints }}
+topologySpreadConstraints:
+{{- range . }}
+{{- $constraint := deepCopy . }}
+{{- if not $constraint.labelSelector }}
+{{- $_ := set $constraint "labelSelector" (dict "matchLabels" (include "placement.selector" (dict "root" $root "component" $.component) | fromYaml)) }}
+{{- end }}
+  - {{ toYaml $constraint | indent 4 | trim }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The operator's rights on namespaced things: Workloads, their status, events, peering */}}
+{{- define "placement.namespacedRules" -}}
+- apiGroups: [placement.dev]
+  resources: [workloads]
+  verbs: [get, list, watch, patch]
+- apiGroups: [placement.dev]
+  resources: [workloads/status]
+  verbs: [get, patch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create]
+- apiGroups: [kopf.dev]
+  resources: [{{ .peering }}]
+  verbs: [get, list, watch, patch]
 {{- end -}}
