@@ -62,7 +62,7 @@ def json_formatter() -> logging.Formatter:
     if made is None:
         return logging.Formatter()
     try:  # the same class, asked for the name and level too
-        return type(made)("%(name)s %(levelname)s %(message)s")  # type: ignore[call-arg]
+        return type(made)("%(name)s %(levelname)s %(message)s")
     except TypeError:
         return made
 
