@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -158,6 +159,53 @@ def _sites_without(engine: Snapshot, out: Outcome) -> list[dict[str, Any]]:
     return extra
 
 
+def _label(out: Outcome, i: int) -> str:
+    """A candidate in a few words: site, capacity and GPU type."""
+    c = out.ctx
+    gpus = {v: k for k, v in c.ci.gpu_index.items()}
+    return (f"{c.ci.site_names[int(c.site[i])]} {CAPACITY_NAMES[int(c.kind[i])]} "
+            f"{gpus[int(c.ci.row_gpu[c.rows[i]])]}")
+
+
+def _tie_break(out: Outcome, queue_only: bool) -> str:
+    """When the chosen candidate ties with the runner-up on what ranks first (the score; the
+    expected wait when nothing can start in time): which of the engine's next ranking keys
+    decided, named in the engine's own order."""
+    c, chosen = out.ctx, out.chosen
+    if chosen is None or len(out.ranking) < 2:
+        return ""
+    names = c.ci.site_names
+    keys: list[tuple[str, Callable[[int], Any]]]
+    if queue_only:  # Engine._score's lexsort keys, primary first
+        keys = [("expected wait", lambda i: float(c.wait_hours[i])),
+                ("cost", lambda i: float(c.total_usd[i])),
+                ("site name", lambda i: names[int(c.site[i])])]
+    else:
+        keys = [("score", lambda i: -round(float(out.total[i]), 9)),
+                ("cost", lambda i: float(c.total_usd[i])),
+                ("wait", lambda i: float(c.wait_hours[i])),
+                ("site name", lambda i: names[int(c.site[i])]),
+                ("capacity kind", lambda i: int(c.kind[i]))]
+    first = keys[0][1]
+    tied = [int(i) for i in out.ranking[1:] if first(int(i)) == first(chosen)]
+    if not tied:
+        return ""
+    runner = tied[0]
+    decided = next((name for name, key in keys[1:] if key(chosen) != key(runner)), "")
+    why = {
+        "cost": f"the lower estimated cost decided (${float(c.total_usd[chosen]):,.2f} "
+                f"against ${float(c.total_usd[runner]):,.2f})",
+        "wait": f"the shorter expected wait decided ({float(c.wait_hours[chosen]):.2f} h "
+                f"against {float(c.wait_hours[runner]):.2f} h)",
+        "site name": "the site name decided (alphabetical order)",
+        "capacity kind": "the capacity kind decided (on-prem, then on-demand, then spot)",
+    }.get(decided, "they tie on every key; the first in inventory order was taken")
+    more = f" and {len(tied) - 1} more" if len(tied) > 1 else ""
+    order = ", ".join(name for name, _ in keys[1:])
+    return (f"; tied on {keys[0][0]} with {_label(out, runner)}{more}: {why}; ties are "
+            f"broken by {order}, in that order")
+
+
 def _summary(out: Outcome, chosen: dict[str, Any] | None) -> str:
     c = out.ctx
     if chosen is None:
@@ -168,15 +216,24 @@ def _summary(out: Outcome, chosen: dict[str, Any] | None) -> str:
     where = f"{chosen['site']} ({chosen['capacity']} {chosen['gpu_type']}"
     where += f", {chosen['instance_type']})" if chosen["instance_type"] else ")"
     feasible = int((~out.fails.any(axis=0)).sum())
+    queue_only = feasible == 0  # only candidates held back by the wait filter were ranked
+    tie = _tie_break(out, queue_only)
     score = f"score {chosen['total_score']:.1f}, best of {feasible} feasible candidate(s)"
     est = chosen["estimates"]
     wait = est["wait_hours"] or 0.0
+    assumed = overdue_note(c, out.chosen) if out.chosen is not None else ""
+    if out.action == "queue" and queue_only:
+        waiting = int(out.considered.sum())
+        limit = c.rule.max_wait_hours
+        return (f"queue at {where}: no candidate can start within max wait {limit:g} h; the "
+                f"shortest expected wait is {chosen['site']}'s {wait:.2f} h{assumed} "
+                f"({waiting} candidate(s) would qualify once GPUs free up){tie}")
     if out.action == "queue":
-        assumed = overdue_note(c, out.chosen) if out.chosen is not None else ""
-        return f"queue at {where}: expected wait {wait:.2f} h{assumed}; {score}"
+        return f"queue at {where}: expected wait {wait:.2f} h{assumed}; {score}{tie}"
     if out.action == "burst":
-        return f"burst to {where}: ${est['usd_per_hour']:,.2f}/h, ready in {wait:.2f} h; {score}"
-    return f"place on {where}; {score}"
+        return (f"burst to {where}: ${est['usd_per_hour']:,.2f}/h, ready in {wait:.2f} h; "
+                f"{score}{tie}")
+    return f"place on {where}; {score}{tie}"
 
 
 def build_decision(engine: Snapshot, out: Outcome) -> Decision:
