@@ -83,6 +83,14 @@ def test_json_records_carry_extra_fields_and_the_traceback_as_one_string(
     assert record["site"] == "dc-1" and "ValueError: boom" in record["exception"]
 
 
+def test_text_records_of_a_kubernetes_object_name_it(capsys: pytest.CaptureFixture[str]) -> None:
+    configure("info", "text")
+    ref = {"kind": "Workload", "name": "train-1", "namespace": "ml"}
+    logging.getLogger("kopf.objects").info("decided", extra={"k8s_ref": ref})
+    [line] = [x for x in _lines(capsys.readouterr().err) if "decided" in x]
+    assert re.fullmatch(rf"{STAMP} INFO kopf.objects \[ml/train-1\] decided", line), line
+
+
 @pytest.mark.parametrize(("level", "fmt", "wrong"), [
     ("loud", "text", "log level"), ("info", "xml", "log format")])
 def test_a_bad_level_or_format_is_refused(level: str, fmt: str, wrong: str) -> None:

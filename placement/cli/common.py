@@ -20,8 +20,8 @@ DbOpt = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy UR
                                            "PLACEMENT_DATABASE_URL or sqlite:///placement.db).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 LogLevelOpt = Annotated[str | None, typer.Option(
-    "--log-level", help="debug, info, warning, error or critical (default: PLACEMENT_LOG_LEVEL "
-    "or info).", show_default=False)]
+    "--log-level", help="debug, info, warning, error or critical (default: PLACEMENT_LOG_LEVEL, "
+    "else info for serve and operator and warning for other commands).", show_default=False)]
 LogFormatOpt = Annotated[str | None, typer.Option(
     "--log-format", help="text or json (default: PLACEMENT_LOG_FORMAT or text).",
     show_default=False)]

@@ -48,12 +48,17 @@ class RequestIdFilter(logging.Filter):
 
 
 class TextFormatter(logging.Formatter):
-    """`2026-12-03T12:00:00.123Z INFO placement.api [req 1f3a...] message`."""
+    """`2026-12-03T12:00:00.123Z INFO placement.api [req 1f3a...] message`; a Kubernetes
+    object's records (the operator's) name it: `... kopf.objects [ml/train-1] message`."""
 
     def format(self, record: logging.LogRecord) -> str:
         rid = getattr(record, "request_id", None)
+        ref = getattr(record, "k8s_ref", None)  # kopf's object loggers: [namespace/name]
+        obj = ("/".join(str(p) for p in (ref.get("namespace"), ref.get("name")) if p)
+               if isinstance(ref, dict) else "")
         line = (f"{timestamp(record)} {record.levelname} {record.name}"
-                f"{f' [req {rid}]' if rid else ''} {record.getMessage()}")
+                f"{f' [req {rid}]' if rid else ''}{f' [{obj}]' if obj else ''} "
+                f"{record.getMessage()}")
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         if record.stack_info:
