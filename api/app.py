@@ -6,25 +6,31 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
-import orjson
-from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
+import fastapi_offline
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from api import errors, request_id, ui
+from api import schemas as schemas_doc
 from api.routers import decisions, health, inventory, policies, tokens, workloads
 from placement.control.runtime import Runtime
 from placement.metrics import Metrics
-from placement.model import Workload
+from placement.model import ClientLocation, Dataset, Site, Workload
 from placement.service.settings import Settings
 from placement.service.wiring import build_runtime
 from placement.service.wiring import start as start_loops
 from placement.tuning import tune_gc
 
 log = logging.getLogger("placement.api")
-READ_BY_ROUTES = (Workload,)  # request bodies a route parses itself (POST /v1/workloads)
+# Request bodies documented by name: POST /v1/workloads parses its own, the inventory routes
+# hand theirs to the store.
+READ_BY_ROUTES = (Workload, Site, Dataset, ClientLocation)
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
@@ -58,10 +64,11 @@ def _http_metrics(app: ASGIApp, metrics_of: Callable[[], Metrics]) -> ASGIApp:
     return middleware
 
 
-def _too_large(limit: int) -> bytes:
-    return orjson.dumps({"detail": f"the request body is over the limit of {limit} bytes; "
-                         "send a smaller one (the limit is PLACEMENT_MAX_BODY_BYTES)",
-                         "errors": [{"loc": ["body"], "msg": "too large", "type": "too_large"}]})
+def _too_large(limit: int, path: str) -> bytes:
+    fix = "send a smaller one (the limit is PLACEMENT_MAX_BODY_BYTES)"
+    return errors.problem_body(413, f"the request body is over the limit of {limit} bytes; "
+                               + fix, [errors.field_error(["body"], "too large", "too_large",
+                                                          fix)], path)
 
 
 def _body_limit(app: ASGIApp, limit: int) -> ASGIApp:
@@ -74,7 +81,7 @@ def _body_limit(app: ASGIApp, limit: int) -> ASGIApp:
             return
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await _reject(send, limit)
+            await _reject(send, limit, scope["path"])
             return
         seen = 0
         started = rejected = False
@@ -89,7 +96,7 @@ def _body_limit(app: ASGIApp, limit: int) -> ASGIApp:
                     # (a route, FastAPI) stops there, and what it sends after is dropped.
                     rejected = True
                     if not started:
-                        await _reject(send, limit)
+                        await _reject(send, limit, scope["path"])
                     return {"type": "http.disconnect"}
             return message
 
@@ -109,12 +116,40 @@ def _body_limit(app: ASGIApp, limit: int) -> ASGIApp:
     return middleware
 
 
-async def _reject(send: Callable[[Message], Awaitable[None]], limit: int) -> None:
-    body = _too_large(limit)
+async def _reject(send: Callable[[Message], Awaitable[None]], limit: int, path: str) -> None:
+    body = _too_large(limit, path)
     await send({"type": "http.response.start", "status": 413, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"content-type", errors.PROBLEM_JSON.encode()),
+        (b"content-length", str(len(body)).encode()),
         (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
+
+
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI and ReDoc dist
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from the assets the fastapi-offline wheel ships: they
+    load with no network (FastAPI's own pages fetch theirs from a CDN)."""
+    app.mount("/docs/assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}/openapi.json", title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
+            swagger_favicon_url=f"{root}/docs/assets/favicon.png",
+            swagger_ui_parameters={"persistAuthorization": True})
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(openapi_url=f"{root}/openapi.json", title=f"{app.title} - ReDoc",
+                              redoc_js_url=f"{root}/docs/assets/redoc.standalone.js",
+                              redoc_favicon_url=f"{root}/docs/assets/favicon.png",
+                              with_google_fonts=False)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -137,8 +172,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         rt.db.dispose()
 
     app = FastAPI(title="hybrid-placement", version="0.1.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None,
                   description="Decide, explain and record where AI workloads run: on-prem GPU "
-                  "clusters or public cloud regions, scored on latency, data gravity and cost.")
+                  "clusters or public cloud regions, scored on latency, data gravity and cost. "
+                  "Every error is an RFC 9457 problem (`application/problem+json`); every "
+                  "timestamp is RFC 3339 in UTC (`2026-12-02T16:07:51.085449Z`).")
     app.state.runtime = runtime
     app.state.token_cache = {}
     errors.install(app)
@@ -148,13 +186,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                    policies.router, tokens.router, ui.router):
         app.include_router(router)
     app.mount("/ui/static", ui.static, name="ui-static")
+    _offline_docs(app)
     app.state.reports_dir = settings.reports_dir
     app.state.secure_cookie = settings.ui_secure_cookie
 
     document = app.openapi
 
     def openapi() -> dict[str, Any]:
-        """FastAPI's document plus the schemas of bodies that routes read themselves."""
+        """FastAPI's document plus the schemas of bodies that routes read themselves, with
+        every error answered as a problem."""
         if app.openapi_schema is None:
             schema = document()
             schemas = schema.setdefault("components", {}).setdefault("schemas", {})
@@ -163,6 +203,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 for name, sub in doc.pop("$defs", {}).items():
                     schemas.setdefault(name, sub)
                 schemas[model.__name__] = doc
+            errors.document_problems(schema)
+            schemas_doc.document_gpu_types(schema)
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]

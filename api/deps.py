@@ -5,13 +5,18 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from placement.control.auth import Principal, authenticate, hash_token
 from placement.control.runtime import Runtime
 
 TOKEN_CACHE_SECONDS = 10.0  # a revoked token stops working within this time
+# Documents the scheme (so /docs has Authorize); the token itself is checked below.
+BEARER = HTTPBearer(scheme_name="bearer", auto_error=False,
+                    description="An API token (`placement token create`), sent as "
+                    "`Authorization: Bearer <token>`.")
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -23,7 +28,13 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 async def get_principal(rt: RuntimeDep, request: Request,
-                        authorization: Annotated[str | None, Header()] = None) -> Principal:
+                        _: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+                        ) -> Principal:
+    """The caller of a route; the header is read as it was sent (`authenticate` judges it)."""
+    return await principal_of(rt, request, request.headers.get("authorization"))
+
+
+async def principal_of(rt: Runtime, request: Request, authorization: str | None) -> Principal:
     """Async so that the common (cached) case costs no thread hop; a miss reads the store in
     the thread pool."""
     cache: dict[str, tuple[Principal, float]] = request.app.state.token_cache

@@ -38,6 +38,7 @@ def _no_team() -> dict[str, Any]:
 
 
 JSON = "application/json"
+PROBLEM = "application/problem+json"
 CASES: list[tuple[str, str, Any, dict[str, str], int, list[list[Any]] | str]] = [
     # id, caller, body (dict: JSON; bytes: raw), extra headers, status, the errors' locs (or
     # the phase of a 201)
@@ -51,6 +52,7 @@ CASES: list[tuple[str, str, Any, dict[str, str], int, list[list[Any]] | str]] = 
     ("a member for another team", "quality", WL["vision-finetune"], {}, 403, []),
     ("a missing field", "vision", _no_team(), {}, 422, [["body", "spec", "team"]]),
     ("not JSON", "vision", b"{not json", {"Content-Type": JSON}, 422, [["body"]]),
+    ("not UTF-8", "vision", b"\xff\xfe{}", {"Content-Type": JSON}, 422, [["body"]]),
     ("NaN is read, then refused by the model", "vision",
      b'{"kind": "Workload", "spec": {"duration_hours": NaN}}', {"Content-Type": JSON}, 422,
      [["body", "metadata"], ["body", "spec", "kind"], ["body", "spec", "team"],
@@ -61,7 +63,9 @@ CASES: list[tuple[str, str, Any, dict[str, str], int, list[list[Any]] | str]] = 
      {"Idempotency-Key": "k" * 201}, 422, [["header", "idempotency-key"]]),
     ("an unknown dataset (fails after it is queued)", "vision", _bad_dataset(), {}, 422,
      [["body", "spec", "datasets", 0, "name"]]),
-    ("another content type", "vision", b"{}", {"Content-Type": "text/plain"}, 422, [["body"]]),
+    ("another content type", "vision", b"{}", {"Content-Type": "text/plain"}, 415,
+     [["header", "content-type"]]),
+    ("no content type", "vision", b"{}", {}, 415, [["header", "content-type"]]),
     ("an empty body", "vision", b"", {"Content-Type": JSON}, 422, [["body"]]),
     ("no token", "", WL["vision-finetune"], {}, 401, []),
     ("a bad token", "nobody", WL["vision-finetune"], {}, 401, []),
@@ -85,7 +89,7 @@ def test_each_kind_of_submission_gets_its_answer(
         expect: list[list[Any]] | str) -> None:
     res = _post(api, who, body, headers)
     assert res.status_code == status, res.text
-    assert res.headers["content-type"] == JSON
+    assert res.headers["content-type"] == (JSON if status < 400 else PROBLEM)
     data = res.json()
     if status == 201:
         assert data["phase"] == expect and data["decision"]["decision"]["candidates"]
@@ -93,23 +97,42 @@ def test_each_kind_of_submission_gets_its_answer(
         assert _stable(stored) == _stable(data)
         return
     assert [e["loc"] for e in data["errors"]] == expect
-    assert data["detail"]
+    assert data["detail"] and data["status"] == status and data["instance"] == "/v1/workloads"
+    assert all(e["fix"] and e["detail"] for e in data["errors"])
     if status == 401:
         assert res.headers["www-authenticate"] == "Bearer"
     listed = api.client.get("/v1/workloads", headers=api.h("admin")).json()["items"]
     assert listed == []  # a refused submission stores nothing
 
 
-@pytest.mark.parametrize(("body", "content_type", "says"), [
-    (b"{not json", JSON, "Invalid JSON: key must be a string at line 1 column 2"),
-    (b"{}", "text/plain", "send the workload as JSON (Content-Type: application/json)"),
-], ids=["malformed JSON says where", "another content type says to send JSON"])
-def test_unreadable_bodies_are_explained(api: Api, body: bytes, content_type: str,
+@pytest.mark.parametrize(("path", "body", "content_type", "status", "says"), [
+    ("/v1/workloads", b'{\n  "metadata": {"name": "a"}\n  "spec": {}}', JSON, 422,
+     "invalid JSON at line 3, column 3: Expecting ',' delimiter"),
+    ("/v1/workloads", b"{not json", JSON, 422,
+     "invalid JSON at line 1, column 2: Expecting property name enclosed in double quotes"),
+    ("/v1/tokens", b'{"role": "admin",\n "team": 1,}', JSON, 422,
+     "invalid JSON at line 2, column 12: Expecting property name enclosed in double quotes"),
+    ("/v1/workloads", b"{}", "text/plain", 415,
+     "send the body as JSON with the header Content-Type: application/json (this request "
+     "sent 'text/plain')"),
+    ("/v1/tokens", b"{}", "text/plain", 415,
+     "send the body as JSON with the header Content-Type: application/json (this request "
+     "sent 'text/plain')"),
+    ("/v1/sites", b"{}", None, 415,
+     "send the body as JSON with the header Content-Type: application/json (this request "
+     "sent none)"),
+], ids=["malformed JSON says what and where", "a key not in quotes says where",
+        "malformed JSON on a route FastAPI reads says where too",
+        "another content type says to send JSON", "so it does on a route FastAPI reads",
+        "no content type says to send JSON"])
+def test_unreadable_bodies_are_explained(api: Api, path: str, body: bytes,
+                                         content_type: str | None, status: int,
                                          says: str) -> None:
-    res = api.client.post("/v1/workloads", content=body,
-                          headers={**api.h("vision"), "Content-Type": content_type})
-    assert res.status_code == 422
-    assert says in res.json()["errors"][0]["msg"]
+    headers = api.h("admin") | ({"Content-Type": content_type} if content_type else {})
+    res = api.client.post(path, content=body, headers=headers)
+    assert res.status_code == status, res.text
+    assert res.headers["content-type"] == PROBLEM
+    assert res.json()["detail"] == says
 
 
 def test_a_retry_returns_the_first_result(api: Api) -> None:

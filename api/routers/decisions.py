@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Response
 
 from api.deps import PrincipalDep, RuntimeDep
+from api.errors import AUTH, WRITE, responses
 from api.routers.workloads import EXAMPLES, decision_public, reply
 from api.schemas import DecisionPublic
 from placement.control.lifecycle import check_references
@@ -18,7 +19,8 @@ from placement.store import workloads as store
 router = APIRouter(tags=["decisions"])
 
 
-@router.get("/v1/decisions/{decision_id}", response_model=DecisionPublic)
+@router.get("/v1/decisions/{decision_id}", response_model=DecisionPublic,
+            operation_id="decisions-get", responses=responses(*AUTH, 403, 404, 422))
 def get_decision(decision_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> DecisionPublic:
     """Every candidate's raw values, scores and weights, or the filter that rejected it."""
     with rt.db.read() as s:
@@ -30,7 +32,8 @@ def get_decision(decision_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> D
     return decision_public(row)
 
 
-@router.post("/v1/placements/preview", response_model=Decision)
+@router.post("/v1/placements/preview", response_model=Decision,
+             operation_id="placements-preview", responses=responses(*WRITE))
 def preview(body: Annotated[Workload, Body(openapi_examples=EXAMPLES)], rt: RuntimeDep,
             who: PrincipalDep) -> Response:
     """Decide against the current state and store nothing (a dry run)."""

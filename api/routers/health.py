@@ -8,20 +8,25 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import RuntimeDep
+from api.errors import responses
+from api.schemas import Readiness
 from placement.store.db import ping
 from placement.store.inventory import capacity
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", operation_id="health-live")
 def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=None)
-def readyz(rt: RuntimeDep) -> JSONResponse | dict[str, Any]:
+@router.get("/readyz", response_model=Readiness, response_model_exclude_none=True,
+            operation_id="health-ready", responses={
+    503: {"model": Readiness, "description": "Not ready: the database does not answer "
+          "(`reason` says why)."}})
+def readyz(rt: RuntimeDep) -> Any:
     """Ready when the database answers and a policy is loaded."""
     try:
         with rt.db.read() as s:
@@ -35,7 +40,10 @@ def readyz(rt: RuntimeDep) -> JSONResponse | dict[str, Any]:
     return ready
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, operation_id="metrics",
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                             "description": "Prometheus text format."},
+                       **responses(503)})
 def metrics(rt: RuntimeDep) -> Response:
     """Prometheus text format; capacity gauges are read from the store at scrape time."""
     with rt.db.read() as s:

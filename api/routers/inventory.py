@@ -7,7 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Response
 
 from api.deps import PrincipalDep, RuntimeDep
+from api.errors import AUTH, WRITE, responses
 from api.schemas import InventoryPublic
+from placement.errors import FieldProblem, InvalidRequestError
 from placement.model.common import NAME_PATTERN
 from placement.store import inventory as inv
 
@@ -20,40 +22,67 @@ def _public(row: inv.DocView) -> InventoryPublic:
                            created_at=row.created_at, updated_at=row.updated_at)
 
 
+def _document(kind: inv.Kind, document: dict[str, Any]) -> dict[str, Any]:
+    """The body as the store reads it; a `kind` other than the resource's is an error, not
+    silently replaced."""
+    expected = inv.MODELS[kind].model_fields["kind"].default
+    if document.get("kind", expected) != expected:
+        raise InvalidRequestError([FieldProblem(
+            ("kind",), f"kind {document['kind']!r} is not {expected!r}",
+            f"send kind {expected!r} or leave it out")])
+    return document
+
+
 def make_router(kind: inv.Kind, path: str, example: dict[str, Any]) -> APIRouter:
     """The five routes of one inventory resource."""
     router = APIRouter(prefix=f"/v1/{path}", tags=[path])
     doc = Body(examples=[example])
+    model = inv.MODELS[kind].__name__
+    body = {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model}"}}}}}
+    by_name = {"name": "$response.body#/name"}
+    links = {"Get": {"operationId": f"{path}-get", "parameters": by_name},
+             "Replace": {"operationId": f"{path}-replace", "parameters": by_name},
+             "Delete": {"operationId": f"{path}-delete", "parameters": by_name}}
 
-    @router.get("", response_model=list[InventoryPublic], name=f"list_{kind}s")
+    @router.get("", response_model=list[InventoryPublic], name=f"list_{kind}s",
+                operation_id=f"{path}-list", responses=responses(*AUTH))
     def list_all(rt: RuntimeDep, _: PrincipalDep) -> list[InventoryPublic]:
         with rt.db.read() as s:
             return [_public(r) for r in inv.list_docs(s, kind=kind)]
 
-    @router.get("/{name}", response_model=InventoryPublic, name=f"get_{kind}")
+    @router.get("/{name}", response_model=InventoryPublic, name=f"get_{kind}",
+                operation_id=f"{path}-get", responses=responses(*AUTH, 404, 422))
     def get_one(name: NameParam, rt: RuntimeDep, _: PrincipalDep) -> InventoryPublic:
         with rt.db.read() as s:
             return _public(inv.get_doc(s, kind=kind, name=name))
 
-    @router.post("", response_model=InventoryPublic, status_code=201, name=f"create_{kind}")
+    @router.post("", response_model=InventoryPublic, status_code=201, name=f"create_{kind}",
+                 operation_id=f"{path}-create", openapi_extra=body,
+                 responses={201: {"description": "Created.", "links": links},
+                            **responses(*WRITE, 409)})
     def create(rt: RuntimeDep, who: PrincipalDep,
                document: dict[str, Any] = doc) -> InventoryPublic:
         who.require_admin()
         with rt.db.write() as s:
-            out = _public(inv.create_doc(s, kind=kind, document=document))
+            out = _public(inv.create_doc(s, kind=kind, document=_document(kind, document)))
         rt.invalidate_capacity()  # this process decides on the new inventory at once
         return out
 
-    @router.put("/{name}", response_model=InventoryPublic, name=f"replace_{kind}")
+    @router.put("/{name}", response_model=InventoryPublic, name=f"replace_{kind}",
+                operation_id=f"{path}-replace", openapi_extra=body,
+                responses=responses(*WRITE, 404, 409))
     def replace(name: NameParam, rt: RuntimeDep, who: PrincipalDep,
                 document: dict[str, Any] = doc) -> InventoryPublic:
         who.require_admin()
         with rt.db.write() as s:
-            out = _public(inv.replace_doc(s, kind=kind, name=name, document=document))
+            out = _public(inv.replace_doc(s, kind=kind, name=name,
+                                          document=_document(kind, document)))
         rt.invalidate_capacity()
         return out
 
-    @router.delete("/{name}", status_code=204, response_class=Response, name=f"delete_{kind}")
+    @router.delete("/{name}", status_code=204, response_class=Response, name=f"delete_{kind}",
+                   operation_id=f"{path}-delete", responses=responses(*AUTH, 403, 404, 409, 422))
     def remove(name: NameParam, rt: RuntimeDep, who: PrincipalDep) -> Response:
         who.require_admin()
         with rt.db.write() as s:

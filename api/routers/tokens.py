@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import PrincipalDep, RuntimeDep
+from api.errors import AUTH, WRITE, responses
+from api.schemas import Timestamp
 from placement.control.auth import create_token_row, revoke_token
 from placement.model.common import NAME_PATTERN, Text
 from placement.store import tokens as store
@@ -28,8 +29,8 @@ class TokenPublic(BaseModel):
     role: Literal["admin", "member"]
     team: str | None
     description: str
-    created_at: datetime
-    revoked_at: datetime | None
+    created_at: Timestamp
+    revoked_at: Timestamp | None
 
 
 class TokenCreated(TokenPublic):
@@ -37,12 +38,19 @@ class TokenCreated(TokenPublic):
 
 
 class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A member token (the default role) needs a team: said in the schema too.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "if": {"properties": {"role": {"const": "member"}}},
+        "then": {"required": ["team"], "properties": {"team": {"type": "string"}}}})
 
     role: Literal["admin", "member"] = "member"
     team: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)] | None = Field(
         default=None, description="The team of a member token (required for members).")
     description: Annotated[Text, Field(max_length=500)] = ""
+
+
+REVOKE = {"Revoke": {"operationId": "tokens-revoke",
+                     "parameters": {"token_id": "$response.body#/id"}}}
 
 
 def _public(row: TokenView) -> TokenPublic:
@@ -54,14 +62,17 @@ def _public(row: TokenView) -> TokenPublic:
                        revoked_at=as_utc(row.revoked_at))
 
 
-@router.get("", response_model=list[TokenPublic])
+@router.get("", response_model=list[TokenPublic], operation_id="tokens-list",
+            responses=responses(*AUTH, 403))
 def list_all(rt: RuntimeDep, who: PrincipalDep) -> list[TokenPublic]:
     who.require_admin()
     with rt.db.read() as s:
         return [_public(r) for r in store.list_tokens(s)]
 
 
-@router.post("", response_model=TokenCreated, status_code=201)
+@router.post("", response_model=TokenCreated, status_code=201, operation_id="tokens-create",
+             responses={201: {"description": "Created; `token` is the secret, shown once.",
+                              "links": REVOKE}, **responses(*WRITE)})
 def create(body: TokenCreate, rt: RuntimeDep, who: PrincipalDep) -> TokenCreated:
     who.require_admin()
     with rt.db.write() as s:
@@ -71,7 +82,8 @@ def create(body: TokenCreate, rt: RuntimeDep, who: PrincipalDep) -> TokenCreated
     return TokenCreated(**out.model_dump(), token=secret)
 
 
-@router.delete("/{token_id}", status_code=204, response_class=Response)
+@router.delete("/{token_id}", status_code=204, response_class=Response,
+               operation_id="tokens-revoke", responses=responses(*AUTH, 403, 404, 422))
 def revoke(token_id: uuid.UUID, request: Request, rt: RuntimeDep,
            who: PrincipalDep) -> Response:
     """Revoke a token (again: 204 too) and end its dashboard sessions. This process refuses

@@ -6,7 +6,6 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from datetime import datetime
 from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, FastAPI, Query, Request, Response
@@ -15,13 +14,15 @@ from fastapi.routing import APIRoute
 from pydantic import Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import PrincipalDep, RuntimeDep, get_principal
+from api.deps import PrincipalDep, RuntimeDep, principal_of
+from api.errors import AUTH, WRITE, bad_json, not_json, responses
 from api.schemas import (
     DecisionPublic,
     EventPublic,
     TransitionCreate,
     WorkloadPage,
     WorkloadPublic,
+    timestamp,
 )
 from placement import jsoncodec
 from placement.control import lifecycle
@@ -32,7 +33,6 @@ from placement.errors import NotFoundError
 from placement.model import Workload
 from placement.model.common import NAME_PATTERN
 from placement.store import workloads as store
-from placement.store.db import as_utc
 from placement.store.workloads import (
     DecisionView,
     JobRunView,
@@ -53,9 +53,7 @@ Kind = Literal["inference", "rag", "training", "finetune", "batch"]
 Action = Literal["place", "burst", "queue", "reject"]
 
 
-def _iso(value: datetime | None) -> str | None:
-    value = as_utc(value)
-    return value.isoformat() if value else None
+_iso = timestamp
 
 
 def decision_json(row: Mapping[str, Any] | DecisionView) -> dict[str, Any]:
@@ -93,6 +91,19 @@ SUBMIT_DOC: dict[str, Any] = {
                     "description": "A retry with the same key returns the first result."}],
     "requestBody": {"required": True, "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/Workload"}, "examples": EXAMPLES}}},
+    "security": [{"bearer": []}],
+}
+# What a client does next with a submitted workload: the links from its reply (201 or 200)
+# to the operations on it, which stateful clients and tests follow.
+_BY_ID = {"workload_id": "$response.body#/id"}
+LINKS: dict[str, Any] = {
+    "GetWorkload": {"operationId": "workloads-get", "parameters": _BY_ID},
+    "ListEvents": {"operationId": "workloads-events", "parameters": _BY_ID},
+    "Transition": {"operationId": "workloads-transition", "parameters": _BY_ID},
+    "Cancel": {"operationId": "workloads-cancel", "parameters": _BY_ID},
+    "Release": {"operationId": "workloads-release", "parameters": _BY_ID},
+    "GetDecision": {"operationId": "decisions-get",
+                    "parameters": {"decision_id": "$response.body#/decision/id"}},
 }
 
 
@@ -104,7 +115,7 @@ def _invalid(errors: Sequence[Mapping[str, Any]], *where: str | int) -> RequestV
 
 def _is_json(content_type: str | None) -> bool:
     if content_type is None:
-        return True  # as FastAPI: a body without a type is read as JSON
+        return False  # as FastAPI's strict content type: a body must say it is JSON
     kind = content_type.split(";", 1)[0].strip().lower()
     return kind == "application/json" or (kind.startswith("application/")
                                           and kind.endswith("+json"))
@@ -112,12 +123,10 @@ def _is_json(content_type: str | None) -> bool:
 
 def read_workload(body: bytes, content_type: str | None) -> Workload:
     """The request body straight into the model (one JSON parse, one validation pass)."""
+    if not _is_json(content_type):
+        raise not_json(content_type)
     if not body:
         raise _invalid([{"loc": (), "msg": "Field required", "type": "missing"}], "body")
-    if not _is_json(content_type):
-        raise _invalid([{"loc": (), "msg": f"send the workload as JSON (Content-Type: "
-                         f"application/json), not {content_type}", "type": "content_type"}],
-                       "body")
     try:
         return Workload.model_validate_json(body)
     except ValidationError as exc:
@@ -128,7 +137,9 @@ def read_workload(body: bytes, content_type: str | None) -> Workload:
         # column.
         try:
             data = json.loads(body)
-        except ValueError:
+        except json.JSONDecodeError as exc:
+            raise bad_json(exc.doc, exc.pos, exc.msg) from None
+        except ValueError:  # not UTF-8 at all
             raise _invalid(errors, "body") from None
         try:
             return Workload.model_validate(data)
@@ -156,7 +167,7 @@ async def submit(request: Request) -> Response:
     """
     rt: Runtime = request.app.state.runtime
     headers = request.headers
-    who = await get_principal(rt, request, headers.get("authorization"))
+    who = await principal_of(rt, request, headers.get("authorization"))
     key = headers.get("idempotency-key")
     if key is not None:
         try:
@@ -180,18 +191,26 @@ def add_submit(app: FastAPI) -> None:
     app.router.routes.insert(0, RequestOnlyRoute(
         "/v1/workloads", submit, methods=["POST"], response_model=WorkloadPublic,
         status_code=201, openapi_extra=SUBMIT_DOC, tags=["workloads"], name="submit",
-        responses={422: {"description": "The body or a header is invalid; `errors` names "
-                         "each field."}}))
+        operation_id="workloads-submit",
+        responses={201: {"description": "Submitted and decided.", "links": LINKS},
+                   200: {"model": WorkloadPublic, "links": LINKS,
+                         "description": "A retry with the same `Idempotency-Key`: the first "
+                         "result."},
+                   **responses(*WRITE)}))
 
 
-@router.get("", response_model=WorkloadPage)
+@router.get("", response_model=WorkloadPage, operation_id="workloads-list",
+            responses=responses(*AUTH, 403, 422))
 def list_all(rt: RuntimeDep, who: PrincipalDep,
              team: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
              kind: Kind | None = None, phase: Phase | None = None,
              site: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
              action: Action | None = None,
              limit: Annotated[int, Query(ge=1, le=200)] = 50,
-             cursor: str | None = None) -> Response:
+             cursor: Annotated[str | None, Query(
+                 pattern=r"^[A-Za-z0-9_-]+={0,2}$", max_length=500,
+                 description="`next_cursor` of the previous page (opaque: a made-up one is "
+                 "refused with 422).")] = None) -> Response:
     """Newest first, filtered; members see only their team."""
     if not who.is_admin:
         if team is not None:
@@ -212,7 +231,8 @@ def _get(rt: RuntimeDep, who: PrincipalDep, workload_id: uuid.UUID) -> WorkloadV
     return row
 
 
-@router.get("/{workload_id}", response_model=WorkloadPublic)
+@router.get("/{workload_id}", response_model=WorkloadPublic, operation_id="workloads-get",
+            responses=responses(*AUTH, 403, 404, 422))
 def get_one(workload_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> Response:
     """The workload with its latest decision."""
     row = _get(rt, who, workload_id)
@@ -250,7 +270,8 @@ def serving_json(row: ServingView) -> dict[str, Any]:
             "ready_at": _iso(row.ready_at), "updated_at": _iso(row.updated_at)}
 
 
-@router.get("/{workload_id}/events", response_model=list[EventPublic])
+@router.get("/{workload_id}/events", response_model=list[EventPublic],
+            operation_id="workloads-events", responses=responses(*AUTH, 403, 404, 422))
 def events(workload_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> list[EventPublic]:
     """The append-only event log."""
     _get(rt, who, workload_id)
@@ -266,20 +287,23 @@ def _moved(rt: RuntimeDep, workload_id: uuid.UUID, to: str, who: PrincipalDep,
                                                 message=message))
 
 
-@router.post("/{workload_id}/transitions", response_model=WorkloadPublic)
+@router.post("/{workload_id}/transitions", response_model=WorkloadPublic,
+             operation_id="workloads-transition", responses=responses(*WRITE, 404, 409))
 def transition(workload_id: uuid.UUID, body: TransitionCreate, rt: RuntimeDep,
                who: PrincipalDep) -> Response:
     """running (from placed), succeeded (from running), failed (from placed or running)."""
     return reply(workload_json(_moved(rt, workload_id, body.phase, who, body.message)))
 
 
-@router.post("/{workload_id}/cancel", response_model=WorkloadPublic)
+@router.post("/{workload_id}/cancel", response_model=WorkloadPublic,
+             operation_id="workloads-cancel", responses=responses(*AUTH, 403, 404, 409, 422))
 def cancel(workload_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> Response:
     """Cancel a live workload; its GPUs are freed and queued workloads re-evaluated."""
     return reply(workload_json(_moved(rt, workload_id, "cancelled", who)))
 
 
-@router.post("/{workload_id}/release", response_model=WorkloadPublic)
+@router.post("/{workload_id}/release", response_model=WorkloadPublic,
+             operation_id="workloads-release", responses=responses(*AUTH, 403, 404, 409, 422))
 def release(workload_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> Response:
     """Free the workload's GPUs (phase `released`); queued workloads are re-evaluated."""
     return reply(workload_json(_moved(rt, workload_id, "released", who)))
