@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -280,3 +280,48 @@ def test_a_taken_change_and_a_refused_one_move_observed_generation(operator: Ope
     back = conditions(settled(operator, "gen-moves", generation=3))
     assert back["Ready"]["status"] == "True" and back["Ready"]["observedGeneration"] == 3
     assert back["Placed"]["lastTransitionTime"] == first["Placed"]["lastTransitionTime"]
+
+
+def view(phase: str, action: str | None, site: str | None) -> Any:
+    from placement.store.workloads import WorkloadView
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    return WorkloadView(id=uuid.uuid4(), name="w", team="ml", kind="finetune", priority=0,
+                        phase=phase, site=site, action=action, document={}, decision_id=None,
+                        idempotency_key="k8s:x", created_at=now, updated_at=now)
+
+
+@pytest.mark.parametrize(("phase", "action", "acting", "ready", "placed"), [
+    ("placed", "place", False, ("True", "Placed"), ("True", "Place")),
+    ("placed", "burst", True, ("False", "Placed"), ("True", "Burst")),  # not started yet
+    ("running", "place", True, ("True", "Running"), ("True", "Place")),
+    ("succeeded", "place", True, ("True", "Succeeded"), ("False", "Succeeded")),
+    ("queued", "queue", False, ("False", "Queued"), ("False", "Queued")),
+    ("rejected", "reject", False, ("False", "Rejected"), ("False", "Rejected")),
+    ("failed", "place", True, ("False", "Failed"), ("False", "Failed")),
+    ("cancelled", "place", False, ("False", "Cancelled"), ("False", "Cancelled")),
+], ids=["placed, nothing acts", "placed, actuators run", "running", "succeeded", "queued",
+        "rejected", "failed", "cancelled"])
+def test_conditions_of_every_phase(phase: str, action: str, acting: bool,
+                                   ready: tuple[str, str], placed: tuple[str, str]) -> None:
+    from placement.operator import status_of
+
+    site = None if phase in ("queued", "rejected") else "dc-a"
+    status = status_of(view(phase, action, site), {"summary": "why"}, generation=4,
+                       acting=acting)
+    got = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    assert got == {"Ready": ready, "Placed": placed}
+    assert status["observedGeneration"] == 4
+    assert all(c["observedGeneration"] == 4 for c in status["conditions"])
+
+
+def test_last_transition_time_moves_only_with_the_status() -> None:
+    from placement.operator import status_of
+
+    t0, t1 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    first = status_of(view("placed", "place", "dc-a"), None, acting=True, now=t0)["conditions"]
+    later = status_of(view("running", "place", "dc-a"), None, acting=True, previous=first,
+                      now=t1)["conditions"]
+    times = {c["type"]: c["lastTransitionTime"] for c in later}
+    assert times == {"Ready": "2026-01-02T00:00:00Z",  # False -> True
+                     "Placed": "2026-01-01T00:00:00Z"}  # True all along
