@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import fastapi_offline
 from fastapi import FastAPI, Request
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -125,12 +125,13 @@ async def _reject(send: Callable[[Message], Awaitable[None]], limit: int, path: 
     await send({"type": "http.response.body", "body": body})
 
 
-DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI and ReDoc dist
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI's dist files
 
 
 def _offline_docs(app: FastAPI) -> None:
-    """/docs (Swagger UI) and /redoc from the assets the fastapi-offline wheel ships: they
-    load with no network (FastAPI's own pages fetch theirs from a CDN)."""
+    """/docs: Swagger UI from the assets the fastapi-offline wheel ships, so it loads with no
+    network (FastAPI's own page fetches them from a CDN). No /redoc: ReDoc fetches its logo
+    from its CDN."""
     app.mount("/docs/assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
@@ -142,14 +143,6 @@ def _offline_docs(app: FastAPI) -> None:
             swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
             swagger_favicon_url=f"{root}/docs/assets/favicon.png",
             swagger_ui_parameters={"persistAuthorization": True})
-
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        return get_redoc_html(openapi_url=f"{root}/openapi.json", title=f"{app.title} - ReDoc",
-                              redoc_js_url=f"{root}/docs/assets/redoc.standalone.js",
-                              redoc_favicon_url=f"{root}/docs/assets/favicon.png",
-                              with_google_fonts=False)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
