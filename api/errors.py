@@ -100,6 +100,25 @@ def field_error(loc: Sequence[str | int], detail: str, kind: str, fix: str) -> d
             "detail": detail, "type": kind, "fix": fix}
 
 
+def json_loc(doc: Any, loc: Sequence[str | int]) -> list[str | int]:
+    """`loc` as a path into the JSON that was sent: pydantic puts the tag of a discriminated
+    union (`onprem` in `spec.onprem.gpus`) in its paths, which the document does not have."""
+    out: list[str | int] = []
+    node = doc
+    for i, key in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(node, dict) and key not in node and not last:
+            continue  # a union's tag: the path goes on from the same object
+        out.append(key)
+        if isinstance(node, dict):
+            node = node.get(key)
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            node = node[key]
+        else:
+            node = None
+    return out
+
+
 def _fix(err: Mapping[str, Any], field: str) -> str:
     template = FIXES.get(str(err.get("type", "")))
     if template is not None:

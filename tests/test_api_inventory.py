@@ -83,7 +83,7 @@ INVALID = [
      {"metadata": {"name": "d"}, "spec": {"size_gb": -1, "replicas": ["dc-frankfurt"]}},
      ["body", "spec", "size_gb"]),
     ("site without GPUs", "/v1/sites",
-     {**SITE, "spec": {**SITE["spec"], "gpus": []}}, ["body", "spec", "onprem", "gpus"]),
+     {**SITE, "spec": {**SITE["spec"], "gpus": []}}, ["body", "spec", "gpus"]),
     ("client RTT to an unknown site", "/v1/client-locations",
      {"metadata": {"name": "c"}, "spec": {"location": {"lat": 1, "lon": 2},
                                           "rtt_ms": {"atlantis": 3}}},
@@ -97,7 +97,10 @@ def test_invalid_inventory_is_422_naming_the_field(api: Api, path: str, body: di
                                                    loc: list[Any]) -> None:
     res = api.client.post(path, json=body, headers=api.h("admin"))
     assert res.status_code == 422, res.text
-    assert loc in [e["loc"] for e in res.json()["errors"]], res.json()
+    assert res.headers["content-type"] == "application/problem+json"
+    errors = res.json()["errors"]
+    assert loc in [e["loc"] for e in errors], res.json()
+    assert all(e["location"] == "body" and e["fix"] for e in errors)
 
 
 def test_capacity_cannot_drop_below_reserved(api: Api) -> None:

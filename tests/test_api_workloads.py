@@ -127,6 +127,8 @@ AUTH = [
 def test_bad_credentials(api: Api, headers: dict[str, str], status: int) -> None:
     res = api.client.get("/v1/workloads", headers=headers)
     assert res.status_code == status and "token" in res.json()["detail"]
+    assert res.headers["www-authenticate"] == "Bearer"
+    assert res.headers["content-type"] == "application/problem+json"
 
 
 BAD = [
@@ -146,7 +148,10 @@ def test_bad_workload_is_422_naming_the_field(api: Api, patch: dict[str, Any],
     body = {**WL["vision-finetune"], "spec": {**WL["vision-finetune"]["spec"], **patch["spec"]}}
     res = api.client.post("/v1/workloads", json=body, headers=api.h("admin"))
     assert res.status_code == 422, res.text
-    assert loc in [e["loc"] for e in res.json()["errors"]]
+    errors = {tuple(e["loc"]): e for e in res.json()["errors"]}
+    assert tuple(loc) in errors, errors
+    assert errors[tuple(loc)]["pointer"] == "#/" + "/".join(map(str, loc[1:]))
+    assert errors[tuple(loc)]["fix"]
 
 
 NOT_FOUND = [

@@ -87,7 +87,8 @@ def test_a_hostile_value_is_a_422_naming_its_field(shared_api: Api, field: str,
     before = stored_workloads(a)
     res = raw_post(a, "/v1/workloads", _with(field, value))
     assert res.status_code == 422, res.text
-    locs = [".".join(str(p) for p in e["loc"]) for e in res.json()["errors"]]
+    assert res.headers["content-type"] == "application/problem+json"
+    locs = [e["field"] for e in res.json()["errors"]]
     assert any(field.split(".")[-1] in loc for loc in locs), locs
     assert stored_workloads(a) == before
 
@@ -278,7 +279,10 @@ def test_a_body_over_the_limit_is_413_before_parsing(api: Api, path: str) -> Non
                                                   "labels": {"x": "y" * (2 << 20)}}})
     res = raw_post(api, path, body)
     assert res.status_code == 413, res.text
-    assert "PLACEMENT_MAX_BODY_BYTES" in res.json()["detail"]
+    assert res.headers["content-type"] == "application/problem+json"
+    problem = res.json()
+    assert problem["status"] == 413 and problem["instance"] == path
+    assert "PLACEMENT_MAX_BODY_BYTES" in problem["detail"]
 
 
 def test_a_chunked_body_over_the_limit_is_413(api: Api) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from api.deps import PrincipalDep, RuntimeDep
-from api.errors import AUTH, WRITE, responses
+from api.errors import AUTH, WRITE, json_loc, responses
 from api.schemas import InventoryPublic
 from placement.errors import FieldProblem, InvalidRequestError
 from placement.model.common import NAME_PATTERN
@@ -23,13 +25,20 @@ def _public(row: inv.DocView) -> InventoryPublic:
 
 
 def _document(kind: inv.Kind, document: dict[str, Any]) -> dict[str, Any]:
-    """The body as the store reads it; a `kind` other than the resource's is an error, not
-    silently replaced."""
-    expected = inv.MODELS[kind].model_fields["kind"].default
+    """The body as the store reads it, checked here first so that each error names its field
+    as it was sent; a `kind` other than the resource's is an error, not silently replaced."""
+    model = inv.MODELS[kind]
+    expected = model.model_fields["kind"].default
     if document.get("kind", expected) != expected:
         raise InvalidRequestError([FieldProblem(
             ("kind",), f"kind {document['kind']!r} is not {expected!r}",
             f"send kind {expected!r} or leave it out")])
+    try:
+        model.model_validate({**document, "kind": expected})
+    except ValidationError as exc:
+        raise RequestValidationError([
+            {**e, "loc": ("body", *json_loc(document, e["loc"]))}
+            for e in exc.errors(include_url=False)]) from None
     return document
 
 
