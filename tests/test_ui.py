@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import html
+import json
+import math
+import os
 import re
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +88,9 @@ def test_empty_states(api: Api) -> None:
     _login(api, "admin")
     assert "No workloads match" in api.client.get("/ui/workloads").text
     overview = api.client.get("/ui/").text
-    assert "No workload runs on burst capacity now." in overview and "$0.00" in overview
+    assert "Active bursts" not in overview and "$0.00" in overview  # bursts are off here
+    api.client.app.state.bursts = True  # type: ignore[attr-defined]
+    assert "No workload runs on burst capacity now." in api.client.get("/ui/").text
     assert "No reports directory is configured" in api.client.get("/ui/reports").text
     home = api.client.get("/", follow_redirects=False)
     assert home.status_code == 307 and home.headers["location"] == "/ui/"
@@ -186,24 +194,130 @@ def test_a_full_site_and_a_rejected_workload(tmp_path: Path) -> None:
         assert "has 8 A100 installed; the workload needs 16 on one site" in page
 
 
-def test_reports_are_listed_and_served_sandboxed(tmp_path: Path) -> None:
-    reports = tmp_path / "reports"
-    reports.mkdir()
+def png(width: int = 3, height: int = 2) -> bytes:
+    """A small valid PNG (red pixels), as the simulator's plots are."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
+                                                                  0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+REPORT_HTML = ('<!doctype html><h1 id="t">What-if replay</h1><img src="utilization.png" '
+               'alt="Utilization"><script>document.getElementById("t").textContent = "ran"'
+               "</script>")
+
+
+def report_tree(root: Path) -> Path:
+    """A reports folder as `placement simulate --out` leaves it, in subfolders, plus the odd
+    cases: a malformed summary, one that is not an object, a link out, a file beside it."""
+    reports = root / "reports"
+    for sub, trace, headline in [("q3/baseline", "traces/q3.csv", ["Saves $1,204 a month"]),
+                                 ("q4", "traces/q4.csv", ["Within 2% of the bound", "2 seeds"])]:
+        (reports / sub).mkdir(parents=True)
+        (reports / sub / "report.html").write_text(REPORT_HTML)
+        (reports / sub / "utilization.png").write_bytes(png())
+        (reports / sub / "summary.json").write_text(json.dumps(
+            {"trace": trace, "workloads": 1200, "headline": headline, "policies": {}}))
+    (reports / "broken").mkdir()
+    (reports / "broken" / "report.html").write_text("<p>broken</p>")
+    (reports / "broken" / "summary.json").write_text('{"trace": "x.csv", "headline": [')
+    (reports / "odd").mkdir()
+    (reports / "odd" / "report.html").write_text("<p>odd</p>")
+    (reports / "odd" / "summary.json").write_text("[1, 2]")
     (reports / "q3 what-if.html").write_text("<h1>what if</h1>")
     (reports / "latin1.html").write_bytes(b"<p>caf\xe9</p>")
-    (tmp_path / "secret.html").write_text("SECRET")
-    (reports / "link.html").symlink_to(tmp_path / "secret.html")
+    (root / "secret.html").write_text("SECRET")
+    (root / "secret.png").write_bytes(png())
+    (reports / "link.html").symlink_to(root / "secret.html")
+    (reports / "q4" / "out.png").symlink_to(root / "secret.png")
+    (reports / "escape").symlink_to(root, target_is_directory=True)
+    (reports / "q4" / "notes.py").write_text("print('no')")
+    return reports
+
+
+def test_reports_are_listed_from_subfolders_with_their_summary(tmp_path: Path) -> None:
+    reports = report_tree(tmp_path)
+    os.utime(reports / "q4" / "summary.json", (2_000_000_000, 2_000_000_000))  # 2033-05-18
     with api_on(f"sqlite:///{tmp_path / 'p.db'}") as a:
         a.client.app.state.reports_dir = reports  # type: ignore[attr-defined]
         _login(a, "vision")
-        assert 'href="/ui/reports/q3%20what-if.html"' in a.client.get("/ui/reports").text
-        res = a.client.get("/ui/reports/q3%20what-if.html")
-        assert res.text == "<h1>what if</h1>"
-        assert res.headers["content-security-policy"] == "sandbox; frame-ancestors 'none'"
-        assert res.headers["cache-control"] == "no-store"
-        assert a.client.get("/ui/reports/latin1.html").status_code == 200
-        assert a.client.get("/ui/reports/link.html").status_code == 404  # points outside
-        assert a.client.get("/ui/reports/missing.html").status_code == 404
+        page = a.client.get("/ui/reports")
+        assert page.status_code == 200
+        rows = {m[0]: m[1] for m in re.findall(
+            r'<tr data-report="([^"]+)">(.*?)</tr>', page.text, re.S)}
+        assert set(rows) == {"q3/baseline/report.html", "q4/report.html", "broken/report.html",
+                             "odd/report.html", "q3 what-if.html", "latin1.html"}
+        assert next(iter(rows)) == "q4/report.html"  # newest first
+        q4 = rows["q4/report.html"]
+        assert '<code>traces/q4.csv</code> (1,200 workloads)' in q4
+        assert "2033-05-18 03:33 UTC" in q4
+        assert "<p>Within 2% of the bound</p><p>2 seeds</p>" in q4
+        assert "Saves $1,204 a month" in rows["q3/baseline/report.html"]
+        assert 'href="/ui/reports/q3/baseline/report.html"' in page.text
+        assert 'href="/ui/reports/q3%20what-if.html"' in page.text
+        for bad in ("broken/report.html", "odd/report.html"):
+            assert "summary unreadable" in rows[bad]
+        assert "no summary.json" in rows["latin1.html"]
+        assert "SECRET" not in page.text and "link.html" not in page.text
+        assert "escape" not in page.text  # a link to a folder outside is not followed
+
+
+SANDBOX = ("sandbox allow-same-origin; default-src 'none'; img-src 'self' data:; "
+           "style-src 'unsafe-inline'; frame-ancestors 'none'")
+
+
+@pytest.mark.parametrize(("path", "status", "content_type"), [
+    ("q3/baseline/report.html", 200, "text/html; charset=utf-8"),
+    ("q3/baseline/utilization.png", 200, "image/png"),
+    ("q4/summary.json", 200, "application/json"),
+    ("q3%20what-if.html", 200, "text/html; charset=utf-8"),
+    ("latin1.html", 200, "text/html; charset=utf-8"),
+    ("q4/missing.png", 404, None),
+    ("q4/notes.py", 404, None),  # not a report file type
+    ("q4", 404, None),  # a folder
+    ("link.html", 404, None),  # a link that points outside
+    ("q4/out.png", 404, None),
+    ("escape/secret.html", 404, None),  # through a linked folder
+    ("%2e%2e/secret.html", 404, None),
+    ("q4/%2e%2e/%2e%2e/secret.png", 404, None),
+    ("q4%2f..%2f..%2fsecret.png", 404, None),
+    ("%2fetc%2fpasswd.txt", 404, None),
+    ("q4/summary.json%00.png", 404, None),
+])
+def test_report_files_are_served_only_from_under_the_folder(
+        tmp_path: Path, path: str, status: int, content_type: str | None) -> None:
+    reports = report_tree(tmp_path)
+    with api_on(f"sqlite:///{tmp_path / 'p.db'}") as a:
+        assert a.client.get(f"/ui/reports/{path}", follow_redirects=False).status_code == 303
+        a.client.app.state.reports_dir = reports  # type: ignore[attr-defined]
+        _login(a, "vision")
+        res = a.client.get(f"/ui/reports/{path}")
+        assert res.status_code == status, res.text
+        assert "SECRET" not in res.text
+        _hardened(res)
+        if content_type is None:
+            return
+        assert res.headers["content-type"] == content_type
+        if path.endswith(".html"):
+            assert res.headers["content-security-policy"] == SANDBOX
+        else:
+            assert res.headers["content-security-policy"] == "frame-ancestors 'none'"
+        if path.endswith(".png"):
+            assert res.content == png()
+
+
+def test_reports_without_a_folder(tmp_path: Path) -> None:
+    with api_on(f"sqlite:///{tmp_path / 'p.db'}") as a:
+        _login(a, "admin")
+        assert "No reports directory is configured" in a.client.get("/ui/reports").text
+        assert a.client.get("/ui/reports/x/report.html").status_code == 404
+        a.client.app.state.reports_dir = tmp_path / "empty"  # type: ignore[attr-defined]
+        (tmp_path / "empty").mkdir()
+        assert "No HTML reports in" in a.client.get("/ui/reports").text
 
 
 def test_the_first_page_refreshes_and_older_pages_keep_their_place(tmp_path: Path) -> None:
@@ -390,3 +504,169 @@ def test_the_old_raw_token_cookie_is_cleared(api: Api) -> None:
     api.client.cookies.set("placement_token", api.tokens["admin"], path="/ui")
     res = api.client.get("/ui/login")
     assert 'placement_token=""' in res.headers["set-cookie"]
+
+
+# --- what the dashboard prints: grouped rejections, rounded numbers, the overview's order ---
+
+def test_rejections_are_grouped_by_filter_and_reason(examples: Any) -> None:
+    api, ids = examples
+    _login(api, "admin")
+    wid = ids["support-chat"]
+    page = api.client.get(f"/ui/workloads/{wid}").text
+    decision = api.client.get(f"/v1/workloads/{wid}", headers=api.h("admin")).json()[
+        "decision"]["decision"]
+    rejected = [c for c in decision["candidates"] if c["rejected_by"]]
+    groups = re.findall(r'<tr data-testid="rejection-group" data-filter="([^"]+)">(.*?)</tr>',
+                        page, re.S)
+    assert [g[0] for g in groups] == ["burst", "capacity", "boundary"]  # largest first
+    counts = [int(re.findall(r'class="num">(\d+)<', g[1])[0]) for g in groups]
+    assert sum(counts) == len(rejected) and counts[0] == 23
+    burst = groups[0][1]
+    assert "rule &#39;services-near-clients&#39; bursts only when on-prem cannot" in burst
+    assert "aws-us-west-2 (on_demand A100-80GB, spot A100-80GB, on_demand H100, spot H100)" in burst
+    assert "offers no A100-80GB/H100 (has: …)" in groups[1][1]  # the part that varies
+    # every candidate is still there, one row each, behind a <details>
+    every = page.split('data-testid="rejected"')[1].split("</table>")[0]
+    assert every.count("<tr><td>") == len(rejected)
+    assert page.index("<details>\n    <summary>Every rejected candidate (26)") < page.index(
+        'data-testid="rejected"')
+
+
+def test_a_reason_keeps_what_its_group_shares_and_elides_what_varies(examples: Any) -> None:
+    api, ids = examples
+    _login(api, "admin")
+    page = api.client.get(f"/ui/workloads/{ids['vision-finetune']}").text
+    [burst] = re.findall(r'data-filter="burst">(.*?)</tr>', page, re.S)
+    assert ("can start in 0.00 h, within max wait 2 h; rule "
+            "&#39;training-bursts-when-onprem-busy&#39; bursts only when on-prem cannot or "
+            "running here costs less than moving the data there (…)") in burst
+    assert ">11</td>" in burst
+
+
+@pytest.mark.parametrize(("value", "digits", "shown"), [
+    (18.371234, 2, "18.37"), (100.0, 2, "100"), (0.5, 2, "0.5"), (2, 2, "2"),
+    (1234567.891, 2, "1,234,567.89"), (0.000123, 2, "0.0001"), (-3.14159, 2, "-3.14"),
+    (0.0, 2, "0"), (None, 2, "–"), (math.nan, 2, "–"), (math.inf, 2, "–"), (12.345, 1, "12.3"),
+    (True, 2, "True"), ("n/a", 2, "n/a"),
+])
+def test_numbers_are_rounded_for_people(value: Any, digits: int, shown: str) -> None:
+    from api.ui import num
+
+    assert num(value, digits) == shown
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    (208.8249, "$208.82"), (1250, "$1,250.00"), (0.0, "$0.00"), (-4.5, "-$4.50"),
+    (None, "–"), (math.nan, "–"),
+])
+def test_dollars_are_rounded_for_people(value: Any, shown: str) -> None:
+    from api.ui import usd
+
+    assert usd(value) == shown
+
+
+def test_no_page_prints_a_long_float(examples: Any) -> None:
+    api, ids = examples
+    _login(api, "admin")
+    long_float = re.compile(r"(?<![\w.])\d+\.\d{3,}(?![\w.])")
+    for name, wid in ids.items():
+        page = api.client.get(f"/ui/workloads/{wid}").text
+        text = re.sub(r"<[^>]+>", " ", page)  # what people read, titles aside
+        titles = " ".join(re.findall(r'title="([^"]*)"', page))
+        for part in (text, titles):
+            assert not long_float.findall(part), (name, long_float.findall(part)[:5])
+    assert not long_float.findall(re.sub(r"<[^>]+>", " ", api.client.get("/ui/").text))
+    chosen = api.client.get(f"/ui/workloads/{ids['support-chat']}").text
+    assert re.search(r"\(raw \d+(\.\d{1,2})? ms\)", chosen)  # raw values shown, rounded
+
+
+def test_overview_lists_onprem_sites_first_and_bursts_only_when_on(examples: Any) -> None:
+    api, _ = examples
+    _login(api, "admin")
+    overview = api.client.get("/ui/").text
+    shown = list(dict.fromkeys(re.findall(r'<tr data-site="([^"]+)"', overview)))
+    kinds = {s.name: s.spec.type for s in load_bundle(EXAMPLES).inventory.sites}
+    assert sorted(shown) == sorted(kinds)
+    onprem = [s for s in shown if kinds[s] == "onprem"]
+    assert shown[:len(onprem)] == sorted(onprem) and shown[len(onprem):] == sorted(
+        s for s in shown if kinds[s] == "cloud")
+    # this service provisions no bursts: no bursts section, a note on the burst decision
+    assert 'data-testid="bursts"' not in overview and "Active bursts" not in overview
+    assert 'data-testid="bursts-off"' in overview and "1 burst decision(s)" in overview
+    api.client.app.state.bursts = True
+    on = api.client.get("/ui/").text
+    assert 'data-testid="bursts"' in on and "bursts-off" not in on
+    section = on.split('data-testid="bursts"')[1]
+    assert ">llm-pretrain</a>" in section and "spot A100" in section
+    assert re.search(r'data-testid="burst-rate">\$\d+\.\d\d/h<', on)
+
+
+# --- a decision's summary as the dashboard shows it ---
+
+def test_a_decision_queued_past_max_wait_says_so_consistently(tmp_path: Path) -> None:
+    with api_on(f"sqlite:///{tmp_path / 'p.db'}", QUEUE_BUNDLE) as a:
+        first = {"metadata": {"name": "first"}, "spec": {
+            "kind": "training", "team": "vision", "duration_hours": 2,
+            "gpu": {"types": ["A100"], "count": 8}}}
+        assert _submit(a, first)["phase"] == "placed"
+        waiting = _submit(a, {**first, "metadata": {"name": "second"}})
+        assert waiting["phase"] == "queued"
+        summary = waiting["decision"]["decision"]["summary"]
+        assert re.fullmatch(
+            r"queue at dc \(onprem A100\): no candidate can start within max wait 1 h; the "
+            r"shortest expected wait is dc's 2\.00 h \(1 candidate\(s\) would qualify once GPUs "
+            r"free up\)", summary), summary
+        assert "best of 0 feasible" not in summary
+        _login(a, "admin")
+        page = a.client.get(f"/ui/workloads/{waiting['id']}").text
+        assert f"data-testid=\"summary\">{html.escape(summary).replace('&#x27;', '&#39;')}<" in page
+        assert "those held back only by the wait filter are ranked above" in page
+
+
+TIES = [
+    pytest.param([("dc-b", 2.0), ("dc-a", 2.0)], None,
+                 "place on dc-a (onprem A100); score 100.0, best of 2 feasible candidate(s); "
+                 "tied on score with dc-b onprem A100: the site name decided (alphabetical "
+                 "order); ties are broken by cost, wait, site name, capacity kind, in that order",
+                 id="same-everything-site-name"),
+    pytest.param([("dc-b", 2.0), ("dc-a", 2.01)], {"cost": 0, "latency": 1, "data_gravity": 1,
+                                                   "wait": 1},
+                 "place on dc-b (onprem A100); score 100.0, best of 2 feasible candidate(s); "
+                 "tied on score with dc-a onprem A100: the lower estimated cost decided "
+                 "($16.00 against $16.08); ties are broken by cost, wait, site name, capacity "
+                 "kind, in that order", id="cost-not-weighted-still-breaks-ties"),
+    pytest.param([("dc-b", 2.0), ("dc-a", 3.0)], None,
+                 "place on dc-b (onprem A100); score 100.0, best of 2 feasible candidate(s)",
+                 id="no-tie"),
+]
+
+
+@pytest.mark.parametrize(("sites", "weights", "summary"), TIES)
+def test_a_tie_on_score_names_the_tie_break(sites: list[tuple[str, float]],
+                                            weights: dict[str, float] | None,
+                                            summary: str) -> None:
+    from . import factories as f
+
+    extra: dict[str, Any] = {"weights": weights} if weights else {}
+    pol = f.policy(max_wait_hours=1, burst={"allowed": False}, **extra)
+    eng = f.engine([f.onprem(name, {"A100": (8, price)}) for name, price in sites], pol)
+    assert eng.place(f.job(count=8, hours=1)).summary == summary
+
+
+def test_a_tie_on_wait_while_queueing_names_the_tie_break() -> None:
+    from placement.model import Reservation
+
+    from . import factories as f
+
+    pol = f.policy(max_wait_hours=1, burst={"allowed": False})
+    held = [Reservation(site=s, gpu_type="A100", count=8, remaining_hours=2)
+            for s in ("dc-a", "dc-b")]
+    eng = f.engine([f.onprem("dc-b", {"A100": (8, 2.0)}), f.onprem("dc-a", {"A100": (8, 2.0)})],
+                   pol, reservations=held)
+    d = eng.place(f.job(count=8, hours=1))
+    assert d.action == "queue"
+    assert d.summary == (
+        "queue at dc-a (onprem A100): no candidate can start within max wait 1 h; the shortest "
+        "expected wait is dc-a's 2.00 h (2 candidate(s) would qualify once GPUs free up); tied "
+        "on expected wait with dc-b onprem A100: the site name decided (alphabetical order); "
+        "ties are broken by cost, site name, in that order")

@@ -11,10 +11,13 @@ forbids framing, sniffing and caching.
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import re
 import uuid
 from collections.abc import Callable, Coroutine
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -39,6 +42,7 @@ from placement.control.auth import (
 from placement.control.runtime import Runtime
 from placement.errors import InvalidRequestError, UnauthorizedError
 from placement.model.common import NAME_PATTERN
+from placement.service.settings import Settings
 from placement.store import workloads as store
 from placement.store.db import utcnow
 from placement.store.inventory import capacity
@@ -56,7 +60,41 @@ KINDS = ("inference", "rag", "training", "finetune", "batch")
 PHASES = ("submitted", "placed", "queued", "rejected", "running", "succeeded", "failed",
           "cancelled", "released")
 ACTIONS = ("place", "burst", "queue", "reject")
+# What a report folder may serve, by suffix: the simulator writes report.html, PNG plots and
+# summary.json. Documents that could carry scripts are sandboxed (see `report_file`).
+REPORT_TYPES = {".html": "text/html", ".htm": "text/html", ".png": "image/png",
+                ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml",
+                ".json": "application/json", ".csv": "text/csv", ".txt": "text/plain"}
+DOCUMENTS = {".html", ".htm", ".svg"}
+# A report page may show its own images and inline styles; it runs no script, sends no form,
+# opens no window, and loads nothing from elsewhere. Same-origin (without scripts) only so
+# that its images are fetched with the dashboard's SameSite=Strict cookie.
+REPORT_CSP = ("sandbox allow-same-origin; default-src 'none'; img-src 'self' data:; "
+              "style-src 'unsafe-inline'")
+MAX_REPORTS = 500  # listed at most, newest first
+MAX_SUMMARY_BYTES = 8 << 20
 
+
+def num(value: Any, digits: int = 2) -> str:
+    """A number for people: at most `digits` decimals, no trailing zeros, thousands grouped
+    (`18.37`, `100`, `0.5`); a tiny non-zero value keeps one significant digit; None is a dash."""
+    if value is None or isinstance(value, bool):
+        return "–" if value is None else str(value)
+    if not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "–"
+    if value != 0 and abs(value) < 0.5 * 10.0 ** -digits:
+        return f"{value:.1g}"
+    text = f"{value:,.{digits}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def usd(value: Any) -> str:
+    """Dollars for people: `$208.82`, `$1,250.00`."""
+    if value is None or not isinstance(value, int | float) or not math.isfinite(value):
+        return "–"
+    return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
 
 
 def harden(headers: MutableHeaders, *, no_store: bool = True) -> None:
@@ -104,6 +142,8 @@ class _HardenedStatic:
 
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.filters["num"] = num
+templates.env.filters["usd"] = usd
 router = APIRouter(prefix="/ui", include_in_schema=False, route_class=HardenedRoute)
 static = _HardenedStatic(StaticFiles(directory=str(HERE / "static")))
 
@@ -246,9 +286,25 @@ def overview(request: Request) -> Response:
                              "reserved": row.reserved, "free": row.total - row.reserved})
     burst_rate = sum((d["decision"]["estimates"] or {}).get("usd_per_hour", 0.0)
                      for _, d in bursts)
-    return _page(request, "overview.html", who, sites=list(sites.values()), day=day,
+    ordered = sorted(sites.values(), key=lambda x: (x["type"] != "onprem", x["name"]))
+    return _page(request, "overview.html", who, sites=ordered, day=day,
                  month=month, bursts=bursts, burst_rate=burst_rate,
-                 signals=rt.signals is not None)
+                 bursts_on=_bursts_on(request), signals=rt.signals is not None)
+
+
+def _bursts_on(request: Request) -> bool:
+    """Whether this service provisions burst decisions (`PLACEMENT_BURSTS`): the app's state
+    when it says so, else the settings the app was built from by default (the environment),
+    read once."""
+    state = request.app.state
+    on: bool | None = getattr(state, "bursts", None)
+    if on is None:
+        try:
+            on = Settings().bursts
+        except ValueError:  # settings the app could not have started with: say off
+            on = False
+        state.bursts = on
+    return bool(on)
 
 
 def _utilization(rt: Runtime) -> dict[str, dict[str, Any]]:
@@ -365,7 +421,55 @@ def _chart(decision: dict[str, Any]) -> dict[str, Any]:
     bars.sort(key=lambda b: (b["rank"] is None, b["rank"] or 0))
     rejected = [c for c in decision["candidates"] if c["rejected_by"]]
     return {"bars": bars[:20], "hidden": max(0, len(bars) - 20), "rejected": rejected,
-            "criteria": CRITERIA}
+            "groups": _rejection_groups(rejected), "criteria": CRITERIA}
+
+
+# The parts of a reason that vary between candidates rejected for the same cause: a
+# parenthesis, a dollar amount, a number standing alone (not the digits in `A100`, `us-east-1`).
+SLOT = re.compile(r"\([^()]*\)|\$-?[\d,]*\d(?:\.\d+)?|(?<![\w.$-])-?\d+(?:\.\d+)?(?![\w-])")
+
+
+def _slot(values: tuple[str, ...]) -> str:
+    """One slot of a group's reason: the value all members share, else `…` (inside the
+    parentheses and after the words they share: `(has: …)`)."""
+    if len(set(values)) == 1:
+        return values[0]
+    if not values[0].startswith("("):
+        return "…"
+    common = values[0]
+    for v in values[1:]:
+        common = common[:next((i for i, (a, b) in enumerate(zip(common, v, strict=False))
+                               if a != b), min(len(common), len(v)))]
+    cut = max(common.rfind(" "), common.rfind("("))
+    return f"{common[:cut + 1]}…)"
+
+
+def _rejection_groups(rejected: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rejected candidates, one group per filter and reason pattern (the reason with its
+    varying numbers and parentheses as slots): the reason (a slot shown when all members agree
+    on it, else `…`), the sites and capacities it covers, and how many. Largest first."""
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for c in rejected:
+        reason = c["reason"] or ""
+        key = (c["rejected_by"], tuple(SLOT.split(reason)))
+        g = groups.setdefault(key, {"filter": c["rejected_by"], "text": key[1], "slots": [],
+                                    "sites": {}, "also": set(), "count": 0})
+        g["slots"].append(SLOT.findall(reason))
+        g["count"] += 1
+        g["also"].update(c["also_failed"] or [])
+        what = " ".join(x for x in (c["capacity"], c["gpu_type"]) if x)
+        g["sites"].setdefault(c["site"], [])
+        if what and what not in g["sites"][c["site"]]:
+            g["sites"][c["site"]].append(what)
+    out = []
+    for g in groups.values():
+        shown = [_slot(vals) for vals in zip(*g["slots"], strict=True)]
+        text = g["text"][0] + "".join(v + t for v, t in zip(shown, g["text"][1:], strict=True))
+        out.append({"filter": g["filter"], "reason": text, "count": g["count"],
+                    "also": sorted(g["also"]),
+                    "sites": [{"site": k, "what": v} for k, v in g["sites"].items()]})
+    out.sort(key=lambda g: (-g["count"], g["filter"], g["reason"]))
+    return out
 
 
 @router.get("/policy", response_class=HTMLResponse, response_model=None)
@@ -381,25 +485,91 @@ def policy(request: Request) -> Response:
 
 @router.get("/reports", response_class=HTMLResponse, response_model=None)
 def reports(request: Request) -> Response:
-    """Simulation reports (HTML files) from the reports directory, when one is configured."""
+    """Simulation reports (HTML files, in subfolders too) under the reports directory, when one
+    is configured, newest first, each with its trace, date and headline from the summary.json
+    beside it."""
     who = _principal(request)
     if who is None:
         return _login_redirect(request)
     folder: Path | None = getattr(request.app.state, "reports_dir", None)
-    files = sorted(p.name for p in folder.glob("*.html")) if folder and folder.is_dir() else []
-    return _page(request, "reports.html", who, files=files, folder=folder)
+    found = _find_reports(folder) if folder and folder.is_dir() else []
+    return _page(request, "reports.html", who, reports=found[:MAX_REPORTS],
+                 more=max(0, len(found) - MAX_REPORTS), folder=folder)
 
 
-@router.get("/reports/{name}", response_model=None)
-def report(request: Request, name: str) -> Response:
+def _find_reports(folder: Path) -> list[dict[str, Any]]:
+    root = folder.resolve()
+    found = []
+    for here, dirs, files in os.walk(root):  # links to folders are not followed
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(here) / name
+            if path.suffix.lower() not in (".html", ".htm") or _inside(root, path) is None:
+                continue
+            found.append(_report_entry(root, path))
+    found.sort(key=lambda r: r["sort"], reverse=True)
+    return found
+
+
+def _inside(root: Path, path: Path) -> Path | None:
+    """`path` resolved, when it is a file under `root` (a link that leads out is not)."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):
+        return None
+    return real if real.is_relative_to(root) and real.is_file() else None
+
+
+def _report_entry(root: Path, path: Path) -> dict[str, Any]:
+    """A report as listed: its link, folder, date (UTC) and what its summary.json says."""
+    rel = path.relative_to(root)
+    folder = rel.parent.as_posix()
+    entry: dict[str, Any] = {"href": rel.as_posix(), "folder": "" if folder == "." else folder,
+                             "trace": None, "workloads": None, "headline": [],
+                             "summary": "missing"}
+    summary = path.parent / "summary.json"
+    dated = path
+    if summary.exists() or summary.is_symlink():
+        entry["summary"] = "unreadable"
+        real = _inside(root, summary)
+        data: Any = None
+        if real is not None and real.stat().st_size <= MAX_SUMMARY_BYTES:
+            try:
+                data = json.loads(real.read_bytes())
+            except (OSError, ValueError):
+                data = None
+        if (isinstance(data, dict) and isinstance(data.get("trace"), str)
+                and isinstance(data.get("headline", []), list)):
+            entry.update(summary="ok", trace=data["trace"],
+                         headline=[str(x) for x in data.get("headline", [])],
+                         workloads=data.get("workloads") if isinstance(
+                             data.get("workloads"), int | float) else None)
+            dated = real or path
+    try:
+        stamp = dated.stat().st_mtime
+    except OSError:
+        stamp = 0.0
+    entry["date"] = datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    entry["sort"] = (stamp, entry["href"])
+    return entry
+
+
+@router.get("/reports/{name:path}", response_model=None)
+def report_file(request: Request, name: str) -> Response:
+    """A file of a report (its HTML, plots, summary) from under the reports directory: only a
+    file that exists there, of a known type; `..` or a link that leads out is not found."""
     who = _principal(request)
     if who is None:
         return _login_redirect(request)
     folder: Path | None = getattr(request.app.state, "reports_dir", None)
-    path = (folder / name).resolve() if folder else None
-    if (folder is None or path is None or not name.endswith(".html")
-            or not path.is_relative_to(folder.resolve()) or not path.is_file()):
+    kind = REPORT_TYPES.get(Path(name).suffix.lower())
+    path = None
+    if folder is not None and kind is not None and "\x00" not in name:
+        path = _inside(folder.resolve(), folder / name)
+    if path is None or kind is None:
         return _page(request, "missing.html", who, status=404, what=name)
-    # A report is a document, not part of the dashboard: no scripts, no access to its cookies.
-    return FileResponse(path, media_type="text/html", headers={
-        "Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"})
+    headers = {"X-Content-Type-Options": "nosniff"}
+    if Path(name).suffix.lower() in DOCUMENTS:
+        # A report is a document, not part of the dashboard: no scripts, forms or windows.
+        headers["Content-Security-Policy"] = REPORT_CSP
+    return FileResponse(path, media_type=kind, headers=headers)
