@@ -22,6 +22,7 @@ from placement.cli.common import (
 from placement.cli.common import fail as _fail
 from placement.cli.common import settings as _settings
 from placement.errors import ConfigError, PlacementError
+from placement.policy import examples
 
 if TYPE_CHECKING:
     from placement.policy.loader import Bundle
@@ -37,7 +38,8 @@ app.add_typer(db_app, name="db")
 triton_app = typer.Typer(no_args_is_help=True, help="Serving with Triton Inference Server.")
 app.add_typer(triton_app, name="triton")
 
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Directory of YAML documents.")]
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Directory of YAML documents.",
+                                         callback=examples.resolve)]  # shipped if absent
 AccessLogOpt = Annotated[bool | None, typer.Option(
     "--access-log/--no-access-log", help="Log every HTTP request (default: "
     "PLACEMENT_ACCESS_LOG or off).", show_default=False)]

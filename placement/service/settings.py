@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from placement.policy import examples
 from placement.store.db import DEFAULT_URL
 
 PREFIX = "PLACEMENT_"
@@ -95,6 +96,12 @@ class Settings(LogSettings):
                          "work (database, engine); with the GIL, more stretch every "
                          "transaction without adding throughput.")
     demo_token: bool = Field(default=False, description="Create and print an admin token.")
+
+    @field_validator("config_dir")
+    @classmethod
+    def _shipped_examples(cls, value: Path) -> Path:
+        return examples.resolve(value)  # the default works from an installed package too
+
     def environment(self) -> dict[str, str]:
         """These settings as PLACEMENT_* variables (secrets in clear: for child processes)."""
         out: dict[str, str] = {}
