@@ -16,7 +16,7 @@ PACKAGES = ("placement", "api", "infra")
 # Layers that share a tuple are siblings: neither may import the other.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("placement.errors", "placement.jsoncodec", "placement.periodic", "placement.metrics",
-     "placement.tuning"),
+     "placement.tuning", "placement.extras"),
     ("placement.model",),
     ("placement.policy",),
     ("placement.signals",),
