@@ -6,6 +6,7 @@ screenshot is saved under $PLACEMENT_TEST_ARTIFACTS (default .artifacts/ui)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from placement.policy.loader import load_bundle
 
 from .conftest import EXAMPLES, ROOT
 from .services import server, unavailable
+from .test_ui import report_tree
 
 ARTIFACTS = Path(os.environ.get("PLACEMENT_TEST_ARTIFACTS", ROOT / ".artifacts" / "ui"))
 
@@ -47,15 +49,19 @@ def _token(db: str, *args: str) -> str:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("ui")
     db = f"sqlite:///{tmp / 'p.db'}"
-    with server(db, EXAMPLES) as base:
-        tokens = {"admin": _token(db, "--role", "admin"),
-                  "vision": _token(db, "--role", "member", "--team", "vision"),
-                  "quality": _token(db, "--role", "member", "--team", "quality")}
-        for wl in load_bundle(EXAMPLES).workloads:
-            res = httpx.post(f"{base}/v1/workloads", json=wl.model_dump(mode="json"),
-                             headers={"Authorization": f"Bearer {tokens['admin']}"}, timeout=30)
-            assert res.status_code == 201, res.text
-        yield Site(base, tokens)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PLACEMENT_REPORTS_DIR", str(report_tree(tmp)))
+        env.delenv("PLACEMENT_BURSTS", raising=False)  # this service provisions no bursts
+        with server(db, EXAMPLES) as base:
+            tokens = {"admin": _token(db, "--role", "admin"),
+                      "vision": _token(db, "--role", "member", "--team", "vision"),
+                      "quality": _token(db, "--role", "member", "--team", "quality")}
+            for wl in load_bundle(EXAMPLES).workloads:
+                res = httpx.post(f"{base}/v1/workloads", json=wl.model_dump(mode="json"),
+                                 headers={"Authorization": f"Bearer {tokens['admin']}"},
+                                 timeout=30)
+                assert res.status_code == 201, res.text
+            yield Site(base, tokens)
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +126,21 @@ def test_overview_matches_the_api(browser: Any, site: Site) -> None:
     _shot(page, "overview")
 
 
+def test_overview_puts_onprem_first_and_hides_bursts_when_off(browser: Any, site: Site) -> None:
+    page = _login(browser, site, "admin")
+    kinds = {s.name: s.spec.type for s in load_bundle(EXAMPLES).inventory.sites}
+    order = list(dict.fromkeys(page.locator("tbody tr[data-site]").evaluate_all(
+        "rows => rows.map(r => r.dataset.site)")))
+    onprem = sorted(n for n, k in kinds.items() if k == "onprem")
+    assert order == onprem + sorted(n for n, k in kinds.items() if k == "cloud")
+    first = page.locator("tbody th[scope=rowgroup]").first
+    assert first.inner_text() == onprem[0] and first.is_visible()
+    assert page.get_by_role("heading", name="Active bursts").count() == 0
+    assert page.get_by_test_id("burst-rate").count() == 0
+    note = page.get_by_test_id("bursts-off")
+    assert note.is_visible() and "1 burst decision(s)" in note.inner_text()
+
+
 def test_follow_a_workload_to_its_explanation(browser: Any, site: Site) -> None:
     page = _login(browser, site, "admin")
     page.get_by_role("link", name="Workloads").click()
@@ -135,7 +156,17 @@ def test_follow_a_workload_to_its_explanation(browser: Any, site: Site) -> None:
     assert chosen.count() == 1
     assert api["site"] in chosen.get_attribute("aria-label")
     rejected = [c for c in api["candidates"] if c["rejected_by"]]
-    assert page.get_by_test_id("rejected").locator("tbody tr").count() == len(rejected)
+    groups = page.get_by_test_id("rejection-group")
+    assert groups.count() == 3 and groups.first.is_visible()
+    counts = [int(x) for x in page.locator('[data-testid="rejection-group"] td.num')
+              .all_inner_texts()]
+    assert sum(counts) == len(rejected)
+    every = page.get_by_test_id("rejected")
+    assert every.locator("tbody tr").count() == len(rejected) and not every.is_visible()
+    page.get_by_text(f"Every rejected candidate ({len(rejected)})").click()
+    assert every.is_visible()  # all of them, one click away
+    bars = page.get_by_test_id("scores").locator("td").all_inner_texts()
+    assert bars and not any(re.search(r"\d\.\d{3,}", t) for t in bars), bars
     _shot(page, "workload")
     phone = _login(browser, site, "admin", viewport={"width": 390, "height": 844})
     phone.goto(page.url)
@@ -152,6 +183,25 @@ def test_policy_page_shows_the_active_version(browser: Any, site: Site) -> None:
     page.get_by_role("link", name="Simulation reports").click()
     assert page.get_by_role("heading", name="Simulation reports").is_visible()
     _shot(page, "reports")
+
+
+def test_a_report_opens_with_its_plots_and_no_scripts(browser: Any, site: Site) -> None:
+    page = _login(browser, site, "vision")
+    page.get_by_role("link", name="Simulation reports").click()
+    rows = page.locator("tr[data-report]")
+    assert rows.count() == 6
+    q4 = page.locator('tr[data-report="q4/report.html"]')
+    assert "traces/q4.csv" in q4.inner_text() and "Within 2% of the bound" in q4.inner_text()
+    broken = page.locator('tr[data-report="broken/report.html"]')
+    assert "summary unreadable" in broken.inner_text()
+    page.get_by_role("link", name="q3/baseline/report.html").click()
+    page.wait_for_url("**/ui/reports/q3/baseline/report.html")
+    img = page.get_by_role("img", name="Utilization")
+    img.wait_for()
+    page.wait_for_load_state("load")
+    assert img.evaluate("i => i.complete && i.naturalWidth") == 3  # the plot was served
+    assert page.locator("#t").inner_text() == "What-if replay"  # its script did not run
+    _shot(page, "report")
 
 
 def test_a_member_of_another_team_sees_nothing_of_it(browser: Any, site: Site) -> None:
