@@ -91,6 +91,9 @@ def main() -> None:
                         help="judge on a synthetic inventory of N catalog sites instead of "
                         "--config's (its policy.yaml is kept)")
     parser.add_argument("--inventory-seed", type=int, default=11)
+    parser.add_argument("--baselines", default="all",
+                        help="comma-separated baselines (and engine-greedy: the engine without "
+                        "bid prices), or all")
     args = parser.parse_args()
     tune_gc()  # as every entry point does (placement.tuning)
     scratch = tempfile.TemporaryDirectory()
@@ -103,7 +106,8 @@ def main() -> None:
             summary = simulate(Options(
                 trace=DATA / name, config=config, out=Path(out), seed=args.seed,
                 limit=args.limit, skip=args.skip, bound=not args.no_bound,
-                bound_time_s=args.bound_time_s, seeds=args.seeds, cluster=args.cluster))
+                bound_time_s=args.bound_time_s, seeds=args.seeds, cluster=args.cluster,
+                baselines=tuple(args.baselines.split(","))))
             line = judge(summary, time.perf_counter() - t0)
         line["cores"] = os.cpu_count()
         print(json.dumps(line), flush=True)

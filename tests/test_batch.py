@@ -8,7 +8,7 @@ import heapq
 import math
 import random
 from collections import Counter
-from dataclasses import astuple
+from dataclasses import astuple, replace
 from typing import Any
 
 import numpy as np
@@ -136,6 +136,16 @@ def _state(rng: random.Random, engine: Engine) -> CapacityState:
     return CapacityState(reserved, ReleaseSchedule(ci, rows))
 
 
+def _with_bids(rng: random.Random, engine: Engine, state: CapacityState) -> CapacityState:
+    """`state` with random bid prices on the on-prem groups (some 0), half the time."""
+    if rng.random() < 0.5:
+        return state
+    ci = engine.ci
+    price = np.array([0.0 if cloud or rng.random() < 0.3 else rng.uniform(0, 6)
+                      for cloud in ci.is_cloud[ci.group_site].tolist()])
+    return replace(state, bid_price=price, bid_note="estimated: test bid prices")
+
+
 def _same(a: Pick | None, b: Pick | None) -> bool:
     if a is None or b is None:
         return a is b
@@ -149,7 +159,7 @@ def _compare(engine: Engine, rng: random.Random, states: int, per_state: int,
     gpus = list(engine.ci.gpu_index)
     actions: Counter[str] = Counter()
     for _ in range(states):
-        view = engine.with_capacity(_state(rng, engine)).with_team_spend(
+        view = engine.with_capacity(_with_bids(rng, engine, _state(rng, engine))).with_team_spend(
             {"u": rng.uniform(0, 3000), "t": rng.uniform(0, 3000)})
         for i in range(per_state):
             wl = _workload(rng, i, datasets, clients, gpus)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -14,10 +14,12 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from placement.engine import Engine
+from placement.engine.batch import BatchEngine, unsupported
 from placement.engine.compiled import CapacityState, HeldRow, ReleaseSchedule
+from placement.engine.shadow import BidPrices, Demand, free_gpu_hours, price_demand
 from placement.errors import PlacementError
 from placement.metrics import Metrics
-from placement.model import Inventory, Policy, Site
+from placement.model import Inventory, Policy, Site, Workload
 from placement.policy.loader import Bundle, policy_version
 from placement.signals import Observed, SignalCache
 from placement.store import policies
@@ -25,6 +27,9 @@ from placement.store.capacity import active_holds, reserved_counts
 from placement.store.db import Database, as_utc, utcnow
 from placement.store.inventory import inventory_version, load_inventory
 from placement.store.spend import team_spend
+from placement.store.workloads import submitted_since
+
+BID_DEMAND_LIMIT = 20_000  # the newest workloads bid prices read at most
 
 
 class MeasuredTimes(Protocol):
@@ -68,6 +73,7 @@ class Runtime:
     triton: MeasuredTimes | None = None  # service times measured on the Triton servers we run
     _spend: tuple[float, dict[str, float]] | None = None  # (read at, burst USD per team)
     inventory_skipped: list[str] = field(default_factory=list)  # stored rows that do not load
+    _bids: tuple[tuple[int, str], float, BidPrices] | None = None  # (engine key, at, prices)
 
     def set_policy(self, policy: Policy, version: str) -> None:
         """Switch to another policy; the next decision compiles an engine for it."""
@@ -119,7 +125,7 @@ class Runtime:
                 self.inventory_skipped = skipped
                 self.metrics.inventory_skipped.set(len(skipped))
                 self._base, self._key = base, key
-        cap = self._read_capacity(session, base)
+        cap = self._bid_prices(session, base, key, self._read_capacity(session, base))
         self._cap = (key, time.monotonic(), cap)
         return self._team_spend(self._observe(base.with_capacity(cap)))
 
@@ -184,6 +190,37 @@ class Runtime:
 
         schedule.fetch = fetch
         return CapacityState(reserved, schedule)
+
+    def _bid_prices(self, session: Session, base: Engine, key: tuple[int, str],
+                    cap: CapacityState) -> CapacityState:
+        """With `opportunity_cost` in the policy: `cap` with bid prices for the on-prem GPUs
+        (placement.engine.shadow), from the workloads submitted over the policy's window and
+        the GPU-hours free over as many hours ahead; recomputed every `every_minutes`, the
+        same in every worker (all read the store)."""
+        priced = base.policy.spec.opportunity_cost
+        if priced is None:
+            return cap
+        cached = self._bids
+        if (cached is not None and cached[0] == key
+                and time.monotonic() - cached[1] < priced.every_minutes * 60):
+            return replace(cap, bid_price=cached[2].usd_per_gpu_hour, bid_note=cached[2].note)
+        now = utcnow()
+        since = now - timedelta(hours=priced.window_hours)
+        batch = BatchEngine(base.with_observed(None)) if not unsupported(base) else None
+        demands: list[Demand] = []
+        for at, doc in submitted_since(session, since=since, limit=BID_DEMAND_LIMIT):
+            try:
+                wl = Workload.model_validate(doc)
+                got = batch.demand(wl, (at - since).total_seconds() / 3600) if batch else None
+            except (ValueError, PlacementError):
+                continue  # a document the current inventory or policy cannot read
+            if got is not None:
+                demands.append(got)
+        bids = price_demand(free_gpu_hours(base.ci, cap, priced.window_hours), demands,
+                            priced.window_hours, priced.every_minutes / 60,
+                            now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        self._bids = (key, time.monotonic(), bids)
+        return replace(cap, bid_price=bids.usd_per_gpu_hour, bid_note=bids.note)
 
     def _release_rows(self, pairs: list[tuple[str, str]], overdue_hours: float
                       ) -> tuple[list[HeldRow], set[tuple[str, str]]]:

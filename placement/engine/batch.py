@@ -38,6 +38,7 @@ from placement.engine.compiled import ONPREM, SPOT
 from placement.engine.context import DecisionContext
 from placement.engine.engine import Engine, shape_key
 from placement.engine.plugins.registry import default_filters, default_scores
+from placement.engine.shadow import Demand, demand_of, work_value_usd_per_gpu_hour
 from placement.model.workload import Workload
 
 Floats = NDArray[np.float64]
@@ -108,6 +109,7 @@ class ShapeTable:
     spot_room: bool  # spot candidates need deadline room for restarts
     lists: tuple[list[float], ...]  # floats' columns as lists (scalar reads are cheaper)
     int_lists: tuple[list[int], ...]
+    no_bid: Floats  # zeros: the kernel's bid prices when none are set
 
 
 # The filters and criteria whose per-workload part the kernel below implements. Every other
@@ -163,6 +165,7 @@ class BatchEngine:
         self.engine = engine
         self._tables: dict[tuple[Any, ...], ShapeTable] = {}
         self._shape_filters = [p for p in engine.filters if getattr(p, "SHAPE_ONLY", False)]
+        self._values: dict[tuple[str, ...], float] = {}
 
     def table(self, wl: Workload) -> ShapeTable:
         """The workload's shape table (built on first use; unknown references raise as in
@@ -229,7 +232,26 @@ class BatchEngine:
                           rule.service_horizon_hours, burst.restart_overhead_minutes / 60,
                           not spec.is_service, spot_room,
                           tuple(floats[:, k].tolist() for k in range(floats.shape[1])),
-                          tuple(ints[:, k].tolist() for k in range(ints.shape[1])))
+                          tuple(ints[:, k].tolist() for k in range(ints.shape[1])),
+                          np.zeros(len(ints)))
+
+    def demand(self, wl: Workload, at_h: float) -> Demand | None:
+        """`wl`'s demand for on-prem GPUs (placement.engine.shadow), from its candidates that
+        pass the capacity-blind rules."""
+        t = self.table(wl)
+        if not len(t.ints):
+            return None
+        spec = wl.spec
+        hours = spec.duration_hours if spec.duration_hours else t.horizon_hours
+        f = t.floats
+        totals = f[:, F_USD_H] * (hours * f[:, F_FACTOR]) + f[:, F_EGRESS_USD] + \
+            f[:, F_LOOKUP_USD_H] * hours
+        types = tuple(spec.gpu.types)
+        value = self._values.get(types)
+        if value is None:
+            value = self._values[types] = work_value_usd_per_gpu_hour(self.engine.ci, types)
+        return demand_of(at_h, t.ints[:, I_KIND], t.ints[:, I_GROUP], totals, t.need, hours,
+                         value)
 
     def decide(self, view: Engine, wl: Workload) -> Pick | None:
         """Engine.decide's choice for `wl` against `view` (this engine's inventory and policy
@@ -252,7 +274,9 @@ class BatchEngine:
         short = deficit > 0
         if short.any():
             waits[t.onprem[short]] = cap.schedule.wait(t.onprem_group[short], deficit[short])
-        i, action, wait = _kernel(t.floats, t.ints, cap.reserved, waits, p, t.need)
+        bid = t.no_bid if cap.bid_price is None else np.where(
+            t.ints[:, I_KIND] == ONPREM, cap.bid_price[t.ints[:, I_GROUP]], 0.0)
+        i, action, wait = _kernel(t.floats, t.ints, cap.reserved, waits, p, t.need, bid)
         if action == 0:
             return None
         f, n = t.lists, t.int_lists
@@ -288,12 +312,14 @@ def _before_py(a0: float, a1: float, a2: float, a3: float, a4: float,
 
 
 def _kernel_py(fl: Floats, it: Ints, reserved: Ints, onprem_wait: Floats, p: Floats,
-               need: int) -> tuple[int, int, float]:
+               need: int, bid: Floats) -> tuple[int, int, float]:
     """(table position, action code, wait) of Engine.decide's choice; see the module doc.
 
     Mirrors, in order: Capacity, Wait, Deadline, Budget and BurstGate's filters (the others
     are in the table already), Engine.decide's queue-only fallback, normalize() and
-    Engine._score's weighted total and lexsort keys.
+    Engine._score's weighted total and lexsort keys. `bid` is each row's bid price per
+    GPU-hour (0 in the cloud): the cost criterion and the gate's on-prem side add it x
+    GPU-hours, as DecisionContext.cost_usd and when_gated do.
     """
     m = fl.shape[0]
     hours, max_wait, deadline = p[P_HOURS], p[P_MAX_WAIT], p[P_DEADLINE]
@@ -301,6 +327,7 @@ def _kernel_py(fl: Floats, it: Ints, reserved: Ints, onprem_wait: Floats, p: Flo
     dl_filter = p[P_DEADLINE_FILTER] > 0
     wait = np.empty(m)
     total = np.empty(m)
+    cost = np.empty(m)
     start = np.empty(m)
     run_h = np.empty(m)
     egress = np.empty(m)
@@ -319,6 +346,8 @@ def _kernel_py(fl: Floats, it: Ints, reserved: Ints, onprem_wait: Floats, p: Flo
         run_h[i] = hours * fl[i, F_FACTOR]
         egress[i] = fl[i, F_EGRESS_USD] + fl[i, F_LOOKUP_USD_H] * hours
         total[i] = fl[i, F_USD_H] * run_h[i] + egress[i]
+        opp = bid[i] * (float(it[i, I_BILLED]) * run_h[i])
+        cost[i] = total[i] + opp
         start[i] = max(wait[i], fl[i, F_TRANSFER_H])
         ok = not (cloud and short)
         if dl_filter and not start[i] + run_h[i] <= deadline:
@@ -331,8 +360,8 @@ def _kernel_py(fl: Floats, it: Ints, reserved: Ints, onprem_wait: Floats, p: Flo
         wait_ok[i] = wait[i] <= max_wait
         ok7[i] = ok and wait_ok[i]
         if ok7[i] and not cloud:
-            if not any_onprem or egress[i] < cheapest_onprem:
-                cheapest_onprem = egress[i]
+            if not any_onprem or egress[i] + opp < cheapest_onprem:
+                cheapest_onprem = egress[i] + opp
             any_onprem = True
     when = p[P_WHEN]
     considered = np.zeros(m, dtype=np.bool_)
@@ -360,7 +389,7 @@ def _kernel_py(fl: Floats, it: Ints, reserved: Ints, onprem_wait: Floats, p: Flo
             found = True
             best_lat = min(best_lat, fl[i, F_P99])
             best_dg = min(best_dg, fl[i, F_TRANSFER_H])
-            best_cost = min(best_cost, total[i])
+            best_cost = min(best_cost, cost[i])
             best_wait = min(best_wait, wait[i])
     if not found:
         return -1, 0, 0.0
@@ -381,7 +410,7 @@ def _kernel_py(fl: Floats, it: Ints, reserved: Ints, onprem_wait: Floats, p: Flo
             if w_dg > 0:
                 s = s + w_dg * _score(fl[i, F_TRANSFER_H], best_dg, p[P_S_DG])
             if w_cost > 0:
-                s = s + w_cost * _score(total[i], best_cost, p[P_S_COST])
+                s = s + w_cost * _score(cost[i], best_cost, p[P_S_COST])
             if w_wait > 0:
                 s = s + w_wait * _score(wait[i], best_wait, p[P_S_WAIT])
             if wsum > 0:
@@ -396,5 +425,6 @@ def _kernel_py(fl: Floats, it: Ints, reserved: Ints, onprem_wait: Floats, p: Flo
 
 _score = numba.njit(cache=True)(_score_py)
 _before = numba.njit(cache=True)(_before_py)
-_kernel = cast(Callable[[Floats, Ints, Ints, Floats, Floats, int], tuple[int, int, float]],
+_kernel = cast(Callable[[Floats, Ints, Ints, Floats, Floats, int, Floats],
+                        tuple[int, int, float]],
                numba.njit(cache=True)(_kernel_py))

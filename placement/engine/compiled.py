@@ -385,6 +385,10 @@ class CapacityState:
 
     reserved: Ints  # G
     schedule: ReleaseSchedule
+    # per group, USD per GPU-hour an on-prem GPU is worth to work only on-prem can run
+    # (placement.engine.shadow), and where it came from; None: not priced
+    bid_price: Floats | None = None
+    bid_note: str = ""
 
 
 def capacity_state(ci: CompiledInventory, reservations: list[Reservation]) -> CapacityState:

@@ -206,6 +206,24 @@ class DecisionContext:
         return self.gpu_usd + self.egress_usd
 
     @cached_property
+    def opportunity_usd(self) -> Floats:
+        """What the on-prem GPU-hours are worth to work only on-prem can run: the group's bid
+        price x GPU-hours (0 in the cloud, and without bid prices)."""
+        price = self.cap.bid_price
+        if price is None:
+            return np.zeros(self.n)
+        opp: Floats = np.where(self.kind == ONPREM, price[self.group] * self.gpu_hours, 0.0)
+        return opp
+
+    @cached_property
+    def cost_usd(self) -> Floats:
+        """The cost criterion: billed $ plus the opportunity cost of on-prem GPUs."""
+        if self.cap.bid_price is None:
+            return self.total_usd
+        cost: Floats = self.total_usd + self.opportunity_usd
+        return cost
+
+    @cached_property
     def store_free_gpus(self) -> Ints:
         """Installed (or quota) minus reserved, per the store."""
         free: Ints = self.ci.group_capacity[self.group] - self.cap.reserved[self.group]

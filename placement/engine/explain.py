@@ -38,7 +38,7 @@ _ESTIMATES = (  # field, Decision digits, zero when missing
     ("p99_latency_ms", 3, False), ("total_usd", 2, True), ("gpu_usd", 2, True),
     ("usd_per_hour", 4, True), ("egress_gb", 3, True), ("egress_usd", 2, True),
     ("transfer_hours", 4, True), ("wait_hours", 6, False), ("finish_hours", 6, False),
-    ("gpu_hours", 3, True))
+    ("gpu_hours", 3, True), ("opportunity_usd", 2, True))
 
 
 _ESTIMATE_NAMES = [name for name, _, _ in _ESTIMATES]
@@ -48,7 +48,7 @@ def _estimate_rows(out: Outcome) -> list[dict[str, Any]]:
     """Estimates for every candidate, as the fields of `Estimates`."""
     c = out.ctx
     arrays = [c.p99_ms, c.total_usd, c.gpu_usd, c.usd_per_hour, c.egress_gb, c.egress_usd,
-              c.transfer_hours, c.wait_hours, c.finish_hours, c.gpu_hours]
+              c.transfer_hours, c.wait_hours, c.finish_hours, c.gpu_hours, c.opportunity_usd]
     cols = _cols(arrays, [d for _, d, _ in _ESTIMATES], [z for _, _, z in _ESTIMATES])
     if c.workload.spec.is_service:
         cols[8] = [None] * c.n
@@ -78,6 +78,11 @@ def _sources(out: Outcome) -> list[dict[str, str]]:
             got = seen[key] = {name: SOURCE_NAMES[code]
                                for name, code in zip(_SOURCE_KEYS, row, strict=True) if code >= 0}
         rows.append(dict(got))
+    price = c.cap.bid_price
+    if price is not None:  # on-prem candidates: the bid price and where it came from
+        for i in np.flatnonzero(~c.is_cloud).tolist():
+            rows[i]["opportunity"] = (f"{c.cap.bid_note}: "
+                                      f"${float(price[int(c.group[i])]):,.4f} per GPU-hour")
     return rows
 
 

@@ -29,10 +29,15 @@ class Estimates(_Out):
     )
     finish_hours: float | None = Field(description="Jobs: expected hours until done.")
     gpu_hours: float = Field(description="GPU-hours billed, spot restarts included.")
-    sources: dict[Literal["client_rtt", "lookup_rtt", "bandwidth", "egress"], str] = Field(
-        default_factory=dict, description="Where each network number behind these estimates "
-        "comes from: `measured`, or `estimated: <method>` (the worst client's RTT, the RTT to "
-        "the data for lookups, the bandwidth and the egress price of the largest bulk move).")
+    opportunity_usd: float = Field(
+        default=0.0, description="On-prem: what its GPU-hours are worth to work only on-prem "
+        "can run (bid price x GPU-hours), added to the cost criterion; not billed.")
+    sources: dict[Literal["client_rtt", "lookup_rtt", "bandwidth", "egress", "opportunity"],
+                  str] = Field(
+        default_factory=dict, description="Where each estimated number comes from: "
+        "`measured`, or `estimated: <method>` (the worst client's RTT, the RTT to the data "
+        "for lookups, the bandwidth and the egress price of the largest bulk move, the bid "
+        "price behind opportunity_usd).")
 
 
 class CriterionScore(_Out):

@@ -116,11 +116,25 @@ class Defaults(Strict):
     )
 
 
+class OpportunityCost(Strict):
+    """Price on-prem GPU-hours at what they are worth to work that can only run there: bid
+    prices from the duals of an LP over the recent arrivals (placement.engine.shadow)."""
+
+    window_hours: float = Field(
+        default=24, gt=0, le=MAX_HOURS, description="Arrivals over this many past hours are "
+        "the demand the LP expects over as many hours ahead.")
+    every_minutes: float = Field(default=15, gt=0, le=MAX_HOURS * 60,
+                                 description="How often the bid prices are recomputed.")
+
+
 class PolicySpec(Strict):
     """Defaults, normalization scales and the ordered rules."""
 
     defaults: Defaults = Field(default_factory=Defaults)
     scales: Scales = Field(default_factory=Scales)
+    opportunity_cost: OpportunityCost | None = Field(
+        default=None, description="On-prem GPU-hours cost their amortized price plus a bid "
+        "price for the work only on-prem can run (absent: the amortized price alone).")
     rules: list[Rule] = Field(default_factory=list)
     team_budgets: dict[Text, Annotated[float, Field(gt=0, le=MAX_USD)]] = Field(
         default_factory=dict, description="USD each team may spend on cloud bursts per "

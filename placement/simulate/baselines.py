@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,7 @@ from placement.engine.plugins.boundary import Boundary
 from placement.engine.plugins.budget import Budget
 from placement.engine.plugins.burst import burst_allowed, spot_allowed, when_gated
 from placement.engine.plugins.constraints import Constraints
+from placement.engine.shadow import BidPriceEstimator
 from placement.model import Workload
 from placement.model.inventory import CloudSiteSpec
 from placement.simulate.replay import Decider
@@ -65,12 +66,19 @@ FACTS_KEPT = 4096  # shapes whose facts a baseline keeps (a service window is a 
 class EngineDecider:
     """The project's policy: the real engine, every filter and score. Through the engine's
     batch path (the same choice as Engine.decide, faster) when the engine has the default
-    plugins; through Engine.decide otherwise."""
+    plugins; through Engine.decide otherwise. Where the policy sets `opportunity_cost`, on-prem
+    GPU-hours carry bid prices from the demand seen so far in the replay (the batch path's
+    shape tables give each arrival's demand); `greedy` turns them off (`engine-greedy`: the
+    same engine deciding each workload alone, to compare against)."""
 
     name = "engine"
 
-    def __init__(self) -> None:
+    def __init__(self, greedy: bool = False) -> None:
         self._batch: dict[int, BatchEngine | None] = {}
+        self._bids: dict[int, BidPriceEstimator] = {}
+        self.greedy = greedy
+        if greedy:
+            self.name = "engine-greedy"
 
     def decide(self, engine: Engine, sw: SimWorkload) -> Pick | None:
         key = id(engine.ci)
@@ -78,13 +86,27 @@ class EngineDecider:
             why = unsupported(engine)
             if why is not None:
                 log.warning("the batch path cannot run this engine (%s): every workload goes "
-                            "through Engine.decide, which is slower", why)
+                            "through Engine.decide, which is slower, and without bid prices",
+                            why)
             self._batch[key] = BatchEngine(engine) if why is None else None
         batch = self._batch[key]
-        if batch is not None:
+        if batch is None:
+            out = engine.decide(sw.workload)
+            return None if out.chosen is None else Pick.of(out.ctx, out.chosen, out.action)
+        priced = engine.policy.spec.opportunity_cost
+        if priced is None or self.greedy:
             return batch.decide(engine, sw.workload)
-        out = engine.decide(sw.workload)
-        return None if out.chosen is None else Pick.of(out.ctx, out.chosen, out.action)
+        bids = self._bids.get(key)
+        if bids is None:
+            bids = self._bids[key] = BidPriceEstimator(len(engine.ci.group_site),
+                                                       priced.window_hours,
+                                                       priced.every_minutes / 60)
+        now = bids.prices(sw.arrival_h, engine.ci, engine.cap)
+        view = engine.with_capacity(replace(engine.cap, bid_price=now.usd_per_gpu_hour,
+                                            bid_note=now.note))
+        pick = batch.decide(view, sw.workload)
+        bids.observe(batch.demand(sw.workload, sw.arrival_h))
+        return pick
 
 
 def _pick(ctx: DecisionContext, pos: int | None) -> Pick | None:
@@ -336,10 +358,12 @@ BASELINES: dict[str, type[Baseline]] = {
 
 
 def deciders(baselines: list[str]) -> list[Decider]:
-    """The engine and the named baselines ('all' for every one)."""
+    """The engine and the named baselines ('all' for every one; `engine-greedy`, the engine
+    without bid prices, only when named)."""
     names = list(BASELINES) if baselines == ["all"] else baselines
-    unknown = [n for n in names if n not in BASELINES]
+    unknown = [n for n in names if n not in BASELINES and n != "engine-greedy"]
     if unknown:
         raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; known: "
-                         f"{', '.join(BASELINES)} or all")
-    return [EngineDecider(), *(BASELINES[n]() for n in names)]
+                         f"{', '.join(BASELINES)}, engine-greedy or all")
+    return [EngineDecider(), *(EngineDecider(greedy=True) if n == "engine-greedy"
+                               else BASELINES[n]() for n in names)]

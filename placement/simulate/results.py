@@ -33,6 +33,7 @@ import numpy as np
 
 from placement.engine import Engine
 from placement.engine.compiled import ON_DEMAND, ONPREM, SPOT, CompiledInventory
+from placement.engine.shadow import work_value_usd_per_gpu_hour
 from placement.model import Workload
 from placement.model.workload import WorkloadSpec
 from placement.simulate.replay import Run
@@ -83,33 +84,17 @@ def unmet_usd(engine: Engine, wl: Workload) -> float:
     billed as the replay bills a cold start: its instances (whole instances) from the request,
     through provisioning or its data move, whichever is longer, to the end of the run, plus
     the egress of its data. Without any on-demand offer of its GPU types, its GPU-hours at
-    `unmet_usd_per_gpu_hour`. `engine` holds no GPUs (the charge is the same for every
+    `work_value_usd_per_gpu_hour` (the engine's value of work only on-prem can run, the same
+    rule). `engine` holds no GPUs (the charge is the same for every
     policy)."""
     ctx = engine.context(wl)
     od = ctx.kind == ON_DEMAND
     if not od.any():
-        return unmet_usd_per_gpu_hour(ctx.ci, wl) * gpu_hours(wl)
+        return work_value_usd_per_gpu_hour(ctx.ci, wl.spec.gpu.types) * gpu_hours(wl)
     hours = wl.spec.duration_hours or 1.0
     lead = np.maximum(ctx.transfer_hours, ctx.ci.provision_h[ctx.site])
     cost = ctx.usd_per_hour * (lead + hours) + ctx.data.usd(ctx.site, hours)
     return float(cost[od].min())
-
-
-def unmet_usd_per_gpu_hour(ci: CompiledInventory, wl: Workload) -> float:
-    """What an hour of one of the workload's GPUs costs in the cloud on-demand: the cheapest
-    on-demand $/GPU-hour among the inventory's offers of its GPU types (quota ignored). A type
-    no cloud region offers is priced at the median on-demand $/GPU-hour of every offer; with
-    no cloud offer at all, at the highest amortized on-prem price of its types."""
-    on_demand = ci.row_kind[ci.inst_row] == ON_DEMAND
-    per_gpu = ci.inst_price / np.maximum(ci.inst_gpus, 1)
-    types = [ci.gpu_index[t] for t in wl.spec.gpu.types if t in ci.gpu_index]
-    mine = on_demand & np.isin(ci.row_gpu[ci.inst_row], types)
-    if mine.any():
-        return float(per_gpu[mine].min())
-    if on_demand.any():
-        return float(np.median(per_gpu[on_demand]))
-    onprem = (ci.row_kind == ONPREM) & np.isin(ci.row_gpu, types)
-    return float(ci.row_unit_price[onprem].max()) if onprem.any() else 0.0
 
 
 def gpu_hours(wl: Workload) -> float:

@@ -268,3 +268,13 @@ def held_gpus(s: Session) -> list[HeldView]:
                      .where(ReservationRow.released_at.is_(None)))
     return [HeldView(workload_id=w, site=site, gpu_type=gpu, count=n, expected_end_at=end)
             for w, site, gpu, n, end in rows]
+
+
+def submitted_since(s: Session, *, since: datetime, limit: int) -> list[tuple[datetime,
+                                                                              dict[str, Any]]]:
+    """(submitted at, document) of the workloads submitted since `since`, oldest first, at most
+    the `limit` newest (the recent demand bid prices are computed from)."""
+    rows = s.execute(select(WorkloadRow.created_at, WorkloadRow.document)
+                     .where(WorkloadRow.created_at >= since)
+                     .order_by(WorkloadRow.created_at.desc()).limit(limit)).all()
+    return [(as_utc(at) or at, doc) for at, doc in reversed(rows)]

@@ -26,7 +26,7 @@ class BurstGate:
             j = int(np.flatnonzero(onprem_ok)[np.argmin(ctx.wait_hours[onprem_ok])])
             best_onprem = ctx.ci.site_names[int(ctx.site[j])]
             best_wait = float(ctx.wait_hours[j])
-            cheapest_onprem = float(ctx.egress_usd[onprem_ok].min())
+            cheapest_onprem = float((ctx.egress_usd + ctx.opportunity_usd)[onprem_ok].min())
         interrupted = ctx.workload.spec.interruptions
         bad_spot = ~spot_allowed(ctx)
         not_allowed = ~burst_allowed(ctx)
@@ -38,7 +38,9 @@ class BurstGate:
             if gated[i]:
                 why = "on-prem cannot" if burst.when == "onprem_unavailable" else (
                     f"on-prem cannot or running here costs less than moving the data there "
-                    f"(${ctx.total_usd[i]:,.2f} here, ${cheapest_onprem:,.2f} of egress)")
+                    f"(${ctx.total_usd[i]:,.2f} here, ${cheapest_onprem:,.2f} of egress"
+                    + (" and on-prem GPU-hours' bid price" if ctx.cap.bid_price is not None
+                       else "") + ")")
                 return (f"on-prem site {best_onprem} can start in {best_wait:.2f} h, within max "
                         f"wait {ctx.rule.max_wait_hours:g} h; rule {rule!r} bursts only when "
                         + why)
@@ -81,11 +83,14 @@ def when_gated(ctx: DecisionContext, onprem_ok: Bools) -> Bools:
     candidates that can start the workload within its max wait (`onprem_ok`): with `when`
     onprem_unavailable every cloud region while there is one; with
     onprem_unavailable_or_near_data the regions whose total $ is not below what moving the
-    data to on-prem costs (the on-prem GPUs are paid for already)."""
+    data to on-prem costs (the on-prem GPUs are paid for already), plus the on-prem GPU-hours'
+    bid price where the policy prices it."""
     burst = ctx.rule.burst
     if burst.when == "always" or not onprem_ok.any():
         return np.zeros(ctx.n, dtype=bool)
     gated: Bools = ctx.is_cloud.copy()
-    if burst.when == "onprem_unavailable_or_near_data":
-        gated &= ctx.total_usd >= float(ctx.egress_usd[onprem_ok].min())
+    if burst.when == "onprem_unavailable_or_near_data":  # on-prem's side: the data move,
+        # plus what its GPU-hours are worth to work only on-prem can run
+        onprem_usd = ctx.egress_usd + ctx.opportunity_usd
+        gated &= ctx.total_usd >= float(onprem_usd[onprem_ok].min())
     return gated

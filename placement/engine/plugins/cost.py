@@ -1,4 +1,5 @@
-"""Cost: billed GPU-hours x price (spot restarts included) + egress; on-prem at amortized cost."""
+"""Cost: billed GPU-hours x price (spot restarts included) + egress; on-prem at amortized cost,
+plus its opportunity cost where the policy prices it (placement.engine.shadow)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from placement.engine.framework import ScoreResult
 
 
 class Cost:
-    """Raw value: total USD over the job's run or the service's horizon."""
+    """Raw value: total USD over the job's run or the service's horizon, plus the on-prem
+    GPU-hours' bid price where there is one."""
 
     NAME: ClassVar[str] = "cost"
     CRITERION: ClassVar[str] = "cost"
     UNIT: ClassVar[str] = "USD"
 
     def score(self, ctx: DecisionContext) -> ScoreResult:
-        return ScoreResult(ctx.total_usd)
+        return ScoreResult(ctx.cost_usd)
