@@ -18,9 +18,11 @@ def timestamp(value: datetime | None) -> str | None:
     (`2026-12-02T16:07:51.085449Z`); a naive value (SQLite's) was written as UTC."""
     if value is None:
         return None
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat(timespec="microseconds") + "Z"
+    if value.tzinfo is None:
+        return value.isoformat(timespec="microseconds") + "Z"
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"  # without "+00:00"
 
 
 def _utc(value: datetime) -> datetime:
