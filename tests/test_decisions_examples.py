@@ -146,6 +146,7 @@ def test_every_network_number_in_a_decision_says_where_it_comes_from(
                 assert "egress" in src, (wl.name, c.site)
             if any(r.access == "bulk" for r in wl.spec.datasets) and c.estimates.egress_gb > 0:
                 assert "bandwidth" in src, (wl.name, c.site)
+            assert ("spot_risk" in src) == (c.capacity == "spot"), (wl.name, c.site)
         if d.estimates is not None and d.estimates.sources:
             out = StringIO()
             print_decision(d, Console(file=out, width=200))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from placement.engine.compiled import CAPACITY_NAMES
+from placement.engine.compiled import CAPACITY_NAMES, SPOT
 from placement.engine.context import moves_to, overdue_note
 from placement.engine.network import SOURCE_NAMES
 from placement.model import Decision
@@ -78,6 +78,12 @@ def _sources(out: Outcome) -> list[dict[str, str]]:
             got = seen[key] = {name: SOURCE_NAMES[code]
                                for name, code in zip(_SOURCE_KEYS, row, strict=True) if code >= 0}
         rows.append(dict(got))
+    for i in np.flatnonzero(c.kind == SPOT).tolist():  # the restarts priced into gpu_hours
+        site = int(c.site[i])
+        rows[i]["spot_risk"] = (
+            f"estimated: {float(c.ci.spot_rate[site]):g} interruptions per instance-hour (the "
+            f"site's spot_interruptions_per_hour) x {int(c.billing.instances[c.rows[i]])} "
+            "instance(s)")
     price = c.cap.bid_price
     if price is not None:  # on-prem candidates: the bid price and where it came from
         for i in np.flatnonzero(~c.is_cloud).tolist():

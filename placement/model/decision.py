@@ -32,12 +32,13 @@ class Estimates(_Out):
     opportunity_usd: float = Field(
         default=0.0, description="On-prem: what its GPU-hours are worth to work only on-prem "
         "can run (bid price x GPU-hours), added to the cost criterion; not billed.")
-    sources: dict[Literal["client_rtt", "lookup_rtt", "bandwidth", "egress", "opportunity"],
-                  str] = Field(
+    sources: dict[Literal["client_rtt", "lookup_rtt", "bandwidth", "egress", "spot_risk",
+                          "opportunity"], str] = Field(
         default_factory=dict, description="Where each estimated number comes from: "
         "`measured`, or `estimated: <method>` (the worst client's RTT, the RTT to the data "
-        "for lookups, the bandwidth and the egress price of the largest bulk move, the bid "
-        "price behind opportunity_usd).")
+        "for lookups, the bandwidth and the egress price of the largest bulk move, the spot "
+        "interruption rate behind a spot candidate's GPU-hours, the bid price behind "
+        "opportunity_usd).")
 
 
 class CriterionScore(_Out):
