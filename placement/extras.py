@@ -27,7 +27,8 @@ EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
                ("tritonclient", "google")),  # google.protobuf: the model configuration
     "bursts": ("cloud bursts (Pulumi and its AWS and GCP providers)",
                ("pulumi", "pulumi_aws", "pulumi_gcp")),
-    "sim": ("the simulator (compiled replay kernels, report plots, Dask clusters)",
+    "sim": ("the simulator and opportunity-cost pricing (compiled batch kernels, report "
+            "plots, Dask clusters)",
             ("numba", "matplotlib", "distributed")),
 }
 EXTRA_OF: dict[str, str] = {m: extra for extra, (_, mods) in EXTRAS.items() for m in mods}

@@ -14,7 +14,6 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from placement.engine import Engine
-from placement.engine.batch import BatchEngine, unsupported
 from placement.engine.compiled import CapacityState, HeldRow, ReleaseSchedule
 from placement.engine.shadow import BidPrices, Demand, free_gpu_hours, price_demand
 from placement.errors import PlacementError
@@ -200,6 +199,9 @@ class Runtime:
         priced = base.policy.spec.opportunity_cost
         if priced is None:
             return cap
+        # Compiled kernels (numba, the 'sim' extra): imported only by a policy that prices.
+        from placement.engine.batch import BatchEngine, unsupported
+
         cached = self._bids
         if (cached is not None and cached[0] == key
                 and time.monotonic() - cached[1] < priced.every_minutes * 60):
