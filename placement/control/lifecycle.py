@@ -6,14 +6,18 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from placement.control.auth import Principal
 from placement.control.runtime import Runtime
 from placement.engine import Engine, Outcome
+from placement.engine.compiled import ONPREM
+from placement.engine.replan import replan
 from placement.errors import (
     ConflictError,
     FieldProblem,
@@ -163,6 +167,11 @@ def requeue(rt: Runtime, limit: int = 100) -> int:
     """
     with rt.db.read() as s:
         ids = store.queued_ids(s, limit=limit)
+    budget = rt.policy.spec.replan
+    if budget is not None and len(ids) > 1:
+        planned = replan_queue(rt, ids, budget.time_budget_seconds)
+        if planned is not None:
+            return planned
     moved = 0
     for wid in ids:
         try:
@@ -188,6 +197,51 @@ def requeue(rt: Runtime, limit: int = 100) -> int:
                     event(s, wid, "rejected", f"re-evaluation failed: {exc}")
             continue
         count_decision(rt, decision, engine)
+    return moved
+
+
+def replan_queue(rt: Runtime, ids: list[uuid.UUID], time_budget_s: float) -> int | None:
+    """Re-plan the queued workloads `ids` together (placement.engine.replan): decide each on
+    one capacity snapshot, let HiGHS choose which start where, then record each chosen
+    decision under the same guarded update as any other (a group that filled up meanwhile
+    refuses it, and the workload stays queued). None when there is no plan in the time budget
+    or a workload cannot be decided (the caller then re-decides one at a time)."""
+    with rt.db.read() as s:
+        engine = rt.engine(s, fresh=True)
+        queued = [(row.id, Workload.model_validate(row.document), row.priority)
+                  for row in (store.load(s, workload_id=wid) for wid in ids)
+                  if row is not None and row.phase == "queued"]
+    try:
+        outcomes = [engine.decide(wl) for _, wl, _ in queued]
+    except PlacementError:
+        return None
+    plan = replan(outcomes, [prio for _, _, prio in queued], time_budget_s)
+    if plan is None:
+        log.warning("no re-plan of %d queued workloads within %.2f s: re-deciding them one "
+                    "at a time", len(queued), time_budget_s)
+        return None
+    moved = 0
+    for k, pos in sorted(plan.chosen.items()):
+        out = outcomes[k]
+        chosen = replace(out, chosen=pos,
+                         action="burst" if out.ctx.kind[pos] != ONPREM else "place")
+        decision = engine.explain_dict(chosen)
+        rank = int(np.flatnonzero(out.ranking == pos)[0]) + 1
+        decision["summary"] += (
+            f"; re-planned with {plan.workloads} queued workload(s) together (HiGHS, "
+            f"{plan.status}): candidate {rank} of {len(out.ranking)} here")
+        try:
+            with rt.db.write() as s:
+                row = store.load(s, workload_id=queued[k][0], skip_locked=True)
+                if row is None or row.phase != "queued":
+                    continue
+                record_decision(s, row, decision, chosen)
+        except CapacityConflict:
+            rt.metrics.capacity_conflicts.inc()
+            continue
+        count_decision(rt, decision, engine)
+        moved += 1
+    rt.invalidate_capacity()
     return moved
 
 

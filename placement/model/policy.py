@@ -127,6 +127,14 @@ class OpportunityCost(Strict):
                                  description="How often the bid prices are recomputed.")
 
 
+class Replan(Strict):
+    """Re-plan the queue together (placement.engine.replan) instead of one at a time."""
+
+    time_budget_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="HiGHS's time for one plan; without a solution "
+        "by then, the queue is re-decided one workload at a time.")
+
+
 class PolicySpec(Strict):
     """Defaults, normalization scales and the ordered rules."""
 
@@ -135,6 +143,9 @@ class PolicySpec(Strict):
     opportunity_cost: OpportunityCost | None = Field(
         default=None, description="On-prem GPU-hours cost their amortized price plus a bid "
         "price for the work only on-prem can run (absent: the amortized price alone).")
+    replan: Replan | None = Field(
+        default=None, description="When GPUs free up, re-plan the queued workloads together "
+        "with an exact solver (absent: re-decide them one at a time, priority then age).")
     rules: list[Rule] = Field(default_factory=list)
     team_budgets: dict[Text, Annotated[float, Field(gt=0, le=MAX_USD)]] = Field(
         default_factory=dict, description="USD each team may spend on cloud bursts per "
