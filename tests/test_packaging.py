@@ -159,6 +159,23 @@ print('loaded:', loaded)
     assert "loaded: []" in res.stdout
 
 
+def test_the_service_is_built_without_the_extras(core: Core, tmp_path: Path) -> None:
+    """The runtime (store migrated, example inventory seeded, the shipped bundle) and the app."""
+    res = core.run(f"""
+from api.app import create_app
+from placement.metrics import Metrics
+from placement.service.settings import Settings
+from placement.service.wiring import build_runtime
+rt = build_runtime(Settings(database_url='sqlite:///{tmp_path}/p.db'), Metrics())
+app = create_app(runtime=rt)
+print('paths:', '/v1/workloads' in app.openapi()['paths'])
+loaded = sorted({{m.partition('.')[0] for m in sys.modules}} & set({OPTIONAL!r}))
+print('loaded:', loaded)
+""", tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "paths: True" in res.stdout and "loaded: []" in res.stdout
+
+
 @pytest.mark.parametrize(("args", "extra"), [
     (["simulate", "--trace", "trace.csv", "--out", "out"], "sim"),
     (["triton", "render", "WORKLOADS/quality-assistant.yaml", "--out", "out"], "triton"),
