@@ -237,6 +237,12 @@ def install(app: FastAPI) -> None:
                       "and /openapi.json")
         return problem(exc.status_code, detail, (), headers, request.url.path)
 
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "an internal error; it is logged, and retrying will not help "
+                       "until it is fixed", instance=request.url.path)
+
     @app.exception_handler(OperationalError)
     async def _db_down(request: Request, exc: OperationalError) -> Response:
         log.error("database error: %s", exc)

@@ -9,7 +9,9 @@ import re
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
+from api.app import create_app
 from placement.policy.loader import load_bundle
 
 from .conftest import EXAMPLES, Api
@@ -179,3 +181,16 @@ def test_every_timestamp_has_one_utc_format(api: Api) -> None:
         assert found or path == "/v1/policies/active", path
         for key, value in found:
             assert TIMESTAMP.match(value), (path, key, value)
+
+
+def test_a_bug_is_a_500_problem(api: Api) -> None:
+    """A route that fails unexpectedly still answers a problem (and is logged)."""
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app = create_app(runtime=api.runtime)
+    app.add_api_route("/boom", boom)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        res = client.get("/boom")
+    assert res.status_code == 500 and res.headers["content-type"] == PROBLEM
+    assert res.json()["status"] == 500 and "a bug" not in res.text
