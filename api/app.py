@@ -182,6 +182,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     _offline_docs(app)
     app.state.reports_dir = settings.reports_dir
     app.state.secure_cookie = settings.ui_secure_cookie
+    app.state.bursts = settings.bursts  # the dashboard shows bursts only when they are on
 
     document = app.openapi
 

@@ -4,7 +4,7 @@ decides nothing.
 At start each worker builds the runtime as the service does (`build_runtime`: schema, policy,
 seeded inventory and capacity rows) and decides each workload listed in the JSON file named by
 BENCH_FLOOR_WORKLOADS once, with the real engine (`engine_for(bundle)`, `Engine.explain_dict`).
-Per request it checks the token (`get_principal`, cached as in the service), parses the body
+Per request it checks the token (`principal_of`, cached as in the service), parses the body
 into `Workload` (`read_workload`) and hands it to a batcher that, in place of deciding, takes
 the cached decision of the workload with that name and stores the batch through the service's
 own code: `submit._prepare` (`_rows_for`, `lifecycle.decision_rows`: workload, decision with the
@@ -35,7 +35,7 @@ import orjson
 from fastapi import FastAPI, Request, Response
 
 from api import errors
-from api.deps import get_principal
+from api.deps import principal_of
 from api.routers.workloads import RequestOnlyRoute, read_workload, reply, workload_json
 from placement.control.lifecycle import DecisionData
 from placement.control.runtime import Runtime
@@ -92,7 +92,7 @@ async def submit(request: Request) -> Response:
     """POST /v1/workloads without a decision: token, body, cached decision, stored rows."""
     rt: Runtime = request.app.state.runtime
     headers = request.headers
-    who = await get_principal(rt, request, headers.get("authorization"))
+    who = await principal_of(rt, request, headers.get("authorization"))
     body = read_workload(await request.body(), headers.get("content-type"))
     who.require_team(body.spec.team)
     batcher: FloorBatcher = request.app.state.batcher
