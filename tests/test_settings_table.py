@@ -18,7 +18,7 @@ runner = CliRunner()
 BEGIN, END = "<!-- settings-table:begin -->\n", "<!-- settings-table:end -->"
 # Variables that are no service settings: set on the Jobs the service submits, or read by tests.
 NOT_SETTINGS = {"PLACEMENT_INTERRUPTIONS", "PLACEMENT_WORKLOAD", "PLACEMENT_REQUIRE_SERVICES",
-                "PLACEMENT_TEST_ARTIFACTS"}
+                "PLACEMENT_TEST_ARTIFACTS", "PLACEMENT_SCHEMATHESIS_EXAMPLES"}
 
 
 def _readme_table() -> str:
