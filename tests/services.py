@@ -7,6 +7,7 @@ A service that cannot be had skips the test with the reason, unless PLACEMENT_RE
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -275,3 +276,22 @@ def tritonserver(repository: Path, tmp: Path, extra: list[str] | None = None
     log = tmp / f"tritonserver-{http}.log"
     with _running(cmd, env, "tritonserver", url, "/v2/health/ready", log) as url:
         yield Triton(url, f"http://127.0.0.1:{metrics}/metrics", log)
+
+
+@contextmanager
+def chromium(args: list[str]) -> Iterator[Any]:
+    """Debian's headless Chromium driven by Playwright (no browser download), with `args`."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        unavailable("Debian's chromium is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("playwright is not installed (pip install -e '.[dev]')")
+        raise
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=binary, headless=True, args=args)
+        try:
+            yield browser
+        finally:
+            browser.close()

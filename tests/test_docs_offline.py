@@ -3,7 +3,6 @@ assets come from the package, and the page renders every operation and the Autho
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import httpx
 import pytest
 
 from .conftest import EXAMPLES
-from .services import server, unavailable
+from .services import chromium, server
 
 
 @pytest.fixture(scope="module")
@@ -24,21 +23,10 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        unavailable("Debian's chromium is not installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("playwright is not installed (pip install -e '.[dev]')")
-        raise
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync"])
+    with chromium(["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                   "--disable-quic", "--no-first-run", "--disable-background-networking",
+                   "--disable-component-update", "--disable-sync"]) as b:
         yield b
-        b.close()
 
 
 def _offline_page(browser: Any, base: str) -> tuple[Any, list[str]]:

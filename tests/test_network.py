@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from placement.engine.compiled import compile_inventory
+from placement.engine.compiled import CompiledInventory, compile_inventory
 from placement.engine.context import data_move
 from placement.engine.network import (
     DISTANCE,
@@ -50,13 +50,18 @@ def test_an_unmeasured_pair_comes_from_pairs_like_it(measured: list[tuple[int, i
         assert got[a, b] == v  # measured pairs keep their value
 
 
-def test_compiled_bandwidth_uses_measured_pairs_and_the_wan_link_caps_it() -> None:
-    link = {"to": "azure-a", "gbps": 4.5, "rtt_ms": 30.0}
+def _linked(link: dict[str, float | str]) -> CompiledInventory:
+    """AWS east-2 with one measured link to Azure a; Azure b beside it; an on-prem site with
+    a 1 Gbit/s WAN link."""
     sites = [cloud("aws-east-2", {"L4": [("l4", 1, 1.0, None)]}, links=[link]),
              cloud("azure-a", {"L4": [("l4", 1, 1.0, None)]}, provider="azure"),
              cloud("azure-b", {"L4": [("l4", 1, 1.0, None)]}, provider="azure"),
              onprem("dc", {"L4": (4, 1.0)}, wan_gbps=1.0)]
-    ci = compile_inventory(Inventory(sites=sites, datasets=[], client_locations=[]))
+    return compile_inventory(Inventory(sites=sites, datasets=[], client_locations=[]))
+
+
+def test_compiled_bandwidth_uses_measured_pairs_and_the_wan_link_caps_it() -> None:
+    ci = _linked({"to": "azure-a", "gbps": 4.5, "rtt_ms": 30.0})
     i = ci.site_index
     assert ci.gbps[i["aws-east-2"], i["azure-a"]] == 4.5  # measured
     assert ci.gbps[i["azure-a"], i["aws-east-2"]] == 4.5  # its reverse
@@ -120,12 +125,7 @@ def test_stand_ins_average_every_measured_pair_between_the_two_metros() -> None:
 
 
 def test_compiled_inventory_says_where_each_network_number_comes_from() -> None:
-    link = {"to": "azure-a", "gbps": 4.5, "rtt_ms": 30.0, "egress_usd_per_gb": 0.02}
-    sites = [cloud("aws-east-2", {"L4": [("l4", 1, 1.0, None)]}, links=[link]),
-             cloud("azure-a", {"L4": [("l4", 1, 1.0, None)]}, provider="azure"),
-             cloud("azure-b", {"L4": [("l4", 1, 1.0, None)]}, provider="azure"),
-             onprem("dc", {"L4": (4, 1.0)}, wan_gbps=1.0)]
-    ci = compile_inventory(Inventory(sites=sites, datasets=[], client_locations=[]))
+    ci = _linked({"to": "azure-a", "gbps": 4.5, "rtt_ms": 30.0, "egress_usd_per_gb": 0.02})
     i = ci.site_index
     rtt, gbps, egress = ci.network_source
     e2, a, b, dc = i["aws-east-2"], i["azure-a"], i["azure-b"], i["dc"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import pytest
 from placement.policy.loader import load_bundle
 
 from .conftest import EXAMPLES, ROOT
-from .services import server, unavailable
+from .services import chromium, server
 from .test_ui import report_tree
 
 ARTIFACTS = Path(os.environ.get("PLACEMENT_TEST_ARTIFACTS", ROOT / ".artifacts" / "ui"))
@@ -66,20 +65,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        unavailable("Debian's chromium is not installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("playwright is not installed (pip install -e '.[dev]')")
-        raise
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, headless=True,
-                              args=["--no-sandbox", "--disable-dev-shm-usage"])
+    with chromium(["--no-sandbox", "--disable-dev-shm-usage"]) as b:
         yield b
-        b.close()
 
 
 def _login(browser: Any, site: Site, who: str, **context: Any) -> Any:

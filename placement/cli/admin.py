@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,6 +12,9 @@ from placement.cli.common import DbOpt, JsonOpt, echo_json
 from placement.cli.common import fail as _fail
 from placement.cli.common import settings as _settings
 from placement.errors import PlacementError
+
+if TYPE_CHECKING:
+    from placement.store.db import Database
 
 token_app = typer.Typer(no_args_is_help=True, help="Manage API tokens.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema migrations.")
@@ -147,31 +151,33 @@ def db_upgrade(
     as_json: JsonOpt = False,
 ) -> None:
     """Migrate the schema up to REVISION (default head): `placement db upgrade head`."""
-    from placement.store.db import open_database
-    from placement.store.migrate import current_revision, upgrade
+    from placement.store.migrate import upgrade
 
     if revision_opt is not None and revision not in ("head", revision_opt):
         _fail(PlacementError(f"two revisions given ({revision} and --revision "
                              f"{revision_opt}); give one"))
     target = revision_opt or revision
-    db = open_database(_settings(database_url=database_url).database_url.get_secret_value())
-    try:
-        upgrade(db, target)
-        _report(current_revision(db), as_json)
-    finally:
-        db.dispose()
+    _migrate(database_url, lambda db: upgrade(db, target), as_json)
 
 
 @db_app.command("downgrade")
 def db_downgrade(revision: RevisionArg, database_url: DbOpt = None,
                  as_json: JsonOpt = False) -> None:
     """Migrate the schema down to REVISION (e.g. base, or -1 for one step)."""
+    from placement.store.migrate import downgrade
+
+    _migrate(database_url, lambda db: downgrade(db, revision), as_json)
+
+
+def _migrate(database_url: str | None, step: Callable[[Database], None],
+             as_json: bool) -> None:
+    """Run one migration step on the database, then report its revision."""
     from placement.store.db import open_database
-    from placement.store.migrate import current_revision, downgrade
+    from placement.store.migrate import current_revision
 
     db = open_database(_settings(database_url=database_url).database_url.get_secret_value())
     try:
-        downgrade(db, revision)
+        step(db)
         _report(current_revision(db), as_json)
     finally:
         db.dispose()
