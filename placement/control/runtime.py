@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -30,6 +30,9 @@ from placement.store.workloads import submitted_since
 
 BID_DEMAND_LIMIT = 20_000  # the newest workloads bid prices read at most
 
+
+if TYPE_CHECKING:  # numba (the 'sim' extra) is imported only when a policy prices
+    from placement.engine.batch import BatchEngine
 
 class MeasuredTimes(Protocol):
     """A source of measured service times (the Triton feed) that the engine's signals merge."""
@@ -73,6 +76,7 @@ class Runtime:
     _spend: tuple[float, dict[str, float]] | None = None  # (read at, burst USD per team)
     inventory_skipped: list[str] = field(default_factory=list)  # stored rows that do not load
     _bids: tuple[tuple[int, str], float, BidPrices] | None = None  # (engine key, at, prices)
+    _bid_tables: tuple[tuple[int, str], BatchEngine | None] | None = None  # per engine key
 
     def set_policy(self, policy: Policy, version: str) -> None:
         """Switch to another policy; the next decision compiles an engine for it."""
@@ -208,9 +212,12 @@ class Runtime:
             return replace(cap, bid_price=cached[2].usd_per_gpu_hour, bid_note=cached[2].note)
         now = utcnow()
         since = now - timedelta(hours=priced.window_hours)
-        batch = BatchEngine(base.with_observed(None)) if not unsupported(base) else None
+        if self._bid_tables is None or self._bid_tables[0] != key:  # shape tables, kept
+            self._bid_tables = (key, None if unsupported(base) else BatchEngine(base))
+        batch = self._bid_tables[1]
         demands: list[Demand] = []
-        for at, doc in submitted_since(session, since=since, limit=BID_DEMAND_LIMIT):
+        rows = submitted_since(session, since=since, limit=BID_DEMAND_LIMIT) if batch else []
+        for at, doc in rows:
             try:
                 wl = Workload.model_validate(doc)
                 got = batch.demand(wl, (at - since).total_seconds() / 3600) if batch else None

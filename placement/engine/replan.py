@@ -43,7 +43,7 @@ def startable(out: Outcome) -> list[int]:
     ctx = out.ctx
     waits = (out.fails[out.filter_names.index("wait")] if "wait" in out.filter_names
              else np.zeros(ctx.n, dtype=bool))
-    free = np.minimum(ctx.free_gpus, ctx.store_free_gpus)
+    free = ctx.free_gpus  # the store's, lowered by fresh signals
     return [int(i) for i in out.ranking.tolist()
             if not waits[i] and (ctx.kind[i] != ONPREM or free[i] >= ctx.gpus_needed)]
 
@@ -58,11 +58,10 @@ def replan(outcomes: list[Outcome], priorities: list[int], time_limit_s: float) 
     free: dict[int, int] = {}
     for w, (out, prio) in enumerate(zip(outcomes, priorities, strict=True)):
         ctx = out.ctx
-        room = np.minimum(ctx.free_gpus, ctx.store_free_gpus)
         for i in startable(out):
             cols.append((w, i))
             value.append(PLACE_VALUE * (1 + max(prio, 0)) + float(out.total[i]))
-            free.setdefault(int(ctx.group[i]), int(room[i]))
+            free.setdefault(int(ctx.group[i]), int(ctx.free_gpus[i]))
     if not cols:
         return Plan({}, "optimal", len(outcomes))
     groups = sorted(free)
