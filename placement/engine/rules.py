@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from placement.model import Burst, Dataset, Policy, Rule, SiteSelector, Weights
+from placement.model.policy import FleetSettings
 from placement.model.workload import Workload
 
 
@@ -34,6 +35,8 @@ class EffectiveRule:
     constraints: tuple[Constraint, ...]
     matched: tuple[str, ...]
     service_horizon_hours: float
+    fleet: FleetSettings | None = None  # services only: served from several sites
+    fleet_rule: str | None = None
 
 
 def matches(rule: Rule, wl: Workload, datasets: dict[str, Dataset]) -> bool:
@@ -60,6 +63,7 @@ def resolve(policy: Policy, wl: Workload, datasets: dict[str, Dataset]) -> Effec
     weights: tuple[Weights, str] | None = None
     max_wait: float | None = None
     burst: tuple[Burst, str] | None = None
+    fleet: tuple[FleetSettings, str] | None = None
     constraints: list[Constraint] = []
     matched: list[str] = []
     for rule in policy.spec.rules:
@@ -76,6 +80,8 @@ def resolve(policy: Policy, wl: Workload, datasets: dict[str, Dataset]) -> Effec
             max_wait = rule.max_wait_hours
         if burst is None and rule.burst is not None:
             burst = (rule.burst, rule.name)
+        if fleet is None and rule.fleet is not None and wl.spec.is_service:
+            fleet = (rule.fleet, rule.name)
     primary = weights[1] if weights else (matched[0] if matched else None)
     return EffectiveRule(
         name=primary,
@@ -86,4 +92,6 @@ def resolve(policy: Policy, wl: Workload, datasets: dict[str, Dataset]) -> Effec
         constraints=tuple(constraints),
         matched=tuple(matched),
         service_horizon_hours=d.service_horizon_hours,
+        fleet=fleet[0] if fleet else None,
+        fleet_rule=fleet[1] if fleet else None,
     )

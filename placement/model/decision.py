@@ -91,6 +91,65 @@ class DataMoveOut(_Out):
     gb: float
 
 
+class FleetMember(_Out):
+    """One site of a fleet: its GPUs, how it is bought and how many replicas run there."""
+
+    site: str
+    gpu_type: str
+    capacity: Capacity
+    instance_type: str | None = None
+    replicas: int = Field(ge=1)
+    gpus: int = Field(ge=1, description="GPUs reserved at the site: replicas x gpu.count.")
+    replica_rps: float = Field(description="Requests/s one replica serves.")
+    routed_rps: float = Field(description="Requests/s the routing table sends here.")
+    utilization: float = Field(description="routed_rps / (replicas x replica_rps).")
+    usd_per_hour: float = Field(description="Billed USD per hour for these replicas "
+                                "(spot restarts included; on-prem at its amortized price).")
+    opportunity_usd_per_hour: float = Field(
+        default=0.0, description="On-prem: the bid price of these GPU-hours (not billed).")
+
+
+class RouteTarget(_Out):
+    """Where one client location's requests go, and what they see there."""
+
+    site: str
+    weight: float = Field(description="Share of the location's requests (weights sum to 1).")
+    p99_latency_ms: float = Field(description="RTT + service time + RAG lookups, ms.")
+
+
+class RouteAlternative(_Out):
+    """A site the location could have used, and why it did not (or not more)."""
+
+    site: str
+    p99_latency_ms: float | None
+    usd_per_hour_per_replica: float | None
+    reason: str
+
+
+class Route(_Out):
+    """One client location's entry in the routing table."""
+
+    location: str
+    demand_rps: float
+    targets: list[RouteTarget]
+    why: str = Field(description="Why the location is served where it is.")
+    alternatives: list[RouteAlternative] = Field(
+        default_factory=list, description="The nearest site and the cheapest sites not "
+        "used (or used less), each with its reason.")
+
+
+class Fleet(_Out):
+    """A service served from several sites: members, routing table and totals."""
+
+    members: list[FleetMember]
+    routing: list[Route]
+    usd_per_hour: float
+    demand_rps: float
+    method: str = Field(description="How the plan was found: `milp (HiGHS)`, or `greedy` when "
+                        "the solver had no plan within the time budget.")
+    rule: str | None = Field(description="The policy rule whose fleet settings applied.")
+
+
 class Decision(_Out):
     """The engine's answer for one workload."""
 
@@ -112,3 +171,6 @@ class Decision(_Out):
     data_moves: list[DataMoveOut] = Field(
         default_factory=list, description="Bulk datasets to copy to the chosen site, and from "
         "where.")
+    fleet: Fleet | None = Field(
+        default=None, description="Services under a fleet rule: every site that serves it "
+        "and the routing table; `site` is then the member with the most replicas.")

@@ -77,6 +77,37 @@ class Burst(Strict):
         "its next placement is on-demand or on-prem only.")
 
 
+class FleetSettings(Strict):
+    """Serve a service from several sites at once, sized and routed by where its clients are
+    (placement.engine.fleet): within the SLO for every client location, at the least cost."""
+
+    target_utilization: float = Field(
+        default=0.7, gt=0, le=1, description="Replicas are sized so that each serves at most "
+        "this share of its capacity (room for bursts and for queueing within the SLO).")
+    max_sites: int = Field(default=8, ge=1, le=64,
+                           description="Most sites one fleet spreads over.")
+    spot_max_share: float = Field(
+        default=0.5, gt=0, le=1, description="Most of one location's demand a single spot "
+        "site may carry: spot replicas spread over failure domains, the rest on on-demand or "
+        "on-prem fallback.")
+    cold_start_minutes: float = Field(
+        default=5, ge=0, le=MAX_HOURS * 60, description="Time a new replica takes to serve "
+        "(image pull, model load); spot replicas lose it after each interruption.")
+    scale_in_utilization: float = Field(
+        default=0.4, ge=0, lt=1, description="Autoscaling: a site's replicas shrink only when "
+        "their utilization would stay above this after the change (hysteresis).")
+    time_budget_seconds: float = Field(
+        default=0.05, gt=0, le=60, description="HiGHS's time for one fleet plan; without a "
+        "solution by then, the greedy plan (cheapest site per request within the SLO).")
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> FleetSettings:
+        if self.scale_in_utilization >= self.target_utilization:
+            raise ValueError("scale_in_utilization must be below target_utilization, or the "
+                             "fleet would grow and shrink on every change; lower it")
+        return self
+
+
 class Rule(Strict):
     """One ordered policy rule."""
 
@@ -88,6 +119,9 @@ class Rule(Strict):
     weights: Weights | None = None
     max_wait_hours: float | None = Field(default=None, ge=0, le=MAX_HOURS)
     burst: Burst | None = None
+    fleet: FleetSettings | None = Field(
+        default=None, description="Services: serve from several sites sized by their client "
+        "locations' demand (absent: one site with the requested replicas).")
 
 
 class Scales(Strict):

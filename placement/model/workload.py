@@ -40,7 +40,12 @@ class ClientRef(Strict):
     """A client location a service serves, with its share of the traffic."""
 
     location: Name
-    share: float = Field(default=1.0, gt=0, le=1)
+    share: float = Field(default=1.0, gt=0, le=1,
+        description="Share of the service's requests_per_s from this location (used when "
+        "requests_per_s is not given here); shares are normalized over the clients.")
+    requests_per_s: float | None = Field(
+        default=None, ge=0, le=MAX_RATE, description="Mean requests/s from this location; "
+        "overrides share x the service's requests_per_s (fleets size replicas by it).")
 
 
 class LatencySpec(Strict):
@@ -51,6 +56,20 @@ class LatencySpec(Strict):
     service_time_p99_ms: float = Field(ge=0, le=MAX_MS,
         description="p99 model service time on a GPU, ms.")
     clients: list[ClientRef] = Field(min_length=1, max_length=MAX_ITEMS)
+    replica_rps: float | None = Field(
+        default=None, gt=0, le=MAX_RATE, description="Requests/s one replica serves within "
+        "its service time (measured, e.g. with Triton's perf_analyzer); absent: derived from "
+        "the service time and the batching configuration (placement.engine.fleet).")
+
+    @model_validator(mode="after")
+    def _unique_clients(self) -> LatencySpec:
+        seen: set[str] = set()
+        for c in self.clients:
+            if c.location in seen:
+                raise ValueError(f"client location {c.location!r} appears twice; list each "
+                                 "location once")
+            seen.add(c.location)
+        return self
 
 
 class DatasetRef(Strict):
