@@ -181,6 +181,10 @@ class BatchEngine:
         engine = self.engine
         ctx = engine.context(wl)
         ci, rule, spec = engine.ci, ctx.rule, wl.spec
+        if rule.fleet is not None:
+            raise BatchUnsupportedError(
+                f"{wl.name}: the batch path places on one site; rule {rule.fleet_rule!r} "
+                "serves this service as a fleet (placement.engine.fleet): use Engine.decide")
         burst = rule.burst
         need = ctx.gpus_needed
         cloud, spot = ctx.is_cloud, ctx.kind == SPOT

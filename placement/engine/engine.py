@@ -18,6 +18,7 @@ from placement.engine.compiled import (
 )
 from placement.engine.context import Billing, DecisionContext, data_move
 from placement.engine.explain import build_decision, decision_dict
+from placement.engine.fleet import FleetPlan, plan_fleet
 from placement.engine.framework import FilterPlugin, FilterResult, ScorePlugin
 from placement.engine.normalize import normalize
 from placement.engine.outcome import Bools, Floats, Ints, Outcome, Shape, shape_bytes
@@ -215,7 +216,20 @@ class Engine:
         return ctx
 
     def decide(self, wl: Workload) -> Outcome:
-        """Decide one workload; pure over this engine's snapshot."""
+        """Decide one workload; pure over this engine's snapshot. A service under a fleet rule
+        is planned over several sites (placement.engine.fleet); when no fleet serves every
+        location, the ordinary decision stands and says why."""
+        out = self.decide_single(wl)
+        settings = out.rule.fleet
+        if settings is not None:
+            plan = plan_fleet(self, wl, out, settings, rule=out.rule.fleet_rule)
+            out.fleet = plan
+            if isinstance(plan, FleetPlan):
+                out.chosen, out.action = plan.largest.pos, plan.action
+        return out
+
+    def decide_single(self, wl: Workload) -> Outcome:
+        """The decision of `wl` on one site (fleet settings not applied)."""
         shape = self.shape(wl)
         ctx = self.context(wl, shape)
         n = ctx.n

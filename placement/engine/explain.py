@@ -10,6 +10,7 @@ import numpy as np
 
 from placement.engine.compiled import CAPACITY_NAMES, SPOT
 from placement.engine.context import moves_to, overdue_note
+from placement.engine.fleet import FleetMiss, FleetPlan, fleet_dict
 from placement.engine.network import SOURCE_NAMES
 from placement.model import Decision
 
@@ -264,12 +265,24 @@ def decision_dict(engine: Snapshot, out: Outcome) -> dict[str, Any]:
     observed = out.ctx.observed
     signals = (observed.relevant(out.ctx.workload, {c["site"] for c in cands})
                if observed is not None else [])
-    summary = _summary(out, chosen)
+    plan = out.fleet if isinstance(out.fleet, FleetPlan) and chosen is not None else None
+    summary = _fleet_summary(plan, out) if plan is not None else _summary(out, chosen)
     unused = [s for s in signals if s["status"] != "fresh"]
     if unused:
         summary += "; store state used for signals not fresh: " + ", ".join(
             f"{s['site']} {s['signal']}{' ' + s['key'] if s['key'] else ''} ({s['status']})"
             for s in unused)
+    fleet = None
+    moves = (moves_to(engine.ci, out.ctx.data, int(out.ctx.site[out.chosen]))
+             if out.chosen is not None else [])
+    if plan is not None and chosen is not None:
+        fleet = fleet_dict(plan, out, CAPACITY_NAMES, list(_gpu_names(engine).values()),
+                           engine.ci.inst_names)
+        chosen = {**chosen, "estimates": _fleet_estimates(out, plan, chosen["estimates"])}
+        moves = [m for site in sorted({m.site for m in plan.members})
+                 for m in moves_to(engine.ci, out.ctx.data, site)]
+    elif isinstance(out.fleet, FleetMiss):
+        summary += f"; no fleet: {out.fleet.reason}"
     return {
         "workload": out.ctx.workload.name,
         "action": out.action,
@@ -284,6 +297,49 @@ def decision_dict(engine: Snapshot, out: Outcome) -> dict[str, Any]:
         "policy_version": out.policy_version,
         "signals": signals,
         "candidates": ordered + _missing_sites(engine, out),
-        "data_moves": (moves_to(engine.ci, out.ctx.data, int(out.ctx.site[out.chosen]))
-                       if out.chosen is not None else []),
+        "data_moves": moves,
+        "fleet": fleet,
     }
+
+
+def _fleet_estimates(out: Outcome, plan: FleetPlan, one: dict[str, Any] | None
+                     ) -> dict[str, Any]:
+    """The fleet's estimates: totals over its members, the worst routed p99 (the sources are
+    the largest member's)."""
+    c = out.ctx
+    hours = c.hours
+    sites = np.unique(np.array([m.site for m in plan.members]))
+    routed = plan.routes > 0
+    p99 = float(np.nanmax(np.where(routed, plan.p99_ms, -np.inf))) if routed.any() else None
+    gpu_usd_h = sum(m.usd_per_hour for m in plan.members)
+    lookups_usd_h = plan.usd_per_hour - gpu_usd_h - plan.egress_usd / hours
+    egress_usd = plan.egress_usd + lookups_usd_h * hours
+    lookup_gb_h = float(sum(
+        plan.routes[:, k].sum() * c.data.lookup_egress_gb_per_hour[m.site]
+        for k, m in enumerate(plan.members)))
+    waits = [float(c.wait_hours[m.pos]) for m in plan.members]
+    factor = [float(1.0 + c.spot_overhead[m.pos]) for m in plan.members]
+    return {"sources": (one or {}).get("sources", {}),
+            "p99_latency_ms": None if p99 is None else round(p99, 3),
+            "total_usd": round(gpu_usd_h * hours + egress_usd, 2),
+            "gpu_usd": round(gpu_usd_h * hours, 2),
+            "usd_per_hour": round(gpu_usd_h, 4),
+            "egress_gb": round(float(c.data.egress_gb[sites].sum()) + lookup_gb_h * hours, 3),
+            "egress_usd": round(egress_usd, 2),
+            "transfer_hours": round(float(c.data.transfer_hours[sites].max()), 4),
+            "wait_hours": round(max(waits), 4),
+            "finish_hours": None,
+            "gpu_hours": round(sum(m.gpus * hours * f for m, f in zip(plan.members, factor,
+                                                                        strict=True)), 3),
+            "opportunity_usd": round(sum(m.opportunity_usd_per_hour for m in plan.members)
+                                     * hours, 2)}
+
+
+def _fleet_summary(plan: FleetPlan, out: Outcome) -> str:
+    names = out.ctx.ci.site_names
+    members = ", ".join(f"{names[m.site]} {CAPACITY_NAMES[m.kind]} x{m.replicas}"
+                        for m in plan.members)
+    verb = "burst" if plan.action == "burst" else "place"
+    return (f"{verb} a fleet of {len(plan.members)} site(s) ({members}) for "
+            f"{len(plan.locations)} client location(s), {sum(plan.demand_rps):g} requests/s: "
+            f"${plan.usd_per_hour:,.2f}/h ({plan.method})")

@@ -54,6 +54,7 @@ class Outcome:
     chosen: int | None
     action: str
     policy_version: str
+    fleet: Any = None  # placement.engine.fleet.FleetPlan or FleetMiss under a fleet rule
 
     @property
     def rule(self) -> EffectiveRule:

@@ -1,0 +1,560 @@
+"""Fleets: one service served from several sites, sized and routed by where its clients are.
+
+A service under a rule with `fleet:` settings is not placed on one site. For each client
+location the engine's own filters and estimates say which candidates qualify and what a
+replica there costs and sees:
+- a probe decision per location, with that location as the only client: every filter runs as
+  for any decision (GPU types, residency, network boundaries, quota, budget, the burst rule)
+  and the latency SLO is checked from that location alone (RTT + service time + RAG lookups x
+  RTT to the index);
+- a candidate qualifies for a location when it qualifies for one replica or for the replicas
+  the location's whole demand needs (the burst gate opens where on-prem cannot take it all).
+
+Then one assignment (HiGHS MILP, time budget) chooses replicas per candidate and routes each
+location's requests/s to qualifying candidates:
+    minimize   sum_r price_r x_r + sum_s egress_s z_s + sum_(l,r) lookup$_r y_lr
+    subject to sum_r y_lr = demand_l                      every location is served in full
+               sum_l y_lr <= usable_rps_r x_r             replicas sized for what they get
+               sum_(r in g) gpus x_r <= free_g            the GPUs each (site, type) has free
+               x_r <= M z_s(r),  sum_s z_s <= max_sites   bulk data moves once per site used
+               y_lr <= spot_max_share x demand_l (spot)  spot spread over failure domains
+               sum_r x_r >= spec.replicas
+with price_r the candidate's billed $/h per replica (spot restarts included) plus its bid price
+(the cost criterion's opportunity cost), egress_s the bulk data move amortized over the
+service horizon, and usable_rps_r = replica_rps x target_utilization x availability (a spot
+replica is down for its cold start and restart after each interruption: over-provisioning
+sized by the interruption rate). p99 breaks ties only (1e-9 $ per ms). Without a solution in
+the time budget, the greedy plan: each location in turn (largest demand first) fills the
+cheapest qualifying candidates per usable request/s.
+
+Queueing at a replica is kept within the SLO by the target utilization, not modelled here; the
+request-level simulator (placement.simulate.fleets) measures it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from placement.engine.compiled import ONPREM, SPOT
+from placement.model.policy import FleetSettings
+from placement.model.workload import ClientRef, Workload, WorkloadSpec
+
+if TYPE_CHECKING:
+    from placement.engine.engine import Engine
+    from placement.engine.outcome import Outcome
+
+Floats = NDArray[np.float64]
+Ints = NDArray[np.int64]
+Bools = NDArray[np.bool_]
+
+MIN_SERVICE_MS = 1.0  # a declared service time below this is read as this (capacity finite)
+TIE_USD_PER_MS = 1e-9  # p99 breaks ties between equal-cost plans, never more
+NO_DEMAND_RPS = 1e-6  # a location with no demand given still needs a replica within the SLO
+SHORTLIST_SITES = 4  # the MILP sees at least this many sites' candidates per location
+
+
+def replica_rps(spec: WorkloadSpec, service_ms: float | None = None) -> float:
+    """Requests/s one replica serves: the declared `latency.replica_rps`, else Little's law
+    with the p99 service time as every request's time (a floor): requests in flight (model
+    instances per GPU x GPUs, x max_batch_size with batching) / service seconds. `service_ms`:
+    a measured service time (Triton's, at the site) instead of the declared one."""
+    lat = spec.latency
+    if lat is None:
+        raise ValueError("only a service (with latency) has a replica capacity")
+    if lat.replica_rps is not None:
+        return lat.replica_rps
+    ms = lat.service_time_p99_ms if service_ms is None or math.isnan(service_ms) else service_ms
+    serving = spec.serving
+    in_flight = 1
+    if serving is not None:
+        per_gpu = serving.instances_per_gpu if serving.instance_kind == "gpu" else 1
+        in_flight = per_gpu * (spec.gpu.count if serving.instance_kind == "gpu" else 1)
+        if serving.max_batch_size > 0 and serving.dynamic_batching:
+            in_flight *= serving.max_batch_size
+    return in_flight / (max(ms, MIN_SERVICE_MS) / 1000.0)
+
+
+def location_demand(spec: WorkloadSpec) -> list[tuple[str, float]]:
+    """(location, requests/s) per client: the client's own `requests_per_s`, else its share
+    (normalized over the clients without their own rate) of the service's `requests_per_s`
+    left after the clients with their own."""
+    lat = spec.latency
+    if lat is None:
+        return []
+    given = sum(c.requests_per_s for c in lat.clients if c.requests_per_s is not None)
+    rest = [c for c in lat.clients if c.requests_per_s is None]
+    shares = sum(c.share for c in rest)
+    left = max(spec.requests_per_s - given, 0.0)
+    return [(c.location, c.requests_per_s if c.requests_per_s is not None
+             else left * c.share / shares) for c in lat.clients]
+
+
+@dataclass(frozen=True)
+class Member:
+    """One candidate of the fleet with replicas: indexes into the base outcome and inventory."""
+
+    pos: int  # candidate position in the base outcome
+    row: int  # CompiledInventory candidate row
+    site: int
+    group: int
+    kind: int
+    instance: int  # -1 on-prem
+    replicas: int
+    gpus: int
+    replica_rps: float
+    routed_rps: float
+    usd_per_hour: float
+    opportunity_usd_per_hour: float
+
+
+@dataclass(frozen=True)
+class Option:
+    """What one location sees at one candidate (qualifying or not)."""
+
+    pos: int
+    p99_ms: float
+    usd_per_hour: float  # per replica, price + bid
+    reason: str  # "" when it qualifies
+
+
+@dataclass(frozen=True)
+class FleetPlan:
+    """The fleet: members, each location's routes (requests/s per member) and the story."""
+
+    members: tuple[Member, ...]
+    locations: tuple[str, ...]
+    demand_rps: tuple[float, ...]
+    routes: Floats  # locations x members, requests/s
+    p99_ms: Floats  # locations x members (nan where the location may not go)
+    options: tuple[tuple[Option, ...], ...]  # per location: every candidate, best first
+    usd_per_hour: float  # billed, members' GPUs + amortized bulk egress + lookups
+    egress_usd: float  # bulk moves, one-off
+    method: str
+    rule: str | None
+
+    @property
+    def action(self) -> str:
+        return "burst" if any(m.kind != ONPREM for m in self.members) else "place"
+
+    @property
+    def largest(self) -> Member:
+        return max(self.members, key=lambda m: (m.replicas, m.routed_rps, -m.site))
+
+
+@dataclass(frozen=True)
+class FleetMiss:
+    """No fleet serves every location within the SLO now; the reason names the location."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Table:
+    """Candidates (over the base outcome's positions) that some location may use."""
+
+    pos: Ints
+    price: Floats  # $/h per replica, price + bid
+    billed: Floats  # $/h per replica, billed
+    bid: Floats
+    usable: Floats  # usable requests/s per replica
+    rps: Floats  # replica_rps
+    gpus_per_replica: int
+    max_rep: Ints
+    group: Ints
+    site: Ints
+    spot: Bools
+    lookup_usd_h_per_rps: Floats
+    egress_usd: Floats  # bulk, per site of the candidate
+    allowed: Bools  # locations x candidates
+    p99: Floats  # locations x candidates
+
+
+def _probe(wl: Workload, client: ClientRef, replicas: int) -> Workload:
+    spec = wl.spec
+    assert spec.latency is not None
+    lat = spec.latency.model_copy(update={"clients": [ClientRef(location=client.location)]})
+    return wl.model_copy(update={"spec": spec.model_copy(update={
+        "latency": lat, "replicas": replicas, "requests_per_s": 1.0, "budget_usd": None})})
+
+
+def _table(engine: Engine, wl: Workload, base: Outcome, settings: FleetSettings,
+           demand: list[tuple[str, float]],
+           allow: Callable[[Outcome], Bools] | None) -> tuple[_Table, list[list[Option]]]:
+    spec = wl.spec
+    assert spec.latency is not None
+    ctx = base.ctx
+    n = ctx.n
+    count = spec.gpu.count
+    hours = ctx.hours
+    clients = {c.location: c for c in spec.latency.clients}
+    seen = engine.observed.service_for(wl) if engine.observed is not None else None
+    rps = np.array([replica_rps(spec, None if seen is None else float(seen[s]))
+                    for s in ctx.site.tolist()])
+    allowed = np.zeros((len(demand), n), dtype=bool)
+    p99 = np.full((len(demand), n), np.nan)
+    options: list[list[Option]] = []
+    one: Outcome | None = None
+    for li, (loc, rate) in enumerate(demand):
+        need = max(1, math.ceil(rate / (float(rps.max()) * settings.target_utilization)))
+        qualified = np.zeros(n, dtype=bool)
+        firsts: list[str] = [""] * n
+        for reps in sorted({1, need}):
+            out = engine.decide_single(_probe(wl, clients[loc], reps))
+            ok = out.considered & ~((out.ctx.kind == ONPREM) & (out.ctx.wait_hours > 0))
+            if allow is not None:
+                ok &= allow(out)
+            qualified |= ok
+            if reps == 1:
+                one = out
+                p99[li] = out.ctx.p99_ms
+                for k in np.flatnonzero(~ok).tolist():
+                    firsts[k] = _first_reason(out, k)
+        for k in np.flatnonzero(qualified).tolist():
+            firsts[k] = ""
+        allowed[li] = qualified
+        assert one is not None
+        c1 = one.ctx
+        price1 = (c1.gpu_usd + c1.opportunity_usd) / hours
+        options.append(sorted(
+            (Option(k, float(p99[li, k]), float(price1[k]), firsts[k]) for k in range(n)),
+            key=lambda o: (o.reason != "", o.usd_per_hour, o.p99_ms)))
+    assert one is not None
+    c1 = one.ctx  # one replica: billed per replica, spot restarts included
+    billed = c1.gpu_usd / hours
+    bid = c1.opportunity_usd / hours
+    avail = np.ones(n)
+    down_h = settings.cold_start_minutes / 60 + c1.rule.burst.restart_overhead_minutes / 60
+    spot = c1.kind == SPOT
+    avail[spot] = 1.0 / (1.0 + c1.spot_rate[spot] * down_h)
+    usable = rps * settings.target_utilization * avail
+    free = np.maximum(ctx.free_gpus, 0)
+    lookup = c1.data.lookup_egress_usd_per_hour[c1.site]  # $/h per request/s (1 rps probe)
+    keep = np.flatnonzero(allowed.any(axis=0) & (free >= count))
+    t = _Table(keep, billed[keep] + bid[keep], billed[keep], bid[keep], usable[keep],
+               rps[keep], count, free[keep] // count, ctx.group[keep], ctx.site[keep],
+               spot[keep], lookup[keep], ctx.data.egress_usd[ctx.site[keep]],
+               allowed[:, keep], p99[:, keep])
+    return t, [o for o in options]
+
+
+def _first_reason(out: Outcome, k: int) -> str:
+    for f, res in enumerate(out.filter_results):
+        if out.fails[f, k]:
+            return f"{out.filter_names[f]}: {res.reason(k)}"
+    if not out.considered[k]:
+        return "not considered"
+    return "would have to wait for GPUs"
+
+
+def _subset(t: _Table, keep: Ints) -> _Table:
+    return _Table(t.pos[keep], t.price[keep], t.billed[keep], t.bid[keep], t.usable[keep],
+                  t.rps[keep], t.gpus_per_replica, t.max_rep[keep], t.group[keep],
+                  t.site[keep], t.spot[keep], t.lookup_usd_h_per_rps[keep],
+                  t.egress_usd[keep], t.allowed[:, keep], t.p99[:, keep])
+
+
+def _shortlist(t: _Table, demand: Floats, hours: float) -> Ints:
+    """Per location, its cheapest qualifying candidates per usable request/s (bulk egress
+    amortized over the horizon as if one replica carried it) until they could carry twice its
+    demand over at least SHORTLIST_SITES sites, and its nearest one: the MILP's candidates.
+    When these admit no plan, the full set is solved."""
+    per_rps = (t.price + t.egress_usd / hours) / t.usable + t.lookup_usd_h_per_rps
+    keep = np.zeros(len(t.pos), dtype=bool)
+    for li in range(len(demand)):
+        ok = np.flatnonzero(t.allowed[li])
+        if not len(ok):
+            continue
+        order = ok[np.lexsort((t.p99[li, ok], per_rps[ok]))]
+        room = np.cumsum(t.max_rep[order] * t.usable[order])
+        sites = np.cumsum(np.r_[True, t.site[order][1:] != t.site[order][:-1]])
+        enough = (room >= 2 * max(float(demand[li]), NO_DEMAND_RPS)) & (sites >= SHORTLIST_SITES)
+        upto = int(np.argmax(enough)) + 1 if enough.any() else len(order)
+        keep[order[:upto]] = True
+        keep[ok[np.argmin(t.p99[li, ok])]] = True
+    got: Ints = np.flatnonzero(keep)
+    return got
+
+
+def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int,
+           hours: float, budget: float | None) -> tuple[Floats, Floats, str] | None:
+    """(replicas per candidate, routes L x K, method) or None when no plan exists."""
+    from scipy.optimize import Bounds, LinearConstraint, milp  # only fleets need it
+
+    nl, nk = t.allowed.shape
+    pairs = np.argwhere(t.allowed)  # (location, candidate)
+    sites, site_of = np.unique(t.site, return_inverse=True)
+    # replicas a candidate could ever need: all demand on it, or the floor on replicas
+    top = np.minimum(t.max_rep, np.ceil(max(float(demand.sum()), NO_DEMAND_RPS) / t.usable)
+                     + min_replicas).astype(float)
+    site_egress = t.egress_usd[np.unique(site_of, return_index=True)[1]] / hours
+    # a site-used binary only where bulk data moves or the number of sites is capped
+    need_z = bool((site_egress > 0).any()) or len(sites) > settings.max_sites
+    ns, npairs = len(sites) if need_z else 0, len(pairs)
+    nx, nz = nk, ns
+    nv = nx + nz + npairs
+    ix, iz, iy = 0, nx, nx + nz
+    ptie = np.nan_to_num(t.p99[pairs[:, 0], pairs[:, 1]]) / np.maximum(
+        demand[pairs[:, 0]], NO_DEMAND_RPS)
+    cost = np.concatenate([t.price, site_egress if need_z else np.zeros(0),
+                           t.lookup_usd_h_per_rps[pairs[:, 1]] + TIE_USD_PER_MS * ptie])
+    rows: list[tuple[dict[int, float], float, float]] = []
+    for li in range(nl):
+        mine = np.flatnonzero(pairs[:, 0] == li)
+        rows.append(({iy + int(p): 1.0 for p in mine}, demand[li], demand[li]))
+    for k in range(nk):
+        into = np.flatnonzero(pairs[:, 1] == k)
+        coef = {iy + int(p): 1.0 for p in into}
+        coef[ix + k] = -float(t.usable[k])
+        rows.append((coef, -np.inf, 0.0))
+        if need_z:
+            rows.append(({ix + k: 1.0, iz + int(site_of[k]): -float(top[k])}, -np.inf, 0.0))
+    for g in np.unique(t.group).tolist():
+        ks = np.flatnonzero(t.group == g)
+        if len(ks) > 1:
+            rows.append(({ix + int(k): float(t.gpus_per_replica) for k in ks}, -np.inf,
+                         float(t.max_rep[ks[0]] * t.gpus_per_replica)))
+    if need_z:
+        rows.append(({iz + s: 1.0 for s in range(ns)}, -np.inf, float(settings.max_sites)))
+    rows.append(({ix + k: 1.0 for k in range(nk)}, float(min_replicas), np.inf))
+    if budget is not None:
+        rows.append(({i: float(cost[i]) * hours for i in range(nx + nz)}
+                     | {iy + p: float(t.lookup_usd_h_per_rps[pairs[p, 1]]) * hours
+                        for p in range(npairs)}, -np.inf, budget))
+    a = np.zeros((len(rows), nv))
+    lo, hi = np.empty(len(rows)), np.empty(len(rows))
+    for r, (coef, low, high) in enumerate(rows):
+        for i, v in coef.items():
+            a[r, i] = v
+        lo[r], hi[r] = low, high
+    upper = np.concatenate([top, np.ones(nz),
+                            np.where(t.spot[pairs[:, 1]],
+                                     settings.spot_max_share * demand[pairs[:, 0]], np.inf)])
+    integrality = np.concatenate([np.ones(nx + nz), np.zeros(npairs)])
+    res = milp(cost, integrality=integrality, bounds=Bounds(np.zeros(nv), upper),
+               constraints=LinearConstraint(a, lo, hi),
+               options={"time_limit": settings.time_budget_seconds, "disp": False})
+    if res.x is None:
+        return None if res.status == 2 else _greedy(t, demand, settings, min_replicas)
+    x = np.round(res.x[ix:ix + nx])
+    routes = np.zeros((nl, nk))
+    routes[pairs[:, 0], pairs[:, 1]] = np.maximum(res.x[iy:], 0.0)
+    return x, routes, "milp (HiGHS)" if res.status == 0 else "milp (HiGHS, time budget)"
+
+
+def _greedy(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
+            ) -> tuple[Floats, Floats, str] | None:
+    """Each location, largest demand first, fills the cheapest qualifying candidates per
+    usable request/s (replicas already there first)."""
+    nl, nk = t.allowed.shape
+    x = np.zeros(nk)
+    routes = np.zeros((nl, nk))
+    free = {int(g): int(t.max_rep[np.flatnonzero(t.group == g)[0]]) for g in np.unique(t.group)}
+    per_rps = t.price / t.usable
+    for li in np.argsort(-demand, kind="stable").tolist():
+        left = max(float(demand[li]), NO_DEMAND_RPS)
+        for k in np.lexsort((t.p99[li], per_rps)).tolist():
+            if left <= 0:
+                break
+            if not t.allowed[li, k]:
+                continue
+            cap = (settings.spot_max_share * max(float(demand[li]), NO_DEMAND_RPS)
+                   if t.spot[k] else math.inf)
+            room = x[k] * t.usable[k] - routes[:, k].sum()
+            take = min(left, cap, max(room, 0.0))
+            if take < left and take < cap:
+                more = min(math.ceil((min(left, cap) - take) / t.usable[k]), free[int(t.group[k])])
+                x[k] += more
+                free[int(t.group[k])] -= more
+                take = min(left, cap, x[k] * t.usable[k] - routes[:, k].sum())
+            if take > 0:
+                routes[li, k] += take
+                left -= take
+        if left > 1e-9:
+            return None
+    short = min_replicas - int(x.sum())
+    if short > 0:
+        k = int(np.argmax(x))
+        x[k] += short
+    return x, routes, "greedy"
+
+
+def plan_fleet(engine: Engine, wl: Workload, base: Outcome, settings: FleetSettings, *,
+               rule: str | None = None, allow: Callable[[Outcome], Bools] | None = None
+               ) -> FleetPlan | FleetMiss:
+    """The fleet for `wl` against `engine`'s snapshot. `base` is the engine's ordinary decision
+    of `wl` (its candidates are the fleet's). `allow`: a further mask over a probe's candidates
+    (a baseline's own restriction; None for the engine)."""
+    spec = wl.spec
+    demand = location_demand(spec)
+    if not demand:
+        return FleetMiss("a fleet serves client locations; the workload lists none")
+    t, options = _table(engine, wl, base, settings, demand, allow)
+    d = np.array([r for _, r in demand])
+    for li, (loc, _) in enumerate(demand):
+        if not t.allowed[li].any():
+            first = options[li][0] if options[li] else None
+            why = f"; nearest: {_nearest(options[li], base)}" if first else ""
+            return FleetMiss(f"no site can serve {loc} now{why}")
+    hours = base.ctx.hours
+    short = _shortlist(t, d, hours)
+    got = _solve(_subset(t, short), d, settings, spec.replicas, hours, spec.budget_usd)
+    if got is not None:
+        t = _subset(t, short)
+    elif len(short) < len(t.pos):
+        got = _solve(t, d, settings, spec.replicas, hours, spec.budget_usd)
+    if got is None:
+        return FleetMiss("no fleet serves every location's demand within the SLO with the "
+                         "GPUs free now (or within the budget)")
+    x, routes, method = got
+    used = np.flatnonzero(x > 0)
+    members = []
+    for k in used.tolist():
+        pos = int(t.pos[k])
+        ctx = base.ctx
+        reps = int(x[k])
+        members.append(Member(pos, int(ctx.rows[pos]), int(t.site[k]), int(t.group[k]),
+                              int(ctx.kind[pos]), _instance(engine, ctx, pos, spec.gpu.count),
+                              reps, reps * t.gpus_per_replica, float(t.rps[k]),
+                              float(routes[:, k].sum()), float(t.billed[k]) * reps,
+                              float(t.bid[k]) * reps))
+    sites_used = np.unique(t.site[used])
+    egress = float(base.ctx.data.egress_usd[sites_used].sum())
+    lookups = float((routes[:, used].sum(axis=0) * t.lookup_usd_h_per_rps[used]).sum())
+    usd_h = sum(m.usd_per_hour for m in members) + lookups + egress / hours
+    return FleetPlan(tuple(members), tuple(loc for loc, _ in demand),
+                     tuple(float(v) for v in d), routes[:, used], t.p99[:, used],
+                     tuple(tuple(o) for o in options), usd_h, egress, method, rule)
+
+
+def _instance(engine: Engine, ctx: Any, pos: int, count: int) -> int:
+    billing = engine.billing(count)
+    return int(billing.instance[ctx.rows[pos]])
+
+
+def _nearest(options: tuple[Option, ...] | list[Option], base: Outcome) -> str:
+    ranked = sorted((o for o in options if not math.isnan(o.p99_ms)), key=lambda o: o.p99_ms)
+    if not ranked:
+        return "no candidate offers the GPU type"
+    o = ranked[0]
+    name = base.ctx.ci.site_names[int(base.ctx.site[o.pos])]
+    return f"{name} (p99 {o.p99_ms:.1f} ms): {o.reason or 'qualifies'}"
+
+
+def scale(previous: dict[int, int], plan: FleetPlan, settings: FleetSettings) -> FleetPlan:
+    """Autoscaling with hysteresis. `previous`: replicas per candidate row now. Scale-out
+    follows the plan (it went first where it is cheapest within the SLO). A member the plan
+    wants smaller shrinks only when its replicas now would run below `scale_in_utilization`,
+    and then to what its traffic needs at the target utilization: a dip does not flap
+    replicas, and scale-in releases the GPUs it frees."""
+    members = []
+    for m in plan.members:
+        before = previous.get(m.row, 0)
+        reps = m.replicas
+        if 0 < reps < before:
+            if m.routed_rps / (before * m.replica_rps) >= settings.scale_in_utilization:
+                reps = before
+            else:
+                reps = max(reps, math.ceil(m.routed_rps / (
+                    m.replica_rps * settings.target_utilization)))
+        if reps != m.replicas:
+            f = reps / m.replicas
+            m = Member(m.pos, m.row, m.site, m.group, m.kind, m.instance, reps,
+                       m.gpus // m.replicas * reps, m.replica_rps, m.routed_rps,
+                       m.usd_per_hour * f, m.opportunity_usd_per_hour * f)
+        members.append(m)
+    usd = plan.usd_per_hour + sum(
+        n.usd_per_hour - o.usd_per_hour for n, o in zip(members, plan.members, strict=True))
+    return FleetPlan(tuple(members), plan.locations, plan.demand_rps, plan.routes, plan.p99_ms,
+                     plan.options, usd, plan.egress_usd, plan.method, plan.rule)
+
+
+def _site_name(base: Outcome, pos: int) -> str:
+    return base.ctx.ci.site_names[int(base.ctx.site[pos])]
+
+
+def _route_story(plan: FleetPlan, base: Outcome, li: int, slo: float
+                 ) -> tuple[str, list[dict[str, Any]]]:
+    """Why location `li` goes where it goes, and the sites it could have used instead."""
+    routes = plan.routes[li]
+    used = {plan.members[k].pos: k for k in np.flatnonzero(routes > 1e-12).tolist()}
+    if not used and plan.demand_rps[li] <= NO_DEMAND_RPS:
+        used = {plan.members[k].pos: k for k in np.flatnonzero(routes > 0).tolist()}
+    opts = plan.options[li]
+    qualifying = [o for o in opts if not o.reason]
+    by_p99 = sorted((o for o in opts if not math.isnan(o.p99_ms)), key=lambda o: o.p99_ms)
+    first = min(used, key=lambda p: next(
+        (o.usd_per_hour for o in opts if o.pos == p), math.inf)) if used else None
+    parts = []
+    if first is not None:
+        o = next(o for o in opts if o.pos == first)
+        cheapest = qualifying[0] if qualifying else o
+        nearest_ok = next((q for q in by_p99 if not q.reason), None)
+        where = _site_name(base, first)
+        if cheapest.pos == first:
+            parts.append(f"{where} is the cheapest site within the {slo:g} ms SLO "
+                         f"(p99 {o.p99_ms:.1f} ms, ${o.usd_per_hour:,.2f}/h per replica)")
+        else:
+            parts.append(f"{where} (p99 {o.p99_ms:.1f} ms, ${o.usd_per_hour:,.2f}/h per "
+                         f"replica): the cheaper {_site_name(base, cheapest.pos)} is full or "
+                         "taken by other locations")
+        if nearest_ok is not None and nearest_ok.pos not in used:
+            parts.append(f"the nearest qualifying site {_site_name(base, nearest_ok.pos)} "
+                         f"(p99 {nearest_ok.p99_ms:.1f} ms) costs "
+                         f"${nearest_ok.usd_per_hour - o.usd_per_hour:+,.2f}/h per replica")
+        if len(used) > 1:
+            parts.append(f"split over {len(used)} sites (spot spread over failure domains, "
+                         "or one site's free GPUs are not enough)")
+    alternatives: list[dict[str, Any]] = []
+    picked: set[int] = set()
+    for o in ([by_p99[0]] if by_p99 else []) + [q for q in qualifying if q.pos not in used][:2]:
+        if o.pos in picked or o.pos in used:
+            continue
+        picked.add(o.pos)
+        reason = o.reason or (f"qualifies at ${o.usd_per_hour:,.2f}/h per replica; the chosen "
+                              "plan costs less in total")
+        alternatives.append({"site": _site_name(base, o.pos),
+                             "p99_latency_ms": None if math.isnan(o.p99_ms)
+                             else round(o.p99_ms, 3),
+                             "usd_per_hour_per_replica": round(o.usd_per_hour, 4),
+                             "reason": reason})
+    return "; ".join(parts) or "no requests routed", alternatives
+
+
+def fleet_dict(plan: FleetPlan, base: Outcome, capacity_names: tuple[str, ...],
+               gpu_names: list[str], inst_names: list[str]) -> dict[str, Any]:
+    """The plan shaped exactly like `placement.model.decision.Fleet` (JSON-ready)."""
+    spec = base.ctx.workload.spec
+    assert spec.latency is not None
+    members = []
+    for m in plan.members:
+        members.append({
+            "site": base.ctx.ci.site_names[m.site],
+            "gpu_type": gpu_names[int(base.ctx.ci.row_gpu[m.row])],
+            "capacity": capacity_names[m.kind],
+            "instance_type": inst_names[m.instance] if m.instance >= 0 else None,
+            "replicas": m.replicas, "gpus": m.gpus, "replica_rps": round(m.replica_rps, 4),
+            "routed_rps": round(m.routed_rps, 6),
+            "utilization": round(m.routed_rps / (m.replicas * m.replica_rps), 4),
+            "usd_per_hour": round(m.usd_per_hour, 4),
+            "opportunity_usd_per_hour": round(m.opportunity_usd_per_hour, 4)})
+    routing = []
+    for li, loc in enumerate(plan.locations):
+        total = float(plan.routes[li].sum())
+        targets = []
+        for k in np.flatnonzero(plan.routes[li] > 0).tolist():
+            w = float(plan.routes[li, k]) / total if total > 0 else 1.0
+            targets.append({"site": members[k]["site"], "weight": round(w, 6),
+                            "p99_latency_ms": round(float(plan.p99_ms[li, k]), 3)})
+        why, alternatives = _route_story(plan, base, li, spec.latency.p99_slo_ms)
+        routing.append({"location": loc, "demand_rps": round(plan.demand_rps[li], 6),
+                        "targets": targets, "why": why, "alternatives": alternatives})
+    return {"members": members, "routing": routing,
+            "usd_per_hour": round(plan.usd_per_hour, 4),
+            "demand_rps": round(sum(plan.demand_rps), 6), "method": plan.method,
+            "rule": plan.rule}
