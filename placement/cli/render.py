@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from placement.model import Candidate, Decision
+from placement.model.decision import Fleet
 
 _STYLE = {"place": "green", "burst": "cyan", "queue": "yellow", "reject": "red"}
 
@@ -38,6 +39,27 @@ def decision_table(d: Decision) -> Table:
             _fmt(c.estimates.total_usd if c.estimates else None, ",.0f"),
         )
     return table
+
+
+def fleet_tables(workload: str, f: Fleet) -> tuple[Table, Table]:
+    """A fleet's members (GPUs, replicas, load, $/h) and its routing table (where each client
+    location's requests go, at what p99, and why)."""
+    members = Table(title=f"fleet of {workload}", title_justify="left")
+    for col in ("site", "GPU", "capacity", "replicas", "routed rps", "utilization", "$/h"):
+        members.add_column(col, no_wrap=True, justify="left" if col in ("site", "GPU",
+                                                                         "capacity") else "right")
+    for m in f.members:
+        members.add_row(m.site, f"{m.gpus} {m.gpu_type}", m.capacity, str(m.replicas),
+                        f"{m.routed_rps:,.1f}", f"{m.utilization:.0%}",
+                        f"{m.usd_per_hour:,.2f}")
+    routing = Table(title="routing", title_justify="left")
+    for col in ("location", "demand rps", "site weight p99", "why"):
+        routing.add_column(col, no_wrap=col != "why")
+    for r in f.routing:
+        targets = "\n".join(f"{t.site} {t.weight:.0%} {t.p99_latency_ms:.0f} ms"
+                             for t in r.targets) or "-"
+        routing.add_row(r.location, f"{r.demand_rps:,.1f}", targets, r.why)
+    return members, routing
 
 
 def rejected_lines(d: Decision) -> list[str]:
@@ -73,6 +95,13 @@ def print_decision(d: Decision, console: Console | None = None) -> None:
     rules = ", ".join(d.constraint_rules) or "none"
     out.print(f"  rule: {d.rule or 'defaults'} | constraints from: {rules} | "
               f"policy {d.policy_version}")
+    if d.fleet is not None:
+        f = d.fleet
+        out.print(f"  fleet: {len(f.members)} sites, ${f.usd_per_hour:,.2f}/h for "
+                  f"{f.demand_rps:,.1f} req/s | plan: {f.method} | rule: {f.rule or 'defaults'}",
+                  highlight=False)
+        for table in fleet_tables(d.workload, f):
+            out.print(table)
     if any(c.rank is not None for c in d.candidates):
         out.print(decision_table(d))
     lines = rejected_lines(d)

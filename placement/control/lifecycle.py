@@ -57,8 +57,9 @@ def event(session: Session, workload_id: uuid.UUID, kind: str, message: str,
 
 
 def decision_rows(workload_id: uuid.UUID, decision: DecisionData, out: Outcome, now: datetime
-                  ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
-    """The rows a decision adds: the decision, its event and, for place/burst, a reservation.
+                  ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """The rows a decision adds: the decision, its event and, for place/burst, its
+    reservations (one per fleet member for a fleet, else one; none for queue/reject).
     The explanation is encoded here, once, for the store and the response."""
     action, did = decision["action"], uuid.uuid4()
     drow = {"id": did, "workload_id": workload_id, "action": action, "site": decision["site"],
@@ -67,20 +68,23 @@ def decision_rows(workload_id: uuid.UUID, decision: DecisionData, out: Outcome, 
     ev = {"workload_id": workload_id, "at": now, "type": PHASE_OF_ACTION[action],
           "message": decision["summary"],
           "detail": {"decision_id": str(did), "policy_version": decision["policy_version"]}}
-    held = None
-    if action in ("place", "burst"):
-        finish = (decision["estimates"] or {}).get("finish_hours")
-        held = {"id": uuid.uuid4(), "workload_id": workload_id, "site": decision["site"],
-                "gpu_type": decision["gpu_type"], "count": out.ctx.gpus_needed,
-                "created_at": now, "released_at": None,
-                "expected_end_at": now + timedelta(hours=finish) if finish is not None
-                else None}
+    if action not in ("place", "burst"):
+        return drow, ev, []
+    finish = (decision["estimates"] or {}).get("finish_hours")
+    end = now + timedelta(hours=finish) if finish is not None else None
+    fleet = decision.get("fleet")
+    wanted = ([(m["site"], m["gpu_type"], m["gpus"]) for m in fleet["members"]] if fleet
+              else [(decision["site"], decision["gpu_type"], out.ctx.gpus_needed)])
+    held = [{"id": uuid.uuid4(), "workload_id": workload_id, "site": site, "gpu_type": gpu,
+             "count": count, "created_at": now, "released_at": None, "expected_end_at": end}
+            for site, gpu, count in wanted]
     return drow, ev, held
 
 
 def record_decision(session: Session, row: WorkloadRow, decision: DecisionData,
                     out: Outcome) -> None:
-    """A new decision for a stored workload (re-queue): rows added, GPUs taken last."""
+    """A new decision for a stored workload (re-queue): rows added, GPUs taken last, every
+    fleet member's or none (CapacityConflict rolls the transaction back)."""
     drow, ev, held = decision_rows(row.id, decision, out, utcnow())
     store.add_decision(session, row=row, decision=drow, event=ev, held=held,
                        phase=PHASE_OF_ACTION[decision["action"]])

@@ -49,6 +49,7 @@ from placement.model import Workload
 from placement.store.capacity import CapacityConflict
 from placement.store.db import utcnow
 from placement.store.submissions import by_keys, insert_new, stored_ids
+from placement.store.transitions import gpus_wanted
 
 log = logging.getLogger("placement.control.submit")
 Row = dict[str, Any]
@@ -178,18 +179,31 @@ def _decide_all(rt: Runtime, todo: list[Pending], fresh: bool
                 f"the engine could not decide this workload ({type(exc).__name__}: {exc}); "
                 "check its numbers, or report it with the request body"))
             continue
-        if decision["action"] in ("place", "burst") and out.chosen is not None:
-            group = int(out.ctx.group[out.chosen])
-            cap.reserved[group] += out.ctx.gpus_needed
-            taken[group] += out.ctx.gpus_needed
+        for group, n in _groups_taken(engine, decision, out):
+            cap.reserved[group] += n
+            taken[group] += n
         decided.append((p, decision, out))
     return decided, engine, origin, taken
 
 
+def _groups_taken(engine: Engine, decision: DecisionData, out: Outcome
+                  ) -> list[tuple[int, int]]:
+    """(capacity group, GPUs) a decision reserves: each fleet member's, else the chosen
+    candidate's; none for queue or reject. Later decisions of the batch see them taken."""
+    if decision["action"] not in ("place", "burst") or out.chosen is None:
+        return []
+    fleet = decision.get("fleet")
+    if not fleet:
+        return [(int(out.ctx.group[out.chosen]), out.ctx.gpus_needed)]
+    return [(engine.ci.group_of(m["site"], m["gpu_type"]), int(m["gpus"]))
+            for m in fleet["members"]]
+
+
 def _rows_for(p: Pending, decision: DecisionData, out: Outcome
-             ) -> tuple[Row, Row, list[Row], Row | None]:
-    """Rows of one new submission: workload, decision, events and reservation (plain dicts:
-    they are inserted in bulk and answered, never loaded into a session)."""
+             ) -> tuple[Row, Row, list[Row], list[Row]]:
+    """Rows of one new submission: workload, decision, events and reservations (one per
+    fleet member; plain dicts: they are inserted in bulk and answered, never loaded into a
+    session)."""
     wl, now = p.workload, utcnow()
     drow, ev, held = decision_rows(uuid.uuid4(), decision, out, now)
     row = {"id": drow["workload_id"], "name": wl.name, "team": wl.spec.team,
@@ -220,22 +234,20 @@ def _prepare(decided: Decided) -> Prepared:
     decisions: list[Row] = []
     events: list[Row] = []
     held: list[Row] = []
-    need: dict[tuple[str, str], int] = defaultdict(int)
     for p, decision, out in decided:
         row, drow, evs, res = _rows_for(p, decision, out)
         workloads.append(row)
         decisions.append(drow)
         events += evs
-        if res is not None:
-            held.append(res)
-            need[(res["site"], res["gpu_type"])] += res["count"]
+        held += res
         stored.append((p, row, drow, decision))
-    # one order everywhere: no deadlocks
-    return Prepared(stored, [workloads, decisions, events, held], sorted(need.items()))
+    # GPUs per (site, GPU type) over the whole batch, in the one sorted order: no deadlocks
+    return Prepared(stored, [workloads, decisions, events, held], gpus_wanted(held))
 
 
 def _store(rt: Runtime, prep: Prepared) -> None:
-    """One transaction with bulk inserts, then one guarded update per (site, GPU type)."""
+    """One transaction with bulk inserts, then one guarded update per (site, GPU type); a
+    fleet's members are taken with the rest of the batch, all or none (CapacityConflict)."""
     with rt.db.write() as s:
         insert_new(s, postgresql=rt.db.dialect == "postgresql", tables=prep.tables,
                    need=prep.need)

@@ -44,25 +44,41 @@ def holds_of(s: Session, *, workload_id: uuid.UUID) -> list[ReservationRow]:
         ReservationRow.workload_id == workload_id, ReservationRow.released_at.is_(None))))
 
 
+def gpus_wanted(held: list[dict[str, Any]]) -> list[tuple[tuple[str, str], int]]:
+    """GPUs per (site, GPU type) of reservation rows, in the one order every guarded update
+    and every give-back goes through them (sorted: transactions that touch several capacity
+    rows never wait on each other in a cycle)."""
+    need: dict[tuple[str, str], int] = {}
+    for res in held:
+        key = (res["site"], res["gpu_type"])
+        need[key] = need.get(key, 0) + res["count"]
+    return sorted(need.items())
+
+
 def release_holds(s: Session, *, holds: list[ReservationRow]) -> int:
-    """Mark reservations released and give their GPUs back (capacity rows last: short locks);
-    returns the GPUs freed."""
+    """Mark reservations released (all of a fleet's members) and give their GPUs back
+    (capacity rows last, in the one sorted order: short locks, no deadlocks); returns the
+    GPUs freed."""
     for res in holds:
         res.released_at = utcnow()
     s.flush()
-    for res in holds:
-        give_back(s, site=res.site, gpu=res.gpu_type, n=res.count)
-    return sum(r.count for r in holds)
+    back = gpus_wanted([{"site": r.site, "gpu_type": r.gpu_type, "count": r.count}
+                        for r in holds])
+    for (site, gpu), n in back:
+        give_back(s, site=site, gpu=gpu, n=n)
+    return sum(n for _, n in back)
 
 
 def add_decision(s: Session, *, row: WorkloadRow, decision: dict[str, Any], event: dict[str, Any],
-                 held: dict[str, Any] | None, phase: str) -> None:
+                 held: list[dict[str, Any]], phase: str) -> None:
     """A new decision for a stored workload: its rows added, the workload pointed at it, and
-    its GPUs taken last (the guarded update)."""
+    its GPUs taken last, per (site, GPU type) in sorted order, by the guarded update: every
+    reservation of a fleet or none (CapacityConflict; the caller's transaction rolls back)."""
     s.execute(insert(DecisionRow), [decision])
     row.phase, row.site, row.action = phase, decision["site"], decision["action"]
     row.decision_id = decision["id"]
     s.execute(insert(EventRow), [event])
-    if held is not None:
-        s.execute(insert(ReservationRow), [held])
-        take_gpus(s, site=held["site"], gpu=held["gpu_type"], n=held["count"])
+    if held:
+        s.execute(insert(ReservationRow), held)
+    for (site, gpu), n in gpus_wanted(held):
+        take_gpus(s, site=site, gpu=gpu, n=n)
