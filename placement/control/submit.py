@@ -190,13 +190,15 @@ def _groups_taken(engine: Engine, decision: DecisionData, out: Outcome
                   ) -> list[tuple[int, int]]:
     """(capacity group, GPUs) a decision reserves: each fleet member's, else the chosen
     candidate's; none for queue or reject. Later decisions of the batch see them taken."""
-    if decision["action"] not in ("place", "burst") or out.chosen is None:
-        return []
     fleet = decision.get("fleet")
-    if not fleet:
-        return [(int(out.ctx.group[out.chosen]), out.ctx.gpus_needed)]
-    return [(engine.ci.group_of(m["site"], m["gpu_type"]), int(m["gpus"]))
-            for m in fleet["members"]]
+    if decision["action"] not in ("place", "burst"):
+        return []
+    if fleet:
+        return [(engine.ci.group_of(m["site"], m["gpu_type"]), int(m["gpus"]))
+                for m in fleet["members"]]
+    if out.chosen is None:
+        return []
+    return [(int(out.ctx.group[out.chosen]), out.ctx.gpus_needed)]
 
 
 def _rows_for(p: Pending, decision: DecisionData, out: Outcome
