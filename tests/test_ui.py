@@ -146,8 +146,23 @@ def test_detail_explains_and_lists_rejections(examples: Any) -> None:
     assert re.search(r'data-testid="sources">client rtt: (measured|estimated: [^;<]+)', page)
 
 
+def test_a_fleet_shows_its_members_and_why_each_location_is_served_where(examples: Any
+                                                                        ) -> None:
+    api, ids = examples
+    _login(api, "admin")
+    page = html.unescape(api.client.get(f"/ui/workloads/{ids['global-docs-rag']}").text)
+    members = page[page.index('data-testid="fleet-members"'):]
+    assert "dc-frankfurt" in members and "aws-us-west-2" in members
+    route = page[page.index('data-location="tokyo-users"'):]
+    route = route[:route.index("</tr>")]
+    assert "aws-us-west-2 (100%" in route  # Tokyo's users go to the US west coast
+    assert "a spot site carries at most 50%" in route  # and why not on its spot capacity
+    frankfurt = page[page.index('data-location="frankfurt-office"'):]
+    assert "dc-frankfurt on-prem A100-80GB is the cheapest candidate" in frankfurt
+
+
 @pytest.mark.parametrize(("query", "expected"), [
-    ("action=burst", {"llm-pretrain"}),
+    ("action=burst", {"llm-pretrain", "global-assistant", "global-docs-rag"}),
     ("kind=finetune", {"vision-finetune"}),
     ("site=plant-austin", {"austin-line-inspection"}),
     ("phase=rejected", set()),
@@ -157,7 +172,8 @@ def test_filters(examples: Any, query: str, expected: set[str]) -> None:
     _login(api, "admin")
     rows = api.client.get(f"/ui/workloads/rows?{query}").text
     names = {n for n in ("llm-pretrain", "vision-finetune", "austin-line-inspection",
-                         "support-chat", "defect-detector") if f">{n}</a>" in rows}
+                         "support-chat", "defect-detector", "global-assistant",
+                         "global-docs-rag") if f">{n}</a>" in rows}
     assert names == expected
 
 

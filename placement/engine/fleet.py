@@ -478,52 +478,78 @@ def _site_name(base: Outcome, pos: int) -> str:
     return base.ctx.ci.site_names[int(base.ctx.site[pos])]
 
 
-def _route_story(plan: FleetPlan, base: Outcome, li: int, slo: float
-                 ) -> tuple[str, list[dict[str, Any]]]:
-    """Why location `li` goes where it goes, and the sites it could have used instead."""
+def _label(base: Outcome, pos: int) -> str:
+    """`site capacity GPU` of a candidate."""
+    c = base.ctx
+    kind = ("on-prem", "on-demand", "spot")[int(c.kind[pos])]
+    return f"{_site_name(base, pos)} {kind} {c.ci.gpu_names[int(c.ci.row_gpu[c.rows[pos]])]}"
+
+
+def _why_not_more(plan: FleetPlan, base: Outcome, pos: int, li: int,
+                  settings: FleetSettings | None) -> str:
+    """Why the plan gives a qualifying candidate no more of location `li`'s demand."""
+    k = next((k for k, m in enumerate(plan.members) if m.pos == pos), None)
+    free = int(base.ctx.free_gpus[pos])
+    gpus = sum(m.gpus for m in plan.members if m.group == int(base.ctx.group[pos]))
+    if gpus + base.ctx.workload.spec.gpu.count > free:
+        return f"is full: the fleet holds {gpus} of its {free} free GPU(s)"
+    if int(base.ctx.kind[pos]) == SPOT and settings is not None:
+        share = f"{settings.spot_max_share:.0%}"
+        if k is not None and float(plan.routes[li, k]) >= (
+                settings.spot_max_share * plan.demand_rps[li] - 1e-9):
+            return f"carries its spot limit ({share} of the location's demand)"
+        if k is None:
+            return (f"is not used: a spot site carries at most {share} of a location's "
+                    "demand (spread over failure domains), and the plan costs less without it")
+    if k is None:
+        return "is not used: the plan costs less without it"
+    return "serves other locations with its replicas: the plan costs less in total this way"
+
+
+def _route_story(plan: FleetPlan, base: Outcome, li: int, slo: float,
+                 settings: FleetSettings | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """Why location `li` goes where it goes, and the candidates it could have used instead
+    (its nearest and its cheapest), each with its reason."""
     routes = plan.routes[li]
-    used = {plan.members[k].pos: k for k in np.flatnonzero(routes > 1e-12).tolist()}
-    if not used and plan.demand_rps[li] <= NO_DEMAND_RPS:
-        used = {plan.members[k].pos: k for k in np.flatnonzero(routes > 0).tolist()}
+    used = {plan.members[k].pos for k in np.flatnonzero(routes > 0).tolist()}
     opts = plan.options[li]
+    by_pos = {o.pos: o for o in opts}
     qualifying = [o for o in opts if not o.reason]
-    by_p99 = sorted((o for o in opts if not math.isnan(o.p99_ms)), key=lambda o: o.p99_ms)
-    first = min(used, key=lambda p: next(
-        (o.usd_per_hour for o in opts if o.pos == p), math.inf)) if used else None
-    parts = []
-    if first is not None:
-        o = next(o for o in opts if o.pos == first)
-        cheapest = qualifying[0] if qualifying else o
-        nearest_ok = next((q for q in by_p99 if not q.reason), None)
-        where = _site_name(base, first)
-        if cheapest.pos == first:
-            parts.append(f"{where} is the cheapest site within the {slo:g} ms SLO "
-                         f"(p99 {o.p99_ms:.1f} ms, ${o.usd_per_hour:,.2f}/h per replica)")
-        else:
-            parts.append(f"{where} (p99 {o.p99_ms:.1f} ms, ${o.usd_per_hour:,.2f}/h per "
-                         f"replica): the cheaper {_site_name(base, cheapest.pos)} is full or "
-                         "taken by other locations")
-        if nearest_ok is not None and nearest_ok.pos not in used:
-            parts.append(f"the nearest qualifying site {_site_name(base, nearest_ok.pos)} "
-                         f"(p99 {nearest_ok.p99_ms:.1f} ms) costs "
-                         f"${nearest_ok.usd_per_hour - o.usd_per_hour:+,.2f}/h per replica")
-        if len(used) > 1:
-            parts.append(f"split over {len(used)} sites (spot spread over failure domains, "
-                         "or one site's free GPUs are not enough)")
+    parts: list[str] = []
+    main = max(used, key=lambda p: float(routes[[m.pos for m in plan.members].index(p)]))
+    o = by_pos[main]
+    cheaper = [q for q in qualifying if q.usd_per_hour < o.usd_per_hour - 1e-12]
+    if not cheaper:
+        parts.append(f"{_label(base, main)} is the cheapest candidate within the {slo:g} ms "
+                     f"SLO (p99 {o.p99_ms:.1f} ms, ${o.usd_per_hour:,.2f}/h per replica)")
+    else:
+        parts.append(f"{_label(base, main)} (p99 {o.p99_ms:.1f} ms, ${o.usd_per_hour:,.2f}/h "
+                     f"per replica): the cheaper {_label(base, cheaper[0].pos)} "
+                     f"{_why_not_more(plan, base, cheaper[0].pos, li, settings)}")
+    if len(used) > 1:
+        parts.append(f"split over {len(used)} candidates: "
+                     + ", ".join(f"{_label(base, p)} {float(routes[k]):g} req/s"
+                                 for k, p in enumerate(m.pos for m in plan.members)
+                                 if p in used))
+    used_sites = {int(base.ctx.site[p]) for p in used}
+    by_p99 = sorted((q for q in opts if not math.isnan(q.p99_ms)), key=lambda q: q.p99_ms)
+    nearest = next((q for q in by_p99 if int(base.ctx.site[q.pos]) not in used_sites), None)
     alternatives: list[dict[str, Any]] = []
-    picked: set[int] = set()
-    for o in ([by_p99[0]] if by_p99 else []) + [q for q in qualifying if q.pos not in used][:2]:
-        if o.pos in picked or o.pos in used:
+    shown: set[int] = set()
+    picks = ([nearest] if nearest is not None and nearest.p99_ms < o.p99_ms else []) + [
+        q for q in qualifying if q.pos not in used and q.usd_per_hour < o.usd_per_hour][:2]
+    for q in picks:
+        if q.pos in shown:
             continue
-        picked.add(o.pos)
-        reason = o.reason or (f"qualifies at ${o.usd_per_hour:,.2f}/h per replica; the chosen "
-                              "plan costs less in total")
-        alternatives.append({"site": _site_name(base, o.pos),
-                             "p99_latency_ms": None if math.isnan(o.p99_ms)
-                             else round(o.p99_ms, 3),
-                             "usd_per_hour_per_replica": round(o.usd_per_hour, 4),
-                             "reason": reason})
-    return "; ".join(parts) or "no requests routed", alternatives
+        shown.add(q.pos)
+        reason = q.reason or _why_not_more(plan, base, q.pos, li, settings).removeprefix("is ")
+        if q is nearest:
+            reason = f"nearer (p99 {q.p99_ms:.1f} ms): {reason}"
+        alternatives.append({"site": _site_name(base, q.pos),
+                             "p99_latency_ms": round(q.p99_ms, 3),
+                             "usd_per_hour_per_replica": round(q.usd_per_hour, 4),
+                             "reason": f"{_label(base, q.pos)}: {reason}"})
+    return "; ".join(parts), alternatives
 
 
 def fleet_dict(plan: FleetPlan, base: Outcome, capacity_names: tuple[str, ...],
@@ -551,7 +577,8 @@ def fleet_dict(plan: FleetPlan, base: Outcome, capacity_names: tuple[str, ...],
             w = float(plan.routes[li, k]) / total if total > 0 else 1.0
             targets.append({"site": members[k]["site"], "weight": round(w, 6),
                             "p99_latency_ms": round(float(plan.p99_ms[li, k]), 3)})
-        why, alternatives = _route_story(plan, base, li, spec.latency.p99_slo_ms)
+        why, alternatives = _route_story(plan, base, li, spec.latency.p99_slo_ms,
+                                         base.rule.fleet)
         routing.append({"location": loc, "demand_rps": round(plan.demand_rps[li], 6),
                         "targets": targets, "why": why, "alternatives": alternatives})
     return {"members": members, "routing": routing,
