@@ -299,14 +299,23 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
     nx, nz = nk, ns
     nv = nx + nz + npairs
     ix, iz, iy = 0, nx, nx + nz
-    ptie = np.nan_to_num(t.p99[pairs[:, 0], pairs[:, 1]]) / np.maximum(
-        demand[pairs[:, 0]], NO_DEMAND_RPS)
+    need = np.maximum(demand, NO_DEMAND_RPS)  # a location without demand: a replica too
+    ptie = np.nan_to_num(t.p99[pairs[:, 0], pairs[:, 1]]) / need[pairs[:, 0]]
     cost = np.concatenate([t.price, site_egress if need_z else np.zeros(0),
                            t.lookup_usd_h_per_rps[pairs[:, 1]] + TIE_USD_PER_MS * ptie])
     rows: list[tuple[dict[int, float], float, float]] = []
+    spot_pairs = t.spot[pairs[:, 1]]
     for li in range(nl):
         mine = np.flatnonzero(pairs[:, 0] == li)
         rows.append(({iy + int(p): 1.0 for p in mine}, demand[li], demand[li]))
+        if demand[li] <= NO_DEMAND_RPS:  # its route must land on a replica within the SLO
+            rows.append(({ix + int(k): 1.0 for k in np.flatnonzero(t.allowed[li])}, 1.0,
+                         np.inf))
+        for s in np.unique(t.site[pairs[mine[spot_pairs[mine]], 1]]).tolist():
+            here = mine[spot_pairs[mine] & (t.site[pairs[mine, 1]] == s)]
+            if len(here) > 1:  # the spot share caps a site, whatever GPU types it offers
+                rows.append(({iy + int(p): 1.0 for p in here}, -np.inf,
+                             settings.spot_max_share * need[li]))
     for k in range(nk):
         into = np.flatnonzero(pairs[:, 1] == k)
         coef = {iy + int(p): 1.0 for p in into}
@@ -334,7 +343,7 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
         lo[r], hi[r] = low, high
     upper = np.concatenate([top, np.ones(nz),
                             np.where(t.spot[pairs[:, 1]],
-                                     settings.spot_max_share * demand[pairs[:, 0]], np.inf)])
+                                     settings.spot_max_share * need[pairs[:, 0]], np.inf)])
     integrality = np.concatenate([np.ones(nx + nz), np.zeros(npairs)])
     res = milp(cost, integrality=integrality, bounds=Bounds(np.zeros(nv), upper),
                constraints=LinearConstraint(a, lo, hi),
@@ -344,6 +353,10 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
     x = np.round(res.x[ix:ix + nx])
     routes = np.zeros((nl, nk))
     routes[pairs[:, 0], pairs[:, 1]] = np.maximum(res.x[iy:], 0.0)
+    for li in np.flatnonzero(demand <= NO_DEMAND_RPS).tolist():  # routed to its nearest
+        ks = np.flatnonzero(t.allowed[li] & (x > 0))
+        if len(ks) and routes[li].sum() <= 0:
+            routes[li, ks[np.argmin(t.p99[li, ks])]] = NO_DEMAND_RPS
     return x, routes, "milp (HiGHS)" if res.status == 0 else "milp (HiGHS, time budget)"
 
 
@@ -364,7 +377,8 @@ def _greedy(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: in
             if not t.allowed[li, k]:
                 continue
             cap = (settings.spot_max_share * max(float(demand[li]), NO_DEMAND_RPS)
-                   if t.spot[k] else math.inf)
+                   - float(routes[li, t.spot & (t.site == t.site[k])].sum())
+                   if t.spot[k] else math.inf)  # per site, whatever GPU types it offers
             room = x[k] * t.usable[k] - routes[:, k].sum()
             take = min(left, cap, max(room, 0.0))
             if take < left and take < cap:
