@@ -609,7 +609,7 @@ def test_overview_lists_onprem_sites_first_and_bursts_only_when_on(examples: Any
         s for s in shown if kinds[s] == "cloud")
     # this service provisions no bursts: no bursts section, a note on the burst decision
     assert 'data-testid="bursts"' not in overview and "Active bursts" not in overview
-    assert 'data-testid="bursts-off"' in overview and "1 burst decision(s)" in overview
+    assert 'data-testid="bursts-off"' in overview and "3 burst decision(s)" in overview
     api.client.app.state.bursts = True
     on = api.client.get("/ui/").text
     assert 'data-testid="bursts"' in on and "bursts-off" not in on
