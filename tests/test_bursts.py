@@ -17,9 +17,10 @@ from sqlalchemy import select
 
 from infra.automation import Plan
 from placement.actuators.bursts.actuator import BurstActuator, BurstOptions
+from placement.policy.loader import load_bundle
 from placement.store.tables import BurstRow, EventRow, utcnow
 
-from .conftest import Api, api_on
+from .conftest import EXAMPLES, Api, api_on
 from .factories import Clock
 
 API = "placement.dev/v1alpha1"
@@ -281,3 +282,21 @@ def test_a_burst_whose_workload_was_decided_elsewhere_is_destroyed(env: Env) -> 
     assert env.burst(wid).status == "draining" and "re-decided" in env.burst(wid).message
     act.reconcile()
     assert env.burst(wid).status == "destroyed"
+
+
+def test_a_fleet_is_not_provisioned_and_stays_placed(tmp_path: Path) -> None:
+    """A fleet's cloud members run on node pools their sites already have: the burst actuator
+    makes no stack for it and leaves it placed (it would otherwise refuse the on-prem member
+    site as having no burst settings and send the workload back to the queue)."""
+    doc = next(w for w in load_bundle(EXAMPLES).workloads if w.name == "global-docs-rag")
+    with api_on(f"sqlite:///{tmp_path / 'placement.db'}") as api:
+        res = api.client.post("/v1/workloads", json=doc.model_dump(mode="json"),
+                              headers=api.h("admin"))
+        assert res.status_code == 201, res.text
+        body = res.json()
+        assert body["action"] == "burst" and body["decision"]["decision"]["fleet"]
+        cloud = Recorder()
+        BurstActuator(api.runtime, cloud, BurstOptions(check_s=60), clock=Clock()).reconcile()
+        assert cloud.calls == []
+        got = api.client.get(f"/v1/workloads/{body['id']}", headers=api.h("admin")).json()
+        assert got["phase"] == "placed"

@@ -13,6 +13,9 @@ A burst's life: requested -> provisioning -> ready -> draining -> destroyed | fa
 - ready: add the spend since the last pass; drain when the workload ended, the burst expired,
   or its spend reached its budget;
 - draining: destroy the stack.
+A fleet (a service on several sites, placement.engine.fleet) is not provisioned here: its
+cloud members are served on GPU node pools their sites' clusters already have. One stack per
+member is not built yet.
 The Provisioner does the cloud work: infra.automation.PulumiProvisioner in production; tests
 use a double that records calls.
 """
@@ -127,6 +130,8 @@ class BurstActuator(Actuator[BurstOptions]):
         with self.rt.db.read() as s:  # a failed or destroyed burst of one decided again: anew
             fresh = store.undecided_bursts(s, phases=("placed", "running"))
         for wrow, decision in fresh:
+            if decision.get("fleet"):
+                continue  # a fleet's cloud members run on node pools their sites have (below)
             site = self.rt.site(wrow.site or "")
             try:
                 if site is None:
