@@ -344,20 +344,47 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
     upper = np.concatenate([top, np.ones(nz),
                             np.where(t.spot[pairs[:, 1]],
                                      settings.spot_max_share * need[pairs[:, 0]], np.inf)])
-    integrality = np.concatenate([np.ones(nx + nz), np.zeros(npairs)])
-    res = milp(cost, integrality=integrality, bounds=Bounds(np.zeros(nv), upper),
-               constraints=LinearConstraint(a, lo, hi),
-               options={"time_limit": settings.time_budget_seconds, "disp": False})
-    if res.x is None:
-        return None if res.status == 2 else _greedy(t, demand, settings, min_replicas)
-    x = np.round(res.x[ix:ix + nx])
+    bounds, constraints = Bounds(np.zeros(nv), upper), LinearConstraint(a, lo, hi)
+    options = {"time_limit": settings.time_budget_seconds, "disp": False,
+               "mip_rel_gap": settings.optimality_gap}
+    # The LP relaxation first (a fraction of the MILP's time): its replicas rounded up keep
+    # every route within capacity; when that plan is feasible and within the optimality gap
+    # of the LP's bound (which no integer plan beats), it is the answer.
+    lp = milp(cost, integrality=np.zeros(nv), bounds=bounds, constraints=constraints,
+              options=options)
+    if lp.x is None and lp.status == 2:
+        return None
+    got = None
+    if lp.x is not None:
+        v = lp.x.copy()
+        v[ix:ix + nx] = np.ceil(v[ix:ix + nx] - 1e-9)
+        if nz:
+            used = np.zeros(nz)
+            np.maximum.at(used, site_of, (v[ix:ix + nx] > 0).astype(float))
+            v[iz:iz + nz] = used
+        row = a @ v
+        slack = 1e-7 * (1 + np.abs(row))
+        bound = float(lp.fun)
+        if (np.all(row >= lo - slack) and np.all(row <= hi + slack)
+                and float(cost @ v) <= bound + settings.optimality_gap * abs(bound) + 1e-12):
+            got = v, f"lp relaxation rounded up (HiGHS; within {settings.optimality_gap:.0%} "\
+                "of the bound)"
+    if got is None:
+        integrality = np.concatenate([np.ones(nx + nz), np.zeros(npairs)])
+        res = milp(cost, integrality=integrality, bounds=bounds, constraints=constraints,
+                   options=options)
+        if res.x is None:
+            return None if res.status == 2 else _greedy(t, demand, settings, min_replicas)
+        got = res.x, "milp (HiGHS)" if res.status == 0 else "milp (HiGHS, time budget)"
+    sol, method = got
+    x = np.round(sol[ix:ix + nx])
     routes = np.zeros((nl, nk))
-    routes[pairs[:, 0], pairs[:, 1]] = np.maximum(res.x[iy:], 0.0)
+    routes[pairs[:, 0], pairs[:, 1]] = np.maximum(sol[iy:], 0.0)
     for li in np.flatnonzero(demand <= NO_DEMAND_RPS).tolist():  # routed to its nearest
         ks = np.flatnonzero(t.allowed[li] & (x > 0))
         if len(ks) and routes[li].sum() <= 0:
             routes[li, ks[np.argmin(t.p99[li, ks])]] = NO_DEMAND_RPS
-    return x, routes, "milp (HiGHS)" if res.status == 0 else "milp (HiGHS, time budget)"
+    return x, routes, method
 
 
 def _greedy(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int

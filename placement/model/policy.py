@@ -94,11 +94,16 @@ class FleetSettings(Strict):
         default=5, ge=0, le=MAX_HOURS * 60, description="Time a new replica takes to serve "
         "(image pull, model load); spot replicas lose it after each interruption.")
     scale_in_utilization: float = Field(
-        default=0.4, ge=0, lt=1, description="Autoscaling: a site's replicas shrink only when "
-        "their utilization would stay above this after the change (hysteresis).")
+        default=0.4, ge=0, lt=1, description="Autoscaling: a site's replicas shrink only once "
+        "they run below this share of their capacity, and then to what their traffic needs "
+        "at target_utilization (hysteresis: no flapping on a dip).")
     time_budget_seconds: float = Field(
         default=0.05, gt=0, le=60, description="HiGHS's time for one fleet plan; without a "
         "solution by then, the greedy plan (cheapest site per request within the SLO).")
+    optimality_gap: float = Field(
+        default=0.01, ge=0, le=0.5, description="A plan within this share of the least cost "
+        "possible is taken (the LP relaxation rounded up when it is that close to the LP's "
+        "bound, else the MILP to this relative gap).")
 
     @model_validator(mode="after")
     def _hysteresis(self) -> FleetSettings:
