@@ -118,6 +118,46 @@ class JobRunPublic(BaseModel):
     updated_at: Timestamp
 
 
+RouteStatus = Literal["unserved", "pending", "rolling", "ready", "retrying", "failed",
+                      "removing", "removed"]
+
+
+class RouteTargetPublic(BaseModel):
+    """A site a client location's requests go to."""
+
+    site: str
+    weight: float = Field(description="Share of the location's requests; the weights of a "
+                          "location sum to 1 over its sites still healthy.")
+    p99_latency_ms: float | None = Field(description="RTT + service time + RAG lookups, ms, "
+                                         "as the decision estimated it.")
+    status: RouteStatus = Field(description="The site's serving: unserved (not adopted yet), "
+                                "pending, rolling (a new version goes on, the old one serves), "
+                                "ready.")
+
+
+class RoutePublic(BaseModel):
+    """One client location's entry in the routing table."""
+
+    location: str
+    demand_rps: float
+    targets: list[RouteTargetPublic]
+    drained: list[str] = Field(description="Sites the decision routed this location to that "
+                               "take nothing now: their serving is retrying, failed, removing "
+                               "or removed.")
+    note: str | None = Field(description="What was drained, or why the location has no "
+                             "target left.")
+
+
+class RoutingPublic(BaseModel):
+    """A service's routing table as published: the decision's (a fleet's routing, else
+    every client location to its one site), failing sites drained."""
+
+    workload: uuid.UUID
+    name: str
+    policy_version: str
+    routes: list[RoutePublic]
+
+
 class WorkloadPage(BaseModel):
     items: list[WorkloadPublic]
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next page.")

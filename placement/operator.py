@@ -12,7 +12,10 @@ the same engine, store and actuators as the REST API.
   timer copies the stored phase back into `.status`, and the requeuer re-decides queued
   workloads.
 - Deleting a Workload releases its GPUs first, through a finalizer.
-- A change of `serving.version` rolls the model. Other spec changes need a new Workload.
+- A change of `serving.version` rolls the model (a fleet: one site at a time). Other spec
+  changes need a new Workload.
+- A service's `.status.routing` is its routing table as GET /v1/workloads/{id}/routing
+  publishes it: per client location the sites and weights, failing sites drained.
 - Site resources are upserted into the inventory and removed from it when deleted (once no
   workload holds GPUs there).
 - Policies come from the mounted directory (a ConfigMap or a git-sync volume) and are reloaded
@@ -39,9 +42,10 @@ from placement.control.lifecycle import LIVE, transition
 from placement.control.runtime import Runtime
 from placement.errors import ConflictError, InvalidRequestError, NotFoundError
 from placement.model import Workload
-from placement.model.workload import WorkloadSpec
+from placement.model.workload import SERVICE_KINDS, WorkloadSpec
 from placement.store import inventory as inv
 from placement.store import workloads as store
+from placement.store.routing import routing_of
 from placement.store.workloads import WorkloadView
 
 log = logging.getLogger("placement.operator")
@@ -102,16 +106,20 @@ def condition(kind: str, ok: bool, reason: str, message: str, *, generation: int
 
 def status_of(row: WorkloadView, decision: dict[str, Any] | None, *,
               generation: int | None = None, previous: list[dict[str, Any]] | None = None,
-              acting: bool = False, now: datetime | None = None) -> dict[str, Any]:
+              acting: bool = False, now: datetime | None = None,
+              routing: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The `.status` the operator writes for a stored workload and its latest decision.
 
     `Placed` is true while the workload holds GPUs on its site. `Ready` is true once it runs
     (or has succeeded); where this operator carries nothing out itself (`acting` false: no
     kubeconfig for the sites' clusters), a placed workload is as far as it goes and is ready.
-    A refused spec change (`ChangeRefused`) keeps `Ready` false for that generation."""
+    A refused spec change (`ChangeRefused`) keeps `Ready` false for that generation.
+    `routing`: a service's routes as GET /v1/workloads/{id}/routing publishes them."""
     now = now or datetime.now(UTC)
     out: dict[str, Any] = {"workloadId": str(row.id), "phase": row.phase,
                            "action": row.action, "site": row.site}
+    if routing is not None:
+        out["routing"] = routing
     if decision is not None:
         ranked = sorted((c for c in decision.get("candidates", []) if c.get("feasible")),
                         key=lambda c: c.get("rank") or 1e9)
@@ -159,6 +167,15 @@ def stored(rt: Runtime, uid: str) -> tuple[WorkloadView, dict[str, Any] | None] 
     return row, (dict(drow.explanation) if drow is not None else None)
 
 
+def routes_of(rt: Runtime, row: WorkloadView) -> list[dict[str, Any]] | None:
+    """A service's routing table as published (failing sites drained); None for a job."""
+    if row.kind not in SERVICE_KINDS:
+        return None
+    with rt.db.read() as s:
+        table = routing_of(s, workload_id=row.id)
+    return None if table is None else list(table.as_json()["routes"])
+
+
 def _workload(name: str, labels: dict[str, str], spec: dict[str, Any]) -> Workload:
     try:
         return Workload.model_validate({"apiVersion": f"{GROUP}/{VERSION}", "kind": "Workload",
@@ -184,7 +201,8 @@ def decide(rt: Runtime, name: str, uid: str, labels: dict[str, str], spec: dict[
     if found is None:
         raise kopf.TemporaryError("the submission is not visible yet; retrying", delay=5)
     row, decision = found
-    status = status_of(row, decision, generation=generation, acting=acting)
+    status = status_of(row, decision, generation=generation, acting=acting,
+                       routing=routes_of(rt, row))
     summary = status.get("summary", row.phase)
     if row.action == "reject":
         kopf.warn(body, reason="Rejected", message=summary)
@@ -348,7 +366,7 @@ def _update(uid: str, new: Any, old: Any, meta: Any, status: Any, body: Any,
     found = stored(rt, uid)
     if found is not None:  # the change is taken: this generation is the one observed
         patch.status.update(status_of(*found, generation=generation, previous=previous,
-                                      acting=_acting(memo)))
+                                      acting=_acting(memo), routing=routes_of(rt, found[0])))
         patch.status["message"] = ""
 
 
@@ -360,12 +378,15 @@ def _delete(uid: str, memo: kopf.Memo, logger: Any, **_: Any) -> None:
 @kopf.timer(GROUP, VERSION, "workloads", interval=15, idle=5)
 def _refresh(uid: str, status: Any, meta: Any, patch: kopf.Patch, memo: kopf.Memo,
              **_: Any) -> None:
-    found = stored(_rt(memo), uid)
+    rt = _rt(memo)
+    found = stored(rt, uid)
     if found is None:
         return
     fresh = status_of(*found, generation=_generation(meta),
-                      previous=list(status.get("conditions") or []), acting=_acting(memo))
-    if any(status.get(k) != fresh.get(k) for k in ("phase", "action", "site", "conditions")):
+                      previous=list(status.get("conditions") or []), acting=_acting(memo),
+                      routing=routes_of(rt, found[0]))
+    if any(status.get(k) != fresh.get(k)
+           for k in ("phase", "action", "site", "conditions", "routing")):
         patch.status.update(fresh)
 
 

@@ -20,7 +20,8 @@ PROBLEM = "application/problem+json"
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 OPERATIONS = {
     "workloads-submit", "workloads-list", "workloads-get", "workloads-events",
-    "workloads-transition", "workloads-cancel", "workloads-release", "decisions-get",
+    "workloads-transition", "workloads-cancel", "workloads-release", "workloads-routing",
+    "decisions-get",
     "placements-preview", "policies-active", "tokens-list", "tokens-create", "tokens-revoke",
     "health-live", "health-ready", "metrics",
     *(f"{r}-{verb}" for r in ("sites", "datasets", "client-locations")
@@ -66,7 +67,7 @@ def test_submit_links_to_the_workloads_operations(api: Api) -> None:
     links = op["responses"]["201"]["links"]
     assert {v["operationId"] for v in links.values()} == {
         "workloads-get", "workloads-events", "workloads-transition", "workloads-cancel",
-        "workloads-release", "decisions-get"}
+        "workloads-release", "workloads-routing", "decisions-get"}
 
 
 # id, caller, operation, method, path, body (None: none; bytes: raw), headers, status
@@ -77,6 +78,8 @@ ERRORS: list[tuple[str, str, str, str, str, Any, dict[str, str], int]] = [
     ("a member writes a site", "vision", "sites-create", "POST", "/v1/sites", SITE, {}, 403),
     ("an unknown workload", "admin", "workloads-get", "GET", f"/v1/workloads/{NO_ID}", None,
      {}, 404),
+    ("the routing of an unknown workload", "admin", "workloads-routing", "GET",
+     f"/v1/workloads/{NO_ID}/routing", None, {}, 404),
     ("an unknown site", "admin", "sites-get", "GET", "/v1/sites/nowhere", None, {}, 404),
     ("a site that exists", "admin", "sites-create", "POST", "/v1/sites",
      {**SITE, "metadata": {"name": "dc-frankfurt"}}, {}, 409),

@@ -19,6 +19,7 @@ from api.errors import AUTH, WRITE, bad_json, not_json, responses
 from api.schemas import (
     DecisionPublic,
     EventPublic,
+    RoutingPublic,
     TransitionCreate,
     WorkloadPage,
     WorkloadPublic,
@@ -33,6 +34,7 @@ from placement.errors import NotFoundError
 from placement.model import Workload
 from placement.model.common import NAME_PATTERN
 from placement.store import workloads as store
+from placement.store.routing import routing_of
 from placement.store.workloads import (
     DecisionView,
     JobRunView,
@@ -102,6 +104,7 @@ LINKS: dict[str, Any] = {
     "Transition": {"operationId": "workloads-transition", "parameters": _BY_ID},
     "Cancel": {"operationId": "workloads-cancel", "parameters": _BY_ID},
     "Release": {"operationId": "workloads-release", "parameters": _BY_ID},
+    "GetRouting": {"operationId": "workloads-routing", "parameters": _BY_ID},
     "GetDecision": {"operationId": "decisions-get",
                     "parameters": {"decision_id": "$response.body#/decision/id"}},
 }
@@ -278,6 +281,20 @@ def events(workload_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> list[Ev
     with rt.db.read() as s:
         return [EventPublic(id=e.id, at=e.at, type=e.type, message=e.message, detail=e.detail)
                 for e in store.list_events(s, workload_id=workload_id)]
+
+
+@router.get("/{workload_id}/routing", response_model=RoutingPublic,
+            operation_id="workloads-routing", responses=responses(*AUTH, 403, 404, 409, 422))
+def routing(workload_id: uuid.UUID, rt: RuntimeDep, who: PrincipalDep) -> Response:
+    """A service's routing table: per client location, the sites and weights its requests go
+    to, failing or removed sites drained (weights renormalized over the healthy ones). A job
+    has none (409)."""
+    _get(rt, who, workload_id)
+    with rt.db.read() as s:
+        table = routing_of(s, workload_id=workload_id)
+    if table is None:
+        raise NotFoundError("workload", str(workload_id))
+    return reply(table.as_json())
 
 
 def _moved(rt: RuntimeDep, workload_id: uuid.UUID, to: str, who: PrincipalDep,

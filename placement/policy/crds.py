@@ -127,6 +127,14 @@ def _status_schema() -> dict[str, Any]:
         "score": {"type": "number", "nullable": True},
         "rejectedBy": {"type": "string", "nullable": True},
         "reason": {"type": "string", "nullable": True}}}
+    route = {"type": "object", "properties": {  # a service's routes (GET .../routing)
+        "location": {"type": "string"}, "demand_rps": {"type": "number"},
+        "targets": {"type": "array", "items": {"type": "object", "properties": {
+            "site": {"type": "string"}, "weight": {"type": "number"},
+            "p99_latency_ms": {"type": "number", "nullable": True},
+            "status": {"type": "string"}}}},
+        "drained": {"type": "array", "items": {"type": "string"}},
+        "note": {"type": "string", "nullable": True}}}
     return {"type": "object", "properties": {
         "phase": {"type": "string"}, "action": {"type": "string", "nullable": True},
         "site": {"type": "string", "nullable": True},
@@ -135,6 +143,7 @@ def _status_schema() -> dict[str, Any]:
         "estimates": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
         "candidates": {"type": "array", "items": candidate},
         "rejected": {"type": "array", "items": candidate},
+        "routing": {"type": "array", "items": route},
         "message": {"type": "string"},
         "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
         "kopf": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},

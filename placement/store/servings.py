@@ -1,5 +1,6 @@
-"""The `servings` work rows: service workloads to adopt, ended ones marked for removal, a
-claimed row for the serving actuator to change, and the ready servings' metrics to scrape."""
+"""The `servings` work rows, one per (workload, site): service workloads to adopt (a fleet on
+each member site), ended ones marked for removal, a claimed row for the serving actuator to
+change, each site's serving status, and the ready servings' metrics to scrape."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from placement.store.tables import BurstRow, ServingRow, WorkloadRow
-from placement.store.work import detached, owned, workload_of
+from placement.store.tables import BurstRow, DecisionRow, ServingRow, WorkloadRow
+from placement.store.work import owned, workload_of
 
 ServingRecord = ServingRow  # a claimed serving row, changed in the caller's transaction
+ENDED = ("removing", "removed")
 
 
 @dataclass(frozen=True)
@@ -27,61 +29,141 @@ class ScrapeTarget:
     metrics_url: str
 
 
-def unserved(s: Session, *, kinds: Collection[str], phases: tuple[str, ...]
-             ) -> list[tuple[uuid.UUID, str | None, dict[str, Any]]]:
-    """(id, site, document) of placed service workloads without a serving row (a burst once
-    its capacity is ready)."""
-    return [(wid, site, document) for wid, site, document in s.execute(
-        select(WorkloadRow.id, WorkloadRow.site, WorkloadRow.document)
-        .outerjoin(BurstRow, BurstRow.workload_id == WorkloadRow.id)
-        .where(WorkloadRow.kind.in_(kinds), WorkloadRow.phase.in_(phases),
-               or_(WorkloadRow.action == "place",
-                   (WorkloadRow.action == "burst") & (BurstRow.status == "ready")),
-               WorkloadRow.id.not_in(select(ServingRow.workload_id))))]
+@dataclass(frozen=True)
+class Seat:
+    """A site the workload is to be served on; `replicas` is a fleet member's (None: the
+    spec's, a workload served from one site)."""
+
+    site: str
+    replicas: int | None = None
+
+
+@dataclass(frozen=True)
+class Unserved:
+    """A placed service workload without serving rows, and the sites to serve it on."""
+
+    workload_id: uuid.UUID
+    document: dict[str, Any]
+    seats: list[Seat]
+    fleet: bool
+
+
+@dataclass(frozen=True)
+class SiteServing:
+    """How far serving got on one site of a workload."""
+
+    site: str
+    status: str
+    version: int | None
+    replicas: int | None
+    endpoint: str | None
+    message: str
+
+
+def serving_id(workload_id: uuid.UUID, site: str, fleet: bool) -> uuid.UUID:
+    """A serving row's key: the workload's id when it is served from one site (as it was
+    before fleets), else one derived from the workload and the member site."""
+    return uuid.uuid5(workload_id, site) if fleet else workload_id
+
+
+def seats_of(site: str | None, explanation: dict[str, Any] | None) -> list[Seat]:
+    """The decision's fleet members with their replicas, else its one site (none if none)."""
+    fleet = (explanation or {}).get("fleet")
+    if fleet:
+        return [Seat(str(m["site"]), int(m["replicas"])) for m in fleet["members"]]
+    return [Seat(site)] if site is not None else []
+
+
+def unserved(s: Session, *, kinds: Collection[str], phases: tuple[str, ...]) -> list[Unserved]:
+    """Placed service workloads without a serving row, with the sites their decisions serve
+    them on: a burst once its capacity is ready; a fleet at once (its cloud members run on
+    node pools their sites have, no burst is provisioned for it)."""
+    out = []
+    for wid, site, action, document, explanation, burst in s.execute(
+            select(WorkloadRow.id, WorkloadRow.site, WorkloadRow.action, WorkloadRow.document,
+                   DecisionRow.explanation, BurstRow.status)
+            .outerjoin(BurstRow, BurstRow.workload_id == WorkloadRow.id)
+            .outerjoin(DecisionRow, DecisionRow.id == WorkloadRow.decision_id)
+            .where(WorkloadRow.kind.in_(kinds), WorkloadRow.phase.in_(phases),
+                   WorkloadRow.action.in_(("place", "burst")),
+                   WorkloadRow.id.not_in(select(ServingRow.workload_id)))):
+        fleet = bool((explanation or {}).get("fleet"))
+        if action == "burst" and not fleet and burst != "ready":
+            continue
+        out.append(Unserved(wid, document, seats_of(site, explanation), fleet))
+    return out
 
 
 def add_serving(s: Session, *, workload_id: uuid.UUID, site: str, namespace: str, name: str,
-                model: str, now: datetime) -> None:
-    """A new pending serving row (IntegrityError at commit when another replica adopted it)."""
-    s.add(ServingRow(workload_id=workload_id, site=site, namespace=namespace, name=name,
-                     model=model, status="pending", attempts=0,
+                model: str, now: datetime, replicas: int | None = None,
+                fleet: bool = False) -> None:
+    """A new pending serving row for one site (IntegrityError at commit when another replica
+    adopted the workload first)."""
+    s.add(ServingRow(id=serving_id(workload_id, site, fleet), workload_id=workload_id,
+                     site=site, namespace=namespace, name=name, model=model,
+                     replicas=replicas, status="pending", attempts=0,
                      message="waiting to be served", next_attempt_at=now))
 
 
 def mark_ended(s: Session, *, phases: tuple[str, ...], now: datetime) -> None:
     """Servings of workloads in `phases` (ended) go to `removing`, due now."""
     s.execute(update(ServingRow).where(
-        ServingRow.status.not_in(("removing", "removed")),
+        ServingRow.status.not_in(ENDED),
         ServingRow.workload_id.in_(select(WorkloadRow.id).where(WorkloadRow.phase.in_(phases))))
         .values(status="removing", attempts=0, next_attempt_at=now,
                 message="workload ended; removing"))
 
 
-def ready_with_documents(s: Session) -> list[tuple[ServingRow, dict[str, Any]]]:
-    """Ready serving rows (in the caller's session) with their workloads' documents."""
-    return [(row, document) for row, document in s.execute(
-        select(ServingRow, WorkloadRow.document)
-        .join(WorkloadRow, WorkloadRow.id == ServingRow.workload_id)
-        .where(ServingRow.status == "ready"))]
+def live_with_documents(s: Session) -> list[tuple[dict[str, Any], list[ServingRow]]]:
+    """Per workload with a ready serving: its document and its serving rows that are not
+    being removed (in the caller's session), by site name."""
+    ready = select(ServingRow.workload_id).where(ServingRow.status == "ready")
+    grouped: dict[uuid.UUID, tuple[dict[str, Any], list[ServingRow]]] = {}
+    for row, document in s.execute(
+            select(ServingRow, WorkloadRow.document)
+            .join(WorkloadRow, WorkloadRow.id == ServingRow.workload_id)
+            .where(ServingRow.workload_id.in_(ready), ServingRow.status.not_in(ENDED))
+            .order_by(ServingRow.workload_id, ServingRow.site)):
+        grouped.setdefault(row.workload_id, (document, []))[1].append(row)
+    return list(grouped.values())
 
 
-def detached_serving(s: Session, *, workload_id: uuid.UUID
+def detached_serving(s: Session, *, serving: uuid.UUID
                      ) -> tuple[ServingRow, WorkloadRow] | None:
     """The serving row and its workload, detached; None when either is gone."""
-    return detached(s, table=ServingRow, workload_id=workload_id)
+    row = s.get(ServingRow, serving)
+    wrow = s.get(WorkloadRow, row.workload_id) if row is not None else None
+    if row is None or wrow is None:
+        return None
+    s.expunge_all()
+    return row, wrow
 
 
-def claimed(s: Session, *, workload_id: uuid.UUID, token: str) -> ServingRow | None:
+def claimed(s: Session, *, serving: uuid.UUID, token: str) -> ServingRow | None:
     """The serving row, locked, while this worker's claim holds; None once it lapsed."""
-    row: ServingRow | None = owned(s, ServingRow, workload_id, token)
+    row: ServingRow | None = owned(s, ServingRow, serving, token)
     return row
 
 
-def claimed_with_workload(s: Session, *, workload_id: uuid.UUID, token: str
+def claimed_with_workload(s: Session, *, serving: uuid.UUID, token: str
                           ) -> tuple[ServingRow | None, WorkloadRow | None]:
     """The serving row (while still claimed) and its workload, in the caller's session."""
-    return claimed(s, workload_id=workload_id, token=token), workload_of(
-        s, workload_id=workload_id)
+    row = claimed(s, serving=serving, token=token)
+    return row, (workload_of(s, workload_id=row.workload_id) if row is not None else None)
+
+
+def others(s: Session, *, row: ServingRow) -> list[ServingRow]:
+    """The other sites' serving rows of the row's workload, by site name."""
+    return list(s.scalars(select(ServingRow).where(
+        ServingRow.workload_id == row.workload_id, ServingRow.id != row.id)
+        .order_by(ServingRow.site)))
+
+
+def site_statuses(s: Session, *, workload_id: uuid.UUID) -> list[SiteServing]:
+    """Each site's serving of the workload (none before the actuator adopted it), by site."""
+    return [SiteServing(r.site, r.status, r.version, r.replicas, r.endpoint, r.message)
+            for r in s.scalars(select(ServingRow).where(ServingRow.workload_id == workload_id)
+                               .order_by(ServingRow.site))]
 
 
 def scrape_targets(s: Session) -> list[ScrapeTarget]:

@@ -176,13 +176,24 @@ class EventRow(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+def _workload_id(context: Any) -> Any:
+    """A serving row's default id: its workload's (one serving per workload)."""
+    return context.get_current_parameters()["workload_id"]
+
+
 class ServingRow(Base):
-    """Where and how a service workload is served by Triton, and how far the actuator got."""
+    """Where and how Triton serves a service workload on one site (a fleet: one row per
+    member site), and how far the actuator got there."""
 
     __tablename__ = "servings"
-    __table_args__ = (Index("ix_servings_status_next", "status", "next_attempt_at"),)
-    workload_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workloads.id"), primary_key=True)
+    __table_args__ = (Index("ix_servings_status_next", "status", "next_attempt_at"),
+                      UniqueConstraint("workload_id", "site", name="uq_servings_workload_site"))
+    # The workload's id when it is served from one site; a fleet member's: see
+    # placement.store.servings.serving_id.
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=_workload_id)
+    workload_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workloads.id"))
     site: Mapped[str] = mapped_column(String(63))
+    replicas: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: the spec's
     namespace: Mapped[str] = mapped_column(String(63))
     name: Mapped[str] = mapped_column(String(63))
     model: Mapped[str] = mapped_column(String(63))

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from placement.store.db import Database
@@ -21,22 +21,30 @@ WorkloadRecord = WorkloadRow  # a workload's row, for a caller mutating it in it
 DecisionRecord = DecisionRow
 
 
+def key_of(table: Any) -> Any:
+    """The column a work row is claimed by: its primary key (the workload's id, or for a
+    serving, its own: a fleet is served from several sites, one row each)."""
+    (column,) = inspect(table).primary_key
+    return column
+
+
 def claim_next(db: Database, table: Any, statuses: tuple[str, ...], skipped: set[uuid.UUID],
                now: Callable[[], datetime], claim_s: float) -> tuple[uuid.UUID, str] | None:
     """Claim the row due first (status in `statuses`, next_attempt_at passed, unclaimed or its
-    claim lapsed) that is not in `skipped`; (workload_id, token), or None when none is due."""
+    claim lapsed) that is not in `skipped`; (its key, token), or None when none is due."""
+    key = key_of(table)
     while True:
         at = now()
         due = (table.status.in_(statuses), table.next_attempt_at <= at,
                or_(table.claimed_until.is_(None), table.claimed_until < at))
         with db.read() as s:
-            wid = s.scalar(select(table.workload_id).where(*due, table.workload_id.not_in(skipped))
+            wid = s.scalar(select(key).where(*due, key.not_in(skipped))
                            .order_by(table.next_attempt_at).limit(1))
         if wid is None:
             return None
         token = uuid.uuid4().hex
         with db.write() as s:
-            won = s.execute(update(table).where(table.workload_id == wid, *due).values(
+            won = s.execute(update(table).where(key == wid, *due).values(
                 claim_token=token, claimed_until=at + timedelta(seconds=claim_s)))
         if won.rowcount == 1:  # type: ignore[attr-defined]
             return wid, token
@@ -45,7 +53,7 @@ def claim_next(db: Database, table: Any, statuses: tuple[str, ...], skipped: set
 
 def owned(s: Session, table: Any, wid: uuid.UUID, token: str) -> Any:
     """The row, locked, while this worker's claim holds; None once it lapsed."""
-    row = s.scalar(select(table).where(table.workload_id == wid).with_for_update())
+    row = s.scalar(select(table).where(key_of(table) == wid).with_for_update())
     return row if row is not None and row.claim_token == token else None
 
 

@@ -228,8 +228,12 @@ def list_events(s: Session, *, workload_id: uuid.UUID) -> list[EventView]:
 
 
 def get_serving(s: Session, *, workload_id: uuid.UUID) -> ServingView | None:
-    """How the workload is served, once the serving actuator took it."""
-    r = s.get(ServingRow, workload_id)
+    """How the workload is served, once the serving actuator took it (a fleet: on the
+    decision's site, the member with the most replicas; every site's is in its routing)."""
+    r = s.get(ServingRow, workload_id) or s.scalars(
+        select(ServingRow).join(WorkloadRow, WorkloadRow.id == ServingRow.workload_id)
+        .where(ServingRow.workload_id == workload_id)
+        .order_by((ServingRow.site == WorkloadRow.site).desc(), ServingRow.site)).first()
     if r is None:
         return None
     return ServingView(status=r.status, site=r.site, namespace=r.namespace, name=r.name,

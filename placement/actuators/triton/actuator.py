@@ -1,13 +1,19 @@
 """Carrying out `place` decisions of inference and RAG workloads: serve them with Triton on the
-chosen site, and take them down when they end.
+chosen site (a fleet: on every member site, each with its own replicas), and take them down
+when they end.
 
-A pass adopts new service workloads (a `servings` row each), marks the ones that ended for
-removal, then works through the rows that are due. Each row is claimed with a guarded update
-(several service replicas may run passes) and worked outside any transaction: apply the
-manifests to the site's cluster, wait for Triton, load (or roll) the model version, run a smoke
-inference, record the endpoint and move the workload to `running`. A failure is recorded on the
-row and in the workload's event log and retried with exponential backoff; nothing here raises
-into the service.
+A pass adopts new service workloads (a `servings` row per site), marks the ones that ended for
+removal, rolls a changed model version one site at a time, then works through the rows that
+are due. Each row is claimed with a guarded update (several service replicas may run passes)
+and worked outside any transaction: apply the manifests to the site's cluster, wait for
+Triton, load (or roll) the model version, run a smoke inference, record the endpoint and move
+the workload to `running`. A failure is recorded on the row and in the workload's event log
+and retried with exponential backoff; nothing here raises into the service.
+
+A new version goes to the sites in site-name order: the next site is re-opened only once every
+site that served the workload before is ready again, so a version that fails on one site
+stops the roll there (recorded as `serving_roll_stopped`), and the sites not reached keep
+serving the old one; the failing site is drained from the routing table while it retries.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from placement.actuators.base import Actuator, ActuatorOptions, Failed, Failure
+from placement.actuators.base import Actuator, ActuatorOptions, Failed, Failure, Outcome
 from placement.actuators.kube import Clusters, KubeError, Manifest, apply, delete
 from placement.actuators.triton.control import TritonControl, TritonError
 from placement.actuators.triton.manifests import render, serving_name
@@ -35,7 +41,7 @@ from placement.model.workload import SERVICE_KINDS, ServingSpec
 from placement.store import servings as store
 from placement.store.db import utcnow
 from placement.store.servings import ServingRecord
-from placement.store.work import release
+from placement.store.work import release, workload_of
 
 log = logging.getLogger("placement.actuators.triton")
 SERVED_PHASES = ("placed", "running")
@@ -70,32 +76,41 @@ class ServingActuator(Actuator[ServingOptions]):
         self.control = control or (lambda url: TritonControl(url, self.options.client_timeout_s))
 
     def _adopt(self) -> None:
-        """Rows for new service workloads; ended workloads' rows go to `removing`; a changed
-        model version re-opens a ready row. Each workload on its own: one bad document or a
-        replica adopting the same workload at once never stops the rest."""
+        """Rows for new service workloads (one per site); ended workloads' rows go to
+        `removing`; a changed model version re-opens one site at a time. Each workload on
+        its own: one bad document or a replica adopting the same workload at once never
+        stops the rest."""
         with self.rt.db.read() as s:  # a burst is served once its capacity is ready
             fresh = store.unserved(s, kinds=SERVICE_KINDS, phases=SERVED_PHASES)
-        for wid, site, document in fresh:
-            spec = _serving_spec(wid, document)
-            if spec is None or site is None:
+        for new in fresh:
+            spec = _serving_spec(new.workload_id, new.document)
+            if spec is None or not new.seats:
                 continue
+            name = serving_name(Workload.model_validate(new.document), new.workload_id)
             try:
                 with self.rt.db.write() as s:
-                    store.add_serving(s, workload_id=wid, site=site,
-                                      namespace=self._namespace(site),
-                                      name=serving_name(Workload.model_validate(document), wid),
-                                      model=spec.model, now=self.clock())
-                    event(s, wid, "serving", f"serving {spec.model} on {site} with Triton")
+                    for seat in new.seats:
+                        store.add_serving(s, workload_id=new.workload_id, site=seat.site,
+                                          namespace=self._namespace(seat.site), name=name,
+                                          model=spec.model, now=self.clock(),
+                                          replicas=seat.replicas, fleet=new.fleet)
+                    event(s, new.workload_id, "serving", _adopted(spec.model, new.seats))
             except IntegrityError:
                 continue  # another replica adopted it first
         now = self.clock()
         with self.rt.db.write() as s:
             store.mark_ended(s, phases=ENDED_PHASES, now=now)
-            for srow, document in store.ready_with_documents(s):
-                spec = _serving_spec(srow.workload_id, document)
-                if spec is not None and spec.version != srow.version:
-                    srow.status, srow.message = "pending", f"rolling to v{spec.version}"
-                    srow.next_attempt_at = now
+            for document, rows in store.live_with_documents(s):
+                spec = _serving_spec(rows[0].workload_id, document)
+                row = next_to_roll(rows, spec.version) if spec is not None else None
+                if row is None or spec is None:
+                    continue
+                row.status, row.next_attempt_at = "pending", now
+                row.message = f"rolling to v{spec.version}"
+                done = sum(r.version == spec.version for r in rows)
+                event(s, row.workload_id, "serving_roll",
+                      f"rolling {spec.model} from v{row.version} to v{spec.version} on "
+                      f"{row.site} ({done + 1} of {len(rows)} sites)", site=row.site)
 
     def _namespace(self, site: str) -> str:
         try:
@@ -104,8 +119,9 @@ class ServingActuator(Actuator[ServingOptions]):
             return ""
 
     def work(self, wid: uuid.UUID, token: str) -> None:
+        """Serve or remove the claimed row (`wid`: the serving row's key, one per site)."""
         with self.rt.db.read() as s:
-            found = store.detached_serving(s, workload_id=wid)
+            found = store.detached_serving(s, serving=wid)
         if found is None:
             return
         row, wrow = found
@@ -115,12 +131,18 @@ class ServingActuator(Actuator[ServingOptions]):
             if action == "remove":
                 self._remove(row, token, site)
             else:
-                self._serve(row, token, Workload.model_validate(wrow.document), site,
-                            wrow.action == "burst")
+                wl = Workload.model_validate(wrow.document)
+                # a burst's pods run on the node pool provisioned for it; a fleet's members
+                # (their replicas on the row) on node pools their sites have
+                self._serve(row, token, _seated(wl, row.replicas), site,
+                            wrow.action == "burst" and row.replicas is None)
         except Exception:
             self.rt.metrics.serving_actions.labels(row.site, action, "error").inc()
             raise
         self.rt.metrics.serving_actions.labels(row.site, action, "ok").inc()
+
+    def _failed(self, row: Any, token: str, exc: Exception) -> Outcome:
+        return self.fail(row.id, token, exc)
 
     def classify(self, exc: Exception) -> Failed:
         if isinstance(exc, KubeError):
@@ -147,7 +169,7 @@ class ServingActuator(Actuator[ServingOptions]):
             triton.close()
         assert wl.spec.serving is not None
         with self.rt.db.write() as s:
-            srow, w = store.claimed_with_workload(s, workload_id=row.workload_id, token=token)
+            srow, w = store.claimed_with_workload(s, serving=row.id, token=token)
             if srow is None or w is None:
                 return  # our claim lapsed: whoever holds it now decides
             release(srow)
@@ -159,7 +181,8 @@ class ServingActuator(Actuator[ServingOptions]):
             srow.attempts, srow.ready_at = 0, self.clock()
             srow.message = "; ".join(steps)
             event(s, w.id, "serving_ready", f"Triton serves {wl.spec.serving.model} "
-                  f"v{wl.spec.serving.version} at {endpoint}", manifests=changes, steps=steps)
+                  f"v{wl.spec.serving.version} on {row.site} at {endpoint}", site=row.site,
+                  manifests=changes, steps=steps)
             if w.phase == "placed":
                 w.phase = "running"
                 event(s, w.id, "running", "serving ready")
@@ -171,23 +194,65 @@ class ServingActuator(Actuator[ServingOptions]):
         namespace = row.namespace or site.spec.serving.namespace
         gone = [f"{m['kind']} {delete(client, m)}" for m in applied(row.name, namespace)]
         with self.rt.db.write() as s:
-            srow = store.claimed(s, workload_id=row.workload_id, token=token)
+            srow = store.claimed(s, serving=row.id, token=token)
             if srow is None:
                 return
             release(srow)
             srow.status, srow.attempts, srow.endpoint = "removed", 0, None
             srow.message = "removed from the cluster"
             event(s, row.workload_id, "serving_removed",
-                  f"Triton objects removed from {site.name}", manifests=gone)
+                  f"Triton objects removed from {site.name}", site=site.name, manifests=gone)
 
     def on_failure(self, s: Session, row: ServingRecord, failure: Failure) -> None:
         removing = row.status == "removing"
         if not removing:
             row.status = "failed" if failure.permanent else "retrying"
         event(s, row.workload_id, "serving_error",
-              f"{'removing' if removing else 'serving'} failed (attempt {failure.attempts}, "
-              f"next in {failure.wait.total_seconds():g} s): {failure.message}",
-              permanent=failure.permanent)
+              f"{'removing' if removing else 'serving'} on {row.site} failed (attempt "
+              f"{failure.attempts}, next in {failure.wait.total_seconds():g} s): "
+              f"{failure.message}", site=row.site, permanent=failure.permanent)
+        if not removing and row.version is not None and failure.attempts == 1:
+            self._roll_stopped(s, row, failure)
+
+    def _roll_stopped(self, s: Session, row: ServingRecord, failure: Failure) -> None:
+        """A site that served a version failed to take the new one: the roll stops here."""
+        w = workload_of(s, workload_id=row.workload_id)
+        spec = _serving_spec(row.workload_id, w.document) if w is not None else None
+        if spec is None or spec.version == row.version:
+            return
+        rest = [f"{o.site} (v{o.version})" for o in store.others(s, row=row)
+                if o.status not in store.ENDED and o.version is not None]
+        event(s, row.workload_id, "serving_roll_stopped",
+              f"roll of {spec.model} to v{spec.version} stopped at {row.site}: "
+              f"{failure.message}; {row.site} is drained from the routing table while it "
+              f"retries" + (f"; still serving: {', '.join(rest)}" if rest else ""),
+              site=row.site, version=spec.version, serving=row.version)
+
+
+def next_to_roll(rows: list[ServingRecord], version: int) -> ServingRecord | None:
+    """The site to roll to `version` next (rows of one workload, not being removed): the
+    first by name still ready on another version, once no site is mid-roll or stopped on a
+    failure (pending, retrying or failed where a version served before)."""
+    if any(r.status != "ready" and r.version is not None for r in rows):
+        return None
+    behind = sorted((r for r in rows if r.status == "ready" and r.version != version),
+                    key=lambda r: r.site)
+    return behind[0] if behind else None
+
+
+def _seated(wl: Workload, replicas: int | None) -> Workload:
+    """The workload as served on one site: a fleet member's replicas in place of the spec's."""
+    if replicas is None or replicas == wl.spec.replicas:
+        return wl
+    return wl.model_copy(update={"spec": wl.spec.model_copy(update={"replicas": replicas})})
+
+
+def _adopted(model: str, seats: list[store.Seat]) -> str:
+    if len(seats) == 1 and seats[0].replicas is None:
+        return f"serving {model} on {seats[0].site} with Triton"
+    where = ", ".join(f"{x.site} ({x.replicas} replica{'s' * (x.replicas != 1)})"
+                      for x in seats)
+    return f"serving {model} with Triton on {len(seats)} sites: {where}"
 
 
 def applied(name: str, namespace: str) -> list[Manifest]:
