@@ -62,26 +62,37 @@ def kube() -> Iterator[KubeEmulator]:
         yield emu
 
 
-def inventory(tmp: Path, tritons: dict[str, Triton], repo: Path) -> Path:
-    def site(name: str, lon: float) -> dict[str, Any]:
+FLEET_RULE = {"name": "fleet", "match": {"kinds": ["inference"],
+                                         "labels": {"placement.dev/fleet": "true"}},
+              "fleet": {}}
+NEAR = {"edge-a": (48.1, 11.6), "edge-b": (48.1, 11.9)}
+FAR = {"edge-a": (48.1, 11.6), "edge-b": (35.7, 139.7)}  # Munich and Tokyo
+
+
+def inventory(tmp: Path, tritons: dict[str, Triton], repo: Path,
+              where: dict[str, tuple[float, float]] = NEAR) -> Path:
+    def site(name: str) -> dict[str, Any]:
+        lat, lon = where[name]
         return {"apiVersion": "placement.dev/v1alpha1", "kind": "Site",
                 "metadata": {"name": name},
-                "spec": {"type": "onprem", "location": {"lat": 48.1, "lon": lon},
+                "spec": {"type": "onprem", "location": {"lat": lat, "lon": lon},
                          "kube_context": name, "wan_gbps": 10, "egress_usd_per_gb": 0,
                          "gpus": [{"type": "L4", "count": 4, "usd_per_gpu_hour": 0.75}],
                          "serving": {"namespace": NAMESPACE[name], "repository": str(repo),
                                      "endpoint": tritons[name].url,
                                      "metrics_url": tritons[name].metrics_url}}}
 
-    def client(name: str, lon: float) -> dict[str, Any]:
+    def client(name: str, near: str) -> dict[str, Any]:
+        lat, lon = where[near]
         return {"apiVersion": "placement.dev/v1alpha1", "kind": "ClientLocation",
-                "metadata": {"name": name}, "spec": {"location": {"lat": 48.2, "lon": lon}}}
+                "metadata": {"name": name},
+                "spec": {"location": {"lat": lat + 0.1, "lon": lon}}}
 
     policy = {"apiVersion": "placement.dev/v1alpha1", "kind": "Policy",
-              "metadata": {"name": "test"}, "spec": {}}
+              "metadata": {"name": "test"}, "spec": {"rules": [FLEET_RULE]}}
     (tmp / "inventory.yaml").write_text(yaml.safe_dump_all([
-        site("edge-a", 11.6), site("edge-b", 11.9), client("plant-a", 11.6),
-        client("plant-b", 11.9)]))
+        site("edge-a"), site("edge-b"), client("plant-a", "edge-a"),
+        client("plant-b", "edge-b")]))
     (tmp / "policy.yaml").write_text(yaml.safe_dump(policy))
     return tmp
 
@@ -113,13 +124,17 @@ class Env:
     tritons: dict[str, Triton]
 
     def submit(self, model: str, as_fleet: dict[str, Any] | None = None,
-               action: str = "place") -> uuid.UUID:
+               action: str = "place", **spec: Any) -> uuid.UUID:
         """A service placed by the engine; with `as_fleet`, its decision made that fleet (by
-        hand, in the decision model's shape, with `action`) before the actuator sees it."""
+        hand, in the decision model's shape, with `action`) before the actuator sees it.
+        `spec`: the fleet label (`fleet=True`: the engine decides a fleet) or SLO."""
         doc = served(name=f"{model}-svc", model=model).model_dump(mode="json",
                                                                   exclude_none=True)
         doc["spec"]["latency"]["clients"] = [{"location": "plant-a", "requests_per_s": 30},
                                              {"location": "plant-b", "requests_per_s": 10}]
+        if spec.pop("fleet", False):
+            doc["metadata"]["labels"] = {"placement.dev/fleet": "true"}
+        doc["spec"]["latency"].update(spec)
         res = self.api.client.post("/v1/workloads", json=doc, headers=self.api.h("admin"))
         assert res.status_code == 201 and res.json()["action"] == "place", res.text
         wid = uuid.UUID(res.json()["id"])
@@ -168,9 +183,10 @@ class Env:
 
 
 @pytest.fixture()
-def env(tmp_path: Path, tritons: dict[str, Triton], kube: KubeEmulator, repo: Path
-        ) -> Iterator[Env]:
-    config = inventory(tmp_path, tritons, repo)
+def env(request: pytest.FixtureRequest, tmp_path: Path, tritons: dict[str, Triton],
+        kube: KubeEmulator, repo: Path) -> Iterator[Env]:
+    """The two sites near each other (indirect parameter: where they are)."""
+    config = inventory(tmp_path, tritons, repo, getattr(request, "param", NEAR))
     kubeconfig = kube.kubeconfig(tmp_path / "kubeconfig", list(SITES))
     clock = Clock()
     with api_on(f"sqlite:///{tmp_path / 'placement.db'}", config) as api:
@@ -211,6 +227,27 @@ def test_a_two_site_fleet_gets_a_deployment_per_site_with_its_replicas(env: Env)
     for site in SITES:
         assert env.kube.stored("apps/v1", "deployments", NAMESPACE[site],
                                rows[site].name) is None
+
+
+@pytest.mark.parametrize("env", [FAR], indirect=True, ids=["sites on two continents"])
+def test_a_fleet_the_engine_decides_is_served_on_each_member_site(env: Env) -> None:
+    wid = env.submit("fleet-route", fleet=True, p99_slo_ms=60)
+    with env.api.runtime.db.read() as s:
+        w = s.get(WorkloadRow, wid)
+        assert w is not None
+        d = s.get(DecisionRow, w.decision_id)
+        assert d is not None
+        decided = d.explanation["fleet"]
+    assert decided is not None, d.explanation["summary"]
+    members = {m["site"]: m["replicas"] for m in decided["members"]}
+    assert set(members) == set(SITES)
+    assert env.actuator.reconcile() == 2
+    rows = env.rows(wid)
+    assert {s: (r.status, r.replicas) for s, r in rows.items()} == {
+        s: ("ready", n) for s, n in members.items()}
+    table = env.routing(wid)
+    assert [(r["location"], [t["site"] for t in r["targets"]]) for r in table["routes"]] == [
+        ("plant-a", ["edge-a"]), ("plant-b", ["edge-b"])]
 
 
 def test_a_fleet_that_bursts_is_served_at_once_on_its_sites_node_pools(env: Env) -> None:
