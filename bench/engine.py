@@ -12,6 +12,15 @@ and each p50 as a multiple of it, so runs on machines 3x apart compare. With --i
 collects only inside the loop that decides K workloads (itertools.starmap, `--toggle-collect`),
 divided by K.
 Prints one JSON line per size with --json.
+
+The fleet section (--fleet-sizes, 10 and 100 sites by default) times Engine.decide for
+services under a fleet rule with three client locations (Frankfurt, Virginia, Tokyo): the
+probe decisions per location and the HiGHS plan (placement.engine.fleet). It prints p50/p99,
+the shares of the probes (`_table`) and of the solver (`_solve`) in the fleet decisions' time,
+and each p50/p99 as a multiple of a plain single-site decide of the same services without the
+fleet label, measured in the same run, and how the warm-up pass planned each fleet (the MILP,
+the rounded LP relaxation, the greedy plan, or no fleet). The target: fleet decision p99 <= 5 ms
+at 100 sites.
 """
 
 from __future__ import annotations
@@ -180,6 +189,105 @@ def run(n_sites: int, seed: int, rounds: int, anchor: float) -> dict[str, Any]:
     return result
 
 
+FLEET_CLIENTS = (("frankfurt", 50.1, 8.7), ("virginia", 38.9, -77.4), ("tokyo", 35.7, 139.7))
+FLEET_LABEL = {"placement.dev/fleet": "true"}
+
+
+def build_fleet(n_sites: int, seed: int, n_services: int = 20
+                ) -> tuple[Engine, list[Workload], list[Workload]]:
+    """`n_sites` synthetic sites, three client locations, a policy whose fleet rule matches
+    services labelled for it; the fleet services and their unlabelled (single-site) twins."""
+    rng = random.Random(seed)
+    sites_ = synthetic_sites(n_sites, rng)
+    clients = [ClientLocation.model_validate({"metadata": {"name": name}, "spec": {
+        "location": {"lat": lat, "lon": lon}}}) for name, lat, lon in FLEET_CLIENTS]
+    policy = Policy.model_validate({"metadata": {"name": "bench-fleet"}, "spec": {"rules": [
+        {"name": "fleets", "match": {"kinds": ["inference"], "labels": FLEET_LABEL},
+         "burst": {"allowed": True, "when": "always", "spot": "always"},
+         "fleet": {"target_utilization": 0.7, "spot_max_share": 0.5}},
+        {"name": "svc", "match": {"kinds": ["inference"]},
+         "weights": {"latency": 5, "cost": 2, "wait": 1, "data_gravity": 1},
+         "burst": {"allowed": True, "when": "always"}}]}})
+    held = [Reservation(site=s.name, gpu_type=s.spec.gpus[0].type, count=4,
+                        remaining_hours=rng.uniform(0, 12)) for s in sites_ if s.spec.type ==
+            "onprem"]
+    engine = Engine(Inventory(sites=sites_, client_locations=clients), policy,
+                    policy_version(policy), held)
+    fleet, single = [], []
+    for i in range(n_services):
+        spec = {"kind": "inference", "team": "t", "gpu": {"types": rng.sample(GPUS, k=2),
+                                                          "count": 1},
+                "latency": {"p99_slo_ms": rng.choice([250, 300, 400]),
+                            "service_time_p99_ms": rng.choice([30, 60, 120]),
+                            "clients": [{"location": name,
+                                         "requests_per_s": rng.choice([2, 10, 40, 120])}
+                                        for name, _, _ in FLEET_CLIENTS]},
+                "serving": {"model": f"m{i}", "backend": "vllm", "max_batch_size": 8}}
+        fleet.append(Workload.model_validate({"metadata": {"name": f"f{i}",
+                                                           "labels": FLEET_LABEL},
+                                              "spec": spec}))
+        single.append(Workload.model_validate({"metadata": {"name": f"s{i}"}, "spec": spec}))
+    return engine, fleet, single
+
+
+class _Stopwatch:
+    """Seconds spent inside one module function while installed (wraps the module global)."""
+
+    def __init__(self, module: Any, name: str) -> None:
+        self.module, self.name, self.seconds = module, name, 0.0
+        self.inner = getattr(module, name)
+
+    def __enter__(self) -> _Stopwatch:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return self.inner(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t0
+
+        setattr(self.module, self.name, timed)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        setattr(self.module, self.name, self.inner)
+
+
+def run_fleet(n_sites: int, seed: int, samples: int) -> dict[str, Any]:
+    """Fleet decisions against plain single-site decisions of the same services."""
+    from placement.engine import fleet as fleet_module
+
+    engine, fleet, single = build_fleet(n_sites, seed)
+    methods: dict[str, int] = {}
+    for w in fleet + single:  # warm-up: every shape memo (the probes' too), billing, HiGHS
+        out = engine.decide(w)
+        engine.explain_dict(out)
+        if out.fleet is not None:
+            how = getattr(out.fleet, "method", "no fleet")
+            methods[how] = methods.get(how, 0) + 1
+    tune_gc()
+    result: dict[str, Any] = {"bench": "engine-fleet", "sites": n_sites, "locations":
+                              len(FLEET_CLIENTS), "cores": os.cpu_count(),
+                              "fleet_methods": methods}
+    rounds = max(1, samples // len(fleet))
+    ms = _timed(engine, single, rounds, "decide", samples)
+    result["single_p50_ms"] = round(_pct(ms, 50), 4)
+    result["single_p99_ms"] = round(_pct(ms, 99), 4)
+    with _Stopwatch(fleet_module, "_table") as table, \
+            _Stopwatch(fleet_module, "_solve") as solve:
+        t0 = time.perf_counter()
+        ms = _timed(engine, fleet, rounds, "decide", samples)
+        total = time.perf_counter() - t0
+    result["fleet_p50_ms"] = round(_pct(ms, 50), 4)
+    result["fleet_p99_ms"] = round(_pct(ms, 99), 4)
+    result["fleet_samples"] = len(ms)
+    result["probes_share"] = round(table.seconds / total, 3)
+    result["solver_share"] = round(solve.seconds / total, 3)
+    result["p50_vs_single"] = round(result["fleet_p50_ms"] / result["single_p50_ms"], 1)
+    result["p99_vs_single"] = round(result["fleet_p99_ms"] / result["single_p99_ms"], 1)
+    result["target_p99_5ms"] = "met" if result["fleet_p99_ms"] <= 5 else "missed"
+    return result
+
+
 def _probe(n_sites: int, k: int, how: str) -> None:
     """The body callgrind counts: build and warm the engine, then decide `k` workloads inside
     itertools.starmap, the one C function callgrind collects in (`--toggle-collect`)."""
@@ -244,6 +352,10 @@ def main() -> None:
                         help="sizes to count instructions at")
     parser.add_argument("--instruction-k", type=int, default=40,
                         help="decisions per callgrind run at 100 sites (scaled down above)")
+    parser.add_argument("--fleet-sizes", default="10,100",
+                        help="sizes of the fleet section ('' to skip it)")
+    parser.add_argument("--fleet-samples", type=int, default=400,
+                        help="fleet decisions timed per size (as many single-site ones)")
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
@@ -252,7 +364,7 @@ def main() -> None:
         return
     anchor = anchor_us()
     counted = {int(x) for x in args.instruction_sizes.split(",")} if args.instructions else set()
-    for n in (int(x) for x in args.sizes.split(",")):
+    for n in (int(x) for x in args.sizes.split(",") if x):
         result = run(n, args.seed, args.rounds, anchor)
         if n in counted:  # fewer decisions where each costs more (valgrind runs ~50x slower)
             result.update(instructions(n, max(5, args.instruction_k * 100 // max(n, 100))))
@@ -263,6 +375,18 @@ def main() -> None:
                   f"{result['decide_p99_ms']} ms; service p50 {result['service_p50_ms']} ms "
                   f"p99 {result['service_p99_ms']} ms; validated p50 "
                   f"{result['validated_p50_ms']} ms ({os.cpu_count()} cores)")
+    for n in (int(x) for x in args.fleet_sizes.split(",") if x):
+        result = run_fleet(n, args.seed, args.fleet_samples)
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(f"{n:>6} sites, fleet of 3 locations: decide p50 {result['fleet_p50_ms']} ms "
+                  f"p99 {result['fleet_p99_ms']} ms (probes {result['probes_share']:.0%}, "
+                  f"solver {result['solver_share']:.0%}); single-site p50 "
+                  f"{result['single_p50_ms']} ms p99 {result['single_p99_ms']} ms; fleet / "
+                  f"single p50 x{result['p50_vs_single']} p99 x{result['p99_vs_single']}; "
+                  f"warm-up plans {result['fleet_methods']}; 5 ms p99 target "
+                  f"{result['target_p99_5ms']} ({os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":
