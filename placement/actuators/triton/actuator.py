@@ -80,7 +80,15 @@ class ServingActuator(Actuator[ServingOptions]):
         `removing`; a changed model version re-opens one site at a time. Each workload on
         its own: one bad document or a replica adopting the same workload at once never
         stops the rest."""
-        with self.rt.db.read() as s:  # a burst is served once its capacity is ready
+        self._adopt_new()
+        now = self.clock()
+        with self.rt.db.write() as s:
+            store.mark_ended(s, phases=ENDED_PHASES, now=now)
+            self._roll_next(s, now)
+
+    def _adopt_new(self) -> None:
+        """A pending row per site of each new service workload, in one transaction each."""
+        with self.rt.db.read() as s:  # a burst once its capacity is ready; a fleet at once
             fresh = store.unserved(s, kinds=SERVICE_KINDS, phases=SERVED_PHASES)
         for new in fresh:
             spec = _serving_spec(new.workload_id, new.document)
@@ -97,20 +105,21 @@ class ServingActuator(Actuator[ServingOptions]):
                     event(s, new.workload_id, "serving", _adopted(spec.model, new.seats))
             except IntegrityError:
                 continue  # another replica adopted it first
-        now = self.clock()
-        with self.rt.db.write() as s:
-            store.mark_ended(s, phases=ENDED_PHASES, now=now)
-            for document, rows in store.live_with_documents(s):
-                spec = _serving_spec(rows[0].workload_id, document)
-                row = next_to_roll(rows, spec.version) if spec is not None else None
-                if row is None or spec is None:
-                    continue
-                row.status, row.next_attempt_at = "pending", now
-                row.message = f"rolling to v{spec.version}"
-                done = sum(r.version == spec.version for r in rows)
-                event(s, row.workload_id, "serving_roll",
-                      f"rolling {spec.model} from v{row.version} to v{spec.version} on "
-                      f"{row.site} ({done + 1} of {len(rows)} sites)", site=row.site)
+
+    def _roll_next(self, s: Session, now: datetime) -> None:
+        """Re-open the next site of each workload whose model version changed (see
+        `next_to_roll`)."""
+        for document, rows in store.live_with_documents(s):
+            spec = _serving_spec(rows[0].workload_id, document)
+            row = next_to_roll(rows, spec.version) if spec is not None else None
+            if row is None or spec is None:
+                continue
+            row.status, row.next_attempt_at = "pending", now
+            row.message = f"rolling to v{spec.version}"
+            done = sum(r.version == spec.version for r in rows)
+            event(s, row.workload_id, "serving_roll",
+                  f"rolling {spec.model} from v{row.version} to v{spec.version} on "
+                  f"{row.site} ({done + 1} of {len(rows)} sites)", site=row.site)
 
     def _namespace(self, site: str) -> str:
         try:
