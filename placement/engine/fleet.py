@@ -331,8 +331,9 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
     if need_z:
         rows.append(({iz + s: 1.0 for s in range(ns)}, -np.inf, float(settings.max_sites)))
     rows.append(({ix + k: 1.0 for k in range(nk)}, float(min_replicas), np.inf))
-    if budget is not None:
-        rows.append(({i: float(cost[i]) * hours for i in range(nx + nz)}
+    if budget is not None:  # billed dollars, as the budget filter counts (no bid prices)
+        billed = np.concatenate([t.billed, site_egress if need_z else np.zeros(0)])
+        rows.append(({i: float(billed[i]) * hours for i in range(nx + nz)}
                      | {iy + p: float(t.lookup_usd_h_per_rps[pairs[p, 1]]) * hours
                         for p in range(npairs)}, -np.inf, budget))
     a = np.zeros((len(rows), nv))
