@@ -4,6 +4,7 @@ the decision's fleet section against the Decision model for the example services
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -299,6 +300,29 @@ def test_a_budget_below_the_cheapest_fleet_is_a_miss(budget: float | None,
     # the single-site decision (one replica, $576 over the horizon) stands
     assert d["action"] == "burst" and d["site"] == "us-a"
     assert d["estimates"]["total_usd"] == pytest.approx(0.80 * HORIZON_H)
+
+
+@pytest.mark.parametrize(("budget", "fleet"), [(1100.0, True), (1000.0, False)], ids=[
+    "billed $1,080 fits a $1,100 budget though the bid prices add $648",
+    "a $1,000 budget does not fit"])
+def test_a_fleet_budget_counts_billed_dollars_not_bid_prices(budget: float,
+                                                             fleet: bool) -> None:
+    """As the budget filter: the opportunity cost of on-prem GPUs ranks plans, it is not
+    spent. 3 replicas x $0.50 x 720 h = $1,080 billed; the bid ($0.30/GPU-h) adds $648."""
+    sites = [f.onprem("plant", {"L4": (8, 0.50)}),
+             f.cloud("eu-a", {"L4": [("g6.xlarge", 1, 0.90, None)]})]
+    floor = f.client("floor", 48.8, 9.2, rtt={"plant": 2, "eu-a": 10})
+    eng = f.engine(sites, fleet_policy(), clients=[floor])
+    eng = eng.with_capacity(dataclasses.replace(eng.cap, bid_price=np.array([0.30, 0.0]),
+                                                bid_note="test"))
+    plan, d = decide(eng, svc({"floor": 20}, budget=budget))
+    if not fleet:
+        assert isinstance(plan, FleetMiss) and "budget" in plan.reason
+        return
+    assert isinstance(plan, FleetPlan), d["summary"]
+    assert members(d) == {("plant", "L4", "onprem"): 3}
+    assert d["estimates"]["total_usd"] == pytest.approx(1080.0)
+    assert d["estimates"]["opportunity_usd"] == pytest.approx(648.0)
 
 
 def test_a_location_without_demand_still_gets_a_replica_within_its_slo() -> None:
