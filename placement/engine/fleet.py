@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -46,12 +46,26 @@ from placement.model.policy import FleetSettings
 from placement.model.workload import ClientRef, Workload, WorkloadSpec
 
 if TYPE_CHECKING:
-    from placement.engine.engine import Engine
+    from placement.engine.context import Billing
     from placement.engine.outcome import Outcome
+    from placement.signals import Observed
 
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
 Bools = NDArray[np.bool_]
+
+
+
+class Engine(Protocol):
+    """What planning a fleet reads of the engine (placement.engine.engine.Engine)."""
+
+    @property
+    def observed(self) -> Observed | None: ...
+
+    def decide_single(self, wl: Workload) -> Outcome: ...
+
+    def billing(self, n: int) -> Billing: ...
+
 
 MIN_SERVICE_MS = 1.0  # a declared service time below this is read as this (capacity finite)
 TIE_USD_PER_MS = 1e-9  # p99 breaks ties between equal-cost plans, never more
