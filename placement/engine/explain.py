@@ -336,10 +336,12 @@ def _fleet_estimates(out: Outcome, plan: FleetPlan, one: dict[str, Any] | None
 
 
 def _fleet_summary(plan: FleetPlan, out: Outcome) -> str:
-    names = out.ctx.ci.site_names
-    members = ", ".join(f"{names[m.site]} {CAPACITY_NAMES[m.kind]} x{m.replicas}"
-                        for m in plan.members)
+    ci = out.ctx.ci
+    members = ", ".join(f"{ci.site_names[m.site]} {CAPACITY_NAMES[m.kind]} "
+                        f"{ci.gpu_names[int(ci.row_gpu[m.row])]} x{m.replicas}"
+                        for m in plan.members)  # a site may offer two GPU types or kinds
     verb = "burst" if plan.action == "burst" else "place"
-    return (f"{verb} a fleet of {len(plan.members)} site(s) ({members}) for "
+    sites = len({m.site for m in plan.members})
+    return (f"{verb} a fleet of {sites} site(s) ({members}) for "
             f"{len(plan.locations)} client location(s), {sum(plan.demand_rps):g} requests/s: "
             f"${plan.usd_per_hour:,.2f}/h ({plan.method})")
