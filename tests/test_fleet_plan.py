@@ -110,7 +110,7 @@ def test_one_location_is_served_by_the_cheapest_site_within_the_slo(
     (route,) = d["fleet"]["routing"]
     assert route["targets"] == [{"site": "near-cheap", "weight": 1.0, "p99_latency_ms": 32.0}]
     assert route["demand_rps"] == pytest.approx(demand)
-    assert d["summary"].startswith("burst a fleet of 1 site(s) (near-cheap on_demand x"
+    assert d["summary"].startswith("burst a fleet of 1 site(s) (near-cheap on_demand L4 x"
                                    f"{replicas})")
 
 
@@ -251,6 +251,7 @@ def test_a_spot_site_with_two_gpu_types_still_carries_at_most_its_share() -> Non
         per_site[m["site"]] = per_site.get(m["site"], 0.0) + m["routed_rps"]
     assert per_site["us-a"] <= 20 + 1e-6
     assert sum(per_site.values()) == pytest.approx(40)
+    assert d["summary"].startswith(f"burst a fleet of {len(per_site)} site(s) (")
 
 
 # --- (e, f) no fleet: the ordinary decision stands and says why --------------------------------
