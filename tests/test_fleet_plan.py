@@ -237,15 +237,20 @@ def test_spot_replicas_spread_and_fall_back_to_on_demand(
         assert all(m["capacity"] != "spot" for m in d["fleet"]["members"])
 
 
-def test_a_spot_site_with_two_gpu_types_still_carries_at_most_its_share() -> None:
+@pytest.mark.parametrize(("budget_s", "method"), [(0.05, "HiGHS"), (1e-9, "greedy")],
+                         ids=["the HiGHS plan", "the greedy plan (no HiGHS answer in time)"])
+def test_a_spot_site_with_two_gpu_types_still_carries_at_most_its_share(
+        budget_s: float, method: str) -> None:
     """The share caps a site (a failure domain), not each of its GPU types."""
     both = f.cloud("us-a", {"L4": [("g6.xlarge", 1, 0.80, 0.10)],
                             "A10G": [("g5.xlarge", 1, 0.90, 0.11)]}, spot_rate=0.01)
     sites = [both, l4("us-b", 0.80, 0.40, spot_rate=0.01)]
     users = f.client("users", 39, -77, rtt={"us-a": 10, "us-b": 10})
-    eng = f.engine(sites, fleet_policy(spot="always", spot_max_share=0.5), clients=[users])
+    pol = fleet_policy(spot="always", spot_max_share=0.5, time_budget_seconds=budget_s)
+    eng = f.engine(sites, pol, clients=[users])
     plan, d = decide(eng, svc({"users": 40}, gpus=["L4", "A10G"]))
     assert isinstance(plan, FleetPlan), d["summary"]
+    assert method in plan.method
     per_site: dict[str, float] = {}
     for m in d["fleet"]["members"]:
         per_site[m["site"]] = per_site.get(m["site"], 0.0) + m["routed_rps"]
