@@ -21,7 +21,7 @@ from placement.cli.render import print_decision
 from placement.control.auth import Principal
 from placement.control.lifecycle import DecisionData, decide, record_decision, transition
 from placement.control.runtime import Runtime
-from placement.control.submit import Pending, _prepare, _store
+from placement.control.submit import Pending, _prepare, _store, place_batch, submit
 from placement.engine import Engine, Outcome
 from placement.metrics import Metrics
 from placement.model import Workload
@@ -31,14 +31,22 @@ from placement.service.settings import Settings
 from placement.service.wiring import build_runtime
 from placement.store import transitions
 from placement.store.capacity import CapacityConflict
-from placement.store.tables import CapacityRow, EventRow, ReservationRow, WorkloadRow
+from placement.store.tables import (
+    CapacityRow,
+    DecisionRow,
+    EventRow,
+    ReservationRow,
+    WorkloadRow,
+)
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, api_on
 from .services import postgres_database
 from .test_concurrency import Monitor
 
 ADMIN = Principal(role="admin", team=None)
-SERVICE = next(w for w in load_bundle(EXAMPLES).workloads if w.name == "quality-assistant")
+EXAMPLE = {w.name: w for w in load_bundle(EXAMPLES).workloads}
+SERVICE = EXAMPLE["quality-assistant"]
+GLOBAL = EXAMPLE["global-assistant"]  # users on three continents, under a fleet rule
 CLOUD = ("aws-", "gcp-", "azure-")
 Member = tuple[str, str, int, str]  # site, GPU type, GPUs, capacity kind
 
@@ -52,6 +60,12 @@ def runtime(url: str) -> Iterator[Runtime]:
         yield rt
     finally:
         rt.db.dispose()
+
+
+def conflicts_counted(rt: Runtime) -> float:
+    """placement_capacity_conflicts_total of this runtime."""
+    value = rt.metrics.registry.get_sample_value("placement_capacity_conflicts_total")
+    return value or 0.0
 
 
 def fleet(members: list[Member]) -> dict[str, Any]:
@@ -89,8 +103,8 @@ def as_fleet(decision: DecisionData, members: list[Member]) -> DecisionData:
     return d
 
 
-def named(i: int) -> Workload:
-    return SERVICE.model_copy(update={"metadata": SERVICE.metadata.model_copy(
+def named(i: int, wl: Workload = SERVICE) -> Workload:
+    return wl.model_copy(update={"metadata": wl.metadata.model_copy(
         update={"name": f"assistant-{i}"})})
 
 
@@ -311,3 +325,83 @@ def test_place_prints_members_and_routing(example_engine: Engine, members: list[
                    == cells for line in text.splitlines()), (cells, text)
     assert "ranked candidates of quality-assistant" in text  # the rest is printed as before
     assert "fleet of" not in rendered(plain) and "routing" not in rendered(plain)
+
+
+# --- a real fleet, planned by the engine, through the service ----------------------------------
+def members_of(decision: DecisionData) -> list[Member]:
+    return [(m["site"], m["gpu_type"], m["gpus"], m["capacity"])
+            for m in decision["fleet"]["members"]]
+
+
+def test_a_planned_fleet_submitted_cancelled_through_the_api(db_url: str) -> None:
+    with api_on(db_url) as api:
+        res = api.client.post("/v1/workloads", json=GLOBAL.model_dump(mode="json"),
+                              headers=api.h("admin"))
+        assert res.status_code == 201, res.text
+        body = res.json()
+        decision = body["decision"]["decision"]
+        members = members_of(decision)
+        assert body["phase"] == "placed" and len({m[0] for m in members}) >= 2, decision
+        wid = uuid.UUID(body["id"])
+        assert active(api.runtime, wid) == sorted((s, g, n) for s, g, n, _ in members)
+        assert reserved(api.runtime) == expected(members)
+        gone = api.client.post(f"/v1/workloads/{wid}/cancel", headers=api.h("admin"))
+        assert gone.status_code == 200 and gone.json()["phase"] == "cancelled", gone.text
+        assert active(api.runtime, wid) == [] and reserved(api.runtime) == {}
+
+
+def check_store(rt: Runtime) -> dict[tuple[str, str], int]:
+    """Reserved <= total on every capacity row, and reserved equals the active reservations;
+    returns the reserved GPUs."""
+    with rt.db.read() as s:
+        rows = list(s.scalars(select(CapacityRow)))
+        held = [r for r in s.scalars(select(ReservationRow)) if r.released_at is None]
+    totals: dict[tuple[str, str], int] = {}
+    for r in held:
+        totals[(r.site, r.gpu_type)] = totals.get((r.site, r.gpu_type), 0) + r.count
+    assert all(0 <= r.reserved <= r.total for r in rows)
+    assert {(r.site, r.gpu_type): r.reserved for r in rows if r.reserved} == totals
+    return totals
+
+
+FULL_SITE = ("dc-frankfurt", "A100-80GB")  # 32 GPUs; every fleet of the example wants one
+BATCH = 80  # enough fleets to fill the Frankfurt GPUs and the cloud L4 quotas beside them
+
+
+def test_planned_fleets_in_one_batch_see_each_others_gpus(db_url: str) -> None:
+    """More fleets in one batch than their sites hold: each decision sees the GPUs every
+    member of the earlier fleets took (not only the chosen row's), so the guarded update
+    refuses none of them (a refusal fails the whole batch and decides it again)."""
+    with runtime(db_url) as rt:
+        batch = [Pending(named(i, GLOBAL), None) for i in range(BATCH)]
+        place_batch(rt, batch)
+        results = [p.future.result(timeout=60) for p in batch]
+        assert conflicts_counted(rt) == 0 and all(created for _, _, created in results)
+        held = check_store(rt)
+        with rt.db.read() as s:
+            full = [(r.site, r.gpu_type) for r in s.scalars(select(CapacityRow))
+                    if r.reserved == r.total]
+            stored = [d.explanation for d in s.scalars(select(DecisionRow))]
+        assert FULL_SITE in full and len(full) >= 2, held  # fleets filled sites they shared
+        placed = [d for d in stored if d["action"] in ("place", "burst")]
+        assert len(placed) == BATCH and all(d["fleet"] for d in placed)
+        per_pair: dict[tuple[str, str], int] = {}
+        for d in placed:
+            for site, gpu, n, _ in members_of(d):
+                per_pair[(site, gpu)] = per_pair.get((site, gpu), 0) + n
+        assert per_pair == held
+
+
+def test_racing_planned_fleets_never_over_commit_on_postgresql() -> None:
+    with postgres_database() as url, runtime(url) as rt:
+        monitor = Monitor(url)
+        monitor.start()
+        with ThreadPoolExecutor(SUBMITTERS) as pool:
+            results = list(pool.map(lambda i: submit(rt, workload=named(i, GLOBAL)),
+                                    range(SUBMITTERS * PER_SUBMITTER)))
+        monitor.stop.set()
+        monitor.join()
+        assert monitor.samples > 5 and not monitor.violations, monitor.violations[:5]
+        assert all(created for _, _, created in results)
+        held = check_store(rt)
+        assert held[FULL_SITE] == 32, held
