@@ -77,6 +77,9 @@ class Settings(LogSettings):
                                           description="Wait this long for a model to load.")
     triton_metrics_interval_s: float = Field(default=15.0, gt=0,
                                              description="Scrape Triton's metrics this often.")
+    autoscale_seconds: float = Field(default=60.0, gt=0, description="Autoscale fleets "
+                                     "this often: replicas per site follow the requests/s "
+                                     "Triton measures (with a kubeconfig).")
     bursts: bool = Field(default=False, description="Provision burst decisions with Pulumi "
                          "(needs the pulumi CLI, the provider plugins and cloud credentials).")
     pulumi_backend: str | None = Field(default=None, description="Pulumi state backend "

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 from sqlalchemy.exc import IntegrityError
 
 from placement.control.auth import ensure_token
+from placement.control.fleets import rescale_fleets
 from placement.control.gitops import PolicyWatcher, bundle_version
 from placement.control.lifecycle import Requeuer, requeue
 from placement.control.runtime import ReloadStatus, Runtime, activate_policy, active_policy
@@ -171,6 +172,8 @@ def start(rt: Runtime, settings: Settings, *, batch: bool = True) -> Loops:
                  if (loop := start_kind(rt, settings)) is not None]
     if rt.triton is not None:  # stopped after the actuators that feed on it
         loops.running.append(rt.triton)
+        loops.running.append(Periodic("placement-fleet-autoscale", settings.autoscale_seconds,
+                                      lambda: rescale_fleets(rt), log).start())
     loops.running += actuators
     return loops
 

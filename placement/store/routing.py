@@ -1,7 +1,9 @@
 """A service's published routing table: for each client location, the sites its requests go to
 and their weights, as the decision planned them (a fleet's routing table; else the one site),
 with the sites whose serving fails or is being removed drained: a location's weights are
-renormalized over its sites still healthy, and a location with none left says so."""
+renormalized over its sites still healthy, and a location with none left says so. A site
+still starting (pending, not yet adopted) takes traffic once it is ready where the location
+has a site serving already (a fleet scaled out to a new site: its cold start)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from placement.store.tables import DecisionRow, WorkloadRow
 # A site serving in one of these takes no traffic: retrying and failed are failing to serve
 # (or to roll a new version), removing and removed are going away.
 DRAINED = frozenset({"retrying", "failed", "removing", "removed"})
+# A site in one of these serves now (rolling: the old version serves while the new one loads).
+SERVING = frozenset({"ready", "rolling"})
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,13 @@ def drain(location: str, demand_rps: float,
     over the healthy ones."""
     drained = [site for site, _, _ in planned if status.get(site, "unserved") in DRAINED]
     healthy = [(site, w, ms) for site, w, ms in planned if site not in drained]
+    serving = [(site, w, ms) for site, w, ms in healthy
+               if status.get(site, "unserved") in SERVING]
+    warming = [site for site, _, _ in healthy if status.get(site, "unserved") not in SERVING]
+    if serving and warming:  # a site still starting (a cold start) gets traffic once ready
+        healthy = serving
+    else:
+        warming = []
     total = sum(w for _, w, _ in healthy)
     gone = ", ".join(f"{site} ({status.get(site)})" for site in drained)
     if not healthy or total <= 0:
@@ -93,8 +104,12 @@ def drain(location: str, demand_rps: float,
                          f"{why}; its requests have nowhere to go")
     targets = [Target(site, w / total, ms, status.get(site, "unserved"))
                for site, w, ms in healthy]
-    note = (f"drained {gone}; weights renormalized over "
-            f"{', '.join(t.site for t in targets)}") if drained else None
+    held = [f"drained {gone}"] if drained else []
+    if warming:
+        held.append("starting (cold start, traffic once ready): " + ", ".join(
+            f"{site} ({status.get(site, 'unserved')})" for site in warming))
+    note = (f"{'; '.join(held)}; weights renormalized over "
+            f"{', '.join(t.site for t in targets)}") if held else None
     return RouteView(location, demand_rps, targets, drained, note)
 
 

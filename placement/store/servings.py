@@ -94,6 +94,39 @@ def unserved(s: Session, *, kinds: Collection[str], phases: tuple[str, ...]) -> 
     return out
 
 
+@dataclass(frozen=True)
+class Resized:
+    """A served fleet whose decision's members differ from its serving rows (it was
+    autoscaled): its rows (in the caller's session, any status) and the sites it wants."""
+
+    workload_id: uuid.UUID
+    document: dict[str, Any]
+    rows: list[ServingRow]
+    seats: list[Seat]
+
+
+def resized_fleets(s: Session, *, phases: tuple[str, ...]) -> list[Resized]:
+    """Fleets in `phases` with serving rows whose live sites and replicas are not their
+    current decision's members (a site added, dropped or resized)."""
+    grouped: dict[uuid.UUID, tuple[dict[str, Any], dict[str, Any], list[ServingRow]]] = {}
+    for row, document, explanation in s.execute(
+            select(ServingRow, WorkloadRow.document, DecisionRow.explanation)
+            .join(WorkloadRow, WorkloadRow.id == ServingRow.workload_id)
+            .join(DecisionRow, DecisionRow.id == WorkloadRow.decision_id)
+            .where(WorkloadRow.phase.in_(phases), ServingRow.replicas.is_not(None))
+            .order_by(ServingRow.workload_id, ServingRow.site)):
+        grouped.setdefault(row.workload_id, (document, explanation or {}, []))[2].append(row)
+    out = []
+    for wid, (document, explanation, rows) in grouped.items():
+        if not explanation.get("fleet"):
+            continue
+        seats = seats_of(None, explanation)
+        live = {r.site: r.replicas for r in rows if r.status not in ENDED}
+        if live != {seat.site: seat.replicas for seat in seats}:
+            out.append(Resized(wid, document, rows, seats))
+    return out
+
+
 def add_serving(s: Session, *, workload_id: uuid.UUID, site: str, namespace: str, name: str,
                 model: str, now: datetime, replicas: int | None = None,
                 fleet: bool = False) -> None:

@@ -84,6 +84,7 @@ class ServingActuator(Actuator[ServingOptions]):
         now = self.clock()
         with self.rt.db.write() as s:
             store.mark_ended(s, phases=ENDED_PHASES, now=now)
+            self._resize(s, now)
             self._roll_next(s, now)
 
     def _adopt_new(self) -> None:
@@ -105,6 +106,40 @@ class ServingActuator(Actuator[ServingOptions]):
                     event(s, new.workload_id, "serving", _adopted(spec.model, new.seats))
             except IntegrityError:
                 continue  # another replica adopted it first
+
+    def _resize(self, s: Session, now: datetime) -> None:
+        """Follow an autoscaled fleet (placement.control.fleets): a member site with new
+        replicas is re-applied, a new member site gets a row (or its old one re-opened), a
+        site that left the fleet is removed."""
+        for fleet in store.resized_fleets(s, phases=SERVED_PHASES):
+            spec = _serving_spec(fleet.workload_id, fleet.document)
+            if spec is None:
+                continue
+            wanted = {seat.site: seat.replicas for seat in fleet.seats}
+            by_site = {r.site: r for r in fleet.rows}
+            changes = []
+            for site, replicas in wanted.items():
+                row = by_site.get(site)
+                if row is None:
+                    name = serving_name(Workload.model_validate(fleet.document),
+                                        fleet.workload_id)
+                    store.add_serving(s, workload_id=fleet.workload_id, site=site,
+                                      namespace=self._namespace(site), name=name,
+                                      model=spec.model, now=now, replicas=replicas, fleet=True)
+                    changes.append(f"{site} added with {replicas} replica(s)")
+                elif row.status in store.ENDED or row.replicas != replicas:
+                    changes.append(f"{site} {row.replicas} -> {replicas} replica(s)"
+                                   if row.status not in store.ENDED
+                                   else f"{site} back with {replicas} replica(s)")
+                    row.replicas, row.status, row.attempts = replicas, "pending", 0
+                    row.next_attempt_at, row.message = now, f"resizing to {replicas} replica(s)"
+            for row in fleet.rows:
+                if row.site not in wanted and row.status not in store.ENDED:
+                    row.status, row.attempts, row.next_attempt_at = "removing", 0, now
+                    row.message = "the fleet no longer uses this site; removing"
+                    changes.append(f"{row.site} removed")
+            event(s, fleet.workload_id, "serving_resize",
+                  f"fleet resized: {'; '.join(changes)}")
 
     def _roll_next(self, s: Session, now: datetime) -> None:
         """Re-open the next site of each workload whose model version changed (see

@@ -37,6 +37,7 @@ SIGNAL = "triton_service_p99_ms"
 class Seen:
     value: ServiceTime
     read_at: float
+    interval_s: float = 0.0  # between the two scrapes the value comes from
 
 
 class TritonFeed:
@@ -50,6 +51,7 @@ class TritonFeed:
         self.timeout_s = timeout_s
         self.clock = clock
         self.last: dict[str, dict[tuple[str, str], ModelCounters]] = {}  # by metrics URL
+        self.last_at: dict[str, float] = {}  # when each URL was last scraped
         self.seen: dict[tuple[str, str], Seen] = {}  # (site, model)
         self.errors: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()  # poll writes, decisions (other threads) read
@@ -77,21 +79,36 @@ class TritonFeed:
                 errors.update({key: f"cannot scrape {url}: {exc!r}" for key in models})
                 continue
             previous = self.last.get(url)
+            now = self.clock()
             self.last[url] = current
+            interval = now - self.last_at.get(url, now)
+            self.last_at[url] = now
             times = service_times(previous, current) if previous is not None else {}
             for site, model in models:
                 if model in times:
-                    seen[(site, model)] = Seen(times[model], self.clock())
+                    seen[(site, model)] = Seen(times[model], now, interval)
         keep = {(t.site, t.model) for t in targets}
         with self._lock:
             self.seen = {k: v for k, v in self.seen.items() if k in keep} | seen
             self.errors = {k: v for k, v in errors.items() if k not in seen}
         for url in set(self.last) - urls:
             del self.last[url]
+            self.last_at.pop(url, None)
 
     def _fetch(self, url: str) -> str:
         with urllib.request.urlopen(url, timeout=self.timeout_s) as res:
             return str(res.read().decode())
+
+    def rates(self) -> dict[tuple[str, str], float]:
+        """Requests/s per (site, model) over the last interval between two scrapes, fresh
+        ones only (served and failed alike: demand, not throughput). A model with no request
+        in the interval has no reading, so it reads as absent, not as 0."""
+        with self._lock:
+            seen_now = dict(self.seen)
+        now = self.clock()
+        return {key: (v.value.requests + v.value.failures) / v.interval_s
+                for key, v in seen_now.items()
+                if v.interval_s > 0 and now - v.read_at <= self.max_age_s}
 
     def merge(self, observed: Observed | None, site_index: dict[str, int],
               groups: int) -> Observed | None:

@@ -1,0 +1,155 @@
+"""Autoscaling fleets: replicas per site follow the demand Triton measures.
+
+A pass (every `autoscale_seconds`, in a process that scrapes Triton) reads, for every fleet
+being served, the requests/s its model received on each member site over the last scrape
+interval (placement.actuators.triton.feed). Their sum is the fleet's demand now; each client
+location's share of it is the share the workload declares (Triton sees requests per site, not
+where they came from). The engine plans the fleet again for that demand, with the fleet's own
+GPUs counted as free for it, and `placement.engine.fleet.scale` applies the hysteresis:
+scale-out follows the plan (it goes first where it is cheapest within the SLO), a site shrinks
+only once its replicas run below `scale_in_utilization`. A changed plan is recorded as a new
+decision of the workload, its phase kept, with only the GPUs it gains or frees moved by the
+guarded update; a gain that is not free any more leaves the fleet as it was. The serving
+actuator then resizes each member site's Deployment, adds new sites and removes dropped ones;
+a new site gets traffic once it is ready (the routing table drains sites not ready while the
+location has a ready one), which is the cold start.
+
+Without a fresh reading on every member site (no scrape yet, a site down, a model without
+requests in the interval), a fleet is left as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from placement.control.lifecycle import decision_rows, request_requeue
+from placement.control.runtime import Runtime
+from placement.engine.compiled import CAPACITY_NAMES, CompiledInventory
+from placement.engine.fleet import FleetPlan, location_demand, scale
+from placement.errors import PlacementError
+from placement.model import Workload
+from placement.model.workload import SERVICE_KINDS, WorkloadSpec
+from placement.store import fleets as store
+from placement.store import transitions
+from placement.store.capacity import CapacityConflict
+from placement.store.db import utcnow
+
+log = logging.getLogger("placement.control.fleets")
+SCALED_PHASES = ("placed", "running")
+
+
+def demand_at(spec: WorkloadSpec, total_rps: float) -> WorkloadSpec:
+    """`spec` with its client locations' demand summing to `total_rps`, each location's
+    share as the spec declares it (its own requests/s, else its share)."""
+    lat = spec.latency
+    if lat is None:
+        raise ValueError("only a service has client locations")
+    declared = location_demand(spec)
+    base = sum(rate for _, rate in declared)
+    if base > 0:
+        rates = [rate * total_rps / base for _, rate in declared]
+    else:
+        shares = sum(c.share for c in lat.clients)
+        rates = [total_rps * c.share / shares for c in lat.clients]
+    clients = [c.model_copy(update={"requests_per_s": r})
+               for c, r in zip(lat.clients, rates, strict=True)]
+    return spec.model_copy(update={"requests_per_s": total_rps,
+                                   "latency": lat.model_copy(update={"clients": clients})})
+
+
+def observed_rps(fleet: dict[str, Any], model: str,
+                 rates: dict[tuple[str, str], float]) -> float | None:
+    """The fleet's requests/s now: the sum over its member sites, or None when a member site
+    has no fresh reading."""
+    members = fleet["members"]
+    assert isinstance(members, list)
+    got = [rates.get((str(m["site"]), model)) for m in members]
+    if any(v is None for v in got):
+        return None
+    return float(sum(v for v in got if v is not None))
+
+
+def _row_of(ci: CompiledInventory, member: dict[str, Any]) -> int | None:
+    """The candidate row of a decision's fleet member (None when the inventory lost it)."""
+    group = ci.group_index(str(member["site"]), str(member["gpu_type"]))
+    if group is None:
+        return None
+    kind = CAPACITY_NAMES.index(str(member["capacity"]))
+    rows = np.flatnonzero((ci.row_group == group) & (ci.row_kind == kind))
+    return int(rows[0]) if len(rows) else None
+
+
+def _sizes(fleet: dict[str, Any]) -> list[tuple[str, str, str, int]]:
+    members = fleet["members"]
+    assert isinstance(members, list)
+    return sorted((str(m["site"]), str(m["gpu_type"]), str(m["capacity"]), int(m["replicas"]))
+                  for m in members)
+
+
+def rescale(rt: Runtime, served: store.ServedFleet, rates: dict[tuple[str, str], float]
+            ) -> bool:
+    """Plan one served fleet again for the demand Triton measures; True when its size
+    changed (a new decision recorded)."""
+    wl = Workload.model_validate(served.document)
+    if wl.spec.serving is None or wl.spec.latency is None:
+        return False
+    total = observed_rps(served.fleet, wl.spec.serving.model, rates)
+    if total is None:
+        return False
+    now_wl = wl.model_copy(update={"spec": demand_at(wl.spec, total)})
+    with rt.db.write() as s:
+        row = transitions.load(s, workload_id=served.workload_id, skip_locked=True)
+        if row is None or row.phase not in SCALED_PHASES or row.decision_id != served.decision_id:
+            return False  # changed meanwhile, or another worker has it
+        engine = rt.engine(s, fresh=True)
+        cap = replace(engine.cap, reserved=engine.cap.reserved.copy())
+        for hold in transitions.holds_of(s, workload_id=row.id):  # its own GPUs: free for it
+            group = engine.ci.group_index(hold.site, hold.gpu_type)
+            if group is not None:
+                cap.reserved[group] -= hold.count
+        view = engine.with_capacity(cap)
+        out = view.decide(now_wl)
+        if not isinstance(out.fleet, FleetPlan) or out.rule.fleet is None:
+            return False  # no fleet serves this demand now: keep what runs
+        members = served.fleet["members"]
+        assert isinstance(members, list)
+        previous = {r: int(m["replicas"]) for m in members
+                    if (r := _row_of(engine.ci, m)) is not None}
+        out.fleet = scale(previous, out.fleet, out.rule.fleet)
+        decision = view.explain_dict(out)
+        if _sizes(decision["fleet"]) == _sizes(served.fleet):
+            return False
+        drow, ev, held = decision_rows(row.id, decision, out, utcnow())
+        ev["type"] = "fleet_rescaled"
+        ev["message"] = (f"{total:,.1f} requests/s measured on the fleet's sites (planned "
+                         f"for {served.fleet['demand_rps']:g}): {decision['summary']}")
+        freed = store.resize(s, row=row, decision=drow, event=ev, held=held)
+    rt.invalidate_capacity()
+    if freed:
+        request_requeue(rt)
+    return True
+
+
+def rescale_fleets(rt: Runtime) -> int:
+    """One autoscaling pass over the served fleets; returns how many changed size. One
+    fleet's failure is logged and never stops the others."""
+    feed = rt.triton
+    rates = feed.rates() if feed is not None else {}
+    if not rates:
+        return 0
+    with rt.db.read() as s:
+        fleets = store.served_fleets(s, kinds=tuple(SERVICE_KINDS), phases=SCALED_PHASES)
+    changed = 0
+    for served in fleets:
+        try:
+            changed += rescale(rt, served, rates)
+        except CapacityConflict:
+            rt.metrics.capacity_conflicts.inc()
+        except (PlacementError, ValueError) as exc:
+            log.warning("autoscaling fleet %s failed: %s", served.workload_id, exc)
+    return changed
+

@@ -1,0 +1,187 @@
+"""Autoscaling fleets: replicas per site follow the requests/s measured on the fleet's sites,
+with hysteresis; the new size is a new decision with only the net GPUs moved by the guarded
+update (capacity rows always equal the active reservations), the phase kept; the serving
+actuator then resizes, adds and removes member sites. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from placement.actuators.kube import Clusters
+from placement.actuators.triton.actuator import ServingActuator
+from placement.control.fleets import demand_at, observed_rps, rescale_fleets
+from placement.model.workload import WorkloadSpec
+from placement.policy.loader import load_bundle
+from placement.signals import Observed
+from placement.store.tables import CapacityRow, EventRow, ReservationRow, ServingRow, WorkloadRow
+
+from .conftest import EXAMPLES, Api, api_on
+from .services import KubeEmulator, kube_emulator
+
+MODEL = "assistant-llm"
+
+
+class Rates:
+    """The requests/s a Triton feed measured per (site, model): the autoscaler's input."""
+
+    def __init__(self) -> None:
+        self.now: dict[tuple[str, str], float] = {}
+
+    def rates(self) -> dict[tuple[str, str], float]:
+        return dict(self.now)
+
+    def merge(self, observed: Observed | None, site_index: dict[str, int], groups: int
+              ) -> Observed | None:
+        return observed
+
+    def stop(self) -> None:
+        pass
+
+
+def spec(clients: list[dict[str, Any]], rps: float = 0) -> WorkloadSpec:
+    return WorkloadSpec.model_validate({
+        "kind": "inference", "team": "t", "gpu": {"types": ["L4"], "count": 1},
+        "requests_per_s": rps, "latency": {"p99_slo_ms": 300, "service_time_p99_ms": 50,
+                                           "clients": clients}})
+
+
+@pytest.mark.parametrize(("clients", "rps", "total", "expected"), [
+    ([{"location": "a", "requests_per_s": 30}, {"location": "b", "requests_per_s": 10}], 0,
+     80, [60, 20]),  # the declared mix, scaled
+    ([{"location": "a", "share": 0.75}, {"location": "b", "share": 0.25}], 40, 8, [6, 2]),
+    ([{"location": "a"}, {"location": "b"}], 0, 10, [5, 5]),  # nothing declared: equal shares
+    # nothing above 0 declared: the shares (a's default 1.0 against b's 0.5)
+    ([{"location": "a", "requests_per_s": 0}, {"location": "b", "share": 0.5}], 0, 3, [2, 1]),
+])
+def test_demand_is_spread_by_the_declared_mix(clients: list[dict[str, Any]], rps: float,
+                                              total: float, expected: list[float]) -> None:
+    got = demand_at(spec(clients, rps), total)
+    assert got.latency is not None and got.requests_per_s == total
+    assert [c.requests_per_s for c in got.latency.clients] == pytest.approx(expected)
+
+
+def test_observed_demand_needs_every_member_site() -> None:
+    fleet = {"members": [{"site": "x"}, {"site": "y"}]}
+    assert observed_rps(fleet, "m", {("x", "m"): 3.0, ("y", "m"): 4.5}) == 7.5
+    assert observed_rps(fleet, "m", {("x", "m"): 3.0}) is None  # y unread: leave it be
+
+
+@pytest.fixture(scope="module")
+def kube() -> Iterator[KubeEmulator]:
+    with kube_emulator() as emu:
+        yield emu
+
+
+def _members(api: Api, wid: str) -> dict[tuple[str, str, str], int]:
+    body = api.client.get(f"/v1/workloads/{wid}", headers=api.h("admin")).json()
+    fleet = body["decision"]["decision"]["fleet"]
+    return {(m["site"], m["gpu_type"], m["capacity"]): m["replicas"] for m in fleet["members"]}
+
+
+def _consistent(api: Api) -> None:
+    """Capacity rows' reserved GPUs equal the active reservations, and never their total."""
+    with api.runtime.db.read() as s:
+        held = dict(((site, gpu), n) for site, gpu, n in s.execute(
+            select(ReservationRow.site, ReservationRow.gpu_type, func.sum(ReservationRow.count))
+            .where(ReservationRow.released_at.is_(None))
+            .group_by(ReservationRow.site, ReservationRow.gpu_type)))
+        for row in s.scalars(select(CapacityRow)):
+            assert row.reserved == held.get((row.site, row.gpu_type), 0)
+            assert 0 <= row.reserved <= row.total
+
+
+def _measure(rates: Rates, api: Api, wid: str, total: float) -> None:
+    sites = sorted({site for site, _, _ in _members(api, wid)})
+    rates.now = {(site, MODEL): total / len(sites) for site in sites}
+
+
+def test_a_fleet_follows_its_measured_demand_with_hysteresis(db_url: str, kube: KubeEmulator,
+                                                             tmp_path: Any) -> None:
+    doc = next(w for w in load_bundle(EXAMPLES).workloads if w.name == "global-assistant")
+    with api_on(db_url) as api:
+        rates = Rates()
+        api.runtime.triton = rates
+        res = api.client.post("/v1/workloads", json=doc.model_dump(mode="json"),
+                              headers=api.h("admin"))
+        assert res.status_code == 201, res.text
+        wid = res.json()["id"]
+        first = _members(api, wid)
+        assert sum(first.values()) == 3  # 28 requests/s declared (see the example)
+        assert rescale_fleets(api.runtime) == 0  # no reading yet: left as it is
+        kubeconfig = kube.kubeconfig(tmp_path / "kubeconfig", [
+            s.name for s in load_bundle(EXAMPLES).inventory.sites])
+        actuator = ServingActuator(api.runtime, Clusters(kubeconfig))
+        actuator._adopt()
+        with api.runtime.db.write() as s:  # as if the actuator had served every site
+            for row in s.scalars(select(ServingRow)):
+                row.status = "ready"
+            s.get(WorkloadRow, uuid.UUID(wid)).phase = "running"  # type: ignore[union-attr]
+
+        _measure(rates, api, wid, 3 * 28.0)  # three times the declared demand
+        assert rescale_fleets(api.runtime) == 1
+        grown = _members(api, wid)
+        assert sum(grown.values()) > sum(first.values())
+        body = api.client.get(f"/v1/workloads/{wid}", headers=api.h("admin")).json()
+        assert body["phase"] == "running"  # a running fleet stays running
+        fleet = body["decision"]["decision"]["fleet"]
+        assert fleet["demand_rps"] == pytest.approx(84.0)
+        assert all(m["utilization"] <= 0.7 + 1e-9 for m in fleet["members"])
+        _consistent(api)
+
+        actuator._adopt()  # the serving rows follow the new size
+        with api.runtime.db.read() as s:
+            live = {r.site: r.replicas for r in s.scalars(select(ServingRow).where(
+                ServingRow.status.not_in(("removing", "removed"))))}
+            resized = s.scalar(select(func.count()).select_from(EventRow).where(
+                EventRow.type == "serving_resize"))
+        by_site: dict[str, int] = {}
+        for (site, _, _), n in grown.items():
+            by_site[site] = by_site.get(site, 0) + n
+        assert live == by_site and resized == 1
+
+        with api.runtime.db.write() as s:
+            for row in s.scalars(select(ServingRow)):
+                if row.status == "pending":
+                    row.status = "ready"
+        _measure(rates, api, wid, 3 * 28.0 * 0.9)  # a dip: replicas stay (hysteresis)
+        assert rescale_fleets(api.runtime) == 0
+        assert _members(api, wid) == grown
+
+        _measure(rates, api, wid, 5.0)  # demand fell away: the fleet shrinks, GPUs freed
+        assert rescale_fleets(api.runtime) == 1
+        small = _members(api, wid)
+        assert sum(small.values()) < sum(grown.values())
+        _consistent(api)
+        with api.runtime.db.read() as s:
+            kinds = list(s.scalars(select(EventRow.type).where(
+                EventRow.workload_id == uuid.UUID(wid))))
+        assert kinds.count("fleet_rescaled") == 2
+        actuator._adopt()
+        with api.runtime.db.read() as s:
+            left = [r.replicas or 0 for r in s.scalars(select(ServingRow).where(
+                ServingRow.status.not_in(("removing", "removed"))))]
+        assert sum(left) == sum(small.values())
+
+
+@pytest.mark.parametrize(("status", "targets", "note"), [
+    # a site added by a scale-out gets traffic once ready, while the location has one serving
+    ({"a": "ready", "b": "pending"}, {"a": 1.0}, "starting (cold start"),
+    ({"a": "rolling", "b": "unserved"}, {"a": 1.0}, "starting (cold start"),
+    # nothing serves yet (a new fleet): every planned site stays a target
+    ({"a": "pending", "b": "unserved"}, {"a": 0.75, "b": 0.25}, None),
+    ({"a": "ready", "b": "ready"}, {"a": 0.75, "b": 0.25}, None),
+    ({"a": "failed", "b": "pending"}, {"b": 1.0}, "drained a (failed)"),
+])
+def test_a_site_still_starting_waits_for_traffic(status: dict[str, str],
+                                                 targets: dict[str, float],
+                                                 note: str | None) -> None:
+    from placement.store.routing import drain
+
+    route = drain("loc", 10.0, [("a", 0.75, 20.0), ("b", 0.25, 30.0)], status)
+    assert {t.site: round(t.weight, 6) for t in route.targets} == targets
+    assert (route.note is None) if note is None else (note in (route.note or ""))
