@@ -513,8 +513,11 @@ def fleets(draw: st.DrawFn, spot: bool = False, onprem: bool = False) -> dict[st
     return {"sites": sites, "rtt": rtt, "demand": demand}
 
 
-def _world(w: dict[str, Any], price_factor: float = 1.0, spot: str = "never"
-           ) -> tuple[Engine, Workload]:
+def _world(w: dict[str, Any], price_factor: float = 1.0, spot: str = "never",
+           gap: float | None = None) -> tuple[Engine, Workload]:
+    """The engine and the service of `w`; `gap`: the rule's optimality_gap (None: the
+    default). HiGHS's time is not cut short on a loaded machine: the properties are the
+    plan's."""
     sites = []
     held = []
     for s in w["sites"]:
@@ -529,7 +532,9 @@ def _world(w: dict[str, Any], price_factor: float = 1.0, spot: str = "never"
     clients = [f.client(f"loc{li}", 0, 0, rtt={s["name"]: float(r)
                                                 for s, r in zip(w["sites"], row, strict=True)})
                for li, row in enumerate(w["rtt"])]
-    eng = f.engine(sites, fleet_policy(spot=spot), clients=clients, reservations=held)
+    exact: dict[str, Any] = {} if gap is None else {"optimality_gap": gap}
+    eng = f.engine(sites, fleet_policy(spot=spot, time_budget_seconds=10, **exact),
+                   clients=clients, reservations=held)
     wl = svc({f"loc{li}": float(r) for li, r in enumerate(w["demand"])}, slo=SLO_MS,
              service_ms=SERVICE_MS)
     return eng, wl
@@ -550,17 +555,22 @@ PROPS = settings(max_examples=30, deadline=None,
                  suppress_health_check=[HealthCheck.too_slow])
 
 
+# The least-cost plan (optimality_gap 0) has the properties exactly. At the default gap HiGHS
+# may stop at another plan within it (its path depends on the numbers: e.g. sites at $1.60 and
+# $1.52 + $0.30 spot, 45 and 30 req/s, prices x2 took a plan 0.6% dearer), so there the costs
+# agree within the gap.
+
 @PROPS
 @given(fleets())
 def test_adding_a_site_worse_on_every_criterion_never_changes_the_fleet(
         w: dict[str, Any]) -> None:
-    eng, wl = _world(w)
+    eng, wl = _world(w, gap=0.0)
     before = eng.decide(wl).fleet
     worse = {"name": "worse", "od": max(s["od"] for s in w["sites"]) + 0.25, "spot": None,
              "quota": max(s["quota"] for s in w["sites"]), "onprem": False}
     w2 = {**w, "sites": [*w["sites"], worse],
           "rtt": [[*row, max(row) + 5] for row in w["rtt"]]}
-    eng2, wl2 = _world(w2)
+    eng2, wl2 = _world(w2, gap=0.0)
     after = eng2.decide(wl2).fleet
     if not isinstance(before, FleetPlan):  # its GPUs may make a fleet possible, no more
         assert not isinstance(after, FleetPlan) or "worse" in _names(after, eng2)
@@ -573,12 +583,26 @@ def test_adding_a_site_worse_on_every_criterion_never_changes_the_fleet(
 @PROPS
 @given(fleets(spot=True), st.sampled_from([0.5, 2.0, 3.7, 10.0]))
 def test_scaling_every_price_never_changes_the_fleet(w: dict[str, Any], k: float) -> None:
-    eng, wl = _world(w, spot="always")
-    eng2, wl2 = _world(w, price_factor=k, spot="always")
+    eng, wl = _world(w, spot="always", gap=0.0)
+    eng2, wl2 = _world(w, price_factor=k, spot="always", gap=0.0)
     before, after = eng.decide(wl).fleet, eng2.decide(wl2).fleet
     assert _shape(after, eng2) == _shape(before, eng)
     if isinstance(before, FleetPlan) and isinstance(after, FleetPlan):
         assert after.usd_per_hour == pytest.approx(before.usd_per_hour * k)
+
+
+@PROPS
+@given(fleets(spot=True), st.sampled_from([0.5, 2.0, 3.7, 10.0]))
+def test_scaling_every_price_keeps_the_fleet_cost_within_the_optimality_gap(
+        w: dict[str, Any], k: float) -> None:
+    eng, wl = _world(w, spot="always")
+    eng2, wl2 = _world(w, price_factor=k, spot="always")
+    before, after = eng.decide(wl).fleet, eng2.decide(wl2).fleet
+    assert type(after) is type(before)
+    if isinstance(before, FleetPlan) and isinstance(after, FleetPlan):
+        gap = 1 + FleetSettings().optimality_gap + 1e-6
+        assert after.usd_per_hour / k <= gap * before.usd_per_hour
+        assert before.usd_per_hour <= gap * after.usd_per_hour / k
 
 
 @PROPS
