@@ -294,10 +294,11 @@ CHECKS = {
     "reservations_without_capacity":
         "SELECT count(*) FROM reservations r WHERE r.released_at IS NULL AND NOT EXISTS "
         "(SELECT 1 FROM capacity c WHERE c.site = r.site AND c.gpu_type = r.gpu_type)",
-    "holding_mismatches":  # GPUs held exactly while placed or running, by one reservation
-        "SELECT count(*) FROM workloads w WHERE (SELECT count(*) FROM reservations r WHERE "
-        "r.workload_id = w.id AND r.released_at IS NULL) <> CASE WHEN w.phase IN "
-        "('placed', 'running') THEN 1 ELSE 0 END",
+    "holding_mismatches":  # GPUs held exactly while placed or running: one reservation, or
+        # one per member site of a fleet
+        "SELECT count(*) FROM workloads w WHERE ((SELECT count(*) FROM reservations r WHERE "
+        "r.workload_id = w.id AND r.released_at IS NULL) > 0) <> (w.phase IN "
+        "('placed', 'running'))",
 }
 
 
