@@ -151,6 +151,7 @@ class FleetPlan:
     egress_usd: float  # bulk moves, one-off
     method: str
     rule: str | None
+    best_effort: tuple[bool, ...] = ()  # per location: no candidate meets the SLO from it
 
     @property
     def action(self) -> str:
@@ -199,7 +200,8 @@ def _probe(wl: Workload, client: ClientRef, replicas: int) -> Workload:
 
 def _table(engine: Engine, wl: Workload, base: Outcome, settings: FleetSettings,
            demand: list[tuple[str, float]],
-           allow: Callable[[Outcome], Bools] | None) -> tuple[_Table, list[list[Option]]]:
+           allow: Callable[[Outcome], Bools] | None
+           ) -> tuple[_Table, list[list[Option]], list[bool]]:
     spec = wl.spec
     assert spec.latency is not None
     ctx = base.ctx
@@ -213,6 +215,7 @@ def _table(engine: Engine, wl: Workload, base: Outcome, settings: FleetSettings,
     allowed = np.zeros((len(demand), n), dtype=bool)
     p99 = np.full((len(demand), n), np.nan)
     options: list[list[Option]] = []
+    best_effort: list[bool] = []
     one: Outcome | None = None
     for li, (loc, rate) in enumerate(demand):
         need = max(1, math.ceil(rate / (float(rps.max()) * settings.target_utilization)))
@@ -229,6 +232,11 @@ def _table(engine: Engine, wl: Workload, base: Outcome, settings: FleetSettings,
                 p99[li] = out.ctx.p99_ms
                 for k in np.flatnonzero(~ok).tolist():
                     firsts[k] = _first_reason(out, k)
+        if not qualified.any() and one is not None:  # best effort: the lowest p99 that
+            qualified = _best_effort(one, allow)      # fails nothing but the SLO
+            best_effort.append(bool(qualified.any()))
+        else:
+            best_effort.append(False)
         for k in np.flatnonzero(qualified).tolist():
             firsts[k] = ""
         allowed[li] = qualified
@@ -254,7 +262,26 @@ def _table(engine: Engine, wl: Workload, base: Outcome, settings: FleetSettings,
                rps[keep], count, free[keep] // count, ctx.group[keep], ctx.site[keep],
                spot[keep], lookup[keep], ctx.data.egress_usd[ctx.site[keep]],
                allowed[:, keep], p99[:, keep])
-    return t, [o for o in options]
+    return t, options, best_effort
+
+
+def _best_effort(out: Outcome, allow: Callable[[Outcome], Bools] | None) -> Bools:
+    """A location no candidate serves within the SLO: the candidates with the lowest p99
+    among those that fail the latency filter alone (every other rule holds), so the fleet
+    still serves it, as well as it can, and the other locations within the SLO."""
+    names = out.filter_names
+    if "latency" not in names:
+        return np.zeros(out.ctx.n, dtype=bool)
+    k = names.index("latency")
+    others = np.delete(out.fails, k, axis=0).any(axis=0)
+    ok: Bools = out.fails[k] & ~others & ~((out.ctx.kind == ONPREM) & (out.ctx.wait_hours > 0))
+    if allow is not None:
+        ok &= allow(out)
+    if not ok.any():
+        return ok
+    p99 = out.ctx.p99_ms
+    best: Bools = ok & (p99 <= float(p99[ok].min()) + 1e-9)
+    return best
 
 
 def _first_reason(out: Outcome, k: int) -> str:
@@ -386,8 +413,10 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
                 "of the bound)"
     if got is None:
         integrality = np.concatenate([np.ones(nx + nz), np.zeros(npairs)])
+        # without presolve: HiGHS (1.x) writes a stray debug line to the process's stdout
+        # when it repairs a solution of the presolved MIP, which would corrupt `--json` output
         res = milp(cost, integrality=integrality, bounds=bounds, constraints=constraints,
-                   options=options)
+                   options={**options, "presolve": False})
         if res.x is None:
             return None if res.status == 2 else _greedy(t, demand, settings, min_replicas)
         got = res.x, "milp (HiGHS)" if res.status == 0 else "milp (HiGHS, time budget)"
@@ -450,7 +479,7 @@ def plan_fleet(engine: Engine, wl: Workload, base: Outcome, settings: FleetSetti
     demand = location_demand(spec)
     if not demand:
         return FleetMiss("a fleet serves client locations; the workload lists none")
-    t, options = _table(engine, wl, base, settings, demand, allow)
+    t, options, best_effort = _table(engine, wl, base, settings, demand, allow)
     d = np.array([r for _, r in demand])
     for li, (loc, _) in enumerate(demand):
         if not t.allowed[li].any():
@@ -485,7 +514,8 @@ def plan_fleet(engine: Engine, wl: Workload, base: Outcome, settings: FleetSetti
     usd_h = sum(m.usd_per_hour for m in members) + lookups + egress / hours
     return FleetPlan(tuple(members), tuple(loc for loc, _ in demand),
                      tuple(float(v) for v in d), routes[:, used], t.p99[:, used],
-                     tuple(tuple(o) for o in options), usd_h, egress, method, rule)
+                     tuple(tuple(o) for o in options), usd_h, egress, method, rule,
+                     tuple(best_effort))
 
 
 def _instance(engine: Engine, ctx: Any, pos: int, count: int) -> int:
@@ -527,7 +557,8 @@ def scale(previous: dict[int, int], plan: FleetPlan, settings: FleetSettings) ->
     usd = plan.usd_per_hour + sum(
         n.usd_per_hour - o.usd_per_hour for n, o in zip(members, plan.members, strict=True))
     return FleetPlan(tuple(members), plan.locations, plan.demand_rps, plan.routes, plan.p99_ms,
-                     plan.options, usd, plan.egress_usd, plan.method, plan.rule)
+                     plan.options, usd, plan.egress_usd, plan.method, plan.rule,
+                     plan.best_effort)
 
 
 def _site_name(base: Outcome, pos: int) -> str:
@@ -575,7 +606,11 @@ def _route_story(plan: FleetPlan, base: Outcome, li: int, slo: float,
     main = max(used, key=lambda p: float(routes[[m.pos for m in plan.members].index(p)]))
     o = by_pos[main]
     cheaper = [q for q in qualifying if q.usd_per_hour < o.usd_per_hour - 1e-12]
-    if not cheaper:
+    if li < len(plan.best_effort) and plan.best_effort[li]:
+        parts.append(f"no candidate meets the {slo:g} ms SLO from here: served best effort "
+                     f"on {_label(base, main)}, the lowest p99 ({o.p99_ms:.1f} ms) among the "
+                     "candidates every other rule allows")
+    elif not cheaper:
         parts.append(f"{_label(base, main)} is the cheapest candidate within the {slo:g} ms "
                      f"SLO (p99 {o.p99_ms:.1f} ms, ${o.usd_per_hour:,.2f}/h per replica)")
     else:
@@ -636,6 +671,8 @@ def fleet_dict(plan: FleetPlan, base: Outcome, capacity_names: tuple[str, ...],
         why, alternatives = _route_story(plan, base, li, spec.latency.p99_slo_ms,
                                          base.rule.fleet)
         routing.append({"location": loc, "demand_rps": round(plan.demand_rps[li], 6),
+                        "within_slo": not (li < len(plan.best_effort)
+                                           and plan.best_effort[li]),
                         "targets": targets, "why": why, "alternatives": alternatives})
     return {"members": members, "routing": routing,
             "usd_per_hour": round(plan.usd_per_hour, 4),

@@ -131,6 +131,9 @@ class Route(_Out):
 
     location: str
     demand_rps: float
+    within_slo: bool = Field(default=True, description="False: no candidate meets the SLO "
+                             "from this location; it is served best effort at the lowest "
+                             "p99 every other rule allows.")
     targets: list[RouteTarget]
     why: str = Field(description="Why the location is served where it is.")
     alternatives: list[RouteAlternative] = Field(
