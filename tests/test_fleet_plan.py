@@ -261,24 +261,44 @@ def test_a_spot_site_with_two_gpu_types_still_carries_at_most_its_share(
 
 # --- (e, f) no fleet: the ordinary decision stands and says why --------------------------------
 
-def _two_sites() -> Engine:
+def _two_sites(far_boundary: str | None = None) -> Engine:
     sites = [l4("us-a", 0.80), l4("us-b", 1.00)]
+    far_rtt = {"us-a": 20.0, "us-b": 21.0} if far_boundary else {"us-a": 200.0, "us-b": 210.0}
     clients = [f.client("users", 39, -77, rtt={"us-a": 10, "us-b": 12}),
-               f.client("far", -33, 151, rtt={"us-a": 200, "us-b": 210})]
+               f.client("far", -33, 151, boundary=far_boundary, rtt=far_rtt)]
     return f.engine(sites, fleet_policy(), clients=clients)
 
 
-def test_a_location_no_site_serves_within_the_slo_leaves_the_single_site_decision() -> None:
-    eng = _two_sites()
+def test_a_location_no_site_can_reach_leaves_the_single_site_decision() -> None:
+    """Clients in a closed network no site is in: no fleet; the ordinary decision stands."""
+    eng = _two_sites(far_boundary="ot")
     wl = svc({"users": 30, "far": 5})
     plan, d = decide(eng, wl)
     assert isinstance(plan, FleetMiss)
     assert plan.reason.startswith("no site can serve far now")
-    assert "us-a (p99 220.0 ms)" in plan.reason  # the nearest, and why it does not qualify
+    assert "us-a (p99 40.0 ms): boundary: clients at far (in ot) cannot reach it" in plan.reason
     single = eng.explain_dict(eng.decide_single(wl))
     assert d["fleet"] is None
     assert (d["action"], d["site"]) == (single["action"], single["site"]) == ("reject", None)
     assert d["summary"] == f"{single['summary']}; no fleet: {plan.reason}"
+
+
+def test_a_location_beyond_the_slo_from_every_site_is_served_best_effort() -> None:
+    """Every other rule holds for it: the nearest site serves it (p99 200 + 20 ms), said so;
+    the other location stays within the SLO. 35 req/s on us-a: 35 / 7 -> 5 replicas."""
+    eng = _two_sites()
+    plan, d = decide(eng, svc({"users": 30, "far": 5}))
+    assert isinstance(plan, FleetPlan), d["summary"]
+    assert plan.best_effort == (False, True)
+    assert members(d) == {("us-a", "L4", "on_demand"): 5}
+    assert d["fleet"]["usd_per_hour"] == pytest.approx(4.0)
+    routing = {r["location"]: r for r in d["fleet"]["routing"]}
+    assert routing["users"]["within_slo"] and not routing["far"]["within_slo"]
+    assert routing["far"]["targets"] == [{"site": "us-a", "weight": 1.0,
+                                          "p99_latency_ms": 220.0}]
+    assert routing["far"]["why"].startswith("no candidate meets the 60 ms SLO from here")
+    assert d["estimates"]["p99_latency_ms"] == pytest.approx(220.0)
+    Decision.model_validate(d)
 
 
 BUDGET = [  # budget $, fleet or not; the fleet: 5 replicas x $0.80 x 720 h = $2,880
@@ -618,11 +638,17 @@ def test_every_fleet_serves_all_demand_within_the_slo_and_the_free_gpus(
     sites = [names[m.site] for m in plan.members]
     for li, want in enumerate(w["demand"]):  # every location's routes sum to its demand
         assert float(plan.routes[li].sum()) == pytest.approx(max(want, 1e-6), abs=1e-6)
+        row = w["rtt"][li]
+        nearest_cloud = min(r for s, r in zip(w["sites"], row, strict=True) if not s["onprem"])
         for k, site in enumerate(sites):
             if plan.routes[li, k] > 0:  # every routed pair within the SLO
-                rtt = w["rtt"][li][list(spec).index(site)]
-                assert rtt + SERVICE_MS <= SLO_MS
+                rtt = row[list(spec).index(site)]
                 assert plan.p99_ms[li, k] == pytest.approx(rtt + SERVICE_MS)
+                if plan.best_effort[li]:  # none is (or the plant is full): the nearest
+                    assert nearest_cloud + SERVICE_MS > SLO_MS  # every other rule allows
+                    assert rtt <= nearest_cloud
+                else:
+                    assert rtt + SERVICE_MS <= SLO_MS
         spot_on: dict[str, float] = {}
         for k, m in enumerate(plan.members):
             if m.kind == 2:
