@@ -23,9 +23,12 @@ with price_r the candidate's billed $/h per replica (spot restarts included) plu
 (the cost criterion's opportunity cost), egress_s the bulk data move amortized over the
 service horizon, and usable_rps_r = replica_rps x target_utilization x availability (a spot
 replica is down for its cold start and restart after each interruption: over-provisioning
-sized by the interruption rate). p99 breaks ties only (1e-9 $ per ms). Without a solution in
-the time budget, the greedy plan: each location in turn (largest demand first) fills the
-cheapest qualifying candidates per usable request/s.
+sized by the interruption rate). With the replicas fixed, one LP then routes each location to
+its nearest replicas among the routings that cost no more (p99 breaks ties only). Without a
+solution in the time budget, the greedy plan: each location in turn (largest demand first)
+fills the cheapest qualifying candidates per usable request/s. Where replicas are many
+against the locations, the LP relaxation rounded up is tried first and taken when it is
+within `optimality_gap` of the LP's bound.
 
 Queueing at a replica is kept within the SLO by the target utilization, not modelled here; the
 request-level simulator (placement.simulate.fleets) measures it.
@@ -33,6 +36,7 @@ request-level simulator (placement.simulate.fleets) measures it.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,7 +72,6 @@ class Engine(Protocol):
 
 
 MIN_SERVICE_MS = 1.0  # a declared service time below this is read as this (capacity finite)
-TIE_USD_PER_MS = 1e-9  # p99 breaks ties between equal-cost plans, never more
 NO_DEMAND_RPS = 1e-6  # a location with no demand given still needs a replica within the SLO
 SHORTLIST_SITES = 4  # the MILP sees at least this many sites' candidates per location
 
@@ -138,6 +141,27 @@ class Option:
 
 
 @dataclass(frozen=True)
+class LocationView:
+    """What one location's one-replica probe saw; the explanation's options are built from it
+    when the decision is explained (a decision the simulator only acts on never pays it)."""
+
+    probe: Outcome
+    qualified: Bools
+    p99_ms: Floats
+    usd_per_hour: Floats  # per replica, price + bid
+
+    def options(self) -> tuple[Option, ...]:
+        """Every candidate with its p99, $/h per replica and, unless it qualifies, the first
+        rule it fails; qualifying ones first, then by price and p99."""
+        out = self.probe
+        return tuple(sorted(
+            (Option(k, float(self.p99_ms[k]), float(self.usd_per_hour[k]),
+                    "" if self.qualified[k] else _first_reason(out, k))
+             for k in range(out.ctx.n)),
+            key=lambda o: (o.reason != "", o.usd_per_hour, o.p99_ms)))
+
+
+@dataclass(frozen=True)
 class FleetPlan:
     """The fleet: members, each location's routes (requests/s per member) and the story."""
 
@@ -146,12 +170,17 @@ class FleetPlan:
     demand_rps: tuple[float, ...]
     routes: Floats  # locations x members, requests/s
     p99_ms: Floats  # locations x members (nan where the location may not go)
-    options: tuple[tuple[Option, ...], ...]  # per location: every candidate, best first
+    views: tuple[LocationView, ...]  # per location: what its probe saw
     usd_per_hour: float  # billed, members' GPUs + amortized bulk egress + lookups
     egress_usd: float  # bulk moves, one-off
     method: str
     rule: str | None
     best_effort: tuple[bool, ...] = ()  # per location: no candidate meets the SLO from it
+
+    @functools.cached_property
+    def options(self) -> tuple[tuple[Option, ...], ...]:
+        """Per location: every candidate, best first (built on first read)."""
+        return tuple(v.options() for v in self.views)
 
     @property
     def action(self) -> str:
@@ -201,7 +230,7 @@ def _probe(wl: Workload, client: ClientRef, replicas: int) -> Workload:
 def _table(engine: Engine, wl: Workload, base: Outcome, settings: FleetSettings,
            demand: list[tuple[str, float]],
            allow: Callable[[Outcome], Bools] | None
-           ) -> tuple[_Table, list[list[Option]], list[bool]]:
+           ) -> tuple[_Table, list[LocationView], list[bool]]:
     spec = wl.spec
     assert spec.latency is not None
     ctx = base.ctx
@@ -214,13 +243,12 @@ def _table(engine: Engine, wl: Workload, base: Outcome, settings: FleetSettings,
                     for s in ctx.site.tolist()])
     allowed = np.zeros((len(demand), n), dtype=bool)
     p99 = np.full((len(demand), n), np.nan)
-    options: list[list[Option]] = []
+    views: list[LocationView] = []
     best_effort: list[bool] = []
     one: Outcome | None = None
     for li, (loc, rate) in enumerate(demand):
         need = max(1, math.ceil(rate / (float(rps.max()) * settings.target_utilization)))
         qualified = np.zeros(n, dtype=bool)
-        firsts: list[str] = [""] * n
         for reps in sorted({1, need}):
             out = engine.decide_single(_probe(wl, clients[loc], reps))
             ok = out.considered & ~((out.ctx.kind == ONPREM) & (out.ctx.wait_hours > 0))
@@ -230,22 +258,16 @@ def _table(engine: Engine, wl: Workload, base: Outcome, settings: FleetSettings,
             if reps == 1:
                 one = out
                 p99[li] = out.ctx.p99_ms
-                for k in np.flatnonzero(~ok).tolist():
-                    firsts[k] = _first_reason(out, k)
-        if not qualified.any() and one is not None:  # best effort: the lowest p99 that
-            qualified = _best_effort(one, allow)      # fails nothing but the SLO
+        assert one is not None
+        if not qualified.any():  # best effort: the lowest p99 that fails nothing but the SLO
+            qualified = _best_effort(one, allow)
             best_effort.append(bool(qualified.any()))
         else:
             best_effort.append(False)
-        for k in np.flatnonzero(qualified).tolist():
-            firsts[k] = ""
         allowed[li] = qualified
-        assert one is not None
         c1 = one.ctx
-        price1 = (c1.gpu_usd + c1.opportunity_usd) / hours
-        options.append(sorted(
-            (Option(k, float(p99[li, k]), float(price1[k]), firsts[k]) for k in range(n)),
-            key=lambda o: (o.reason != "", o.usd_per_hour, o.p99_ms)))
+        views.append(LocationView(one, qualified, p99[li],
+                                  (c1.gpu_usd + c1.opportunity_usd) / hours))
     assert one is not None
     c1 = one.ctx  # one replica: billed per replica, spot restarts included
     billed = c1.gpu_usd / hours
@@ -262,7 +284,7 @@ def _table(engine: Engine, wl: Workload, base: Outcome, settings: FleetSettings,
                rps[keep], count, free[keep] // count, ctx.group[keep], ctx.site[keep],
                spot[keep], lookup[keep], ctx.data.egress_usd[ctx.site[keep]],
                allowed[:, keep], p99[:, keep])
-    return t, options, best_effort
+    return t, views, best_effort
 
 
 def _best_effort(out: Outcome, allow: Callable[[Outcome], Bools] | None) -> Bools:
@@ -323,9 +345,12 @@ def _shortlist(t: _Table, demand: Floats, hours: float) -> Ints:
 
 
 def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int,
-           hours: float, budget: float | None) -> tuple[Floats, Floats, str] | None:
-    """(replicas per candidate, routes L x K, method) or None when no plan exists."""
-    from scipy.optimize import Bounds, LinearConstraint, milp  # only fleets need it
+           hours: float, budget: float | None, cap_sites: bool = False
+           ) -> tuple[Floats, Floats, str] | None:
+    """(replicas per candidate, routes L x K, method) or None when no plan exists. The cap on
+    sites is a constraint only where a plan without it went over (`cap_sites`): its site
+    binaries make the MILP several times slower, and it rarely binds."""
+    from scipy.optimize import Bounds, LinearConstraint  # only fleets need it
 
     nl, nk = t.allowed.shape
     pairs = np.argwhere(t.allowed)  # (location, candidate)
@@ -335,15 +360,14 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
                      + min_replicas).astype(float)
     site_egress = t.egress_usd[np.unique(site_of, return_index=True)[1]] / hours
     # a site-used binary only where bulk data moves or the number of sites is capped
-    need_z = bool((site_egress > 0).any()) or len(sites) > settings.max_sites
+    need_z = bool((site_egress > 0).any()) or (cap_sites and len(sites) > settings.max_sites)
     ns, npairs = len(sites) if need_z else 0, len(pairs)
     nx, nz = nk, ns
     nv = nx + nz + npairs
     ix, iz, iy = 0, nx, nx + nz
     need = np.maximum(demand, NO_DEMAND_RPS)  # a location without demand: a replica too
-    ptie = np.nan_to_num(t.p99[pairs[:, 0], pairs[:, 1]]) / need[pairs[:, 0]]
     cost = np.concatenate([t.price, site_egress if need_z else np.zeros(0),
-                           t.lookup_usd_h_per_rps[pairs[:, 1]] + TIE_USD_PER_MS * ptie])
+                           t.lookup_usd_h_per_rps[pairs[:, 1]]])
     rows: list[tuple[dict[int, float], float, float]] = []
     spot_pairs = t.spot[pairs[:, 1]]
     for li in range(nl):
@@ -389,34 +413,34 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
     bounds, constraints = Bounds(np.zeros(nv), upper), LinearConstraint(a, lo, hi)
     options = {"time_limit": settings.time_budget_seconds, "disp": False,
                "mip_rel_gap": settings.optimality_gap}
-    # The LP relaxation first (a fraction of the MILP's time): its replicas rounded up keep
-    # every route within capacity; when that plan is feasible and within the optimality gap
-    # of the LP's bound (which no integer plan beats), it is the answer.
-    lp = milp(cost, integrality=np.zeros(nv), bounds=bounds, constraints=constraints,
-              options=options)
-    if lp.x is None and lp.status == 2:
-        return None
-    got = None
-    if lp.x is not None:
-        v = lp.x.copy()
-        v[ix:ix + nx] = np.ceil(v[ix:ix + nx] - 1e-9)
-        if nz:
-            used = np.zeros(nz)
-            np.maximum.at(used, site_of, (v[ix:ix + nx] > 0).astype(float))
-            v[iz:iz + nz] = used
-        row = a @ v
-        slack = 1e-7 * (1 + np.abs(row))
-        bound = float(lp.fun)
-        if (np.all(row >= lo - slack) and np.all(row <= hi + slack)
-                and float(cost @ v) <= bound + settings.optimality_gap * abs(bound) + 1e-12):
-            got = v, f"lp relaxation rounded up (HiGHS; within {settings.optimality_gap:.0%} "\
-                "of the bound)"
+    got: tuple[Floats, str] | None = None
+    # The LP relaxation first where rounding can be close (replicas many against the
+    # locations): its replicas rounded up keep every route within capacity; when that plan is
+    # feasible and within the optimality gap of the LP's bound (which no integer plan beats),
+    # it is the answer.
+    if settings.optimality_gap * float(need.sum()) / float(t.usable.max()) >= nl:
+        lp = _highs(cost, integrality=np.zeros(nv), bounds=bounds, constraints=constraints,
+                    options=options)
+        if lp.x is None and lp.status == 2:
+            return None
+        if lp.x is not None and lp.fun is not None:
+            rounded = lp.x.copy()
+            rounded[ix:ix + nx] = np.ceil(rounded[ix:ix + nx] - 1e-9)
+            if nz:
+                used = np.zeros(nz)
+                np.maximum.at(used, site_of, (rounded[ix:ix + nx] > 0).astype(float))
+                rounded[iz:iz + nz] = used
+            row = a @ rounded
+            slack = 1e-7 * (1 + np.abs(row))
+            bound = float(lp.fun)
+            if (np.all(row >= lo - slack) and np.all(row <= hi + slack) and float(
+                    cost @ rounded) <= bound + settings.optimality_gap * abs(bound) + 1e-12):
+                got = rounded, (f"lp relaxation rounded up (HiGHS; within "
+                          f"{settings.optimality_gap:.0%} of the bound)")
     if got is None:
         integrality = np.concatenate([np.ones(nx + nz), np.zeros(npairs)])
-        # without presolve: HiGHS (1.x) writes a stray debug line to the process's stdout
-        # when it repairs a solution of the presolved MIP, which would corrupt `--json` output
-        res = milp(cost, integrality=integrality, bounds=bounds, constraints=constraints,
-                   options={**options, "presolve": False})
+        res = _highs(cost, integrality=integrality, bounds=bounds, constraints=constraints,
+                     options=options)
         if res.x is None:
             return None if res.status == 2 else _greedy(t, demand, settings, min_replicas)
         got = res.x, "milp (HiGHS)" if res.status == 0 else "milp (HiGHS, time budget)"
@@ -424,11 +448,108 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
     x = np.round(sol[ix:ix + nx])
     routes = np.zeros((nl, nk))
     routes[pairs[:, 0], pairs[:, 1]] = np.maximum(sol[iy:], 0.0)
+    routes = _nearest_routes(t, pairs, x, routes, need, settings)
     for li in np.flatnonzero(demand <= NO_DEMAND_RPS).tolist():  # routed to its nearest
         ks = np.flatnonzero(t.allowed[li] & (x > 0))
         if len(ks) and routes[li].sum() <= 0:
             routes[li, ks[np.argmin(t.p99[li, ks])]] = NO_DEMAND_RPS
     return x, routes, method
+
+
+# HiGHS's primal heuristics find incumbents for big MILPs; a fleet's has a few dozen
+# variables and is solved at the root, where they take most of the time (at 100 sites: 36 ms
+# with them, 5.5 ms without, the same optimum). Presolve is off too: HiGHS 1.x prints a stray
+# debug line to the process's stdout when it repairs a presolved solution, which would corrupt
+# the CLI's `--json` output.
+MIP_OPTIONS: dict[str, Any] = {
+    "presolve": False, "mip_heuristic_effort": 0.0, "mip_heuristic_run_rins": False,
+    "mip_heuristic_run_rens": False, "mip_heuristic_run_root_reduced_cost": False,
+    "mip_heuristic_run_zi_round": False, "mip_heuristic_run_shifting": False,
+    "mip_heuristic_run_feasibility_jump": False}
+
+
+@dataclass(frozen=True)
+class _Solved:
+    status: int  # scipy's codes: 0 optimal, 1 time or iteration limit, 2 infeasible, ...
+    x: Floats | None
+    fun: float | None
+
+
+def _highs(c: Floats, *, integrality: Floats, bounds: Any, constraints: Any,
+           options: dict[str, Any]) -> _Solved:
+    """scipy's `milp` with MIP_OPTIONS for a MILP. scipy's public `milp` passes only five
+    HiGHS options, so this goes through the same private steps it takes (checked inputs,
+    the HiGHS wrapper, its status codes); where they are not there (another scipy), `milp`
+    as is."""
+    from scipy.optimize import milp
+
+    if not np.any(integrality):
+        res = milp(c, integrality=integrality, bounds=bounds, constraints=constraints,
+                   options=options)
+        return _Solved(int(res.status), res.x, res.fun)
+    try:
+        from scipy.optimize import _milp as private
+
+        checked = private._milp_iv(c, integrality, bounds, constraints, options)
+        wrapper, to_status = private._highs_wrapper, private._highs_to_scipy_status_message
+    except (ImportError, AttributeError):
+        res = milp(c, integrality=integrality, bounds=bounds, constraints=constraints,
+                   options={**options, "presolve": False})
+        return _Solved(int(res.status), res.x, res.fun)
+    c_, integ, lb, ub, indptr, indices, data, b_l, b_u, opts = checked
+    got = wrapper(c_, indptr, indices, data, b_l, b_u, lb, ub, integ, {**opts, **MIP_OPTIONS})
+    status, _ = to_status(got.get("status"), got.get("message"))
+    x = got.get("x")
+    return _Solved(int(status), np.array(x) if x is not None else None, got.get("fun"))
+
+
+def _nearest_routes(t: _Table, pairs: Ints, x: Floats, routes: Floats, need: Floats,
+                    settings: FleetSettings) -> Floats:
+    """With the replicas fixed, route each location to its nearest replicas among routings
+    that cost no more (lookups' egress first, p99 only to break ties): one LP, run only where
+    some location could go to two members."""
+    live = x[pairs[:, 1]] > 0
+    per_loc = np.bincount(pairs[live, 0], minlength=t.allowed.shape[0])
+    if not (per_loc > 1).any():
+        return routes
+    p = pairs[live]
+    lookup = t.lookup_usd_h_per_rps[p[:, 1]]
+    p99 = np.nan_to_num(t.p99[p[:, 0], p[:, 1]]) / need[p[:, 0]]
+    scale = (1e-4 * float(lookup[lookup > 0].min()) / max(float(p99.max()), 1e-12)
+             if (lookup > 0).any() else 1.0)
+    nl, nk, n = t.allowed.shape[0], len(x), len(p)
+    a = np.zeros((nl + nk + nl * len(np.unique(t.site)), n))
+    lo, hi = [], []
+    r = 0
+    for li in range(nl):
+        a[r, p[:, 0] == li] = 1.0
+        lo.append(float(need[li]) if routes[li].sum() > 0 else 0.0)
+        hi.append(lo[-1])
+        r += 1
+    for k in range(nk):
+        a[r, p[:, 1] == k] = 1.0
+        lo.append(-np.inf)
+        hi.append(float(t.usable[k] * x[k]))
+        r += 1
+    for li in range(nl):  # the spot share per site and location holds here too
+        for site in np.unique(t.site).tolist():
+            mine = (p[:, 0] == li) & t.spot[p[:, 1]] & (t.site[p[:, 1]] == site)
+            if mine.any():
+                a[r, mine] = 1.0
+                lo.append(-np.inf)
+                hi.append(settings.spot_max_share * float(need[li]))
+                r += 1
+    from scipy.optimize import Bounds, LinearConstraint
+
+    res = _highs(lookup + scale * p99, integrality=np.zeros(n),
+                 bounds=Bounds(np.zeros(n), np.full(n, np.inf)),
+                 constraints=LinearConstraint(a[:r], np.array(lo), np.array(hi)),
+                 options={"time_limit": settings.time_budget_seconds, "disp": False})
+    if res.x is None:
+        return routes
+    out = np.zeros_like(routes)
+    out[p[:, 0], p[:, 1]] = np.maximum(res.x, 0.0)
+    return out
 
 
 def _greedy(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
@@ -479,20 +600,24 @@ def plan_fleet(engine: Engine, wl: Workload, base: Outcome, settings: FleetSetti
     demand = location_demand(spec)
     if not demand:
         return FleetMiss("a fleet serves client locations; the workload lists none")
-    t, options, best_effort = _table(engine, wl, base, settings, demand, allow)
+    t, views, best_effort = _table(engine, wl, base, settings, demand, allow)
     d = np.array([r for _, r in demand])
     for li, (loc, _) in enumerate(demand):
         if not t.allowed[li].any():
-            first = options[li][0] if options[li] else None
-            why = f"; nearest: {_nearest(options[li], base)}" if first else ""
+            options = views[li].options()
+            why = f"; nearest: {_nearest(options, base)}" if options else ""
             return FleetMiss(f"no site can serve {loc} now{why}")
     hours = base.ctx.hours
     short = _shortlist(t, d, hours)
-    got = _solve(_subset(t, short), d, settings, spec.replicas, hours, spec.budget_usd)
-    if got is not None:
-        t = _subset(t, short)
-    elif len(short) < len(t.pos):
-        got = _solve(t, d, settings, spec.replicas, hours, spec.budget_usd)
+    got = None
+    for table in (_subset(t, short), t) if len(short) < len(t.pos) else (t,):
+        got = _solve(table, d, settings, spec.replicas, hours, spec.budget_usd)
+        if got is not None and len(np.unique(table.site[got[0] > 0])) > settings.max_sites:
+            got = _solve(table, d, settings, spec.replicas, hours, spec.budget_usd,
+                         cap_sites=True)
+        if got is not None:
+            t = table
+            break
     if got is None:
         return FleetMiss("no fleet serves every location's demand within the SLO with the "
                          "GPUs free now (or within the budget)")
@@ -514,7 +639,7 @@ def plan_fleet(engine: Engine, wl: Workload, base: Outcome, settings: FleetSetti
     usd_h = sum(m.usd_per_hour for m in members) + lookups + egress / hours
     return FleetPlan(tuple(members), tuple(loc for loc, _ in demand),
                      tuple(float(v) for v in d), routes[:, used], t.p99[:, used],
-                     tuple(tuple(o) for o in options), usd_h, egress, method, rule,
+                     tuple(views), usd_h, egress, method, rule,
                      tuple(best_effort))
 
 
@@ -557,7 +682,7 @@ def scale(previous: dict[int, int], plan: FleetPlan, settings: FleetSettings) ->
     usd = plan.usd_per_hour + sum(
         n.usd_per_hour - o.usd_per_hour for n, o in zip(members, plan.members, strict=True))
     return FleetPlan(tuple(members), plan.locations, plan.demand_rps, plan.routes, plan.p99_ms,
-                     plan.options, usd, plan.egress_usd, plan.method, plan.rule,
+                     plan.views, usd, plan.egress_usd, plan.method, plan.rule,
                      plan.best_effort)
 
 
