@@ -691,3 +691,43 @@ def test_example_fleet_decisions_validate_against_the_decision_model(
     assert decision.action == ("burst" if any(m.capacity != "onprem" for m in fleet.members)
                                else "place")
     assert fleet.usd_per_hour >= sum(m.usd_per_hour for m in fleet.members) - 1e-3
+
+
+# --- the burst rule's limits hold for the fleet's cloud members together -----------------------
+
+def _capped(cap: float | None = None, team_budget: float | None = None) -> Engine:
+    rule: dict[str, Any] = {"name": "fleet", "match": {"kinds": ["inference"]},
+                            "burst": {"allowed": True, "when": "always", "spot": "never",
+                                      "max_usd_per_hour": cap}, "fleet": {}}
+    spec: dict[str, Any] = {"rules": [rule]}
+    if team_budget is not None:
+        spec["team_budgets"] = {"apps": team_budget}
+    policy = Policy.model_validate({"metadata": {"name": "capped"}, "spec": spec})
+    sites = [l4("us-a", 0.80), l4("us-b", 0.90)]
+    clients = [f.client("east", 39, -77, rtt={"us-a": 10, "us-b": 80}),
+               f.client("west", 37, -122, rtt={"us-a": 80, "us-b": 10})]
+    return f.engine(sites, policy, clients=clients)
+
+
+LIMITS = [  # cap $/h, team budget $, a fleet or not; the fleet: 5 x 0.80 + 2 x 0.90 = $5.80/h
+    (None, None, True),
+    (5.80, None, True),  # each member alone is under it, and so are both together
+    (5.00, None, False),  # each member alone is under it ($4.00, $1.80), together not
+    (None, 5.80 * 720 + 1, True),
+    (None, 5.80 * 720 - 1, False),  # the month's budget left, over the service horizon
+]
+
+
+@pytest.mark.parametrize(("cap", "team", "fleet"), LIMITS, ids=[
+    "no limits", "cap at the fleet's $/h", "cap below the fleet's $/h",
+    "team budget just enough", "team budget just short"])
+def test_the_burst_cap_and_the_team_budget_hold_for_the_whole_fleet(
+        cap: float | None, team: float | None, fleet: bool) -> None:
+    eng = _capped(cap, team)
+    plan, d = decide(eng, svc({"east": 30, "west": 10}, slo=60))
+    if fleet:
+        assert isinstance(plan, FleetPlan), d["summary"]
+        assert members(d) == {("us-a", "L4", "on_demand"): 5, ("us-b", "L4", "on_demand"): 2}
+        assert d["fleet"]["usd_per_hour"] == pytest.approx(5.80, abs=1e-4)
+    else:
+        assert isinstance(plan, FleetMiss)

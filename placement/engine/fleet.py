@@ -217,6 +217,9 @@ class _Table:
     egress_usd: Floats  # bulk, per site of the candidate
     allowed: Bools  # locations x candidates
     p99: Floats  # locations x candidates
+    cloud: Bools
+    burst_cap_usd_h: float | None  # the burst rule's $/h cap, over the cloud members
+    team_left_usd: float | None  # the team's monthly burst budget left
 
 
 def _probe(wl: Workload, client: ClientRef, replicas: int) -> Workload:
@@ -283,7 +286,10 @@ def _table(engine: Engine, wl: Workload, base: Outcome, settings: FleetSettings,
     t = _Table(keep, billed[keep] + bid[keep], billed[keep], bid[keep], usable[keep],
                rps[keep], count, free[keep] // count, ctx.group[keep], ctx.site[keep],
                spot[keep], lookup[keep], ctx.data.egress_usd[ctx.site[keep]],
-               allowed[:, keep], p99[:, keep])
+               allowed[:, keep], p99[:, keep], ctx.is_cloud[keep],
+               c1.rule.burst.max_usd_per_hour,
+               None if ctx.team_budget_usd is None
+               else ctx.team_budget_usd - ctx.team_spent_usd)
     return t, views, best_effort
 
 
@@ -319,7 +325,8 @@ def _subset(t: _Table, keep: Ints) -> _Table:
     return _Table(t.pos[keep], t.price[keep], t.billed[keep], t.bid[keep], t.usable[keep],
                   t.rps[keep], t.gpus_per_replica, t.max_rep[keep], t.group[keep],
                   t.site[keep], t.spot[keep], t.lookup_usd_h_per_rps[keep],
-                  t.egress_usd[keep], t.allowed[:, keep], t.p99[:, keep])
+                  t.egress_usd[keep], t.allowed[:, keep], t.p99[:, keep], t.cloud[keep],
+                  t.burst_cap_usd_h, t.team_left_usd)
 
 
 def _shortlist(t: _Table, demand: Floats, hours: float) -> Ints:
@@ -401,6 +408,18 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
         rows.append(({i: float(billed[i]) * hours for i in range(nx + nz)}
                      | {iy + p: float(t.lookup_usd_h_per_rps[pairs[p, 1]]) * hours
                         for p in range(npairs)}, -np.inf, budget))
+    # The budget filter's burst limits hold for the fleet's cloud members together: the burst
+    # rule's $/h cap, and the team's monthly burst budget left (GPUs and lookups over the
+    # horizon; each member's bulk move is in its probe's own check).
+    cloud = np.flatnonzero(t.cloud)
+    if t.burst_cap_usd_h is not None and len(cloud):
+        rows.append(({ix + int(k): float(t.billed[k]) for k in cloud}, -np.inf,
+                     t.burst_cap_usd_h))
+    if t.team_left_usd is not None and len(cloud):
+        rows.append(({ix + int(k): float(t.billed[k]) * hours for k in cloud}
+                     | {iy + p: float(t.lookup_usd_h_per_rps[pairs[p, 1]]) * hours
+                        for p in range(npairs) if t.cloud[pairs[p, 1]]}, -np.inf,
+                     t.team_left_usd))
     a = np.zeros((len(rows), nv))
     lo, hi = np.empty(len(rows)), np.empty(len(rows))
     for r, (coef, low, high) in enumerate(rows):
@@ -442,7 +461,8 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
         res = _highs(cost, integrality=integrality, bounds=bounds, constraints=constraints,
                      options=options)
         if res.x is None:
-            return None if res.status == 2 else _greedy(t, demand, settings, min_replicas)
+            return None if res.status == 2 else _greedy(t, demand, settings, min_replicas,
+                                                        hours, budget)
         got = res.x, "milp (HiGHS)" if res.status == 0 else "milp (HiGHS, time budget)"
     sol, method = got
     x = np.round(sol[ix:ix + nx])
@@ -552,8 +572,8 @@ def _nearest_routes(t: _Table, pairs: Ints, x: Floats, routes: Floats, need: Flo
     return out
 
 
-def _greedy(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
-            ) -> tuple[Floats, Floats, str] | None:
+def _greedy(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int,
+            hours: float, budget: float | None) -> tuple[Floats, Floats, str] | None:
     """Each location, largest demand first, fills the cheapest qualifying candidates per
     usable request/s (replicas already there first)."""
     nl, nk = t.allowed.shape
@@ -587,6 +607,20 @@ def _greedy(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: in
     if short > 0:
         k = int(np.argmax(x))
         x[k] += short
+    used = x > 0
+    gpu_h = float(t.billed @ x)
+    lookups = float((routes.sum(axis=0) * t.lookup_usd_h_per_rps).sum())
+    cloud_h = float(t.billed[t.cloud] @ x[t.cloud])
+    cloud_lookups = float((routes[:, t.cloud].sum(axis=0) * t.lookup_usd_h_per_rps[t.cloud]
+                           ).sum())
+    first = np.unique(t.site[used], return_index=True)[1]  # bulk data moves once per site
+    egress = float(t.egress_usd[used][first].sum())
+    if (len(np.unique(t.site[used])) > settings.max_sites
+            or (budget is not None and (gpu_h + lookups) * hours + egress > budget)
+            or (t.burst_cap_usd_h is not None and cloud_h > t.burst_cap_usd_h)
+            or (t.team_left_usd is not None
+                and (cloud_h + cloud_lookups) * hours > t.team_left_usd)):
+        return None  # the same limits the MILP holds to
     return x, routes, "greedy"
 
 
