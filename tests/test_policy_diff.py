@@ -57,7 +57,8 @@ def _diff(head: Path, *extra: str) -> tuple[int, str]:
     (None, 0, []),
     ("wording", 0, []),  # a new version, the same placements
     ("service-data-weight", 0, []),  # weights change, no placement does
-    ("forbid", 3, ["support-chat"]),  # a rule moves the one service on dc-frankfurt
+    # a rule moves the inference services on dc-frankfurt: one site, and a fleet's member
+    ("forbid", 3, ["global-assistant", "support-chat"]),
 ])
 def test_exit_code_and_what_moves(tmp_path: Path, edit: str | None, code: int,
                                   moved: list[str]) -> None:
@@ -65,7 +66,7 @@ def test_exit_code_and_what_moves(tmp_path: Path, edit: str | None, code: int,
     assert status == code, out
     report = json.loads(out)
     assert [w["name"] for w in report["workloads"] if w["changed"]] == moved
-    assert report["summary"]["workloads"] == 7
+    assert report["summary"]["workloads"] == 9
     assert report["head_version"].startswith("sha256:")
 
 
@@ -87,12 +88,12 @@ def test_markdown_is_a_pull_request_comment(tmp_path: Path) -> None:
     assert status == 3
     assert out.startswith("### Placement diff: `")
     assert "` -> `sha256:" in out  # the head copy is no git checkout: its content hash
-    assert "**1 of 7 workload(s) change placement.**" in out
+    assert "**2 of 9 workload(s) change placement.**" in out
     assert "| support-chat | place dc-frankfurt (onprem A100-80GB) |" in out
     assert "<details><summary>Why each placement changes</summary>" in out
-    assert "Unchanged (6):" in out
+    assert "Unchanged (7):" in out
     status, out = _diff(_head(tmp_path / "same", None))
-    assert status == 0 and "No placement changes: 7 workload(s)" in out
+    assert status == 0 and "No placement changes: 9 workload(s)" in out
 
 
 def test_an_invalid_bundle_exits_1_naming_file_and_line(tmp_path: Path) -> None:

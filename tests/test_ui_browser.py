@@ -126,7 +126,7 @@ def test_overview_puts_onprem_first_and_hides_bursts_when_off(browser: Any, site
     assert page.get_by_role("heading", name="Active bursts").count() == 0
     assert page.get_by_test_id("burst-rate").count() == 0
     note = page.get_by_test_id("bursts-off")
-    assert note.is_visible() and "1 burst decision(s)" in note.inner_text()
+    assert note.is_visible() and "3 burst decision(s)" in note.inner_text()
 
 
 def test_follow_a_workload_to_its_explanation(browser: Any, site: Site) -> None:
