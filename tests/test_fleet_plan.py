@@ -731,3 +731,47 @@ def test_the_burst_cap_and_the_team_budget_hold_for_the_whole_fleet(
         assert d["fleet"]["usd_per_hour"] == pytest.approx(5.80, abs=1e-4)
     else:
         assert isinstance(plan, FleetMiss)
+
+
+# --- members sharing a site; hysteresis and the floor within the GPUs free ---------------------
+
+def _one_spot_site(quota: int = 64) -> Engine:
+    sites = [l4("us-a", 0.90, spot=0.30, quota=quota)]
+    clients = [f.client("east", 39, -77, rtt={"us-a": 10})]
+    return f.engine(sites, fleet_policy(spot="always"), clients=clients)
+
+
+def test_members_sharing_a_site_are_one_route_target() -> None:
+    """Spot carries at most half a location's demand per site: the rest goes on-demand at
+    the same site. The routing table names the site once, with the two members' share."""
+    eng = _one_spot_site()
+    plan, d = decide(eng, svc({"east": 40}, slo=60))
+    assert isinstance(plan, FleetPlan)
+    assert {(m["site"], m["capacity"]) for m in d["fleet"]["members"]} == {
+        ("us-a", "spot"), ("us-a", "on_demand")}
+    (route,) = d["fleet"]["routing"]
+    assert [(t["site"], t["weight"]) for t in route["targets"]] == [("us-a", 1.0)]
+
+
+def test_kept_replicas_never_exceed_the_gpus_free() -> None:
+    """Spot and on-demand share the site's quota: replicas kept by hysteresis on one member
+    must leave the other its GPUs, else the plan's own size stands."""
+    eng = _one_spot_site(quota=4)
+    plan, _ = decide(eng, svc({"east": 26}, slo=60))
+    assert isinstance(plan, FleetPlan) and sum(m.gpus for m in plan.members) <= 4
+    od = next(m for m in plan.members if m.kind == 1)
+    settings = FleetSettings.model_validate({})
+    got = scale({od.row: od.replicas + 1}, plan, settings)
+    assert sum(m.gpus for m in got.members) <= 4
+    assert got.members == plan.members  # no room to keep the extra one
+
+
+def test_the_greedy_floor_stays_within_the_gpus_free() -> None:
+    sites = [l4("us-a", 0.80, quota=2), l4("us-b", 0.90, quota=64)]
+    clients = [f.client("east", 39, -77, rtt={"us-a": 10, "us-b": 12})]
+    eng = f.engine(sites, fleet_policy(time_budget_seconds=1e-9), clients=clients)
+    plan, d = decide(eng, svc({"east": 5}, slo=60, replicas=4))
+    assert isinstance(plan, FleetPlan), d["summary"]
+    used = members(d)
+    assert d["fleet"]["method"] == "greedy"
+    assert sum(used.values()) == 4 and used.get(("us-a", "L4", "on_demand"), 0) <= 2

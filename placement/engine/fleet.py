@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -176,6 +176,9 @@ class FleetPlan:
     method: str
     rule: str | None
     best_effort: tuple[bool, ...] = ()  # per location: no candidate meets the SLO from it
+    group_gpus: tuple[tuple[int, int], ...] = ()  # (group, GPUs free to the fleet) as planned
+    cloud_cap_usd_h: float | None = None  # the burst cap, or the team's budget left per hour
+    cap_usd_h: float | None = None  # the workload's budget per hour of the horizon
 
     @functools.cached_property
     def options(self) -> tuple[tuple[Option, ...], ...]:
@@ -416,7 +419,12 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
         rows.append(({ix + int(k): float(t.billed[k]) for k in cloud}, -np.inf,
                      t.burst_cap_usd_h))
     if t.team_left_usd is not None and len(cloud):
+        cloud_site = np.zeros(ns, dtype=bool)
+        if need_z:  # bulk egress into the cloud sites, once each (the filter counts it too)
+            cloud_site[np.unique(site_of[t.cloud])] = True
         rows.append(({ix + int(k): float(t.billed[k]) * hours for k in cloud}
+                     | {iz + int(z): float(site_egress[z]) * hours
+                        for z in np.flatnonzero(cloud_site)}
                      | {iy + p: float(t.lookup_usd_h_per_rps[pairs[p, 1]]) * hours
                         for p in range(npairs) if t.cloud[pairs[p, 1]]}, -np.inf,
                      t.team_left_usd))
@@ -604,9 +612,15 @@ def _greedy(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: in
         if left > 1e-9:
             return None
     short = min_replicas - int(x.sum())
+    for k in np.argsort(t.price, kind="stable").tolist():  # the floor, where GPUs are free
+        if short <= 0:
+            break
+        more = min(short, free[int(t.group[k])])
+        x[k] += more
+        free[int(t.group[k])] -= more
+        short -= more
     if short > 0:
-        k = int(np.argmax(x))
-        x[k] += short
+        return None
     used = x > 0
     gpu_h = float(t.billed @ x)
     lookups = float((routes.sum(axis=0) * t.lookup_usd_h_per_rps).sum())
@@ -615,11 +629,12 @@ def _greedy(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: in
                            ).sum())
     first = np.unique(t.site[used], return_index=True)[1]  # bulk data moves once per site
     egress = float(t.egress_usd[used][first].sum())
+    cloud_egress = float((t.egress_usd[used][first] * t.cloud[used][first]).sum())
     if (len(np.unique(t.site[used])) > settings.max_sites
             or (budget is not None and (gpu_h + lookups) * hours + egress > budget)
             or (t.burst_cap_usd_h is not None and cloud_h > t.burst_cap_usd_h)
             or (t.team_left_usd is not None
-                and (cloud_h + cloud_lookups) * hours > t.team_left_usd)):
+                and (cloud_h + cloud_lookups) * hours + cloud_egress > t.team_left_usd)):
         return None  # the same limits the MILP holds to
     return x, routes, "greedy"
 
@@ -671,10 +686,16 @@ def plan_fleet(engine: Engine, wl: Workload, base: Outcome, settings: FleetSetti
     egress = float(base.ctx.data.egress_usd[sites_used].sum())
     lookups = float((routes[:, used].sum(axis=0) * t.lookup_usd_h_per_rps[used]).sum())
     usd_h = sum(m.usd_per_hour for m in members) + lookups + egress / hours
+    caps = [c for c in (t.burst_cap_usd_h, None if t.team_left_usd is None
+                        else t.team_left_usd / hours) if c is not None]
+    room = {int(g): int(t.max_rep[np.flatnonzero(t.group == g)[0]]) * t.gpus_per_replica
+            for g in np.unique(t.group)}
     return FleetPlan(tuple(members), tuple(loc for loc, _ in demand),
                      tuple(float(v) for v in d), routes[:, used], t.p99[:, used],
                      tuple(views), usd_h, egress, method, rule,
-                     tuple(best_effort))
+                     tuple(best_effort), tuple(sorted(room.items())),
+                     min(caps) if caps else None,
+                     None if spec.budget_usd is None else spec.budget_usd / hours)
 
 
 def _instance(engine: Engine, ctx: Any, pos: int, count: int) -> int:
@@ -715,9 +736,18 @@ def scale(previous: dict[int, int], plan: FleetPlan, settings: FleetSettings) ->
         members.append(m)
     usd = plan.usd_per_hour + sum(
         n.usd_per_hour - o.usd_per_hour for n, o in zip(members, plan.members, strict=True))
-    return FleetPlan(tuple(members), plan.locations, plan.demand_rps, plan.routes, plan.p99_ms,
-                     plan.views, usd, plan.egress_usd, plan.method, plan.rule,
-                     plan.best_effort)
+    # Replicas kept for hysteresis must still fit: the GPUs free to the fleet per (site, GPU
+    # type) (spot and on-demand share a cloud quota) and the dollar limits the plan held to.
+    room = dict(plan.group_gpus)
+    held: dict[int, int] = {}
+    for m in members:
+        held[m.group] = held.get(m.group, 0) + m.gpus
+    cloud = sum(m.usd_per_hour for m in members if m.kind != ONPREM)
+    if (any(n > room.get(g, n) for g, n in held.items())
+            or (plan.cloud_cap_usd_h is not None and cloud > plan.cloud_cap_usd_h + 1e-9)
+            or (plan.cap_usd_h is not None and usd > plan.cap_usd_h + 1e-9)):
+        return plan  # no room to keep them: the plan's own size
+    return replace(plan, members=tuple(members), usd_per_hour=usd)
 
 
 def _site_name(base: Outcome, pos: int) -> str:
@@ -822,11 +852,14 @@ def fleet_dict(plan: FleetPlan, base: Outcome, capacity_names: tuple[str, ...],
     routing = []
     for li, loc in enumerate(plan.locations):
         total = float(plan.routes[li].sum())
-        targets = []
-        for k in np.flatnonzero(plan.routes[li] > 0).tolist():
+        by_site: dict[str, tuple[float, float]] = {}  # one target per site: its members
+        for k in np.flatnonzero(plan.routes[li] > 0).tolist():  # (GPU types, spot and
+            site = str(members[k]["site"])                      # on-demand) share it
             w = float(plan.routes[li, k]) / total if total > 0 else 1.0
-            targets.append({"site": members[k]["site"], "weight": round(w, 6),
-                            "p99_latency_ms": round(float(plan.p99_ms[li, k]), 3)})
+            got = by_site.get(site, (0.0, -math.inf))
+            by_site[site] = (got[0] + w, max(got[1], float(plan.p99_ms[li, k])))
+        targets = [{"site": site, "weight": round(w, 6), "p99_latency_ms": round(p99, 3)}
+                   for site, (w, p99) in by_site.items()]
         why, alternatives = _route_story(plan, base, li, spec.latency.p99_slo_ms,
                                          base.rule.fleet)
         routing.append({"location": loc, "demand_rps": round(plan.demand_rps[li], 6),
