@@ -65,10 +65,40 @@ def test_demand_is_spread_by_the_declared_mix(clients: list[dict[str, Any]], rps
     assert [c.requests_per_s for c in got.latency.clients] == pytest.approx(expected)
 
 
-def test_observed_demand_needs_every_member_site() -> None:
-    fleet = {"members": [{"site": "x"}, {"site": "y"}]}
-    assert observed_rps(fleet, "m", {("x", "m"): 3.0, ("y", "m"): 4.5}) == 7.5
-    assert observed_rps(fleet, "m", {("x", "m"): 3.0}) is None  # y unread: leave it be
+@pytest.mark.parametrize(("rates", "ready", "expected"), [
+    ({("x", "m"): 3.0, ("y", "m"): 4.5}, None, 7.5),
+    ({("x", "m"): 3.0}, None, None),  # y serves but is unread: leave the fleet be
+    ({("x", "m"): 3.0}, {"x"}, 3.0),  # y not serving yet (cold start): no traffic there
+    ({("x", "m"): 0.0, ("y", "m"): 0.0}, None, 0.0),  # a quiet night reads 0, not unknown
+    ({("x", "m"): 3.0, ("y", "m"): 4.5}, set(), None),  # nothing serves: nothing to read
+])
+def test_observed_demand(rates: dict[tuple[str, str], float], ready: set[str] | None,
+                         expected: float | None) -> None:
+    # y appears twice (spot and on-demand members at one site): its rate counts once
+    fleet = {"members": [{"site": "x"}, {"site": "y"}, {"site": "y"}]}
+    assert observed_rps(fleet, "m", rates, ready) == expected
+
+
+def _counters(*rows: tuple[str, str, float, float]) -> dict[tuple[str, str], Any]:
+    from placement.actuators.triton.metrics import ModelCounters
+
+    return {(m, v): ModelCounters(m, v, success=ok, failure=bad) for m, v, ok, bad in rows}
+
+
+@pytest.mark.parametrize(("before", "after", "expected"), [
+    ([("m", "1", 100, 0)], [("m", "1", 400, 5)], 305),  # served and failed: demand
+    ([("m", "1", 100, 0)], [("m", "1", 100, 0)], 0),  # none came in: 0, not unknown
+    ([("m", "1", 100, 0)], [("m", "1", 100, 0), ("m", "2", 50, 0)], 50),  # a new version
+    ([("m", "1", 900, 0)], [("m", "1", 30, 0)], 30),  # Triton restarted: from zero
+    ([("m", "1", 100, 0)], [("m", "1", 150, 0), ("other", "1", 999, 0)], 50),
+])
+def test_requests_between_two_scrapes(before: list[tuple[str, str, float, float]],
+                                      after: list[tuple[str, str, float, float]],
+                                      expected: float) -> None:
+    from placement.actuators.triton.feed import _requests
+
+    assert _requests(_counters(*before), _counters(*after), "m") == expected
+
 
 
 @pytest.fixture(scope="module")

@@ -28,15 +28,18 @@ import numpy as np
 
 from placement.control.lifecycle import decision_rows, request_requeue
 from placement.control.runtime import Runtime
+from placement.engine import Engine
 from placement.engine.compiled import CAPACITY_NAMES, CompiledInventory
 from placement.engine.fleet import FleetPlan, location_demand, scale
 from placement.errors import PlacementError
 from placement.model import Workload
 from placement.model.workload import SERVICE_KINDS, WorkloadSpec
+from placement.signals import Observed
 from placement.store import fleets as store
 from placement.store import transitions
 from placement.store.capacity import CapacityConflict
 from placement.store.db import utcnow
+from placement.store.servings import site_statuses
 
 log = logging.getLogger("placement.control.fleets")
 SCALED_PHASES = ("placed", "running")
@@ -61,14 +64,16 @@ def demand_at(spec: WorkloadSpec, total_rps: float) -> WorkloadSpec:
                                    "latency": lat.model_copy(update={"clients": clients})})
 
 
-def observed_rps(fleet: dict[str, Any], model: str,
-                 rates: dict[tuple[str, str], float]) -> float | None:
-    """The fleet's requests/s now: the sum over its member sites, or None when a member site
-    has no fresh reading."""
-    members = fleet["members"]
-    assert isinstance(members, list)
-    got = [rates.get((str(m["site"]), model)) for m in members]
-    if any(v is None for v in got):
+def observed_rps(fleet: dict[str, Any], model: str, rates: dict[tuple[str, str], float],
+                 ready: set[str] | None = None) -> float | None:
+    """The fleet's requests/s now: the sum over its member sites (each once, whatever GPU
+    types or capacity kinds it serves with). A site not serving yet (`ready` leaves it out)
+    takes no traffic and counts 0; None when a serving site has no fresh reading, or none
+    serves."""
+    sites = sorted({str(m["site"]) for m in fleet["members"]})
+    serving = [site for site in sites if ready is None or site in ready]
+    got = [rates.get((site, model)) for site in serving]
+    if not got or any(v is None for v in got):
         return None
     return float(sum(v for v in got if v is not None))
 
@@ -81,6 +86,19 @@ def _row_of(ci: CompiledInventory, member: dict[str, Any]) -> int | None:
     kind = CAPACITY_NAMES.index(str(member["capacity"]))
     rows = np.flatnonzero((ci.row_group == group) & (ci.row_kind == kind))
     return int(rows[0]) if len(rows) else None
+
+
+def _own_gpus_free(engine: Engine, holds: list[Any]) -> Observed:
+    """The engine's live signals with the fleet's own GPUs counted free where a free-GPU
+    reading exists (the reading sees them busy with the fleet's own replicas)."""
+    observed = engine.observed
+    assert observed is not None
+    free = observed.free_gpus.copy()
+    for hold in holds:
+        group = engine.ci.group_index(hold.site, hold.gpu_type)
+        if group is not None and not np.isnan(free[group]):
+            free[group] += hold.count
+    return replace(observed, free_gpus=free)
 
 
 def _sizes(fleet: dict[str, Any]) -> list[tuple[str, str, str, int]]:
@@ -97,7 +115,10 @@ def rescale(rt: Runtime, served: store.ServedFleet, rates: dict[tuple[str, str],
     wl = Workload.model_validate(served.document)
     if wl.spec.serving is None or wl.spec.latency is None:
         return False
-    total = observed_rps(served.fleet, wl.spec.serving.model, rates)
+    with rt.db.read() as s:
+        ready = {x.site for x in site_statuses(s, workload_id=served.workload_id)
+                 if x.status == "ready"}
+    total = observed_rps(served.fleet, wl.spec.serving.model, rates, ready)
     if total is None:
         return False
     now_wl = wl.model_copy(update={"spec": demand_at(wl.spec, total)})
@@ -107,11 +128,14 @@ def rescale(rt: Runtime, served: store.ServedFleet, rates: dict[tuple[str, str],
             return False  # changed meanwhile, or another worker has it
         engine = rt.engine(s, fresh=True)
         cap = replace(engine.cap, reserved=engine.cap.reserved.copy())
-        for hold in transitions.holds_of(s, workload_id=row.id):  # its own GPUs: free for it
+        holds = transitions.holds_of(s, workload_id=row.id)
+        for hold in holds:  # its own GPUs: free for it
             group = engine.ci.group_index(hold.site, hold.gpu_type)
             if group is not None:
                 cap.reserved[group] -= hold.count
         view = engine.with_capacity(cap)
+        if engine.observed is not None:  # a free-GPU signal counts the fleet's own pods busy
+            view = view.with_observed(_own_gpus_free(engine, holds))
         out = view.decide(now_wl)
         if not isinstance(out.fleet, FleetPlan) or out.rule.fleet is None:
             return False  # no fleet serves this demand now: keep what runs

@@ -67,10 +67,14 @@ def serving_id(workload_id: uuid.UUID, site: str, fleet: bool) -> uuid.UUID:
 
 
 def seats_of(site: str | None, explanation: dict[str, Any] | None) -> list[Seat]:
-    """The decision's fleet members with their replicas, else its one site (none if none)."""
+    """The decision's fleet member sites with their replicas, else its one site (none if
+    none)."""
     fleet = (explanation or {}).get("fleet")
-    if fleet:
-        return [Seat(str(m["site"]), int(m["replicas"])) for m in fleet["members"]]
+    if fleet:  # one seat per site: members sharing it (GPU types, spot and on-demand) add up
+        replicas: dict[str, int] = {}
+        for m in fleet["members"]:
+            replicas[str(m["site"])] = replicas.get(str(m["site"]), 0) + int(m["replicas"])
+        return [Seat(name, n) for name, n in sorted(replicas.items())]
     return [Seat(site)] if site is not None else []
 
 

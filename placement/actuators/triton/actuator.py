@@ -131,11 +131,16 @@ class ServingActuator(Actuator[ServingOptions]):
                     changes.append(f"{site} {row.replicas} -> {replicas} replica(s)"
                                    if row.status not in store.ENDED
                                    else f"{site} back with {replicas} replica(s)")
+                    if row.status in store.ENDED:  # its pods are gone: it starts cold, and
+                        row.version, row.endpoint = None, None  # is no "rolling" target
                     row.replicas, row.status, row.attempts = replicas, "pending", 0
                     row.next_attempt_at, row.message = now, f"resizing to {replicas} replica(s)"
+                    # a pass serving it now applied the old size: its result is not recorded
+                    row.claim_token, row.claimed_until = None, None
             for row in fleet.rows:
                 if row.site not in wanted and row.status not in store.ENDED:
                     row.status, row.attempts, row.next_attempt_at = "removing", 0, now
+                    row.claim_token, row.claimed_until = None, None
                     row.message = "the fleet no longer uses this site; removing"
                     changes.append(f"{row.site} removed")
             event(s, fleet.workload_id, "serving_resize",

@@ -30,6 +30,22 @@ from placement.store.db import Database
 from placement.store.servings import scrape_targets
 
 log = logging.getLogger("placement.actuators.triton.feed")
+
+
+def _requests(before: dict[tuple[str, str], ModelCounters],
+              after: dict[tuple[str, str], ModelCounters], model: str) -> float:
+    """Requests (served and failed) `model` received between two scrapes, versions summed; a
+    counter that went down (Triton restarted) counts from zero."""
+    total = 0.0
+    for key, cur in after.items():
+        if cur.model != model:
+            continue
+        prev = before.get(key)
+        now_n, then_n = cur.success + cur.failure, 0.0
+        if prev is not None and prev.success <= cur.success and prev.failure <= cur.failure:
+            then_n = prev.success + prev.failure
+        total += now_n - then_n
+    return total
 SIGNAL = "triton_service_p99_ms"
 
 
@@ -52,6 +68,7 @@ class TritonFeed:
         self.clock = clock
         self.last: dict[str, dict[tuple[str, str], ModelCounters]] = {}  # by metrics URL
         self.last_at: dict[str, float] = {}  # when each URL was last scraped
+        self.rate_seen: dict[tuple[str, str], tuple[float, float]] = {}  # (rps, read at)
         self.seen: dict[tuple[str, str], Seen] = {}  # (site, model)
         self.errors: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()  # poll writes, decisions (other threads) read
@@ -70,6 +87,7 @@ class TritonFeed:
         with self.db.read() as s:
             targets = scrape_targets(s)
         seen, errors = {}, {}
+        rates: dict[tuple[str, str], tuple[float, float]] = {}
         urls = {t.metrics_url for t in targets}
         for url in urls:
             models = [(t.site, t.model) for t in targets if t.metrics_url == url]
@@ -87,9 +105,13 @@ class TritonFeed:
             for site, model in models:
                 if model in times:
                     seen[(site, model)] = Seen(times[model], now, interval)
+                if previous is not None and interval > 0:  # 0 when nothing came in
+                    rates[(site, model)] = (_requests(previous, current, model) / interval,
+                                            now)
         keep = {(t.site, t.model) for t in targets}
         with self._lock:
             self.seen = {k: v for k, v in self.seen.items() if k in keep} | seen
+            self.rate_seen = {k: v for k, v in self.rate_seen.items() if k in keep} | rates
             self.errors = {k: v for k, v in errors.items() if k not in seen}
         for url in set(self.last) - urls:
             del self.last[url]
@@ -100,15 +122,13 @@ class TritonFeed:
             return str(res.read().decode())
 
     def rates(self) -> dict[tuple[str, str], float]:
-        """Requests/s per (site, model) over the last interval between two scrapes, fresh
-        ones only (served and failed alike: demand, not throughput). A model with no request
-        in the interval has no reading, so it reads as absent, not as 0."""
+        """Requests/s per (site, model) over the last interval between two scrapes of a
+        ready serving, fresh ones only (served and failed alike: demand, not throughput; 0
+        when none came in). A site not scraped twice, or not lately, has none."""
         with self._lock:
-            seen_now = dict(self.seen)
+            seen_now = dict(self.rate_seen)
         now = self.clock()
-        return {key: (v.value.requests + v.value.failures) / v.interval_s
-                for key, v in seen_now.items()
-                if v.interval_s > 0 and now - v.read_at <= self.max_age_s}
+        return {key: rps for key, (rps, at) in seen_now.items() if now - at <= self.max_age_s}
 
     def merge(self, observed: Observed | None, site_index: dict[str, int],
               groups: int) -> Observed | None:
