@@ -4,11 +4,12 @@ dashboard the decided placements' estimated totals and the bursts live now."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from placement.model.workload import SERVICE_KINDS
 from placement.store.db import as_utc
 from placement.store.tables import BurstRow, DecisionRow, WorkloadRow
 from placement.store.workloads import LIVE_PHASES, DecisionView, WorkloadView
@@ -17,7 +18,8 @@ from placement.store.workloads import LIVE_PHASES, DecisionView, WorkloadView
 def team_spend(s: Session, *, now: datetime) -> dict[str, float]:
     """Burst USD per team this calendar month (UTC): what ended bursts spent, and for live
     ones what they may still spend until they expire (so bursts decided together cannot all
-    fit under one budget). A burst that began last month counts from the month's start."""
+    fit under one budget); a live fleet's cloud members until the month ends. A burst that
+    began last month counts from the month's start."""
     month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     out: dict[str, float] = {}
     rows = s.execute(select(BurstRow.team, BurstRow.status, BurstRow.usd_per_hour,
@@ -30,6 +32,23 @@ def team_spend(s: Session, *, now: datetime) -> dict[str, float]:
         hours = max(0.0, ((stop or now) - start).total_seconds() / 3600)
         if status == "failed" and ready is None:
             hours = 0.0  # never ran
+        out[team] = out.get(team, 0.0) + rate * hours
+    # A fleet's cloud members run on node pools their sites have (no burst row): a live fleet
+    # commits its cloud members' $/h from its decision to the end of the month. What an ended
+    # fleet spent is not recorded (no burst row tracks it), so it counts no more.
+    month_end = (month + timedelta(days=32)).replace(day=1)
+    for team, explanation, decided in s.execute(
+            select(WorkloadRow.team, DecisionRow.explanation, DecisionRow.created_at)
+            .join(DecisionRow, DecisionRow.id == WorkloadRow.decision_id)
+            .where(WorkloadRow.kind.in_(SERVICE_KINDS), WorkloadRow.action == "burst",
+                   WorkloadRow.phase.in_(LIVE_PHASES))):
+        fleet = (explanation or {}).get("fleet")
+        if not fleet:
+            continue
+        rate = sum(float(m["usd_per_hour"]) for m in fleet["members"]
+                   if m["capacity"] != "onprem")
+        hours = max(0.0, (month_end - max(as_utc(decided) or now, month)).total_seconds()
+                    / 3600)
         out[team] = out.get(team, 0.0) + rate * hours
     return out
 
