@@ -775,3 +775,27 @@ def test_the_greedy_floor_stays_within_the_gpus_free() -> None:
     used = members(d)
     assert d["fleet"]["method"] == "greedy"
     assert sum(used.values()) == 4 and used.get(("us-a", "L4", "on_demand"), 0) <= 2
+
+
+@PROPS
+@given(fleets(spot=True))
+def test_routing_without_the_lp_is_the_lps_optimum(w: dict[str, Any]) -> None:
+    """Where the replicas' capacity does not bind, each location filling its best pairs is
+    the routing LP's optimum: the p99 each location's requests see, weighted, is the LP's."""
+    import placement.engine.fleet as fleet_module
+
+    eng, wl = _world(w, spot="always", gap=0.0)
+    plan = eng.decide(wl).fleet
+    original = fleet_module._each_to_its_best
+    fleet_module._each_to_its_best = lambda *a, **k: None
+    try:
+        lp = eng.decide(wl).fleet
+    finally:
+        fleet_module._each_to_its_best = original
+    if not isinstance(plan, FleetPlan):
+        assert not isinstance(lp, FleetPlan)
+        return
+    assert isinstance(lp, FleetPlan) and _shape(lp, eng) == _shape(plan, eng)
+    seen = np.nansum(plan.routes * plan.p99_ms, axis=1)
+    assert np.allclose(seen, np.nansum(lp.routes * lp.p99_ms, axis=1), rtol=1e-6, atol=1e-6)
+    assert np.allclose(plan.routes.sum(axis=1), lp.routes.sum(axis=1))

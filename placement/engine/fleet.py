@@ -531,6 +531,38 @@ def _highs(c: Floats, *, integrality: Floats, bounds: Any, constraints: Any,
     return _Solved(int(status), np.array(x) if x is not None else None, got.get("fun"))
 
 
+def _each_to_its_best(t: _Table, p: Ints, x: Floats, routes: Floats, need: Floats,
+                      cost: Floats, settings: FleetSettings) -> Floats | None:
+    """The routing LP's optimum without the LP where the replicas' capacity does not bind:
+    each location alone fills its cheapest pairs first, within each pair's replicas and the
+    spot share per site (caps nested per site: the greedy order is optimal for one location).
+    When those fills fit every member's capacity together, no routing costs less; else None
+    (the LP decides)."""
+    out = np.zeros_like(routes)
+    cap = t.usable * x
+    for li in range(t.allowed.shape[0]):
+        left = float(need[li]) if routes[li].sum() > 0 else 0.0
+        spot_left: dict[int, float] = {}
+        mine = np.flatnonzero(p[:, 0] == li)
+        for j in mine[np.argsort(cost[mine], kind="stable")].tolist():
+            if left <= 1e-12:
+                break
+            k = int(p[j, 1])
+            take = min(left, float(cap[k]))
+            if t.spot[k]:
+                site = int(t.site[k])
+                room = spot_left.setdefault(site, settings.spot_max_share * float(need[li]))
+                take = min(take, room)
+                spot_left[site] = room - take
+            out[li, k] += take
+            left -= take
+        if left > 1e-9 * max(1.0, float(need[li])):
+            return None
+    if np.any(out.sum(axis=0) > cap + 1e-9 * np.maximum(1.0, cap)):
+        return None
+    return out
+
+
 def _nearest_routes(t: _Table, pairs: Ints, x: Floats, routes: Floats, need: Floats,
                     settings: FleetSettings) -> Floats:
     """With the replicas fixed, route each location to its nearest replicas among routings
@@ -545,6 +577,9 @@ def _nearest_routes(t: _Table, pairs: Ints, x: Floats, routes: Floats, need: Flo
     p99 = np.nan_to_num(t.p99[p[:, 0], p[:, 1]]) / need[p[:, 0]]
     scale = (1e-4 * float(lookup[lookup > 0].min()) / max(float(p99.max()), 1e-12)
              if (lookup > 0).any() else 1.0)
+    fast = _each_to_its_best(t, p, x, routes, need, lookup + scale * p99, settings)
+    if fast is not None:
+        return fast
     nl, nk, n = t.allowed.shape[0], len(x), len(p)
     a = np.zeros((nl + nk + nl * len(np.unique(t.site)), n))
     lo, hi = [], []
