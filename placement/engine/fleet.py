@@ -379,18 +379,15 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
     cost = np.concatenate([t.price, site_egress if need_z else np.zeros(0),
                            t.lookup_usd_h_per_rps[pairs[:, 1]]])
     rows: list[tuple[dict[int, float], float, float]] = []
-    spot_pairs = t.spot[pairs[:, 1]]
+    for here, most in _spot_shares(t, pairs, need, settings):
+        if len(here) > 1:  # one pair alone: its variable's upper bound holds it
+            rows.append(({iy + int(p): 1.0 for p in here}, -np.inf, most))
     for li in range(nl):
         mine = np.flatnonzero(pairs[:, 0] == li)
         rows.append(({iy + int(p): 1.0 for p in mine}, demand[li], demand[li]))
         if demand[li] <= NO_DEMAND_RPS:  # its route must land on a replica within the SLO
             rows.append(({ix + int(k): 1.0 for k in np.flatnonzero(t.allowed[li])}, 1.0,
                          np.inf))
-        for s in np.unique(t.site[pairs[mine[spot_pairs[mine]], 1]]).tolist():
-            here = mine[spot_pairs[mine] & (t.site[pairs[mine, 1]] == s)]
-            if len(here) > 1:  # the spot share caps a site, whatever GPU types it offers
-                rows.append(({iy + int(p): 1.0 for p in here}, -np.inf,
-                             settings.spot_max_share * need[li]))
     for k in range(nk):
         into = np.flatnonzero(pairs[:, 1] == k)
         coef = {iy + int(p): 1.0 for p in into}
@@ -531,6 +528,21 @@ def _highs(c: Floats, *, integrality: Floats, bounds: Any, constraints: Any,
     return _Solved(int(status), np.array(x) if x is not None else None, got.get("fun"))
 
 
+def _spot_shares(t: _Table, pairs: Ints, need: Floats, settings: FleetSettings
+                 ) -> list[tuple[Ints, float]]:
+    """The spot share as rows: per (location, spot site), the (location, candidate) pairs
+    whose requests/s together may not pass spot_max_share of the location's demand (a site,
+    whatever GPU types it offers spot)."""
+    out = []
+    spot = t.spot[pairs[:, 1]]
+    for li in np.unique(pairs[spot, 0]).tolist():
+        mine = spot & (pairs[:, 0] == li)
+        for site in np.unique(t.site[pairs[mine, 1]]).tolist():
+            here = np.flatnonzero(mine & (t.site[pairs[:, 1]] == site))
+            out.append((here, settings.spot_max_share * float(need[li])))
+    return out
+
+
 def _each_to_its_best(t: _Table, p: Ints, x: Floats, routes: Floats, need: Floats,
                       cost: Floats, settings: FleetSettings) -> Floats | None:
     """The routing LP's optimum without the LP where the replicas' capacity does not bind:
@@ -594,14 +606,11 @@ def _nearest_routes(t: _Table, pairs: Ints, x: Floats, routes: Floats, need: Flo
         lo.append(-np.inf)
         hi.append(float(t.usable[k] * x[k]))
         r += 1
-    for li in range(nl):  # the spot share per site and location holds here too
-        for site in np.unique(t.site).tolist():
-            mine = (p[:, 0] == li) & t.spot[p[:, 1]] & (t.site[p[:, 1]] == site)
-            if mine.any():
-                a[r, mine] = 1.0
-                lo.append(-np.inf)
-                hi.append(settings.spot_max_share * float(need[li]))
-                r += 1
+    for here, most in _spot_shares(t, p, need, settings):  # the spot share holds here too
+        a[r, here] = 1.0
+        lo.append(-np.inf)
+        hi.append(most)
+        r += 1
     from scipy.optimize import Bounds, LinearConstraint
 
     res = _highs(lookup + scale * p99, integrality=np.zeros(n),
