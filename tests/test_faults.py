@@ -104,7 +104,7 @@ def test_a_worker_killed_mid_load_loses_nothing_and_is_replaced(
     assert counts["worker_restarted"] == 1, counts
     assert counts["failed_not_cut"] == 0, (counts, _failures(load))
     assert counts["good_after_restart"] > 0, counts
-    assert counts["good_failed_after_restart"] == 0, counts
+    assert counts["good_failed_after_restart"] == 0, (counts, _failures(load))
     assert _whole(counts) == WHOLE, counts
 
 

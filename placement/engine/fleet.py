@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from placement.engine import highs
 from placement.engine.compiled import ONPREM, SPOT
 from placement.model.policy import FleetSettings
 from placement.model.workload import ClientRef, Workload, WorkloadSpec
@@ -245,8 +246,11 @@ def _table(engine: Engine, wl: Workload, base: Outcome, settings: FleetSettings,
     hours = ctx.hours
     clients = {c.location: c for c in spec.latency.clients}
     seen = engine.observed.service_for(wl) if engine.observed is not None else None
-    rps = np.array([replica_rps(spec, None if seen is None else float(seen[s]))
-                    for s in ctx.site.tolist()])
+    if seen is None:  # the declared capacity everywhere
+        rps = np.full(n, replica_rps(spec))
+    else:  # per site where Triton measured it (once per site, not per candidate)
+        per_site = {s: replica_rps(spec, float(seen[s])) for s in np.unique(ctx.site).tolist()}
+        rps = np.array([per_site[s] for s in ctx.site.tolist()])
     allowed = np.zeros((len(demand), n), dtype=bool)
     p99 = np.full((len(demand), n), np.nan)
     views: list[LocationView] = []
@@ -360,8 +364,6 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
     """(replicas per candidate, routes L x K, method) or None when no plan exists. The cap on
     sites is a constraint only where a plan without it went over (`cap_sites`): its site
     binaries make the MILP several times slower, and it rarely binds."""
-    from scipy.optimize import Bounds, LinearConstraint  # only fleets need it
-
     nl, nk = t.allowed.shape
     pairs = np.argwhere(t.allowed)  # (location, candidate)
     sites, site_of = np.unique(t.site, return_inverse=True)
@@ -434,17 +436,14 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
     upper = np.concatenate([top, np.ones(nz),
                             np.where(t.spot[pairs[:, 1]],
                                      settings.spot_max_share * need[pairs[:, 0]], np.inf)])
-    bounds, constraints = Bounds(np.zeros(nv), upper), LinearConstraint(a, lo, hi)
-    options = {"time_limit": settings.time_budget_seconds, "disp": False,
-               "mip_rel_gap": settings.optimality_gap}
+    budget_s, gap = settings.time_budget_seconds, settings.optimality_gap
     got: tuple[Floats, str] | None = None
     # The LP relaxation first where rounding can be close (replicas many against the
     # locations): its replicas rounded up keep every route within capacity; when that plan is
     # feasible and within the optimality gap of the LP's bound (which no integer plan beats),
     # it is the answer.
     if settings.optimality_gap * float(need.sum()) / float(t.usable.max()) >= nl:
-        lp = _highs(cost, integrality=np.zeros(nv), bounds=bounds, constraints=constraints,
-                    options=options)
+        lp = highs.solve(cost, a, lo, hi, np.zeros(nv), upper, time_limit=budget_s)
         if lp.x is None and lp.status == 2:
             return None
         if lp.x is not None and lp.fun is not None:
@@ -463,8 +462,8 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
                           f"{settings.optimality_gap:.0%} of the bound)")
     if got is None:
         integrality = np.concatenate([np.ones(nx + nz), np.zeros(npairs)])
-        res = _highs(cost, integrality=integrality, bounds=bounds, constraints=constraints,
-                     options=options)
+        res = highs.solve(cost, a, lo, hi, np.zeros(nv), upper, integrality=integrality,
+                          time_limit=budget_s, gap=gap)
         if res.x is None:
             return None if res.status == 2 else _greedy(t, demand, settings, min_replicas,
                                                         hours, budget)
@@ -479,53 +478,6 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
         if len(ks) and routes[li].sum() <= 0:
             routes[li, ks[np.argmin(t.p99[li, ks])]] = NO_DEMAND_RPS
     return x, routes, method
-
-
-# HiGHS's primal heuristics find incumbents for big MILPs; a fleet's has a few dozen
-# variables and is solved at the root, where they take most of the time (at 100 sites: 36 ms
-# with them, 5.5 ms without, the same optimum). Presolve is off too: HiGHS 1.x prints a stray
-# debug line to the process's stdout when it repairs a presolved solution, which would corrupt
-# the CLI's `--json` output.
-MIP_OPTIONS: dict[str, Any] = {
-    "presolve": False, "mip_heuristic_effort": 0.0, "mip_heuristic_run_rins": False,
-    "mip_heuristic_run_rens": False, "mip_heuristic_run_root_reduced_cost": False,
-    "mip_heuristic_run_zi_round": False, "mip_heuristic_run_shifting": False,
-    "mip_heuristic_run_feasibility_jump": False}
-
-
-@dataclass(frozen=True)
-class _Solved:
-    status: int  # scipy's codes: 0 optimal, 1 time or iteration limit, 2 infeasible, ...
-    x: Floats | None
-    fun: float | None
-
-
-def _highs(c: Floats, *, integrality: Floats, bounds: Any, constraints: Any,
-           options: dict[str, Any]) -> _Solved:
-    """scipy's `milp` with MIP_OPTIONS for a MILP. scipy's public `milp` passes only five
-    HiGHS options, so this goes through the same private steps it takes (checked inputs,
-    the HiGHS wrapper, its status codes); where they are not there (another scipy), `milp`
-    as is."""
-    from scipy.optimize import milp
-
-    if not np.any(integrality):
-        res = milp(c, integrality=integrality, bounds=bounds, constraints=constraints,
-                   options=options)
-        return _Solved(int(res.status), res.x, res.fun)
-    try:
-        from scipy.optimize import _milp as private
-
-        checked = private._milp_iv(c, integrality, bounds, constraints, options)
-        wrapper, to_status = private._highs_wrapper, private._highs_to_scipy_status_message
-    except (ImportError, AttributeError):
-        res = milp(c, integrality=integrality, bounds=bounds, constraints=constraints,
-                   options={**options, "presolve": False})
-        return _Solved(int(res.status), res.x, res.fun)
-    c_, integ, lb, ub, indptr, indices, data, b_l, b_u, opts = checked
-    got = wrapper(c_, indptr, indices, data, b_l, b_u, lb, ub, integ, {**opts, **MIP_OPTIONS})
-    status, _ = to_status(got.get("status"), got.get("message"))
-    x = got.get("x")
-    return _Solved(int(status), np.array(x) if x is not None else None, got.get("fun"))
 
 
 def _spot_shares(t: _Table, pairs: Ints, need: Floats, settings: FleetSettings
@@ -611,12 +563,8 @@ def _nearest_routes(t: _Table, pairs: Ints, x: Floats, routes: Floats, need: Flo
         lo.append(-np.inf)
         hi.append(most)
         r += 1
-    from scipy.optimize import Bounds, LinearConstraint
-
-    res = _highs(lookup + scale * p99, integrality=np.zeros(n),
-                 bounds=Bounds(np.zeros(n), np.full(n, np.inf)),
-                 constraints=LinearConstraint(a[:r], np.array(lo), np.array(hi)),
-                 options={"time_limit": settings.time_budget_seconds, "disp": False})
+    res = highs.solve(lookup + scale * p99, a[:r], np.array(lo), np.array(hi), np.zeros(n),
+                      np.full(n, np.inf), time_limit=settings.time_budget_seconds)
     if res.x is None:
         return routes
     out = np.zeros_like(routes)
