@@ -290,7 +290,17 @@ def run_fleet(n_sites: int, seed: int, samples: int) -> dict[str, Any]:
 
 def _probe(n_sites: int, k: int, how: str) -> None:
     """The body callgrind counts: build and warm the engine, then decide `k` workloads inside
-    itertools.starmap, the one C function callgrind collects in (`--toggle-collect`)."""
+    itertools.starmap, the one C function callgrind collects in (`--toggle-collect`).
+    `how` "fleet" / "fleet-single": the fleet section's services / their single-site twins."""
+    if how.startswith("fleet"):
+        engine, fleet, single = build_fleet(n_sites, 7)
+        workloads = fleet if how == "fleet" else single
+        for w in workloads + workloads:
+            engine.decide(w)
+        tune_gc()
+        todo = (workloads * (k // len(workloads) + 1))[:k]
+        list(itertools.starmap(engine.decide, ((w,) for w in todo)))
+        return
     engine, workloads = build(n_sites, 7)
     for i, w in enumerate(workloads):  # every shape memo warm; explanation memos for a few
         out = engine.decide(w)
@@ -377,6 +387,13 @@ def main() -> None:
                   f"{result['validated_p50_ms']} ms ({os.cpu_count()} cores)")
     for n in (int(x) for x in args.fleet_sizes.split(",") if x):
         result = run_fleet(n, args.seed, args.fleet_samples)
+        if n in counted:
+            k = max(5, args.instruction_k // 2)
+            fleet_i, single_i = _callgrind(n, k, "fleet"), _callgrind(n, k, "fleet-single")
+            if fleet_i is not None and single_i is not None:
+                result.update(fleet_instructions=round(fleet_i / k),
+                              single_instructions=round(single_i / k),
+                              fleet_vs_single_instructions=round(fleet_i / single_i, 1))
         if args.json:
             print(json.dumps(result))
         else:
@@ -385,7 +402,12 @@ def main() -> None:
                   f"solver {result['solver_share']:.0%}); single-site p50 "
                   f"{result['single_p50_ms']} ms p99 {result['single_p99_ms']} ms; fleet / "
                   f"single p50 x{result['p50_vs_single']} p99 x{result['p99_vs_single']}; "
-                  f"warm-up plans {result['fleet_methods']}; 5 ms p99 target "
+                  f"warm-up plans {result['fleet_methods']}; "
+                  + (f"instructions fleet {result['fleet_instructions']:,} single "
+                     f"{result['single_instructions']:,} "
+                     f"(x{result['fleet_vs_single_instructions']}); "
+                     if "fleet_instructions" in result else "")
+                  + "5 ms p99 target "
                   f"{result['target_p99_5ms']} ({os.cpu_count()} cores)")
 
 
