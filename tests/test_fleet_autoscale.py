@@ -217,30 +217,61 @@ def test_a_site_still_starting_waits_for_traffic(status: dict[str, str],
     assert (route.note is None) if note is None else (note in (route.note or ""))
 
 
-def test_a_live_fleet_commits_its_cloud_spend_to_its_team(db_url: str) -> None:
-    """No burst row is made for a fleet's cloud members, so the team's burst budget counts
-    them from the fleet's decision to the month's end; cancelled, they count no more (what a
-    fleet spent is not recorded: a known gap, said in placement.store.spend)."""
+def test_a_fleet_bills_its_cloud_members_to_its_team_live_rescaled_and_ended(
+        db_url: str) -> None:
+    """No burst row is made for a fleet's cloud members. Live, the team's burst budget counts
+    its cloud $/h from its decision to the month's end; each rescale bills the old size up to
+    the new decision; cancelled, what it ran stays counted (up to the cancel), no more."""
     from datetime import timedelta
 
     from placement.store.db import utcnow
     from placement.store.spend import team_spend
+    from placement.store.tables import DecisionRow
 
     doc = next(w for w in load_bundle(EXAMPLES).workloads if w.name == "global-assistant")
     with api_on(db_url) as api:
         res = api.client.post("/v1/workloads", json=doc.model_dump(mode="json"),
                               headers=api.h("admin"))
         assert res.status_code == 201, res.text
+        wid = uuid.UUID(res.json()["id"])
         fleet = res.json()["decision"]["decision"]["fleet"]
         cloud = sum(m["usd_per_hour"] for m in fleet["members"] if m["capacity"] != "onprem")
         assert cloud > 0  # Tokyo's users are served from the cloud
         now = utcnow()
         month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        left = ((month + timedelta(days=32)).replace(day=1) - now).total_seconds() / 3600
+        month_end = (month + timedelta(days=32)).replace(day=1)
+
+        def hours(a: Any, b: Any) -> float:  # the part of [a, b) inside this month
+            return max(0.0, float((min(b, month_end) - max(a, month)).total_seconds()) / 3600)
+
+        with api.runtime.db.read() as s:
+            decided = s.scalars(select(DecisionRow.created_at)
+                                .where(DecisionRow.workload_id == wid)).one()
+            got = team_spend(s, now=now).get("customer-care", 0.0)
+        assert got == pytest.approx(cloud * hours(decided.replace(tzinfo=now.tzinfo),
+                                                  month_end), rel=1e-3)
+        # three hours ago decided; two hours ago rescaled to twice the cloud $/h
+        t0, t1 = now - timedelta(hours=3), now - timedelta(hours=2)
+        with api.runtime.db.write() as s:
+            first = s.scalars(select(DecisionRow).where(DecisionRow.workload_id == wid)).one()
+            first.created_at = t0
+            doubled = {**first.explanation, "fleet": {**fleet, "members": [
+                {**m, "usd_per_hour": 2 * m["usd_per_hour"]} for m in fleet["members"]]}}
+            s.add(DecisionRow(workload_id=wid, action=first.action, site=first.site,
+                              policy_version=first.policy_version, explanation=doubled,
+                              created_at=t1))
         with api.runtime.db.read() as s:
             got = team_spend(s, now=now).get("customer-care", 0.0)
-        assert got == pytest.approx(cloud * left, rel=1e-3)
-        assert api.client.post(f"/v1/workloads/{res.json()['id']}/cancel",
+        assert got == pytest.approx(cloud * hours(t0, t1) + 2 * cloud * hours(t1, month_end),
+                                    rel=1e-3)
+        assert api.client.post(f"/v1/workloads/{wid}/cancel",
                                headers=api.h("admin")).status_code == 200
+        t2 = now - timedelta(hours=1)  # cancelled an hour ago
+        with api.runtime.db.write() as s:
+            ev = s.scalars(select(EventRow).where(EventRow.workload_id == wid,
+                                                  EventRow.type == "cancelled")).one()
+            ev.at = t2
         with api.runtime.db.read() as s:
-            assert team_spend(s, now=utcnow()).get("customer-care", 0.0) == 0.0
+            got = team_spend(s, now=now).get("customer-care", 0.0)
+        assert got == pytest.approx(cloud * hours(t0, t1) + 2 * cloud * hours(t1, t2),
+                                    rel=1e-3, abs=1e-9)

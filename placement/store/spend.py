@@ -3,23 +3,25 @@ dashboard the decided placements' estimated totals and the bursts live now."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from placement.model.workload import SERVICE_KINDS
 from placement.store.db import as_utc
-from placement.store.tables import BurstRow, DecisionRow, WorkloadRow
+from placement.store.tables import BurstRow, DecisionRow, EventRow, WorkloadRow
 from placement.store.workloads import LIVE_PHASES, DecisionView, WorkloadView
 
 
 def team_spend(s: Session, *, now: datetime) -> dict[str, float]:
     """Burst USD per team this calendar month (UTC): what ended bursts spent, and for live
     ones what they may still spend until they expire (so bursts decided together cannot all
-    fit under one budget); a live fleet's cloud members until the month ends. A burst that
-    began last month counts from the month's start."""
+    fit under one budget); fleets' cloud members (fleet_spend). A burst that began last month
+    counts from the month's start."""
     month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     out: dict[str, float] = {}
     rows = s.execute(select(BurstRow.team, BurstRow.status, BurstRow.usd_per_hour,
@@ -33,23 +35,65 @@ def team_spend(s: Session, *, now: datetime) -> dict[str, float]:
         if status == "failed" and ready is None:
             hours = 0.0  # never ran
         out[team] = out.get(team, 0.0) + rate * hours
-    # A fleet's cloud members run on node pools their sites have (no burst row): a live fleet
-    # commits its cloud members' $/h from its decision to the end of the month. What an ended
-    # fleet spent is not recorded (no burst row tracks it), so it counts no more.
+    for team, usd in fleet_spend(s, month=month, now=now).items():
+        out[team] = out.get(team, 0.0) + usd
+    return out
+
+
+# The events that take a fleet out of service (lifecycle transitions: their type is the phase)
+FLEET_ENDS = ("succeeded", "failed", "cancelled", "released")
+
+
+def _cloud_usd_h(fleet: dict[str, Any] | None) -> float:
+    if not fleet:
+        return 0.0
+    return sum(float(m["usd_per_hour"]) for m in fleet.get("members", [])
+               if m.get("capacity") != "onprem")
+
+
+def fleet_spend(s: Session, *, month: datetime, now: datetime) -> dict[str, float]:
+    """Cloud USD per team this month of fleets' cloud members, which run on node pools their
+    sites have (no burst row tracks them). Each of a fleet's decisions (the first and every
+    rescale) bills its cloud members' $/h from when it was made until the next decision or
+    the event that ended the fleet; the live fleet's last decision commits its $/h to the
+    month's end (as a live burst commits to its expiry), so fleets decided together cannot all
+    fit under one budget. Only the part inside this month counts."""
     month_end = (month + timedelta(days=32)).replace(day=1)
-    for team, explanation, decided in s.execute(
-            select(WorkloadRow.team, DecisionRow.explanation, DecisionRow.created_at)
-            .join(DecisionRow, DecisionRow.id == WorkloadRow.decision_id)
-            .where(WorkloadRow.kind.in_(SERVICE_KINDS), WorkloadRow.action == "burst",
-                   WorkloadRow.phase.in_(LIVE_PHASES))):
-        fleet = (explanation or {}).get("fleet")
-        if not fleet:
-            continue
-        rate = sum(float(m["usd_per_hour"]) for m in fleet["members"]
-                   if m["capacity"] != "onprem")
-        hours = max(0.0, (month_end - max(as_utc(decided) or now, month)).total_seconds()
-                    / 3600)
-        out[team] = out.get(team, 0.0) + rate * hours
+    fleets = {wid: (team, phase, as_utc(updated)) for wid, team, phase, updated in s.execute(
+        select(WorkloadRow.id, WorkloadRow.team, WorkloadRow.phase, WorkloadRow.updated_at)
+        .where(WorkloadRow.kind.in_(SERVICE_KINDS),  # any action now: it may have been requeued
+               or_(WorkloadRow.phase.in_(LIVE_PHASES), WorkloadRow.updated_at >= month)))}
+    if not fleets:
+        return {}
+    ids = list(fleets)
+    decisions: dict[uuid.UUID, list[tuple[datetime, float]]] = {}
+    for wid, fleet, at in s.execute(
+            select(DecisionRow.workload_id, DecisionRow.explanation["fleet"],
+                   DecisionRow.created_at)
+            .where(DecisionRow.workload_id.in_(ids))
+            .order_by(DecisionRow.workload_id, DecisionRow.created_at, DecisionRow.id)):
+        decisions.setdefault(wid, []).append((as_utc(at) or now, _cloud_usd_h(fleet)))
+    ends: dict[uuid.UUID, list[datetime]] = {}
+    for wid, at in s.execute(select(EventRow.workload_id, EventRow.at)
+                             .where(EventRow.workload_id.in_(ids),
+                                    EventRow.type.in_(FLEET_ENDS))
+                             .order_by(EventRow.at)):
+        ends.setdefault(wid, []).append(as_utc(at) or now)
+    out: dict[str, float] = {}
+    for wid, steps in decisions.items():
+        team, phase, updated = fleets[wid]
+        for i, (start, rate) in enumerate(steps):
+            if rate <= 0:
+                continue
+            stop = steps[i + 1][0] if i + 1 < len(steps) else None
+            ended = next((e for e in ends.get(wid, []) if e >= start), None)
+            if ended is not None and (stop is None or ended < stop):
+                stop = ended
+            if stop is None:  # the last decision: live, to the month's end; else its last change
+                stop = month_end if phase in LIVE_PHASES else (updated or now)
+            hours = (min(stop, month_end) - max(start, month)).total_seconds() / 3600
+            if hours > 0:
+                out[team] = out.get(team, 0.0) + rate * hours
     return out
 
 
