@@ -500,6 +500,11 @@ def hostile_load(svc: Service, url: str, token: str, hostiles: list[Hostile], th
     return counts, load
 
 
+# requests sent up to this long after a worker's SIGKILL may be cut (no answer): the client's
+# kept-alive connections to it are reset, and its accept queue with them
+CUT_S = 0.5
+
+
 def kill_worker(svc: Service, url: str, token: str, hostiles: list[Hostile], threads: int,
                 seconds: float, seed: int = 0) -> tuple[dict[str, float], Load]:
     """SIGKILL one worker a third of the way into `seconds` of load. Requests in flight at the
@@ -515,9 +520,12 @@ def kill_worker(svc: Service, url: str, token: str, hostiles: list[Hostile], thr
                         svc.workers(), timeout=max(60.0, seconds))
     restart_s = time.monotonic() - killed_at
     load.join()
-    cut = [o for o in load.outcomes if o.status is None and o.started <= killed_at + 0.5
+    cut = [o for o in load.outcomes if o.status is None and o.started <= killed_at + CUT_S
            and o.ended >= killed_at]
-    after_restart = load.counts(since=killed_at + restart_s)
+    # after the replacement is up and the cut window has closed: a replacement can appear
+    # within CUT_S, and a request sent then on a client's kept-alive connection to the killed
+    # worker is cut, not failed, in both counts
+    after_restart = load.counts(since=killed_at + max(restart_s, CUT_S))
     counts: dict[str, float] = {
         **load.counts(), "workers_before": len(before), "worker_restarted": int(replaced),
         "worker_restart_s": round(restart_s, 2), "cut_by_kill": len(cut),
