@@ -799,3 +799,41 @@ def test_routing_without_the_lp_is_the_lps_optimum(w: dict[str, Any]) -> None:
     seen = np.nansum(plan.routes * plan.p99_ms, axis=1)
     assert np.allclose(seen, np.nansum(lp.routes * lp.p99_ms, axis=1), rtol=1e-6, atol=1e-6)
     assert np.allclose(plan.routes.sum(axis=1), lp.routes.sum(axis=1))
+
+
+# --- the story names the limit that keeps a cheaper candidate out ------------------------------
+
+def _story(d: dict[str, Any], location: str) -> dict[str, Any]:
+    return next(r for r in d["fleet"]["routing"] if r["location"] == location)
+
+
+def test_a_cheaper_site_left_out_by_the_site_limit_says_so() -> None:
+    """Each location has a cheaper site of its own, but max_sites 1 puts all on the one site
+    every location reaches; the story says the limit, not that the plan costs less."""
+    sites = [l4("hub", 0.80), l4("east-cheap", 0.60), l4("west-cheap", 0.60)]
+    clients = [f.client("east", 39, -77, rtt={"hub": 20, "east-cheap": 10, "west-cheap": 90}),
+               f.client("west", 37, -122, rtt={"hub": 20, "east-cheap": 90, "west-cheap": 10})]
+    for limit, want in [(3, {"east-cheap", "west-cheap"}), (1, {"hub"})]:
+        eng = f.engine(sites, fleet_policy(max_sites=limit), clients=clients)
+        plan, d = decide(eng, svc({"east": 7, "west": 7}, slo=60))
+        assert isinstance(plan, FleetPlan), d["summary"]
+        assert {m["site"] for m in d["fleet"]["members"]} == want
+    why = _story(d, "east")["why"]
+    assert "the cheaper east-cheap" in why and "limit of 1 site(s) (fleet.max_sites)" in why
+    assert "costs less without it" not in why
+
+
+def test_a_cheaper_cloud_site_held_back_by_the_burst_cap_says_so() -> None:
+    """The cloud is cheaper than the plant (amortized $1.20), but the burst cap allows one
+    cloud replica ($0.80/h): the rest runs on the plant, and the story says the cap."""
+    sites = [f.onprem("plant", {"L4": (8, 1.20)}, lat=39, lon=-77), l4("us-a", 0.80)]
+    east = f.client("east", 39, -77, rtt={"plant": 5, "us-a": 10})
+    rule: dict[str, Any] = {"name": "fleet", "match": {"kinds": ["inference"]},
+                            "burst": {"allowed": True, "when": "always", "spot": "never",
+                                      "max_usd_per_hour": 1.0}, "fleet": {}}
+    eng = f.engine(sites, f.policy([rule]), clients=[east])
+    plan, d = decide(eng, svc({"east": 20}, slo=60))
+    assert isinstance(plan, FleetPlan), d["summary"]
+    assert members(d) == {("us-a", "L4", "on_demand"): 1, ("plant", "L4", "onprem"): 2}
+    why = _story(d, "east")["why"]
+    assert "the cheaper us-a" in why and "cloud limit" in why and "$1.00/h" in why

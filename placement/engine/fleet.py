@@ -761,6 +761,22 @@ def _why_not_more(plan: FleetPlan, base: Outcome, pos: int, li: int,
     gpus = sum(m.gpus for m in plan.members if m.group == int(base.ctx.group[pos]))
     if gpus + base.ctx.workload.spec.gpu.count > free:
         return f"is full: the fleet holds {gpus} of its {free} free GPU(s)"
+    site = int(base.ctx.site[pos])
+    sites = {m.site for m in plan.members}
+    if settings is not None and site not in sites and len(sites) >= settings.max_sites:
+        return (f"is not used: the fleet is at its limit of {settings.max_sites} site(s) "
+                "(fleet.max_sites)")
+    probe = plan.views[li].probe.ctx
+    one = float(probe.gpu_usd[pos]) / probe.hours  # billed $/h of one more replica there
+    cloud_h = sum(m.usd_per_hour for m in plan.members if m.kind != ONPREM)
+    if (int(base.ctx.kind[pos]) != ONPREM and plan.cloud_cap_usd_h is not None
+            and cloud_h + one > plan.cloud_cap_usd_h + 1e-9):
+        return (f"is at the fleet's cloud limit: one more replica would take its cloud "
+                f"members past ${plan.cloud_cap_usd_h:,.2f}/h (the burst cap, or the team's "
+                "burst budget left over the horizon)")
+    if plan.cap_usd_h is not None and plan.usd_per_hour + one > plan.cap_usd_h + 1e-9:
+        return (f"is at the fleet's budget: one more replica would pass "
+                f"${plan.cap_usd_h:,.2f}/h (budget_usd over the horizon)")
     if int(base.ctx.kind[pos]) == SPOT and settings is not None:
         share = f"{settings.spot_max_share:.0%}"
         if k is not None and float(plan.routes[li, k]) >= (
