@@ -819,8 +819,25 @@ def test_a_cheaper_site_left_out_by_the_site_limit_says_so() -> None:
         assert isinstance(plan, FleetPlan), d["summary"]
         assert {m["site"] for m in d["fleet"]["members"]} == want
     why = _story(d, "east")["why"]
-    assert "the cheaper east-cheap" in why and "limit of 1 site(s) (fleet.max_sites)" in why
+    assert ("the cheaper east-cheap on-demand L4 is not used: one more replica there would "
+            "pass the fleet's limit of 1 site(s) (fleet.max_sites)") in why
     assert "costs less without it" not in why
+
+
+def test_a_cheaper_site_out_of_free_gpus_says_so() -> None:
+    """The cheaper site has 1 GPU: its replica carries 7 of 20 req/s, the rest goes to the
+    dearer one, and the story says the cheaper one has no GPUs left."""
+    sites = [l4("small-cheap", 0.60, quota=1), l4("big-dear", 0.90)]
+    east = f.client("east", 39, -77, rtt={"small-cheap": 10, "big-dear": 12})
+    eng = f.engine(sites, fleet_policy(), clients=[east])
+    plan, d = decide(eng, svc({"east": 20}, slo=60))
+    assert isinstance(plan, FleetPlan), d["summary"]
+    assert members(d) == {("small-cheap", "L4", "on_demand"): 1,
+                          ("big-dear", "L4", "on_demand"): 2}
+    why = _story(d, "east")["why"]
+    assert "split over 2" in why
+    assert ("the cheaper small-cheap on-demand L4 is held to its replicas: one more replica "
+            "there would pass the GPUs free there (1)") in why
 
 
 def test_a_cheaper_cloud_site_held_back_by_the_burst_cap_says_so() -> None:
@@ -836,4 +853,5 @@ def test_a_cheaper_cloud_site_held_back_by_the_burst_cap_says_so() -> None:
     assert isinstance(plan, FleetPlan), d["summary"]
     assert members(d) == {("us-a", "L4", "on_demand"): 1, ("plant", "L4", "onprem"): 2}
     why = _story(d, "east")["why"]
-    assert "the cheaper us-a" in why and "cloud limit" in why and "$1.00/h" in why
+    assert "the cheaper us-a on-demand L4 is held to its replicas" in why
+    assert "the burst cap of $1.00/h over the fleet's cloud members" in why

@@ -177,9 +177,8 @@ class FleetPlan:
     method: str
     rule: str | None
     best_effort: tuple[bool, ...] = ()  # per location: no candidate meets the SLO from it
-    group_gpus: tuple[tuple[int, int], ...] = ()  # (group, GPUs free to the fleet) as planned
-    cloud_cap_usd_h: float | None = None  # the burst cap, or the team's budget left per hour
-    cap_usd_h: float | None = None  # the workload's budget per hour of the horizon
+    limits: Limits | None = None  # what it was planned within (None: a fleet built by hand)
+    spend: Spend | None = None  # what it holds and spends, as the limits read it
 
     @functools.cached_property
     def options(self) -> tuple[tuple[Option, ...], ...]:
@@ -222,8 +221,84 @@ class _Table:
     allowed: Bools  # locations x candidates
     p99: Floats  # locations x candidates
     cloud: Bools
-    burst_cap_usd_h: float | None  # the burst rule's $/h cap, over the cloud members
-    team_left_usd: float | None  # the team's monthly burst budget left
+    limits: Limits
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a whole fleet must stay within. The MILP holds them as rows (_solve); every other
+    check (the greedy plan, hysteresis in scale(), the route story) asks broken()."""
+
+    max_sites: int
+    group_gpus: tuple[tuple[int, int], ...]  # (group, GPUs free to the fleet)
+    hours: float  # the service horizon the dollar limits are counted over
+    budget_usd: float | None  # the workload's: everything billed (GPUs, lookups, bulk egress)
+    burst_cap_usd_h: float | None  # the burst rule's cap on the cloud members' GPU $/h
+    team_left_usd: float | None  # the team's burst budget left: cloud GPUs, their lookups and
+    # the bulk moves into cloud sites
+
+    def broken(self, spend: Spend) -> str | None:
+        """The first limit `spend` passes, in words; None when it holds to all."""
+        def over(value: float, limit: float) -> bool:
+            return value > limit + 1e-9 * max(1.0, abs(limit))
+
+        if spend.sites > self.max_sites:
+            return f"the fleet's limit of {self.max_sites} site(s) (fleet.max_sites)"
+        room = dict(self.group_gpus)
+        for g, n in spend.gpus:
+            if n > room.get(g, n):
+                return f"the GPUs free there ({room[g]})"
+        h = self.hours
+        if self.budget_usd is not None and over(
+                (spend.gpu_usd_h + spend.lookups_usd_h) * h + spend.egress_usd, self.budget_usd):
+            return f"the workload's budget of ${self.budget_usd:,.2f} (budget_usd)"
+        if self.burst_cap_usd_h is not None and over(spend.cloud_gpu_usd_h,
+                                                     self.burst_cap_usd_h):
+            return (f"the burst cap of ${self.burst_cap_usd_h:,.2f}/h over the fleet's cloud "
+                    "members")
+        if self.team_left_usd is not None and over(
+                (spend.cloud_gpu_usd_h + spend.cloud_lookups_usd_h) * h + spend.cloud_egress_usd,
+                self.team_left_usd):
+            return f"the team's burst budget left (${self.team_left_usd:,.2f})"
+        return None
+
+
+@dataclass(frozen=True)
+class Spend:
+    """What a fleet holds and spends, as Limits reads it (billed dollars, no bid prices)."""
+
+    sites: int
+    gpus: tuple[tuple[int, int], ...]  # (group, GPUs held)
+    gpu_usd_h: float
+    lookups_usd_h: float
+    egress_usd: float  # bulk moves, once per site
+    cloud_gpu_usd_h: float
+    cloud_lookups_usd_h: float
+    cloud_egress_usd: float
+
+    def plus(self, *, group: int, gpus: int, usd_h: float, cloud: bool, new_site: bool = False
+             ) -> Spend:
+        """With `gpus` more GPUs in `group` costing `usd_h` more."""
+        held = dict(self.gpus)
+        held[group] = held.get(group, 0) + gpus
+        return replace(self, sites=self.sites + int(new_site), gpus=tuple(sorted(held.items())),
+                       gpu_usd_h=self.gpu_usd_h + usd_h,
+                       cloud_gpu_usd_h=self.cloud_gpu_usd_h + (usd_h if cloud else 0.0))
+
+
+def _spend(t: _Table, x: Floats, routes: Floats) -> Spend:
+    """The Spend of replicas `x` per candidate of `t`, routed as `routes` (L x K)."""
+    used = x > 0
+    gpus: dict[int, int] = {}
+    for k in np.flatnonzero(used).tolist():
+        gpus[int(t.group[k])] = gpus.get(int(t.group[k]), 0) + int(x[k]) * t.gpus_per_replica
+    lookups = routes.sum(axis=0) * t.lookup_usd_h_per_rps
+    first = np.unique(t.site[used], return_index=True)[1]  # bulk data moves once per site
+    egress = t.egress_usd[used][first]
+    return Spend(len(first), tuple(sorted(gpus.items())), float(t.billed @ x),
+                 float(lookups.sum()), float(egress.sum()),
+                 float(t.billed[t.cloud] @ x[t.cloud]), float(lookups[t.cloud].sum()),
+                 float((egress * t.cloud[used][first]).sum()))
 
 
 def _probe(wl: Workload, client: ClientRef, replicas: int) -> Workload:
@@ -290,13 +365,16 @@ def _table(engine: Engine, wl: Workload, base: Outcome, settings: FleetSettings,
     free = np.maximum(ctx.free_gpus, 0)
     lookup = c1.data.lookup_egress_usd_per_hour[c1.site]  # $/h per request/s (1 rps probe)
     keep = np.flatnonzero(allowed.any(axis=0) & (free >= count))
+    room = {int(g): int(f) // count * count for g, f in zip(ctx.group[keep].tolist(),
+                                                            free[keep].tolist(), strict=True)}
+    limits = Limits(settings.max_sites, tuple(sorted(room.items())), hours, spec.budget_usd,
+                    c1.rule.burst.max_usd_per_hour,
+                    None if ctx.team_budget_usd is None
+                    else ctx.team_budget_usd - ctx.team_spent_usd)
     t = _Table(keep, billed[keep] + bid[keep], billed[keep], bid[keep], usable[keep],
                rps[keep], count, free[keep] // count, ctx.group[keep], ctx.site[keep],
                spot[keep], lookup[keep], ctx.data.egress_usd[ctx.site[keep]],
-               allowed[:, keep], p99[:, keep], ctx.is_cloud[keep],
-               c1.rule.burst.max_usd_per_hour,
-               None if ctx.team_budget_usd is None
-               else ctx.team_budget_usd - ctx.team_spent_usd)
+               allowed[:, keep], p99[:, keep], ctx.is_cloud[keep], limits)
     return t, views, best_effort
 
 
@@ -333,7 +411,7 @@ def _subset(t: _Table, keep: Ints) -> _Table:
                   t.rps[keep], t.gpus_per_replica, t.max_rep[keep], t.group[keep],
                   t.site[keep], t.spot[keep], t.lookup_usd_h_per_rps[keep],
                   t.egress_usd[keep], t.allowed[:, keep], t.p99[:, keep], t.cloud[keep],
-                  t.burst_cap_usd_h, t.team_left_usd)
+                  t.limits)
 
 
 def _shortlist(t: _Table, demand: Floats, hours: float) -> Ints:
@@ -359,12 +437,14 @@ def _shortlist(t: _Table, demand: Floats, hours: float) -> Ints:
 
 
 def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int,
-           hours: float, budget: float | None, cap_sites: bool = False
+           hours: float, cap_sites: bool = False
            ) -> tuple[Floats, Floats, str] | None:
     """(replicas per candidate, routes L x K, method) or None when no plan exists. The cap on
     sites is a constraint only where a plan without it went over (`cap_sites`): its site
     binaries make the MILP several times slower, and it rarely binds."""
     nl, nk = t.allowed.shape
+    lim = t.limits
+    budget = lim.budget_usd
     pairs = np.argwhere(t.allowed)  # (location, candidate)
     sites, site_of = np.unique(t.site, return_inverse=True)
     # replicas a candidate could ever need: all demand on it, or the floor on replicas
@@ -372,7 +452,7 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
                      + min_replicas).astype(float)
     site_egress = t.egress_usd[np.unique(site_of, return_index=True)[1]] / hours
     # a site-used binary only where bulk data moves or the number of sites is capped
-    need_z = bool((site_egress > 0).any()) or (cap_sites and len(sites) > settings.max_sites)
+    need_z = bool((site_egress > 0).any()) or (cap_sites and len(sites) > lim.max_sites)
     ns, npairs = len(sites) if need_z else 0, len(pairs)
     nx, nz = nk, ns
     nv = nx + nz + npairs
@@ -403,7 +483,7 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
             rows.append(({ix + int(k): float(t.gpus_per_replica) for k in ks}, -np.inf,
                          float(t.max_rep[ks[0]] * t.gpus_per_replica)))
     if need_z:
-        rows.append(({iz + s: 1.0 for s in range(ns)}, -np.inf, float(settings.max_sites)))
+        rows.append(({iz + s: 1.0 for s in range(ns)}, -np.inf, float(lim.max_sites)))
     rows.append(({ix + k: 1.0 for k in range(nk)}, float(min_replicas), np.inf))
     if budget is not None:  # billed dollars, as the budget filter counts (no bid prices)
         billed = np.concatenate([t.billed, site_egress if need_z else np.zeros(0)])
@@ -414,10 +494,10 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
     # rule's $/h cap, and the team's monthly burst budget left (GPUs and lookups over the
     # horizon; each member's bulk move is in its probe's own check).
     cloud = np.flatnonzero(t.cloud)
-    if t.burst_cap_usd_h is not None and len(cloud):
+    if lim.burst_cap_usd_h is not None and len(cloud):
         rows.append(({ix + int(k): float(t.billed[k]) for k in cloud}, -np.inf,
-                     t.burst_cap_usd_h))
-    if t.team_left_usd is not None and len(cloud):
+                     lim.burst_cap_usd_h))
+    if lim.team_left_usd is not None and len(cloud):
         cloud_site = np.zeros(ns, dtype=bool)
         if need_z:  # bulk egress into the cloud sites, once each (the filter counts it too)
             cloud_site[np.unique(site_of[t.cloud])] = True
@@ -426,7 +506,7 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
                         for z in np.flatnonzero(cloud_site)}
                      | {iy + p: float(t.lookup_usd_h_per_rps[pairs[p, 1]]) * hours
                         for p in range(npairs) if t.cloud[pairs[p, 1]]}, -np.inf,
-                     t.team_left_usd))
+                     lim.team_left_usd))
     a = np.zeros((len(rows), nv))
     lo, hi = np.empty(len(rows)), np.empty(len(rows))
     for r, (coef, low, high) in enumerate(rows):
@@ -465,8 +545,7 @@ def _solve(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
         res = highs.solve(cost, a, lo, hi, np.zeros(nv), upper, integrality=integrality,
                           time_limit=budget_s, gap=gap)
         if res.x is None:
-            return None if res.status == 2 else _greedy(t, demand, settings, min_replicas,
-                                                        hours, budget)
+            return None if res.status == 2 else _greedy(t, demand, settings, min_replicas)
         got = res.x, "milp (HiGHS)" if res.status == 0 else "milp (HiGHS, time budget)"
     sol, method = got
     x = np.round(sol[ix:ix + nx])
@@ -572,8 +651,8 @@ def _nearest_routes(t: _Table, pairs: Ints, x: Floats, routes: Floats, need: Flo
     return out
 
 
-def _greedy(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int,
-            hours: float, budget: float | None) -> tuple[Floats, Floats, str] | None:
+def _greedy(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: int
+            ) -> tuple[Floats, Floats, str] | None:
     """Each location, largest demand first, fills the cheapest qualifying candidates per
     usable request/s (replicas already there first)."""
     nl, nk = t.allowed.shape
@@ -611,22 +690,7 @@ def _greedy(t: _Table, demand: Floats, settings: FleetSettings, min_replicas: in
         x[k] += more
         free[int(t.group[k])] -= more
         short -= more
-    if short > 0:
-        return None
-    used = x > 0
-    gpu_h = float(t.billed @ x)
-    lookups = float((routes.sum(axis=0) * t.lookup_usd_h_per_rps).sum())
-    cloud_h = float(t.billed[t.cloud] @ x[t.cloud])
-    cloud_lookups = float((routes[:, t.cloud].sum(axis=0) * t.lookup_usd_h_per_rps[t.cloud]
-                           ).sum())
-    first = np.unique(t.site[used], return_index=True)[1]  # bulk data moves once per site
-    egress = float(t.egress_usd[used][first].sum())
-    cloud_egress = float((t.egress_usd[used][first] * t.cloud[used][first]).sum())
-    if (len(np.unique(t.site[used])) > settings.max_sites
-            or (budget is not None and (gpu_h + lookups) * hours + egress > budget)
-            or (t.burst_cap_usd_h is not None and cloud_h > t.burst_cap_usd_h)
-            or (t.team_left_usd is not None
-                and (cloud_h + cloud_lookups) * hours + cloud_egress > t.team_left_usd)):
+    if short > 0 or t.limits.broken(_spend(t, x, routes)) is not None:
         return None  # the same limits the MILP holds to
     return x, routes, "greedy"
 
@@ -652,10 +716,9 @@ def plan_fleet(engine: Engine, wl: Workload, base: Outcome, settings: FleetSetti
     short = _shortlist(t, d, hours)
     got = None
     for table in (_subset(t, short), t) if len(short) < len(t.pos) else (t,):
-        got = _solve(table, d, settings, spec.replicas, hours, spec.budget_usd)
+        got = _solve(table, d, settings, spec.replicas, hours)
         if got is not None and len(np.unique(table.site[got[0] > 0])) > settings.max_sites:
-            got = _solve(table, d, settings, spec.replicas, hours, spec.budget_usd,
-                         cap_sites=True)
+            got = _solve(table, d, settings, spec.replicas, hours, cap_sites=True)
         if got is not None:
             t = table
             break
@@ -678,16 +741,10 @@ def plan_fleet(engine: Engine, wl: Workload, base: Outcome, settings: FleetSetti
     egress = float(base.ctx.data.egress_usd[sites_used].sum())
     lookups = float((routes[:, used].sum(axis=0) * t.lookup_usd_h_per_rps[used]).sum())
     usd_h = sum(m.usd_per_hour for m in members) + lookups + egress / hours
-    caps = [c for c in (t.burst_cap_usd_h, None if t.team_left_usd is None
-                        else t.team_left_usd / hours) if c is not None]
-    room = {int(g): int(t.max_rep[np.flatnonzero(t.group == g)[0]]) * t.gpus_per_replica
-            for g in np.unique(t.group)}
     return FleetPlan(tuple(members), tuple(loc for loc, _ in demand),
                      tuple(float(v) for v in d), routes[:, used], t.p99[:, used],
                      tuple(views), usd_h, egress, method, rule,
-                     tuple(best_effort), tuple(sorted(room.items())),
-                     min(caps) if caps else None,
-                     None if spec.budget_usd is None else spec.budget_usd / hours)
+                     tuple(best_effort), t.limits, _spend(t, x, routes))
 
 
 def _instance(engine: Engine, ctx: Any, pos: int, count: int) -> int:
@@ -728,18 +785,17 @@ def scale(previous: dict[int, int], plan: FleetPlan, settings: FleetSettings) ->
         members.append(m)
     usd = plan.usd_per_hour + sum(
         n.usd_per_hour - o.usd_per_hour for n, o in zip(members, plan.members, strict=True))
-    # Replicas kept for hysteresis must still fit: the GPUs free to the fleet per (site, GPU
-    # type) (spot and on-demand share a cloud quota) and the dollar limits the plan held to.
-    room = dict(plan.group_gpus)
-    held: dict[int, int] = {}
-    for m in members:
-        held[m.group] = held.get(m.group, 0) + m.gpus
-    cloud = sum(m.usd_per_hour for m in members if m.kind != ONPREM)
-    if (any(n > room.get(g, n) for g, n in held.items())
-            or (plan.cloud_cap_usd_h is not None and cloud > plan.cloud_cap_usd_h + 1e-9)
-            or (plan.cap_usd_h is not None and usd > plan.cap_usd_h + 1e-9)):
-        return plan  # no room to keep them: the plan's own size
-    return replace(plan, members=tuple(members), usd_per_hour=usd)
+    # Replicas kept for hysteresis must still fit the limits the plan held to (the GPUs free
+    # per site and GPU type, where spot and on-demand share a cloud quota; the dollar limits).
+    spend = plan.spend
+    if spend is not None:
+        for n, o in zip(members, plan.members, strict=True):
+            if n.replicas != o.replicas:
+                spend = spend.plus(group=n.group, gpus=n.gpus - o.gpus,
+                                   usd_h=n.usd_per_hour - o.usd_per_hour, cloud=n.kind != ONPREM)
+        if plan.limits is not None and plan.limits.broken(spend) is not None:
+            return plan  # no room to keep them: the plan's own size
+    return replace(plan, members=tuple(members), usd_per_hour=usd, spend=spend)
 
 
 def _site_name(base: Outcome, pos: int) -> str:
@@ -757,26 +813,17 @@ def _why_not_more(plan: FleetPlan, base: Outcome, pos: int, li: int,
                   settings: FleetSettings | None) -> str:
     """Why the plan gives a qualifying candidate no more of location `li`'s demand."""
     k = next((k for k, m in enumerate(plan.members) if m.pos == pos), None)
-    free = int(base.ctx.free_gpus[pos])
-    gpus = sum(m.gpus for m in plan.members if m.group == int(base.ctx.group[pos]))
-    if gpus + base.ctx.workload.spec.gpu.count > free:
-        return f"is full: the fleet holds {gpus} of its {free} free GPU(s)"
-    site = int(base.ctx.site[pos])
-    sites = {m.site for m in plan.members}
-    if settings is not None and site not in sites and len(sites) >= settings.max_sites:
-        return (f"is not used: the fleet is at its limit of {settings.max_sites} site(s) "
-                "(fleet.max_sites)")
-    probe = plan.views[li].probe.ctx
-    one = float(probe.gpu_usd[pos]) / probe.hours  # billed $/h of one more replica there
-    cloud_h = sum(m.usd_per_hour for m in plan.members if m.kind != ONPREM)
-    if (int(base.ctx.kind[pos]) != ONPREM and plan.cloud_cap_usd_h is not None
-            and cloud_h + one > plan.cloud_cap_usd_h + 1e-9):
-        return (f"is at the fleet's cloud limit: one more replica would take its cloud "
-                f"members past ${plan.cloud_cap_usd_h:,.2f}/h (the burst cap, or the team's "
-                "burst budget left over the horizon)")
-    if plan.cap_usd_h is not None and plan.usd_per_hour + one > plan.cap_usd_h + 1e-9:
-        return (f"is at the fleet's budget: one more replica would pass "
-                f"${plan.cap_usd_h:,.2f}/h (budget_usd over the horizon)")
+    if plan.limits is not None and plan.spend is not None:  # would one more replica fit?
+        probe = plan.views[li].probe.ctx
+        kind = int(base.ctx.kind[pos])
+        more = plan.spend.plus(
+            group=int(base.ctx.group[pos]), gpus=base.ctx.workload.spec.gpu.count,
+            usd_h=float(probe.gpu_usd[pos]) / probe.hours, cloud=kind != ONPREM,
+            new_site=int(base.ctx.site[pos]) not in {m.site for m in plan.members})
+        limit = plan.limits.broken(more)
+        if limit is not None:
+            return (f"is {'not used' if k is None else 'held to its replicas'}: one more "
+                    f"replica there would pass {limit}")
     if int(base.ctx.kind[pos]) == SPOT and settings is not None:
         share = f"{settings.spot_max_share:.0%}"
         if k is not None and float(plan.routes[li, k]) >= (
