@@ -151,7 +151,8 @@ def rescale(rt: Runtime, served: store.ServedFleet, rates: dict[tuple[str, str],
         ev["type"] = "fleet_rescaled"
         ev["message"] = (f"{total:,.1f} requests/s measured on the fleet's sites (planned "
                          f"for {served.fleet['demand_rps']:g}): {decision['summary']}")
-        freed = store.resize(s, row=row, decision=drow, event=ev, held=held)
+        freed = transitions.add_decision(s, row=row, decision=drow, event=ev, held=held,
+                                         phase=row.phase, replace_holds=True)
     rt.invalidate_capacity()
     if freed:
         request_requeue(rt)

@@ -70,15 +70,34 @@ def release_holds(s: Session, *, holds: list[ReservationRow]) -> int:
 
 
 def add_decision(s: Session, *, row: WorkloadRow, decision: dict[str, Any], event: dict[str, Any],
-                 held: list[dict[str, Any]], phase: str) -> None:
+                 held: list[dict[str, Any]], phase: str, replace_holds: bool = False) -> int:
     """A new decision for a stored workload: its rows added, the workload pointed at it, and
     its GPUs taken last, per (site, GPU type) in sorted order, by the guarded update: every
-    reservation of a fleet or none (CapacityConflict; the caller's transaction rolls back)."""
+    reservation of a fleet or none (CapacityConflict; the caller's transaction rolls back).
+
+    `replace_holds` (a fleet's new size): the workload's active reservations are released and
+    replaced by `held`, and per (site, GPU type) only the net change moves, in the same
+    sorted order. Returns the GPUs freed (0 unless replacing)."""
+    net: dict[tuple[str, str], int] = {}
+    if replace_holds:
+        now = utcnow()
+        for old in holds_of(s, workload_id=row.id):
+            old.released_at = now
+            net[(old.site, old.gpu_type)] = net.get((old.site, old.gpu_type), 0) - old.count
+        s.flush()
+    for key, n in gpus_wanted(held):
+        net[key] = net.get(key, 0) + n
     s.execute(insert(DecisionRow), [decision])
     row.phase, row.site, row.action = phase, decision["site"], decision["action"]
     row.decision_id = decision["id"]
     s.execute(insert(EventRow), [event])
     if held:
         s.execute(insert(ReservationRow), held)
-    for (site, gpu), n in gpus_wanted(held):
-        take_gpus(s, site=site, gpu=gpu, n=n)
+    freed = 0
+    for (site, gpu), n in sorted(net.items()):
+        if n > 0:
+            take_gpus(s, site=site, gpu=gpu, n=n)
+        elif n < 0:
+            give_back(s, site=site, gpu=gpu, n=-n)
+            freed -= n
+    return freed
