@@ -35,7 +35,7 @@ from .triton_models import python_model, served
 
 SITES = ("edge-a", "edge-b")
 NAMESPACE = {"edge-a": "serving-a", "edge-b": "serving-b"}
-MODELS = ("fleet-sized", "fleet-roll", "fleet-route")
+MODELS = ("fleet-sized", "fleet-roll", "fleet-route", "fleet-back")
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         python_model(root, served(model=model, version=1), factor=2)
     python_model(root, served(model="fleet-roll", version=2), factor=3)
     python_model(root, served(model="fleet-roll", version=3), broken=True)
+    python_model(root, served(model="fleet-back", version=3), broken=True)
     return root
 
 
@@ -227,6 +228,43 @@ def test_a_two_site_fleet_gets_a_deployment_per_site_with_its_replicas(env: Env)
     for site in SITES:
         assert env.kube.stored("apps/v1", "deployments", NAMESPACE[site],
                                rows[site].name) is None
+
+
+def test_a_replicated_site_whose_new_version_fails_is_rolled_back(env: Env) -> None:
+    """Two replicas at edge-a roll with their Deployment. Its pods do not come up on v3 (the
+    model fails to load): the Deployment goes back to v1's template, the roll stops there
+    and edge-b, not reached, keeps v1."""
+    from placement.actuators.triton.manifests import VERSION_ANNOTATION
+
+    wid = env.submit("fleet-back", fleet({"edge-a": 2, "edge-b": 1}))
+    with env.api.runtime.db.read() as s:
+        w = s.get(WorkloadRow, wid)
+        assert w is not None
+        wl = Workload.model_validate(w.document)
+    env.triton("edge-a").load(wl, {1})  # edge-a's one server stands for its two pods
+    quick = ServingActuator(env.api.runtime, env.actuator.clusters,
+                            ServingOptions(ready_timeout_s=10, model_timeout_s=2),
+                            clock=env.clock)
+    assert quick.reconcile() == 2
+    assert env.state(wid) == {"edge-a": ("ready", 1), "edge-b": ("ready", 1)}
+    name = env.rows(wid)["edge-a"].name
+
+    def template_version() -> str:
+        deploy = env.kube.stored("apps/v1", "deployments", NAMESPACE["edge-a"], name)
+        assert deploy is not None
+        return str(deploy["spec"]["template"]["metadata"]["annotations"][VERSION_ANNOTATION])
+
+    assert template_version() == "1"
+    env.roll_to(wid, 3)
+    assert quick.reconcile() == 1  # edge-a first: its pods never serve v3
+    assert env.state(wid) == {"edge-a": ("retrying", 1), "edge-b": ("ready", 1)}
+    assert template_version() == "1"  # rolled back
+    (back,) = [m for t, m in env.events(wid) if t == "serving_rolled_back"]
+    assert back.startswith("edge-a: v3 did not come up (") and back.endswith(
+        "its Deployment is back on v1 (2 replicas)")
+    (stopped,) = [m for t, m in env.events(wid) if t == "serving_roll_stopped"]
+    assert stopped.startswith("roll of fleet-back to v3 stopped at edge-a: ")
+    assert env.triton("edge-a").loaded_versions("fleet-back") == {1}
 
 
 @pytest.mark.parametrize("env", [FAR], indirect=True, ids=["sites on two continents"])

@@ -14,6 +14,8 @@ A new version goes to the sites in site-name order: the next site is re-opened o
 site that served the workload before is ready again, so a version that fails on one site
 stops the roll there (recorded as `serving_roll_stopped`), and the sites not reached keep
 serving the old one; the failing site is drained from the routing table while it retries.
+There, one replica keeps the old version loaded (Triton's API rolls it in place); several are
+rolled back: their Deployment is re-applied at the old version (`serving_rolled_back`).
 """
 
 from __future__ import annotations
@@ -213,7 +215,15 @@ class ServingActuator(Actuator[ServingOptions]):
             if wl.spec.replicas == 1:
                 steps = triton.roll(wl, row.version, self.options.model_timeout_s)
             else:  # the Service reaches one pod: the Deployment's rollout moves them all
-                steps = triton.verify(wl, self.options.model_timeout_s)
+                try:
+                    steps = triton.verify(wl, self.options.model_timeout_s)
+                except Exception as exc:
+                    try:
+                        self._roll_back(row, wl, site, burst, exc)
+                    except Exception:  # the retry tries again; the first error is the story
+                        log.warning("rolling %s back on %s failed", row.name, row.site,
+                                    exc_info=True)
+                    raise
         finally:
             triton.close()
         assert wl.spec.serving is not None
@@ -235,6 +245,28 @@ class ServingActuator(Actuator[ServingOptions]):
             if w.phase == "placed":
                 w.phase = "running"
                 event(s, w.id, "running", "serving ready")
+
+    def _roll_back(self, row: ServingRecord, wl: Workload, site: Site, burst: bool,
+                   exc: Exception) -> None:
+        """A replicated site whose pods did not come up on the new version: its Deployment
+        (and model configuration) re-applied at the version it served, so Kubernetes rolls
+        the pods the new template took down back to it. The row still retries the new
+        version with backoff (each retry takes one replica down for the model timeout, as a
+        healthy roll does), until it loads or the spec's version changes."""
+        assert wl.spec.serving is not None
+        old, new = row.version, wl.spec.serving.version
+        if old is None or old == new:
+            return  # nothing served before on this site: nothing to go back to
+        back = wl.model_copy(update={"spec": wl.spec.model_copy(update={
+            "serving": wl.spec.serving.model_copy(update={"version": old})})})
+        client = self.clusters.client(site.spec.kube_context)
+        changes = [f"{m['kind']} {apply(client, m)}"
+                   for m in render(back, row.workload_id, site, burst)]
+        with self.rt.db.write() as s:
+            event(s, row.workload_id, "serving_rolled_back",
+                  f"{row.site}: v{new} did not come up ({exc}); its Deployment is back on "
+                  f"v{old} ({wl.spec.replicas} replicas)", site=row.site, version=old,
+                  failed_version=new, manifests=changes)
 
     def _remove(self, row: ServingRecord, token: str, site: Site) -> None:
         """Delete what was applied, by the names and namespace recorded on the row (the spec
