@@ -335,6 +335,8 @@ def _table(engine: Engine, wl: Workload, base: Outcome, settings: FleetSettings,
         need = max(1, math.ceil(rate / (float(rps.max()) * settings.target_utilization)))
         qualified = np.zeros(n, dtype=bool)
         for reps in sorted({1, need}):
+            if reps > 1 and one is not None and not _gated(one):
+                break  # more replicas can only fail more (capacity, wait): nothing to add
             out = engine.decide_single(_probe(wl, clients[loc], reps))
             ok = out.considered & ~((out.ctx.kind == ONPREM) & (out.ctx.wait_hours > 0))
             if allow is not None:
@@ -376,6 +378,14 @@ def _table(engine: Engine, wl: Workload, base: Outcome, settings: FleetSettings,
                spot[keep], lookup[keep], ctx.data.egress_usd[ctx.site[keep]],
                allowed[:, keep], p99[:, keep], ctx.is_cloud[keep], limits)
     return t, views, best_effort
+
+
+def _gated(out: Outcome) -> bool:
+    """Whether the burst gate held back any candidate of `out`: the one rule under which a
+    probe with more replicas qualifies candidates one replica did not (the gate opens when
+    on-prem cannot take the whole demand)."""
+    names = out.filter_names
+    return "burst" not in names or bool(out.fails[names.index("burst")].any())
 
 
 def _best_effort(out: Outcome, allow: Callable[[Outcome], Bools] | None) -> Bools:
