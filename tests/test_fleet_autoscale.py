@@ -66,17 +66,18 @@ def test_demand_is_spread_by_the_declared_mix(clients: list[dict[str, Any]], rps
 
 
 @pytest.mark.parametrize(("rates", "ready", "expected"), [
-    ({("x", "m"): 3.0, ("y", "m"): 4.5}, None, 7.5),
-    ({("x", "m"): 3.0}, None, None),  # y serves but is unread: leave the fleet be
-    ({("x", "m"): 3.0}, {"x"}, 3.0),  # y not serving yet (cold start): no traffic there
-    ({("x", "m"): 0.0, ("y", "m"): 0.0}, None, 0.0),  # a quiet night reads 0, not unknown
-    ({("x", "m"): 3.0, ("y", "m"): 4.5}, set(), None),  # nothing serves: nothing to read
+    ({("x", "w"): 3.0, ("y", "w"): 4.5}, None, 7.5),
+    ({("x", "w"): 3.0}, None, None),  # y serves but is unread: leave the fleet be
+    ({("x", "w"): 3.0}, {"x"}, 3.0),  # y not serving yet (cold start): no traffic there
+    ({("x", "w"): 0.0, ("y", "w"): 0.0}, None, 0.0),  # a quiet night reads 0, not unknown
+    ({("x", "w"): 3.0, ("y", "w"): 4.5}, set(), None),  # nothing serves: nothing to read
+    ({("x", "w"): 3.0, ("y", "w"): 4.5, ("x", "other"): 50.0}, None, 7.5),  # not ours
 ])
 def test_observed_demand(rates: dict[tuple[str, str], float], ready: set[str] | None,
                          expected: float | None) -> None:
     # y appears twice (spot and on-demand members at one site): its rate counts once
     fleet = {"members": [{"site": "x"}, {"site": "y"}, {"site": "y"}]}
-    assert observed_rps(fleet, "m", rates, ready) == expected
+    assert observed_rps(fleet, "w", rates, ready) == expected
 
 
 def _counters(*rows: tuple[str, str, float, float]) -> dict[tuple[str, str], Any]:
@@ -127,7 +128,8 @@ def _consistent(api: Api) -> None:
 
 def _measure(rates: Rates, api: Api, wid: str, total: float) -> None:
     sites = sorted({site for site, _, _ in _members(api, wid)})
-    rates.now = {(site, MODEL): total / len(sites) for site in sites}
+    rates.now = {(site, wid): total / len(sites) for site in sites}
+    rates.now[(sites[0], "another workload serving the same model")] = 1000.0
 
 
 def test_a_fleet_follows_its_measured_demand_with_hysteresis(db_url: str, kube: KubeEmulator,
@@ -275,3 +277,71 @@ def test_a_fleet_bills_its_cloud_members_to_its_team_live_rescaled_and_ended(
             got = team_spend(s, now=now).get("customer-care", 0.0)
         assert got == pytest.approx(cloud * hours(t0, t1) + 2 * cloud * hours(t1, t2),
                                     rel=1e-3, abs=1e-9)
+
+
+def test_two_workloads_serving_one_model_at_a_site_each_read_their_own_demand(
+        db_url: str) -> None:
+    """Each workload's Triton servers are its own (their own metrics URL): the feed's
+    requests/s are per (site, workload), so two services of one model at one site do not
+    take each other's demand. Two real HTTP metrics endpoints, counters from Triton's names."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from placement.actuators.triton.feed import TritonFeed
+    from placement.store.tables import ServingRow
+
+    counts = {"a": 0, "b": 0}
+
+    def server(key: str) -> ThreadingHTTPServer:
+        class Metrics(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                n = counts[key]
+                body = "\n".join([
+                    "# TYPE nv_inference_request_success counter",
+                    f'nv_inference_request_success{{model="{MODEL}",version="1"}} {n}',
+                    "# TYPE nv_inference_request_failure counter",
+                    f'nv_inference_request_failure{{model="{MODEL}",version="1"}} 0',
+                    "# TYPE nv_inference_request_duration_us counter",
+                    f'nv_inference_request_duration_us{{model="{MODEL}",version="1"}} {n * 900}',
+                    "# TYPE nv_inference_queue_duration_us counter",
+                    f'nv_inference_queue_duration_us{{model="{MODEL}",version="1"}} {n * 100}',
+                    "# TYPE nv_inference_compute_infer_duration_us counter",
+                    f'nv_inference_compute_infer_duration_us{{model="{MODEL}",version="1"}} '
+                    f"{n * 700}", ""]).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        return srv
+
+    servers = {k: server(k) for k in counts}
+    clock = [1000.0]
+    try:
+        with api_on(db_url) as api:
+            ids = {}
+            with api.runtime.db.write() as s:
+                for key, srv in servers.items():
+                    w = WorkloadRow(name=f"svc-{key}", team="t", kind="inference",
+                                    phase="running", document={})
+                    s.add(w)
+                    s.flush()
+                    ids[key] = str(w.id)
+                    s.add(ServingRow(workload_id=w.id, site="edge", namespace="ns",
+                                     name=f"svc-{key}", model=MODEL, version=1, status="ready",
+                                     metrics_url=f"http://127.0.0.1:{srv.server_port}/metrics"))
+            feed = TritonFeed(api.runtime.db, clock=lambda: clock[0])
+            feed.poll()
+            counts.update(a=300, b=30)  # in 10 s: 30 and 3 requests/s
+            clock[0] += 10
+            feed.poll()
+            assert feed.rates() == {("edge", ids["a"]): pytest.approx(30.0),
+                                    ("edge", ids["b"]): pytest.approx(3.0)}
+    finally:
+        for srv in servers.values():
+            srv.shutdown()

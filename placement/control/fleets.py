@@ -64,7 +64,7 @@ def demand_at(spec: WorkloadSpec, total_rps: float) -> WorkloadSpec:
                                    "latency": lat.model_copy(update={"clients": clients})})
 
 
-def observed_rps(fleet: dict[str, Any], model: str, rates: dict[tuple[str, str], float],
+def observed_rps(fleet: dict[str, Any], workload: str, rates: dict[tuple[str, str], float],
                  ready: set[str] | None = None) -> float | None:
     """The fleet's requests/s now: the sum over its member sites (each once, whatever GPU
     types or capacity kinds it serves with). A site not serving yet (`ready` leaves it out)
@@ -72,7 +72,7 @@ def observed_rps(fleet: dict[str, Any], model: str, rates: dict[tuple[str, str],
     serves."""
     sites = sorted({str(m["site"]) for m in fleet["members"]})
     serving = [site for site in sites if ready is None or site in ready]
-    got = [rates.get((site, model)) for site in serving]
+    got = [rates.get((site, workload)) for site in serving]
     if not got or any(v is None for v in got):
         return None
     return float(sum(v for v in got if v is not None))
@@ -118,7 +118,7 @@ def rescale(rt: Runtime, served: store.ServedFleet, rates: dict[tuple[str, str],
     with rt.db.read() as s:
         ready = {x.site for x in site_statuses(s, workload_id=served.workload_id)
                  if x.status == "ready"}
-    total = observed_rps(served.fleet, wl.spec.serving.model, rates, ready)
+    total = observed_rps(served.fleet, str(served.workload_id), rates, ready)
     if total is None:
         return False
     now_wl = wl.model_copy(update={"spec": demand_at(wl.spec, total)})

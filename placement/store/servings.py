@@ -22,11 +22,13 @@ ENDED = ("removing", "removed")
 
 @dataclass(frozen=True)
 class ScrapeTarget:
-    """A ready serving's Triton metrics URL, by site and model."""
+    """A ready serving's Triton metrics URL, by site, model and workload (each workload's
+    servers are its own, so requests read there are that workload's demand)."""
 
     site: str
     model: str
     metrics_url: str
+    workload_id: str
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,8 @@ def site_statuses(s: Session, *, workload_id: uuid.UUID) -> list[SiteServing]:
 
 def scrape_targets(s: Session) -> list[ScrapeTarget]:
     """The ready servings that report a metrics URL."""
-    return [ScrapeTarget(site, model, url) for site, model, url in s.execute(
-        select(ServingRow.site, ServingRow.model, ServingRow.metrics_url)
+    return [ScrapeTarget(site, model, url, str(wid)) for site, model, url, wid in s.execute(
+        select(ServingRow.site, ServingRow.model, ServingRow.metrics_url,
+               ServingRow.workload_id)
         .where(ServingRow.status == "ready", ServingRow.metrics_url.is_not(None)))
         if url is not None]

@@ -68,7 +68,8 @@ class TritonFeed:
         self.clock = clock
         self.last: dict[str, dict[tuple[str, str], ModelCounters]] = {}  # by metrics URL
         self.last_at: dict[str, float] = {}  # when each URL was last scraped
-        self.rate_seen: dict[tuple[str, str], tuple[float, float]] = {}  # (rps, read at)
+        # (site, workload id) -> (rps, read at)
+        self.rate_seen: dict[tuple[str, str], tuple[float, float]] = {}
         self.seen: dict[tuple[str, str], Seen] = {}  # (site, model)
         self.errors: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()  # poll writes, decisions (other threads) read
@@ -90,7 +91,8 @@ class TritonFeed:
         rates: dict[tuple[str, str], tuple[float, float]] = {}
         urls = {t.metrics_url for t in targets}
         for url in urls:
-            models = [(t.site, t.model) for t in targets if t.metrics_url == url]
+            here = [t for t in targets if t.metrics_url == url]
+            models = [(t.site, t.model) for t in here]
             try:
                 current = parse_models(self._fetch(url))
             except Exception as exc:  # refused, timeout, truncated, not metrics: next URL
@@ -102,16 +104,18 @@ class TritonFeed:
             interval = now - self.last_at.get(url, now)
             self.last_at[url] = now
             times = service_times(previous, current) if previous is not None else {}
-            for site, model in models:
-                if model in times:
-                    seen[(site, model)] = Seen(times[model], now, interval)
+            for t in here:
+                if t.model in times:
+                    seen[(t.site, t.model)] = Seen(times[t.model], now, interval)
                 if previous is not None and interval > 0:  # 0 when nothing came in
-                    rates[(site, model)] = (_requests(previous, current, model) / interval,
-                                            now)
+                    rates[(t.site, t.workload_id)] = (
+                        _requests(previous, current, t.model) / interval, now)
         keep = {(t.site, t.model) for t in targets}
+        keep_rates = {(t.site, t.workload_id) for t in targets}
         with self._lock:
             self.seen = {k: v for k, v in self.seen.items() if k in keep} | seen
-            self.rate_seen = {k: v for k, v in self.rate_seen.items() if k in keep} | rates
+            self.rate_seen = {k: v for k, v in self.rate_seen.items()
+                              if k in keep_rates} | rates
             self.errors = {k: v for k, v in errors.items() if k not in seen}
         for url in set(self.last) - urls:
             del self.last[url]
@@ -122,9 +126,10 @@ class TritonFeed:
             return str(res.read().decode())
 
     def rates(self) -> dict[tuple[str, str], float]:
-        """Requests/s per (site, model) over the last interval between two scrapes of a
-        ready serving, fresh ones only (served and failed alike: demand, not throughput; 0
-        when none came in). A site not scraped twice, or not lately, has none."""
+        """Requests/s per (site, workload id) over the last interval between two scrapes
+        of a ready serving, fresh ones only (served and failed alike: demand, not throughput;
+        0 when none came in). Two workloads serving one model at a site each read their own
+        servers. A site not scraped twice, or not lately, has none."""
         with self._lock:
             seen_now = dict(self.rate_seen)
         now = self.clock()
