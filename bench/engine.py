@@ -21,7 +21,8 @@ and each p50/p99 as a multiple of a plain single-site decide of the same service
 fleet label, measured in the same run, and how the warm-up pass planned each fleet (the MILP,
 the rounded LP relaxation, the greedy plan, or no fleet). With --instructions it also counts
 the fleet decisions' instructions; HiGHS's share of them varied between runs under valgrind
-(65M and 72M for the same code and the same 20 solves), so they are approximate. The target: fleet decision p99 <= 5 ms at 100 sites.
+(65M and 72M for the same code and the same 20 solves), so they are approximate. The target:
+fleet decision p99 <= 5 ms at 100 sites.
 """
 
 from __future__ import annotations

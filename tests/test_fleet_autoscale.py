@@ -345,3 +345,79 @@ def test_two_workloads_serving_one_model_at_a_site_each_read_their_own_demand(
     finally:
         for srv in servers.values():
             srv.shutdown()
+
+
+def test_a_fleet_follows_where_its_requests_come_from_by_promql(db_url: str,
+                                                                tmp_path: Any) -> None:
+    """Every client location has a requests_per_s_query: the autoscaler reads each from a
+    real Prometheus (scraping a gateway's per-location gauge) and plans for that mix, not the
+    declared one; with one query failing it says so and falls back to Triton's rates."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from placement.signals import PrometheusClient, SignalCache
+
+    from .services import prometheus
+
+    doc = next(w for w in load_bundle(EXAMPLES).workloads if w.name == "global-assistant")
+    assert doc.spec.latency is not None
+    locations = [c.location for c in doc.spec.latency.clients]
+    now = {loc: 1.0 for loc in locations}
+    now[locations[-1]] = 60.0  # nearly all the traffic from the last location
+
+    class Gateway(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = "".join(["# TYPE gateway_requests_per_s gauge\n"] + [
+                f'gateway_requests_per_s{{location="{loc}"}} {v}\n' for loc, v in now.items()
+            ]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    gateway = ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=gateway.serve_forever, daemon=True).start()
+    lat = doc.spec.latency
+    queried = doc.model_copy(update={"spec": doc.spec.model_copy(update={
+        "latency": lat.model_copy(update={"clients": [
+            c.model_copy(update={"requests_per_s_query":
+                                 f'gateway_requests_per_s{{location="{c.location}"}}'})
+            for c in lat.clients]})})})
+    try:
+        with prometheus({"gateway": f"127.0.0.1:{gateway.server_port}"}, tmp_path,
+                        scrape_s=0.5) as prom, api_on(db_url) as api:
+            client = PrometheusClient(prom, timeout_s=5)
+            deadline = time.monotonic() + 30
+            while len(client.query("gateway_requests_per_s")) < len(locations):
+                assert time.monotonic() < deadline, "Prometheus never scraped the gateway"
+                time.sleep(0.2)
+            api.runtime.signals = SignalCache(client, lambda: None)
+            res = api.client.post("/v1/workloads", json=queried.model_dump(mode="json"),
+                                  headers=api.h("admin"))
+            assert res.status_code == 201, res.text
+            wid = res.json()["id"]
+            assert rescale_fleets(api.runtime) == 1
+            body = api.client.get(f"/v1/workloads/{wid}", headers=api.h("admin")).json()
+            fleet = body["decision"]["decision"]["fleet"]
+            assert {r["location"]: r["demand_rps"] for r in fleet["routing"]} == {
+                loc: pytest.approx(v) for loc, v in now.items()}
+            with api.runtime.db.read() as s:
+                (message,) = s.scalars(select(EventRow.message).where(
+                    EventRow.workload_id == uuid.UUID(wid), EventRow.type == "fleet_rescaled"))
+            assert "measured per location (PromQL: " in message, message
+            _consistent(api)
+
+            # one location's query finds nothing: no Triton reading either, so left as it is
+            now.pop(locations[0])
+            deadline = time.monotonic() + 30
+            while len(client.query("gateway_requests_per_s")) == len(locations):
+                assert time.monotonic() < deadline, "the series never went stale"
+                time.sleep(0.5)
+            api.runtime.triton = Rates()
+            assert rescale_fleets(api.runtime) == 0
+    finally:
+        gateway.shutdown()

@@ -1,18 +1,21 @@
-"""Autoscaling fleets: replicas per site follow the demand Triton measures.
-
-A pass (every `autoscale_seconds`, in a process that scrapes Triton) reads, for every fleet
-being served, the requests/s its model received on each member site over the last scrape
-interval (placement.actuators.triton.feed). Their sum is the fleet's demand now; each client
-location's share of it is the share the workload declares (Triton sees requests per site, not
-where they came from). The engine plans the fleet again for that demand, with the fleet's own
-GPUs counted as free for it, and `placement.engine.fleet.scale` applies the hysteresis:
-scale-out follows the plan (it goes first where it is cheapest within the SLO), a site shrinks
-only once its replicas run below `scale_in_utilization`. A changed plan is recorded as a new
-decision of the workload, its phase kept, with only the GPUs it gains or frees moved by the
-guarded update; a gain that is not free any more leaves the fleet as it was. The serving
-actuator then resizes each member site's Deployment, adds new sites and removes dropped ones;
-a new site gets traffic once it is ready (the routing table drains sites not ready while the
-location has a ready one), which is the cold start.
+"""Autoscaling fleets: replicas per site follow the demand Triton measures. A pass (every
+`autoscale_seconds`, in a process that scrapes Triton) reads, for every fleet being served, the
+requests/s its model received on each member site over the last scrape interval
+(placement.actuators.triton.feed). Their sum is the fleet's demand now; each client location's
+share of it is the share the workload declares (Triton sees requests per site, not where they
+came from). Where every client location has a `requests_per_s_query` and the service queries
+Prometheus, each location's requests/s is its query's value instead (from a gateway or load
+balancer that sees where requests come from); a query that fails or gives no single value falls
+back to Triton's rates, and the event says which was used. The engine plans the fleet again for
+that demand, with the fleet's own GPUs counted as free for it, and
+`placement.engine.fleet.scale` applies the hysteresis: scale-out follows the plan (it goes first
+where it is cheapest within the SLO), a site shrinks only once its replicas run below
+`scale_in_utilization`. A changed plan is recorded as a new decision of the workload, its phase
+kept, with only the GPUs it gains or frees moved by the guarded update; a gain that is not free
+any more leaves the fleet as it was. The serving actuator then resizes each member site's
+Deployment, adds new sites and removes dropped ones; a new site gets traffic once it is ready
+(the routing table drains sites not ready while the location has a ready one), which is the cold
+start.
 
 Without a fresh reading on every member site (no scrape yet, a site down, a model without
 requests in the interval), a fleet is left as it is.
@@ -34,7 +37,7 @@ from placement.engine.fleet import FleetPlan, location_demand, scale
 from placement.errors import PlacementError
 from placement.model import Workload
 from placement.model.workload import SERVICE_KINDS, WorkloadSpec
-from placement.signals import Observed
+from placement.signals import Observed, PrometheusClient, SignalError
 from placement.store import fleets as store
 from placement.store import transitions
 from placement.store.capacity import CapacityConflict
@@ -78,6 +81,39 @@ def observed_rps(fleet: dict[str, Any], workload: str, rates: dict[tuple[str, st
     return float(sum(v for v in got if v is not None))
 
 
+def demand_by_location(spec: WorkloadSpec, measured: dict[str, float]) -> WorkloadSpec:
+    """`spec` with each client location's requests/s as measured (its own query's value)."""
+    lat = spec.latency
+    if lat is None:
+        raise ValueError("only a service has client locations")
+    clients = [c.model_copy(update={"requests_per_s": measured[c.location]})
+               for c in lat.clients]
+    return spec.model_copy(update={"requests_per_s": float(sum(measured.values())),
+                                   "latency": lat.model_copy(update={"clients": clients})})
+
+
+def per_location(client: PrometheusClient, spec: WorkloadSpec
+                 ) -> tuple[dict[str, float] | None, str]:
+    """Each client location's requests/s now from its `requests_per_s_query`, or None and
+    why: a location without a query, a query that fails or does not give one sample >= 0."""
+    lat = spec.latency
+    if lat is None:
+        return None, "not a service"
+    got: dict[str, float] = {}
+    for c in lat.clients:
+        if c.requests_per_s_query is None:
+            return None, f"location {c.location} has no requests_per_s_query"
+        try:
+            samples = client.query(c.requests_per_s_query)
+        except SignalError as exc:
+            return None, f"the query of {c.location} failed: {exc}"
+        if len(samples) != 1 or not samples[0].value >= 0:
+            return None, (f"the query of {c.location} gave {len(samples)} sample(s), not "
+                          "one value >= 0")
+        got[c.location] = samples[0].value
+    return got, "PromQL per location"
+
+
 def _row_of(ci: CompiledInventory, member: dict[str, Any]) -> int | None:
     """The candidate row of a decision's fleet member (None when the inventory lost it)."""
     group = ci.group_index(str(member["site"]), str(member["gpu_type"]))
@@ -115,13 +151,26 @@ def rescale(rt: Runtime, served: store.ServedFleet, rates: dict[tuple[str, str],
     wl = Workload.model_validate(served.document)
     if wl.spec.serving is None or wl.spec.latency is None:
         return False
-    with rt.db.read() as s:
-        ready = {x.site for x in site_statuses(s, workload_id=served.workload_id)
-                 if x.status == "ready"}
-    total = observed_rps(served.fleet, str(served.workload_id), rates, ready)
-    if total is None:
-        return False
-    now_wl = wl.model_copy(update={"spec": demand_at(wl.spec, total)})
+    measured, why = (per_location(rt.signals.client, wl.spec) if rt.signals is not None
+                     and any(c.requests_per_s_query for c in wl.spec.latency.clients)
+                     else (None, ""))
+    if measured is not None:  # where the requests come from, as the gateway counts them
+        total = float(sum(measured.values()))
+        now_spec = demand_by_location(wl.spec, measured)
+        source = ("measured per location (PromQL: "
+                  + ", ".join(f"{loc} {v:,.1f}" for loc, v in measured.items()) + ")")
+    else:  # what Triton served on the member sites, spread by the declared mix
+        if why:
+            log.info("fleet %s: %s; Triton's rates instead", served.workload_id, why)
+        with rt.db.read() as s:
+            ready = {x.site for x in site_statuses(s, workload_id=served.workload_id)
+                     if x.status == "ready"}
+        got = observed_rps(served.fleet, str(served.workload_id), rates, ready)
+        if got is None:
+            return False
+        total, now_spec = got, demand_at(wl.spec, got)
+        source = "measured on the fleet's sites" + (f" ({why})" if why else "")
+    now_wl = wl.model_copy(update={"spec": now_spec})
     with rt.db.write() as s:
         row = transitions.load(s, workload_id=served.workload_id, skip_locked=True)
         if row is None or row.phase not in SCALED_PHASES or row.decision_id != served.decision_id:
@@ -149,8 +198,8 @@ def rescale(rt: Runtime, served: store.ServedFleet, rates: dict[tuple[str, str],
             return False
         drow, ev, held = decision_rows(row.id, decision, out, utcnow())
         ev["type"] = "fleet_rescaled"
-        ev["message"] = (f"{total:,.1f} requests/s measured on the fleet's sites (planned "
-                         f"for {served.fleet['demand_rps']:g}): {decision['summary']}")
+        ev["message"] = (f"{total:,.1f} requests/s {source} (planned for "
+                         f"{served.fleet['demand_rps']:g}): {decision['summary']}")
         freed = transitions.add_decision(s, row=row, decision=drow, event=ev, held=held,
                                          phase=row.phase, replace_holds=True)
     rt.invalidate_capacity()
@@ -164,8 +213,8 @@ def rescale_fleets(rt: Runtime) -> int:
     fleet's failure is logged and never stops the others."""
     feed = rt.triton
     rates = feed.rates() if feed is not None else {}
-    if not rates:
-        return 0
+    if not rates and rt.signals is None:
+        return 0  # nothing measured: neither Triton nor Prometheus
     with rt.db.read() as s:
         fleets = store.served_fleets(s, kinds=tuple(SERVICE_KINDS), phases=SCALED_PHASES)
     changed = 0

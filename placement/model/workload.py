@@ -46,6 +46,12 @@ class ClientRef(Strict):
     requests_per_s: float | None = Field(
         default=None, ge=0, le=MAX_RATE, description="Mean requests/s from this location; "
         "overrides share x the service's requests_per_s (fleets size replicas by it).")
+    requests_per_s_query: Text | None = Field(
+        default=None, min_length=1, description="PromQL whose value is this location's "
+        "requests/s now (one sample, e.g. sum(rate(gateway_requests_total{location=\"tokyo\"}"
+        "[1m])) from the load balancer). A fleet's autoscaler reads it where every location has "
+        "one (placement.control.fleets); else it spreads what Triton measures over the "
+        "declared mix.")
 
 
 class LatencySpec(Strict):
