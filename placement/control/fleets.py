@@ -1,13 +1,14 @@
-"""Autoscaling fleets: replicas per site follow the demand Triton measures. A pass (every
-`autoscale_seconds`, in a process that scrapes Triton) reads, for every fleet being served, the
-requests/s its model received on each member site over the last scrape interval
-(placement.actuators.triton.feed). Their sum is the fleet's demand now; each client location's
-share of it is the share the workload declares (Triton sees requests per site, not where they
-came from). Where every client location has a `requests_per_s_query` and the service queries
-Prometheus, each location's requests/s is its query's value instead (from a gateway or load
-balancer that sees where requests come from); a query that fails or gives no single value falls
-back to Triton's rates, and the event says which was used. The engine plans the fleet again for
-that demand, with the fleet's own GPUs counted as free for it, and
+"""Autoscaling fleets: replicas per site follow the demand measured.
+
+A pass (every `autoscale_seconds`, in a process that scrapes Triton) reads, for every fleet
+being served, the requests/s its model received on each member site over the last scrape
+interval (placement.actuators.triton.feed). Their sum is the fleet's demand now; each client
+location's share of it is the share the workload declares (Triton sees requests per site, not
+where they came from). Where every client location has a `requests_per_s_query` and the service
+queries Prometheus, each location's requests/s is its query's value instead (from a gateway or
+load balancer that sees where requests come from); a query that fails or gives no single value
+falls back to Triton's rates, and the event says which was used. The engine plans the fleet
+again for that demand, with the fleet's own GPUs counted as free for it, and
 `placement.engine.fleet.scale` applies the hysteresis: scale-out follows the plan (it goes first
 where it is cheapest within the SLO), a site shrinks only once its replicas run below
 `scale_in_utilization`. A changed plan is recorded as a new decision of the workload, its phase
