@@ -32,9 +32,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from placement.actuators.base import Actuator, ActuatorOptions, Failed, Failure, Outcome
-from placement.actuators.kube import Clusters, KubeError, Manifest, apply, delete
+from placement.actuators.kube import (
+    Clusters,
+    KubeError,
+    Manifest,
+    apply,
+    delete,
+    list_deployments,
+)
 from placement.actuators.triton.control import TritonControl, TritonError
-from placement.actuators.triton.manifests import render, serving_name
+from placement.actuators.triton.manifests import deployment_names, render, serving_name
 from placement.actuators.triton.render import ServingSpecError
 from placement.control.lifecycle import event
 from placement.control.runtime import Runtime
@@ -42,7 +49,7 @@ from placement.model import Site, Workload
 from placement.model.workload import SERVICE_KINDS, ServingSpec
 from placement.store import servings as store
 from placement.store.db import utcnow
-from placement.store.servings import ServingRecord
+from placement.store.servings import Pool, ServingRecord, pools_of
 from placement.store.work import release, workload_of
 
 log = logging.getLogger("placement.actuators.triton")
@@ -104,7 +111,8 @@ class ServingActuator(Actuator[ServingOptions]):
                         store.add_serving(s, workload_id=new.workload_id, site=seat.site,
                                           namespace=self._namespace(seat.site), name=name,
                                           model=spec.model, now=self.clock(),
-                                          replicas=seat.replicas, fleet=new.fleet)
+                                          replicas=seat.replicas, fleet=new.fleet,
+                                          pools=seat.stored_pools())
                     event(s, new.workload_id, "serving", _adopted(spec.model, new.seats))
             except IntegrityError:
                 continue  # another replica adopted it first
@@ -117,25 +125,28 @@ class ServingActuator(Actuator[ServingOptions]):
             spec = _serving_spec(fleet.workload_id, fleet.document)
             if spec is None:
                 continue
-            wanted = {seat.site: seat.replicas for seat in fleet.seats}
+            wanted = {seat.site: seat for seat in fleet.seats}
             by_site = {r.site: r for r in fleet.rows}
             changes = []
-            for site, replicas in wanted.items():
-                row = by_site.get(site)
+            for site, seat in wanted.items():
+                row, replicas = by_site.get(site), seat.replicas
                 if row is None:
                     name = serving_name(Workload.model_validate(fleet.document),
                                         fleet.workload_id)
                     store.add_serving(s, workload_id=fleet.workload_id, site=site,
                                       namespace=self._namespace(site), name=name,
-                                      model=spec.model, now=now, replicas=replicas, fleet=True)
+                                      model=spec.model, now=now, replicas=replicas, fleet=True,
+                                      pools=seat.stored_pools())
                     changes.append(f"{site} added with {replicas} replica(s)")
-                elif row.status in store.ENDED or row.replicas != replicas:
+                elif (row.status in store.ENDED or row.replicas != replicas
+                      or pools_of(row.pools) != seat.pools):
                     changes.append(f"{site} {row.replicas} -> {replicas} replica(s)"
                                    if row.status not in store.ENDED
                                    else f"{site} back with {replicas} replica(s)")
                     if row.status in store.ENDED:  # its pods are gone: it starts cold, and
                         row.version, row.endpoint = None, None  # is no "rolling" target
                     row.replicas, row.status, row.attempts = replicas, "pending", 0
+                    row.pools = seat.stored_pools()
                     row.next_attempt_at, row.message = now, f"resizing to {replicas} replica(s)"
                     # a pass serving it now applied the old size: its result is not recorded
                     row.claim_token, row.claimed_until = None, None
@@ -186,7 +197,8 @@ class ServingActuator(Actuator[ServingOptions]):
                 # a burst's pods run on the node pool provisioned for it; a fleet's members
                 # (their replicas on the row) on node pools their sites have
                 self._serve(row, token, _seated(wl, row.replicas), site,
-                            wrow.action == "burst" and row.replicas is None)
+                            wrow.action == "burst" and row.replicas is None,
+                            pools_of(row.pools))
         except Exception:
             self.rt.metrics.serving_actions.labels(row.site, action, "error").inc()
             raise
@@ -203,10 +215,11 @@ class ServingActuator(Actuator[ServingOptions]):
         return super().classify(exc)
 
     def _serve(self, row: ServingRecord, token: str, wl: Workload, site: Site,
-               burst: bool) -> None:
+               burst: bool, pools: tuple[Pool, ...] = ()) -> None:
         client = self.clusters.client(site.spec.kube_context)
         changes = [f"{m['kind']} {apply(client, m)}"
-                   for m in render(wl, row.workload_id, site, burst)]
+                   for m in render(wl, row.workload_id, site, burst, pools)]
+        changes += self._prune(client, row, deployment_names(row.name, pools))
         conf = site.spec.serving
         endpoint = conf.endpoint.format(name=row.name, namespace=conf.namespace)
         triton = self.control(endpoint)
@@ -219,7 +232,7 @@ class ServingActuator(Actuator[ServingOptions]):
                     steps = triton.verify(wl, self.options.model_timeout_s)
                 except Exception as exc:
                     try:
-                        self._roll_back(row, wl, site, burst, exc)
+                        self._roll_back(row, wl, site, burst, exc, pools)
                     except Exception:  # the retry tries again; the first error is the story
                         log.warning("rolling %s back on %s failed", row.name, row.site,
                                     exc_info=True)
@@ -246,8 +259,21 @@ class ServingActuator(Actuator[ServingOptions]):
                 w.phase = "running"
                 event(s, w.id, "running", "serving ready")
 
+    def _prune(self, client: Any, row: ServingRecord, keep: list[str]) -> list[str]:
+        """Delete the workload's Deployments at the site that serving no longer applies (a
+        pool the fleet dropped there, or the one Deployment split into pools and back)."""
+        namespace = row.namespace or self._namespace(row.site)
+        gone = []
+        for d in list_deployments(client, namespace, f"app.kubernetes.io/instance={row.name}"):
+            name = str(d["metadata"]["name"])
+            if name not in keep:
+                target = {"apiVersion": "apps/v1", "kind": "Deployment",
+                          "metadata": {"name": name, "namespace": namespace}}
+                gone.append(f"Deployment {name} {delete(client, target)}")
+        return gone
+
     def _roll_back(self, row: ServingRecord, wl: Workload, site: Site, burst: bool,
-                   exc: Exception) -> None:
+                   exc: Exception, pools: tuple[Pool, ...] = ()) -> None:
         """A replicated site whose pods did not come up on the new version: its Deployment
         (and model configuration) re-applied at the version it served, so Kubernetes rolls
         the pods the new template took down back to it. The row still retries the new
@@ -261,7 +287,7 @@ class ServingActuator(Actuator[ServingOptions]):
             "serving": wl.spec.serving.model_copy(update={"version": old})})})
         client = self.clusters.client(site.spec.kube_context)
         changes = [f"{m['kind']} {apply(client, m)}"
-                   for m in render(back, row.workload_id, site, burst)]
+                   for m in render(back, row.workload_id, site, burst, pools)]
         with self.rt.db.write() as s:
             event(s, row.workload_id, "serving_rolled_back",
                   f"{row.site}: v{new} did not come up ({exc}); its Deployment is back on "
@@ -274,6 +300,7 @@ class ServingActuator(Actuator[ServingOptions]):
         client = self.clusters.client(site.spec.kube_context)
         namespace = row.namespace or site.spec.serving.namespace
         gone = [f"{m['kind']} {delete(client, m)}" for m in applied(row.name, namespace)]
+        gone += self._prune(client, row, [])  # a fleet site's pool Deployments
         with self.rt.db.write() as s:
             srow = store.claimed(s, serving=row.id, token=token)
             if srow is None:
