@@ -235,8 +235,8 @@ def test_a_two_site_fleet_gets_a_deployment_per_site_with_its_replicas(env: Env)
 
 def test_a_replicated_site_whose_new_version_fails_is_rolled_back(env: Env) -> None:
     """Two replicas at edge-a roll with their Deployment. Its pods do not come up on v3 (the
-    model fails to load): the Deployment goes back to v1's template, the roll stops there
-    and edge-b, not reached, keeps v1."""
+    model fails to load) in two attempts: the Deployment goes back to v1's template, the
+    roll stops there and edge-b, not reached, keeps v1."""
     from placement.actuators.triton.manifests import VERSION_ANNOTATION
 
     wid = env.submit("fleet-back", fleet({"edge-a": 2, "edge-b": 1}))
@@ -261,7 +261,12 @@ def test_a_replicated_site_whose_new_version_fails_is_rolled_back(env: Env) -> N
     env.roll_to(wid, 3)
     assert quick.reconcile() == 1  # edge-a first: its pods never serve v3
     assert env.state(wid) == {"edge-a": ("retrying", 1), "edge-b": ("ready", 1)}
-    assert template_version() == "1"  # rolled back
+    assert template_version() == "3"  # one failed attempt: a slow rollout may yet come up
+    assert not [m for t, m in env.events(wid) if t == "serving_rolled_back"]
+    env.clock.advance(301)
+    assert quick.reconcile() == 1  # the second attempt fails too: rolled back
+    assert env.state(wid) == {"edge-a": ("retrying", 1), "edge-b": ("ready", 1)}
+    assert template_version() == "1"
     (back,) = [m for t, m in env.events(wid) if t == "serving_rolled_back"]
     assert back.startswith("edge-a: v3 did not come up (") and back.endswith(
         "its Deployment is back on v1 (2 replicas)")

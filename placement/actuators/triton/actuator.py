@@ -53,6 +53,8 @@ from placement.store.servings import Pool, ServingRecord, pools_of
 from placement.store.work import release, workload_of
 
 log = logging.getLogger("placement.actuators.triton")
+# a replicated site's new version that has not come up in this many attempts is rolled back
+ROLL_BACK_AFTER = 2
 SERVED_PHASES = ("placed", "running")
 ENDED_PHASES = ("succeeded", "failed", "cancelled", "released")
 DUE = ("pending", "retrying", "failed", "removing")
@@ -232,7 +234,8 @@ class ServingActuator(Actuator[ServingOptions]):
                     steps = triton.verify(wl, self.options.model_timeout_s)
                 except Exception as exc:
                     try:
-                        self._roll_back(row, wl, site, burst, exc, pools)
+                        if row.attempts >= ROLL_BACK_AFTER - 1:  # this is that attempt
+                            self._roll_back(row, token, wl, site, burst, exc, pools)
                     except Exception:  # the retry tries again; the first error is the story
                         log.warning("rolling %s back on %s failed", row.name, row.site,
                                     exc_info=True)
@@ -272,17 +275,22 @@ class ServingActuator(Actuator[ServingOptions]):
                 gone.append(f"Deployment {name} {delete(client, target)}")
         return gone
 
-    def _roll_back(self, row: ServingRecord, wl: Workload, site: Site, burst: bool,
-                   exc: Exception, pools: tuple[Pool, ...] = ()) -> None:
-        """A replicated site whose pods did not come up on the new version: its Deployment
-        (and model configuration) re-applied at the version it served, so Kubernetes rolls
-        the pods the new template took down back to it. The row still retries the new
-        version with backoff (each retry takes one replica down for the model timeout, as a
-        healthy roll does), until it loads or the spec's version changes."""
+    def _roll_back(self, row: ServingRecord, token: str, wl: Workload, site: Site,
+                   burst: bool, exc: Exception, pools: tuple[Pool, ...] = ()) -> None:
+        """A replicated site whose pods did not come up on the new version in ROLL_BACK_AFTER
+        attempts (a slow rollout gets the time of all of them: the first failure leaves it
+        going): its Deployment (and model configuration) re-applied at the version it
+        served, so Kubernetes rolls the pods the new template took down back to it. The row
+        still retries the new version with backoff (each retry takes one replica down for the
+        model timeout, as a healthy roll does), until it loads or the spec's version
+        changes."""
         assert wl.spec.serving is not None
         old, new = row.version, wl.spec.serving.version
         if old is None or old == new:
             return  # nothing served before on this site: nothing to go back to
+        with self.rt.db.write() as s:
+            if store.claimed(s, serving=row.id, token=token) is None:
+                return  # our claim lapsed: whoever holds it now applies what it wants
         back = wl.model_copy(update={"spec": wl.spec.model_copy(update={
             "serving": wl.spec.serving.model_copy(update={"version": old})})})
         client = self.clusters.client(site.spec.kube_context)
