@@ -44,6 +44,7 @@ from placement.store import transitions
 from placement.store.capacity import CapacityConflict
 from placement.store.db import utcnow
 from placement.store.servings import site_statuses
+from placement.store.spend import committed_ahead
 
 log = logging.getLogger("placement.control.fleets")
 SCALED_PHASES = ("placed", "running")
@@ -186,6 +187,11 @@ def rescale(rt: Runtime, served: store.ServedFleet, rates: dict[tuple[str, str],
         view = engine.with_capacity(cap)
         if engine.observed is not None:  # a free-GPU signal counts the fleet's own pods busy
             view = view.with_observed(_own_gpus_free(engine, holds))
+        team = wl.spec.team
+        if team in engine.team_spend:  # its own cloud $/h committed ahead: free for it too
+            ahead = committed_ahead(served.fleet, now=utcnow())
+            view = view.with_team_spend({**engine.team_spend,
+                                         team: max(0.0, engine.team_spend[team] - ahead)})
         out = view.decide(now_wl)
         if not isinstance(out.fleet, FleetPlan) or out.rule.fleet is None:
             return False  # no fleet serves this demand now: keep what runs

@@ -51,6 +51,14 @@ def _cloud_usd_h(fleet: dict[str, Any] | None) -> float:
                if m.get("capacity") != "onprem")
 
 
+def committed_ahead(fleet: dict[str, Any], *, now: datetime) -> float:
+    """What a live fleet's decision commits from `now` to the month's end (its cloud $/h):
+    the part of its team's spend that re-planning it gives back to it."""
+    month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    month_end = (month + timedelta(days=32)).replace(day=1)
+    return _cloud_usd_h(fleet) * max(0.0, (month_end - now).total_seconds() / 3600)
+
+
 def fleet_spend(s: Session, *, month: datetime, now: datetime) -> dict[str, float]:
     """Cloud USD per team this month of fleets' cloud members, which run on node pools their
     sites have (no burst row tracks them). Each of a fleet's decisions (the first and every
@@ -59,24 +67,26 @@ def fleet_spend(s: Session, *, month: datetime, now: datetime) -> dict[str, floa
     month's end (as a live burst commits to its expiry), so fleets decided together cannot all
     fit under one budget. Only the part inside this month counts."""
     month_end = (month + timedelta(days=32)).replace(day=1)
+    services = (select(WorkloadRow.id)  # any action now: a fleet may have been requeued
+                .where(WorkloadRow.kind.in_(SERVICE_KINDS),
+                       or_(WorkloadRow.phase.in_(LIVE_PHASES), WorkloadRow.updated_at >= month))
+                .subquery())
     fleets = {wid: (team, phase, as_utc(updated)) for wid, team, phase, updated in s.execute(
         select(WorkloadRow.id, WorkloadRow.team, WorkloadRow.phase, WorkloadRow.updated_at)
-        .where(WorkloadRow.kind.in_(SERVICE_KINDS),  # any action now: it may have been requeued
-               or_(WorkloadRow.phase.in_(LIVE_PHASES), WorkloadRow.updated_at >= month)))}
+        .join(services, services.c.id == WorkloadRow.id))}
     if not fleets:
         return {}
-    ids = list(fleets)
     decisions: dict[uuid.UUID, list[tuple[datetime, float]]] = {}
     for wid, fleet, at in s.execute(
             select(DecisionRow.workload_id, DecisionRow.explanation["fleet"],
                    DecisionRow.created_at)
-            .where(DecisionRow.workload_id.in_(ids))
+            .join(services, services.c.id == DecisionRow.workload_id)
             .order_by(DecisionRow.workload_id, DecisionRow.created_at, DecisionRow.id)):
         decisions.setdefault(wid, []).append((as_utc(at) or now, _cloud_usd_h(fleet)))
     ends: dict[uuid.UUID, list[datetime]] = {}
     for wid, at in s.execute(select(EventRow.workload_id, EventRow.at)
-                             .where(EventRow.workload_id.in_(ids),
-                                    EventRow.type.in_(FLEET_ENDS))
+                             .join(services, services.c.id == EventRow.workload_id)
+                             .where(EventRow.type.in_(FLEET_ENDS))
                              .order_by(EventRow.at)):
         ends.setdefault(wid, []).append(as_utc(at) or now)
     out: dict[str, float] = {}
