@@ -283,7 +283,8 @@ def test_two_workloads_serving_one_model_at_a_site_each_read_their_own_demand(
         db_url: str) -> None:
     """Each workload's Triton servers are its own (their own metrics URL): the feed's
     requests/s are per (site, workload), so two services of one model at one site do not
-    take each other's demand. Two real HTTP metrics endpoints, counters from Triton's names."""
+    take each other's demand; the model's service time there is the slower reading. Two
+    real HTTP metrics endpoints, counters from Triton's names."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -291,23 +292,24 @@ def test_two_workloads_serving_one_model_at_a_site_each_read_their_own_demand(
     from placement.store.tables import ServingRow
 
     counts = {"a": 0, "b": 0}
+    us = {"a": 900, "b": 5000}  # each request's time on a's and on b's servers
 
     def server(key: str) -> ThreadingHTTPServer:
         class Metrics(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                n = counts[key]
+                n, t = counts[key], us[key]
                 body = "\n".join([
                     "# TYPE nv_inference_request_success counter",
                     f'nv_inference_request_success{{model="{MODEL}",version="1"}} {n}',
                     "# TYPE nv_inference_request_failure counter",
                     f'nv_inference_request_failure{{model="{MODEL}",version="1"}} 0',
                     "# TYPE nv_inference_request_duration_us counter",
-                    f'nv_inference_request_duration_us{{model="{MODEL}",version="1"}} {n * 900}',
+                    f'nv_inference_request_duration_us{{model="{MODEL}",version="1"}} {n * t}',
                     "# TYPE nv_inference_queue_duration_us counter",
                     f'nv_inference_queue_duration_us{{model="{MODEL}",version="1"}} {n * 100}',
                     "# TYPE nv_inference_compute_infer_duration_us counter",
                     f'nv_inference_compute_infer_duration_us{{model="{MODEL}",version="1"}} '
-                    f"{n * 700}", ""]).encode()
+                    f"{n * (t - 200)}", ""]).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
                 self.end_headers()
@@ -342,6 +344,8 @@ def test_two_workloads_serving_one_model_at_a_site_each_read_their_own_demand(
             feed.poll()
             assert feed.rates() == {("edge", ids["a"]): pytest.approx(30.0),
                                     ("edge", ids["b"]): pytest.approx(3.0)}
+            # the service time of the model at the site: the slower servers' reading stands
+            assert feed.seen[("edge", MODEL)].value.p99_ms >= 5.0
     finally:
         for srv in servers.values():
             srv.shutdown()

@@ -276,14 +276,18 @@ class Spend:
     cloud_lookups_usd_h: float
     cloud_egress_usd: float
 
-    def plus(self, *, group: int, gpus: int, usd_h: float, cloud: bool, new_site: bool = False
-             ) -> Spend:
-        """With `gpus` more GPUs in `group` costing `usd_h` more."""
+    def plus(self, *, group: int, gpus: int, usd_h: float, cloud: bool, new_site: bool = False,
+             egress_usd: float = 0.0) -> Spend:
+        """With `gpus` more GPUs in `group` costing `usd_h` more (at a new site: its bulk
+        data move, `egress_usd`, too)."""
         held = dict(self.gpus)
         held[group] = held.get(group, 0) + gpus
+        move = egress_usd if new_site else 0.0
         return replace(self, sites=self.sites + int(new_site), gpus=tuple(sorted(held.items())),
                        gpu_usd_h=self.gpu_usd_h + usd_h,
-                       cloud_gpu_usd_h=self.cloud_gpu_usd_h + (usd_h if cloud else 0.0))
+                       cloud_gpu_usd_h=self.cloud_gpu_usd_h + (usd_h if cloud else 0.0),
+                       egress_usd=self.egress_usd + move,
+                       cloud_egress_usd=self.cloud_egress_usd + (move if cloud else 0.0))
 
 
 def _spend(t: _Table, x: Floats, routes: Floats) -> Spend:
@@ -380,12 +384,19 @@ def _table(engine: Engine, wl: Workload, base: Outcome, settings: FleetSettings,
     return t, views, best_effort
 
 
+# The built-in filters under which a probe with more replicas can only fail more candidates,
+# except the burst gate (it opens where on-prem cannot take the whole demand)
+_MONOTONE = frozenset({"constraints", "boundary", "capacity", "wait", "deadline", "budget",
+                       "latency", "burst"})
+
+
 def _gated(out: Outcome) -> bool:
-    """Whether the burst gate held back any candidate of `out`: the one rule under which a
-    probe with more replicas qualifies candidates one replica did not (the gate opens when
-    on-prem cannot take the whole demand)."""
+    """Whether a probe with more replicas may qualify candidates the one-replica probe `out`
+    did not: its burst gate held one back, or a filter not known to only tighten runs."""
     names = out.filter_names
-    return "burst" not in names or bool(out.fails[names.index("burst")].any())
+    if not set(names) <= _MONOTONE or "burst" not in names:
+        return True
+    return bool(out.fails[names.index("burst")].any())
 
 
 def _best_effort(out: Outcome, allow: Callable[[Outcome], Bools] | None) -> Bools:
@@ -829,7 +840,8 @@ def _why_not_more(plan: FleetPlan, base: Outcome, pos: int, li: int,
         more = plan.spend.plus(
             group=int(base.ctx.group[pos]), gpus=base.ctx.workload.spec.gpu.count,
             usd_h=float(probe.gpu_usd[pos]) / probe.hours, cloud=kind != ONPREM,
-            new_site=int(base.ctx.site[pos]) not in {m.site for m in plan.members})
+            new_site=int(base.ctx.site[pos]) not in {m.site for m in plan.members},
+            egress_usd=float(base.ctx.data.egress_usd[int(base.ctx.site[pos])]))
         limit = plan.limits.broken(more)
         if limit is not None:
             return (f"is {'not used' if k is None else 'held to its replicas'}: one more "

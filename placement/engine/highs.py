@@ -55,8 +55,12 @@ def _quiet_new() -> Any:
     import highspy
 
     with _construct:
-        sys.stdout.flush()
-        saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+        try:
+            if sys.stdout is not None:
+                sys.stdout.flush()
+            saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+        except (OSError, ValueError):  # no stdout to protect (closed): build it as it is
+            return highspy.Highs()  # type: ignore[no-untyped-call]
         try:
             os.dup2(null, 1)
             h = highspy.Highs()  # type: ignore[no-untyped-call]
@@ -121,9 +125,9 @@ def solve(cost: Floats, a: Floats, row_lower: Floats, row_upper: Floats, lower: 
     elif status in (codes.kTimeLimit, codes.kIterationLimit, codes.kSolutionLimit,
                     codes.kObjectiveBound, codes.kObjectiveTarget):
         code = LIMIT
-    elif status == codes.kInfeasible:
-        code = INFEASIBLE
-    elif status in (codes.kUnbounded, codes.kUnboundedOrInfeasible):
+    elif status in (codes.kInfeasible, codes.kUnboundedOrInfeasible):
+        code = INFEASIBLE  # the callers' costs are >= 0 over x >= 0: never unbounded
+    elif status == codes.kUnbounded:
         code = UNBOUNDED
     else:
         code = OTHER
