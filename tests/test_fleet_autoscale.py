@@ -425,3 +425,64 @@ def test_a_fleet_follows_where_its_requests_come_from_by_promql(db_url: str,
             assert rescale_fleets(api.runtime) == 0
     finally:
         gateway.shutdown()
+
+
+def test_rescaling_a_fleet_does_not_count_its_own_commitment_against_its_team(
+        db_url: str, tmp_path: Any) -> None:
+    """The team's burst budget fits the grown fleet (5% spare) but not the grown fleet plus
+    what the fleet already committed to the month's end: re-planning gives the fleet its own
+    commitment back, so it grows (it would be left as it is if it counted twice)."""
+    import shutil
+
+    from sqlalchemy import delete, update
+
+    from placement.store.db import utcnow
+    from placement.store.servings import add_serving
+    from placement.store.tables import DecisionRow
+
+    doc = next(w for w in load_bundle(EXAMPLES).workloads if w.name == "global-assistant")
+    payload = doc.model_dump(mode="json")
+
+    def grow(config: Any) -> tuple[int, float]:
+        with api_on(db_url, config) as api:
+            rates = Rates()
+            api.runtime.triton = rates
+            res = api.client.post("/v1/workloads", json=payload, headers=api.h("admin"))
+            assert res.status_code == 201, res.text
+            wid = res.json()["id"]
+            with api.runtime.db.write() as s:
+                for w in s.scalars(select(WorkloadRow)):
+                    w.phase = "running"
+            sites = sorted({site for site, _, _ in _members(api, wid)})
+            rates.now = {(site, wid): 3 * 28.0 / len(sites) for site in sites}
+            with api.runtime.db.write() as s:  # every member site serving: read them all
+                for site in sites:
+                    add_serving(s, workload_id=uuid.UUID(wid), site=site, namespace="ns",
+                                name="n", model=MODEL, now=utcnow(), fleet=True)
+                for row in s.scalars(select(ServingRow)):
+                    row.status = "ready"
+            api.runtime._spend = None  # team spend is read at most every 5 s: read it now
+            changed = rescale_fleets(api.runtime)
+            fleet = api.client.get(f"/v1/workloads/{wid}", headers=api.h("admin")).json()[
+                "decision"]["decision"]["fleet"]
+            cloud = sum(m["usd_per_hour"] for m in fleet["members"] if m["capacity"] != "onprem")
+            # a fresh database for the next run
+            with api.runtime.db.write() as s:
+                for table in (EventRow, ServingRow, ReservationRow):
+                    s.execute(delete(table))
+                s.execute(update(WorkloadRow).values(decision_id=None))
+                s.execute(delete(DecisionRow))
+                s.execute(delete(WorkloadRow))
+                s.execute(update(CapacityRow).values(reserved=0))
+            return changed, cloud
+
+    changed, grown = grow(EXAMPLES)  # no team budget: how much cloud the grown fleet takes
+    assert changed == 1 and grown > 0
+    config = tmp_path / "policies"
+    shutil.copytree(EXAMPLES, config)
+    policy = (config / "policy.yaml").read_text()
+    budget = grown * 720 * 1.05  # the service horizon: 720 h
+    (config / "policy.yaml").write_text(policy.replace(
+        "spec:\n", f"spec:\n  team_budgets:\n    customer-care: {budget:.2f}\n", 1))
+    changed, again = grow(config)
+    assert changed == 1 and again >= 0.9 * grown  # grown (cloud members within the budget)
