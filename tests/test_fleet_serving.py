@@ -313,6 +313,10 @@ def test_a_site_with_spot_and_two_gpu_types_gets_a_deployment_for_each(env: Env)
                                   f"app.kubernetes.io/instance={name}"):
             pod = d["spec"]["template"]["spec"]
             spot = any(t.get("key") == "placement.io/spot" for t in pod.get("tolerations", []))
+            off = (pod.get("affinity") or {}).get("nodeAffinity", {}).get(
+                "requiredDuringSchedulingIgnoredDuringExecution", {}).get("nodeSelectorTerms")
+            assert spot or off == [{"matchExpressions": [
+                {"key": "node.io/spot", "operator": "NotIn", "values": ["true"]}]}]
             got[d["metadata"]["name"]] = (d["spec"]["replicas"], pod.get("nodeSelector", {}),
                                           spot)
         return got

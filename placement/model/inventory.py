@@ -137,7 +137,7 @@ class SiteServing(Strict):
     spot_node_labels: dict[Text, Text] = Field(
         default_factory=dict, description="Node labels of the spot nodes, e.g. "
         "{cloud.google.com/gke-spot: 'true'}: a fleet's spot replicas run there (tolerating "
-        "the placement.io/spot taint).")
+        "the placement.io/spot taint), its other replicas never do.")
     cpu: Text = "4"
     memory: Text = "16Gi"
     scratch: Text = Field(default="50Gi", description="Size of /tmp, where Triton keeps models "

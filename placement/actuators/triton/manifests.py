@@ -164,6 +164,11 @@ def _pod(wl: Workload, repository: str, labels: dict[str, str],
         if pool.capacity == "spot":
             selector.update(conf.spot_node_labels)
             pod["tolerations"].append(spot)
+        elif conf.spot_node_labels:  # on-demand and on-prem replicas stay off spot nodes
+            pod["affinity"] = {"nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": k, "operator": "NotIn", "values": [v]}
+                                          for k, v in sorted(conf.spot_node_labels.items())]}]}}}
     if selector:
         pod["nodeSelector"] = selector
     annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT),
