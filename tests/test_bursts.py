@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from infra.automation import Plan
 from placement.actuators.bursts.actuator import BurstActuator, BurstOptions
 from placement.policy.loader import load_bundle
+from placement.store.spend import team_spend
 from placement.store.tables import BurstRow, EventRow, utcnow
 
 from .conftest import EXAMPLES, Api, api_on
@@ -266,6 +267,25 @@ def test_the_team_budget_keeps_the_engine_from_choosing_a_burst(tmp_path: Path) 
                     if c["site"] == "aws-us-east-1" and c["capacity"] == "on_demand"]
         assert ("team research has $328 spent or committed of its $500 burst budget"
                 in cloud["reason"])  # 10 h x $32.77, though only $65.50 is spent yet
+
+
+def test_a_burst_decided_but_not_yet_requested_counts_against_its_team(tmp_path: Path) -> None:
+    """Two bursts decided one after the other before the burst actuator's next pass: the
+    first, with no burst row yet, already commits its estimated $328 of the team's $500, so
+    the second ($328 more) is not chosen (both would have been, the first uncounted)."""
+    with api_on(f"sqlite:///{tmp_path / 'p.db'}", config_dir(tmp_path, {"research": 500})) as api:
+        first = api.client.post("/v1/workloads", json=training("first"), headers=api.h("admin"))
+        assert first.status_code == 201 and first.json()["action"] == "burst", first.text
+        with api.runtime.db.read() as s:
+            assert s.scalar(select(func.count()).select_from(BurstRow)) == 0  # not adopted
+        second = api.client.post("/v1/workloads", json=training("second"),
+                                 headers=api.h("admin"))
+        assert second.status_code == 201, second.text
+        assert second.json()["action"] != "burst"
+        with api.runtime.db.read() as s:
+            spent = team_spend(s, now=utcnow())["research"]
+        assert spent == pytest.approx(
+            first.json()["decision"]["decision"]["estimates"]["total_usd"], abs=0.01)
 
 
 def test_a_burst_whose_workload_was_decided_elsewhere_is_destroyed(env: Env) -> None:

@@ -210,6 +210,7 @@ def rescale(rt: Runtime, served: store.ServedFleet, rates: dict[tuple[str, str],
         freed = transitions.add_decision(s, row=row, decision=drow, event=ev, held=held,
                                          phase=row.phase, replace_holds=True)
     rt.invalidate_capacity()
+    rt.spend_changed()  # its cloud $/h changed
     if freed:
         request_requeue(rt)
     return True

@@ -99,6 +99,11 @@ class Runtime:
         guarded update lost). Other processes see such changes within `capacity_ttl`."""
         self._cap = None
 
+    def spend_changed(self) -> None:
+        """Forget the cached team spend (this process recorded a cloud decision): the next
+        decision reads it again. Other processes see it within the cache's 5 s."""
+        self._spend = None
+
     def note_reserved(self, state: CapacityState, increments: dict[int, int]) -> None:
         """Add GPUs this process just reserved (committed) to the cached state they came from."""
         cached = self._cap

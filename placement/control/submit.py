@@ -356,6 +356,8 @@ def place_batch(rt: Runtime, batch: list[Pending]) -> None:
             _alone(rt, todo, exc)
             return
         rt.note_reserved(origin, taken)
+        if any(decision["action"] == "burst" for _, _, _, decision in prep.stored):
+            rt.spend_changed()
         for p, row, drow, decision in prep.stored:
             count_decision(rt, decision, engine)
             p.future.set_result((row, drow, True))

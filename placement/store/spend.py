@@ -20,8 +20,9 @@ from placement.store.workloads import LIVE_PHASES, DecisionView, WorkloadView
 def team_spend(s: Session, *, now: datetime) -> dict[str, float]:
     """Burst USD per team this calendar month (UTC): what ended bursts spent, and for live
     ones what they may still spend until they expire (so bursts decided together cannot all
-    fit under one budget); fleets' cloud members (fleet_spend). A burst that began last month
-    counts from the month's start."""
+    fit under one budget); a burst decided but not yet requested, its estimated total;
+    fleets' cloud members (fleet_spend). A burst that began last month counts from the
+    month's start."""
     month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     out: dict[str, float] = {}
     rows = s.execute(select(BurstRow.team, BurstRow.status, BurstRow.usd_per_hour,
@@ -35,6 +36,20 @@ def team_spend(s: Session, *, now: datetime) -> dict[str, float]:
         if status == "failed" and ready is None:
             hours = 0.0  # never ran
         out[team] = out.get(team, 0.0) + rate * hours
+    # A burst decided but not yet requested (the burst actuator adopts it on its next pass)
+    # commits what the budget filter charged it: its decision's estimated total.
+    live_bursts = select(BurstRow.workload_id).where(BurstRow.status.not_in(("failed",
+                                                                             "destroyed")))
+    for team, explanation in s.execute(
+            select(WorkloadRow.team, DecisionRow.explanation)
+            .join(DecisionRow, DecisionRow.id == WorkloadRow.decision_id)
+            .where(WorkloadRow.action == "burst", WorkloadRow.phase.in_(LIVE_PHASES),
+                   WorkloadRow.id.not_in(live_bursts))):
+        decision = explanation or {}
+        if decision.get("fleet"):
+            continue  # a fleet has no burst row: fleet_spend counts it
+        out[team] = out.get(team, 0.0) + float((decision.get("estimates") or {}).get(
+            "total_usd") or 0.0)
     for team, usd in fleet_spend(s, month=month, now=now).items():
         out[team] = out.get(team, 0.0) + usd
     return out
