@@ -288,6 +288,19 @@ def test_a_burst_decided_but_not_yet_requested_counts_against_its_team(tmp_path:
             first.json()["decision"]["decision"]["estimates"]["total_usd"], abs=0.01)
 
 
+def test_bursts_decided_in_one_batch_each_see_the_ones_before(tmp_path: Path) -> None:
+    """Concurrent submissions are decided in one batch on one snapshot: the second burst
+    sees the first's $328 committed and is not chosen over the team's $500."""
+    from placement.control.submit import Pending, place_batch
+    from placement.model import Workload
+
+    with api_on(f"sqlite:///{tmp_path / 'p.db'}", config_dir(tmp_path, {"research": 500})) as api:
+        batch = [Pending(Workload.model_validate(training(n)), None) for n in ("one", "two")]
+        place_batch(api.runtime, batch)
+        actions = [(p.future.result()[1] or {}).get("action") for p in batch]
+        assert actions[0] == "burst" and actions[1] != "burst", actions
+
+
 def test_a_burst_whose_workload_was_decided_elsewhere_is_destroyed(env: Env) -> None:
     from placement.store.tables import WorkloadRow
 

@@ -48,6 +48,7 @@ from placement.errors import (
 from placement.model import Workload
 from placement.store.capacity import CapacityConflict
 from placement.store.db import utcnow
+from placement.store.spend import committed
 from placement.store.submissions import by_keys, insert_new, stored_ids
 from placement.store.transitions import gpus_wanted
 
@@ -182,6 +183,10 @@ def _decide_all(rt: Runtime, todo: list[Pending], fresh: bool
         for group, n in _groups_taken(engine, decision, out):
             cap.reserved[group] += n
             taken[group] += n
+        if decision["action"] == "burst" and rt.policy.spec.team_budgets:  # later ones see it
+            team = p.workload.spec.team
+            engine = engine.with_team_spend({**engine.team_spend, team: engine.team_spend.get(
+                team, 0.0) + committed(decision, now=utcnow())})
         decided.append((p, decision, out))
     return decided, engine, origin, taken
 

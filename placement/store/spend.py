@@ -48,8 +48,7 @@ def team_spend(s: Session, *, now: datetime) -> dict[str, float]:
         decision = explanation or {}
         if decision.get("fleet"):
             continue  # a fleet has no burst row: fleet_spend counts it
-        out[team] = out.get(team, 0.0) + float((decision.get("estimates") or {}).get(
-            "total_usd") or 0.0)
+        out[team] = out.get(team, 0.0) + committed(decision, now=now)
     for team, usd in fleet_spend(s, month=month, now=now).items():
         out[team] = out.get(team, 0.0) + usd
     return out
@@ -64,6 +63,15 @@ def _cloud_usd_h(fleet: dict[str, Any] | None) -> float:
         return 0.0
     return sum(float(m["usd_per_hour"]) for m in fleet.get("members", [])
                if m.get("capacity") != "onprem")
+
+
+def committed(decision: dict[str, Any], *, now: datetime) -> float:
+    """What a new burst decision commits of its team's burst budget this month: a fleet's
+    cloud $/h to the month's end, else the estimated total the budget filter charged it."""
+    fleet = decision.get("fleet")
+    if fleet:
+        return committed_ahead(fleet, now=now)
+    return float((decision.get("estimates") or {}).get("total_usd") or 0.0)
 
 
 def committed_ahead(fleet: dict[str, Any], *, now: datetime) -> float:
