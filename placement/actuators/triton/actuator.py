@@ -221,7 +221,8 @@ class ServingActuator(Actuator[ServingOptions]):
         client = self.clusters.client(site.spec.kube_context)
         changes = [f"{m['kind']} {apply(client, m)}"
                    for m in render(wl, row.workload_id, site, burst, pools)]
-        changes += self._prune(client, row, deployment_names(row.name, pools))
+        if row.pools:  # a fleet site: Deployments of pools it no longer has go
+            changes += self._prune(client, row, deployment_names(row.name, pools))
         conf = site.spec.serving
         endpoint = conf.endpoint.format(name=row.name, namespace=conf.namespace)
         triton = self.control(endpoint)
@@ -308,7 +309,8 @@ class ServingActuator(Actuator[ServingOptions]):
         client = self.clusters.client(site.spec.kube_context)
         namespace = row.namespace or site.spec.serving.namespace
         gone = [f"{m['kind']} {delete(client, m)}" for m in applied(row.name, namespace)]
-        gone += self._prune(client, row, [])  # a fleet site's pool Deployments
+        if row.pools:  # a fleet site's pool Deployments
+            gone += self._prune(client, row, [])
         with self.rt.db.write() as s:
             srow = store.claimed(s, serving=row.id, token=token)
             if srow is None:
