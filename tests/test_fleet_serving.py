@@ -63,7 +63,6 @@ def kube() -> Iterator[KubeEmulator]:
         yield emu
 
 
-GPU_NODES = {"L4": {"node.io/gpu": "l4"}, "A100-80GB": {"node.io/gpu": "a100"}}
 FLEET_RULE = {"name": "fleet", "match": {"kinds": ["inference"],
                                          "labels": {"placement.dev/fleet": "true"}},
               "fleet": {}}
@@ -82,9 +81,7 @@ def inventory(tmp: Path, tritons: dict[str, Triton], repo: Path,
                          "gpus": [{"type": "L4", "count": 4, "usd_per_gpu_hour": 0.75}],
                          "serving": {"namespace": NAMESPACE[name], "repository": str(repo),
                                      "endpoint": tritons[name].url,
-                                     "metrics_url": tritons[name].metrics_url,
-                                     "gpu_node_labels": GPU_NODES,
-                                     "spot_node_labels": {"node.io/spot": "true"}}}}
+                                     "metrics_url": tritons[name].metrics_url}}}
 
     def client(name: str, near: str) -> dict[str, Any]:
         lat, lon = where[near]
@@ -273,81 +270,6 @@ def test_a_replicated_site_whose_new_version_fails_is_rolled_back(env: Env) -> N
     (stopped,) = [m for t, m in env.events(wid) if t == "serving_roll_stopped"]
     assert stopped.startswith("roll of fleet-back to v3 stopped at edge-a: ")
     assert env.triton("edge-a").loaded_versions("fleet-back") == {1}
-
-
-def _pools_fleet(edge_a: list[tuple[str, str, int]]) -> dict[str, Any]:
-    """edge-a's members as (GPU type, capacity, replicas); edge-b one L4 replica."""
-    members = [{"site": "edge-a", "gpu_type": g, "capacity": c, "replicas": n, "gpus": n,
-                "replica_rps": 50.0, "routed_rps": 10.0, "utilization": 0.2,
-                "usd_per_hour": 0.75 * n} for g, c, n in edge_a]
-    members.append({"site": "edge-b", "gpu_type": "L4", "capacity": "onprem", "replicas": 1,
-                    "gpus": 1, "replica_rps": 50.0, "routed_rps": 10.0, "utilization": 0.2,
-                    "usd_per_hour": 0.75})
-    base = fleet({"edge-a": 1, "edge-b": 1})
-    return {**base, "members": Fleet.model_validate({**base, "members": members}
-                                                     ).model_dump(mode="json")["members"]}
-
-
-def test_a_site_with_spot_and_two_gpu_types_gets_a_deployment_for_each(env: Env) -> None:
-    """edge-a serves with on-demand L4, spot L4 and A100 replicas: one Deployment each, on
-    the nodes the site's serving settings name (spot ones tolerating the spot taint), one
-    Service over them. Shrunk to one pool, the pool Deployments go and one remains."""
-    from placement.actuators.kube import list_deployments
-    from placement.actuators.triton.manifests import LABEL_POOL
-
-    pools = [("L4", "on_demand", 1), ("L4", "spot", 2), ("A100-80GB", "on_demand", 1)]
-    wid = env.submit("fleet-sized", _pools_fleet(pools))
-    with env.api.runtime.db.read() as s:
-        w = s.get(WorkloadRow, wid)
-        assert w is not None
-        wl = Workload.model_validate(w.document)
-    env.triton("edge-a").load(wl, {1})  # edge-a's one server stands for its four pods
-    assert env.actuator.reconcile() == 2
-    assert env.state(wid) == {"edge-a": ("ready", 1), "edge-b": ("ready", 1)}
-    name = env.rows(wid)["edge-a"].name
-    client = env.actuator.clusters.client("edge-a")
-
-    def deployments() -> dict[str, tuple[int, dict[str, str], bool]]:
-        got = {}
-        for d in list_deployments(client, NAMESPACE["edge-a"],
-                                  f"app.kubernetes.io/instance={name}"):
-            pod = d["spec"]["template"]["spec"]
-            spot = any(t.get("key") == "placement.io/spot" for t in pod.get("tolerations", []))
-            off = (pod.get("affinity") or {}).get("nodeAffinity", {}).get(
-                "requiredDuringSchedulingIgnoredDuringExecution", {}).get("nodeSelectorTerms")
-            assert spot or off == [{"matchExpressions": [
-                {"key": "node.io/spot", "operator": "NotIn", "values": ["true"]}]}]
-            got[d["metadata"]["name"]] = (d["spec"]["replicas"], pod.get("nodeSelector", {}),
-                                          spot)
-        return got
-
-    got = deployments()
-    assert sorted(got.values(), key=str) == sorted([
-        (1, {"node.io/gpu": "l4"}, False),
-        (2, {"node.io/gpu": "l4", "node.io/spot": "true"}, True),
-        (1, {"node.io/gpu": "a100"}, False)], key=str)
-    assert name not in got and all(n.startswith(f"{name}-") for n in got)
-    selectors = [client.sanitize_for_serialization(d)["spec"]["selector"]["matchLabels"]
-                 for d in list_deployments(client, NAMESPACE["edge-a"],
-                                           f"app.kubernetes.io/instance={name}")]
-    assert len({sel[LABEL_POOL] for sel in selectors}) == 3  # no two select the same pods
-    service = env.kube.stored("v1", "services", NAMESPACE["edge-a"], name)
-    assert service is not None
-    assert service["spec"]["selector"] == {"app.kubernetes.io/instance": name}
-
-    # the fleet shrinks at edge-a to 3 on-demand L4 replicas: one Deployment, the pools go
-    with env.api.runtime.db.write() as s:
-        w = s.get(WorkloadRow, wid)
-        assert w is not None
-        d = s.get(DecisionRow, w.decision_id)
-        assert d is not None
-        d.explanation = {**d.explanation, "fleet": _pools_fleet([("L4", "on_demand", 3)])}
-    assert env.actuator.reconcile() == 1
-    assert deployments() == {name: (3, {"node.io/gpu": "l4"}, False)}
-
-    env.api.client.post(f"/v1/workloads/{wid}/cancel", headers=env.api.h("admin"))
-    assert env.actuator.reconcile() == 2
-    assert deployments() == {}
 
 
 @pytest.mark.parametrize("env", [FAR], indirect=True, ids=["sites on two continents"])

@@ -191,35 +191,20 @@ def _api_error(exc: Any, verb: str, manifest: Manifest) -> KubeError:
 
 def list_pods(client: Any, namespace: str, selector: str) -> list[dict[str, Any]]:
     """Pods matching a label selector, as plain dicts."""
-    return _list(client, "Pod", namespace, selector)
-
-
-def list_deployments(client: Any, namespace: str, selector: str) -> list[dict[str, Any]]:
-    """Deployments matching a label selector, as plain dicts."""
-    return _list(client, "Deployment", namespace, selector)
-
-
-def _list(client: Any, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
     from kubernetes import client as k
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
-    what = f"{kind.lower()}s"
-    got: Any
     try:
-        if kind == "Pod":
-            got = k.CoreV1Api(client).list_namespaced_pod(namespace, label_selector=selector,
-                                                          _request_timeout=TIMEOUT)
-        else:
-            got = k.AppsV1Api(client).list_namespaced_deployment(
-                namespace, label_selector=selector, _request_timeout=TIMEOUT)
+        pods = k.CoreV1Api(client).list_namespaced_pod(namespace, label_selector=selector,
+                                                       _request_timeout=TIMEOUT)
     except ApiException as exc:
-        raise _api_error(exc, f"list {what} of", {"kind": kind, "metadata": {
+        raise _api_error(exc, "list pods of", {"kind": "Pod", "metadata": {
             "namespace": namespace, "name": selector}}) from exc
     except (HTTPError, OSError) as exc:
-        raise KubeError(f"cannot reach the cluster to list {what} in {namespace}: {exc}",
+        raise KubeError(f"cannot reach the cluster to list pods in {namespace}: {exc}",
                         retryable=True) from exc
-    items: list[dict[str, Any]] = client.sanitize_for_serialization(got).get("items") or []
+    items: list[dict[str, Any]] = client.sanitize_for_serialization(pods).get("items") or []
     wanted = dict(part.split("=", 1) for part in selector.split(",") if "=" in part)
     return [p for p in items  # the server filtered already; this guards simpler API servers
             if all(((p.get("metadata") or {}).get("labels") or {}).get(k) == v

@@ -130,14 +130,6 @@ class SiteServing(Strict):
     service_monitor: bool = Field(default=False, description="Render a Prometheus Operator "
                                   "ServiceMonitor (else scrape annotations only).")
     node_selector: dict[Text, Text] = Field(default_factory=dict)
-    gpu_node_labels: dict[Text, dict[Text, Text]] = Field(
-        default_factory=dict, description="Node labels per GPU type, e.g. {L4: "
-        "{cloud.google.com/gke-accelerator: nvidia-l4}}: a fleet's replicas of that type run on "
-        "those nodes (one Deployment per GPU type and capacity where a site has several).")
-    spot_node_labels: dict[Text, Text] = Field(
-        default_factory=dict, description="Node labels of the spot nodes, e.g. "
-        "{cloud.google.com/gke-spot: 'true'}: a fleet's spot replicas run there (tolerating "
-        "the placement.io/spot taint), its other replicas never do.")
     cpu: Text = "4"
     memory: Text = "16Gi"
     scratch: Text = Field(default="50Gi", description="Size of /tmp, where Triton keeps models "

@@ -32,40 +32,12 @@ class ScrapeTarget:
 
 
 @dataclass(frozen=True)
-class Pool:
-    """Replicas of one (GPU type, capacity) at a fleet member site: a Deployment of its own
-    where the site has more than one, on the nodes with that GPU type (and spot nodes for
-    spot)."""
-
-    gpu_type: str
-    capacity: str
-    replicas: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"gpu_type": self.gpu_type, "capacity": self.capacity, "replicas": self.replicas}
-
-    @staticmethod
-    def of(row: dict[str, Any]) -> Pool:
-        return Pool(str(row["gpu_type"]), str(row["capacity"]), int(row["replicas"]))
-
-
-def pools_of(rows: list[dict[str, Any]] | None) -> tuple[Pool, ...]:
-    """A serving row's stored pools (none for a row stored before pools)."""
-    return tuple(Pool.of(r) for r in rows or [])
-
-
-@dataclass(frozen=True)
 class Seat:
     """A site the workload is to be served on; `replicas` is a fleet member's (None: the
-    spec's, a workload served from one site), `pools` its members there by GPU type and
-    capacity."""
+    spec's, a workload served from one site)."""
 
     site: str
     replicas: int | None = None
-    pools: tuple[Pool, ...] = ()
-
-    def stored_pools(self) -> list[dict[str, Any]] | None:
-        return [p.as_dict() for p in self.pools] or None
 
 
 @dataclass(frozen=True)
@@ -101,14 +73,10 @@ def seats_of(site: str | None, explanation: dict[str, Any] | None) -> list[Seat]
     none)."""
     fleet = (explanation or {}).get("fleet")
     if fleet:  # one seat per site: members sharing it (GPU types, spot and on-demand) add up
-        pools: dict[str, dict[tuple[str, str], int]] = {}
+        replicas: dict[str, int] = {}
         for m in fleet["members"]:
-            here = pools.setdefault(str(m["site"]), {})
-            key = (str(m["gpu_type"]), str(m["capacity"]))
-            here[key] = here.get(key, 0) + int(m["replicas"])
-        return [Seat(name, sum(here.values()),
-                     tuple(Pool(g, c, n) for (g, c), n in sorted(here.items())))
-                for name, here in sorted(pools.items())]
+            replicas[str(m["site"])] = replicas.get(str(m["site"]), 0) + int(m["replicas"])
+        return [Seat(name, n) for name, n in sorted(replicas.items())]
     return [Seat(site)] if site is not None else []
 
 
@@ -159,20 +127,20 @@ def resized_fleets(s: Session, *, phases: tuple[str, ...]) -> list[Resized]:
         if not explanation.get("fleet"):
             continue
         seats = seats_of(None, explanation)
-        live = {r.site: (r.replicas, pools_of(r.pools)) for r in rows if r.status not in ENDED}
-        if live != {seat.site: (seat.replicas, seat.pools) for seat in seats}:
+        live = {r.site: r.replicas for r in rows if r.status not in ENDED}
+        if live != {seat.site: seat.replicas for seat in seats}:
             out.append(Resized(wid, document, rows, seats))
     return out
 
 
 def add_serving(s: Session, *, workload_id: uuid.UUID, site: str, namespace: str, name: str,
                 model: str, now: datetime, replicas: int | None = None,
-                fleet: bool = False, pools: list[dict[str, Any]] | None = None) -> None:
+                fleet: bool = False) -> None:
     """A new pending serving row for one site (IntegrityError at commit when another replica
     adopted the workload first)."""
     s.add(ServingRow(id=serving_id(workload_id, site, fleet), workload_id=workload_id,
                      site=site, namespace=namespace, name=name, model=model,
-                     replicas=replicas, pools=pools, status="pending", attempts=0,
+                     replicas=replicas, status="pending", attempts=0,
                      message="waiting to be served", next_attempt_at=now))
 
 

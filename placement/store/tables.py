@@ -194,9 +194,6 @@ class ServingRow(Base):
     workload_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workloads.id"))
     site: Mapped[str] = mapped_column(String(63))
     replicas: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: the spec's
-    # a fleet member site's replicas per (gpu_type, capacity): one Deployment each where
-    # there are several (placement.store.servings.Pool); None: one Deployment
-    pools: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     namespace: Mapped[str] = mapped_column(String(63))
     name: Mapped[str] = mapped_column(String(63))
     model: Mapped[str] = mapped_column(String(63))

@@ -32,16 +32,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from placement.actuators.base import Actuator, ActuatorOptions, Failed, Failure, Outcome
-from placement.actuators.kube import (
-    Clusters,
-    KubeError,
-    Manifest,
-    apply,
-    delete,
-    list_deployments,
-)
+from placement.actuators.kube import Clusters, KubeError, Manifest, apply, delete
 from placement.actuators.triton.control import TritonControl, TritonError
-from placement.actuators.triton.manifests import deployment_names, render, serving_name
+from placement.actuators.triton.manifests import render, serving_name
 from placement.actuators.triton.render import ServingSpecError
 from placement.control.lifecycle import event
 from placement.control.runtime import Runtime
@@ -49,7 +42,7 @@ from placement.model import Site, Workload
 from placement.model.workload import SERVICE_KINDS, ServingSpec
 from placement.store import servings as store
 from placement.store.db import utcnow
-from placement.store.servings import Pool, ServingRecord, pools_of
+from placement.store.servings import ServingRecord
 from placement.store.work import release, workload_of
 
 log = logging.getLogger("placement.actuators.triton")
@@ -113,8 +106,7 @@ class ServingActuator(Actuator[ServingOptions]):
                         store.add_serving(s, workload_id=new.workload_id, site=seat.site,
                                           namespace=self._namespace(seat.site), name=name,
                                           model=spec.model, now=self.clock(),
-                                          replicas=seat.replicas, fleet=new.fleet,
-                                          pools=seat.stored_pools())
+                                          replicas=seat.replicas, fleet=new.fleet)
                     event(s, new.workload_id, "serving", _adopted(spec.model, new.seats))
             except IntegrityError:
                 continue  # another replica adopted it first
@@ -127,28 +119,25 @@ class ServingActuator(Actuator[ServingOptions]):
             spec = _serving_spec(fleet.workload_id, fleet.document)
             if spec is None:
                 continue
-            wanted = {seat.site: seat for seat in fleet.seats}
+            wanted = {seat.site: seat.replicas for seat in fleet.seats}
             by_site = {r.site: r for r in fleet.rows}
             changes = []
-            for site, seat in wanted.items():
-                row, replicas = by_site.get(site), seat.replicas
+            for site, replicas in wanted.items():
+                row = by_site.get(site)
                 if row is None:
                     name = serving_name(Workload.model_validate(fleet.document),
                                         fleet.workload_id)
                     store.add_serving(s, workload_id=fleet.workload_id, site=site,
                                       namespace=self._namespace(site), name=name,
-                                      model=spec.model, now=now, replicas=replicas, fleet=True,
-                                      pools=seat.stored_pools())
+                                      model=spec.model, now=now, replicas=replicas, fleet=True)
                     changes.append(f"{site} added with {replicas} replica(s)")
-                elif (row.status in store.ENDED or row.replicas != replicas
-                      or pools_of(row.pools) != seat.pools):
+                elif row.status in store.ENDED or row.replicas != replicas:
                     changes.append(f"{site} {row.replicas} -> {replicas} replica(s)"
                                    if row.status not in store.ENDED
                                    else f"{site} back with {replicas} replica(s)")
                     if row.status in store.ENDED:  # its pods are gone: it starts cold, and
                         row.version, row.endpoint = None, None  # is no "rolling" target
                     row.replicas, row.status, row.attempts = replicas, "pending", 0
-                    row.pools = seat.stored_pools()
                     row.next_attempt_at, row.message = now, f"resizing to {replicas} replica(s)"
                     # a pass serving it now applied the old size: its result is not recorded
                     row.claim_token, row.claimed_until = None, None
@@ -199,8 +188,7 @@ class ServingActuator(Actuator[ServingOptions]):
                 # a burst's pods run on the node pool provisioned for it; a fleet's members
                 # (their replicas on the row) on node pools their sites have
                 self._serve(row, token, _seated(wl, row.replicas), site,
-                            wrow.action == "burst" and row.replicas is None,
-                            pools_of(row.pools))
+                            wrow.action == "burst" and row.replicas is None)
         except Exception:
             self.rt.metrics.serving_actions.labels(row.site, action, "error").inc()
             raise
@@ -217,12 +205,10 @@ class ServingActuator(Actuator[ServingOptions]):
         return super().classify(exc)
 
     def _serve(self, row: ServingRecord, token: str, wl: Workload, site: Site,
-               burst: bool, pools: tuple[Pool, ...] = ()) -> None:
+               burst: bool) -> None:
         client = self.clusters.client(site.spec.kube_context)
         changes = [f"{m['kind']} {apply(client, m)}"
-                   for m in render(wl, row.workload_id, site, burst, pools)]
-        if row.pools:  # a fleet site: Deployments of pools it no longer has go
-            changes += self._prune(client, row, deployment_names(row.name, pools))
+                   for m in render(wl, row.workload_id, site, burst)]
         conf = site.spec.serving
         endpoint = conf.endpoint.format(name=row.name, namespace=conf.namespace)
         triton = self.control(endpoint)
@@ -236,7 +222,7 @@ class ServingActuator(Actuator[ServingOptions]):
                 except Exception as exc:
                     try:
                         if row.attempts >= ROLL_BACK_AFTER - 1:  # this is that attempt
-                            self._roll_back(row, token, wl, site, burst, exc, pools)
+                            self._roll_back(row, token, wl, site, burst, exc)
                     except Exception:  # the retry tries again; the first error is the story
                         log.warning("rolling %s back on %s failed", row.name, row.site,
                                     exc_info=True)
@@ -263,21 +249,8 @@ class ServingActuator(Actuator[ServingOptions]):
                 w.phase = "running"
                 event(s, w.id, "running", "serving ready")
 
-    def _prune(self, client: Any, row: ServingRecord, keep: list[str]) -> list[str]:
-        """Delete the workload's Deployments at the site that serving no longer applies (a
-        pool the fleet dropped there, or the one Deployment split into pools and back)."""
-        namespace = row.namespace or self._namespace(row.site)
-        gone = []
-        for d in list_deployments(client, namespace, f"app.kubernetes.io/instance={row.name}"):
-            name = str(d["metadata"]["name"])
-            if name not in keep:
-                target = {"apiVersion": "apps/v1", "kind": "Deployment",
-                          "metadata": {"name": name, "namespace": namespace}}
-                gone.append(f"Deployment {name} {delete(client, target)}")
-        return gone
-
     def _roll_back(self, row: ServingRecord, token: str, wl: Workload, site: Site,
-                   burst: bool, exc: Exception, pools: tuple[Pool, ...] = ()) -> None:
+                   burst: bool, exc: Exception) -> None:
         """A replicated site whose pods did not come up on the new version in ROLL_BACK_AFTER
         attempts (a slow rollout gets the time of all of them: the first failure leaves it
         going): its Deployment (and model configuration) re-applied at the version it
@@ -296,7 +269,7 @@ class ServingActuator(Actuator[ServingOptions]):
             "serving": wl.spec.serving.model_copy(update={"version": old})})})
         client = self.clusters.client(site.spec.kube_context)
         changes = [f"{m['kind']} {apply(client, m)}"
-                   for m in render(back, row.workload_id, site, burst, pools)]
+                   for m in render(back, row.workload_id, site, burst)]
         with self.rt.db.write() as s:
             event(s, row.workload_id, "serving_rolled_back",
                   f"{row.site}: v{new} did not come up ({exc}); its Deployment is back on "
@@ -309,8 +282,6 @@ class ServingActuator(Actuator[ServingOptions]):
         client = self.clusters.client(site.spec.kube_context)
         namespace = row.namespace or site.spec.serving.namespace
         gone = [f"{m['kind']} {delete(client, m)}" for m in applied(row.name, namespace)]
-        if row.pools:  # a fleet site's pool Deployments
-            gone += self._prune(client, row, [])
         with self.rt.db.write() as s:
             srow = store.claimed(s, serving=row.id, token=token)
             if srow is None:
