@@ -361,6 +361,8 @@ def test_a_fleet_follows_where_its_requests_come_from_by_promql(db_url: str,
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from placement.signals import PrometheusClient, SignalCache
+    from placement.store.db import utcnow
+    from placement.store.servings import add_serving
 
     from .services import prometheus
 
@@ -421,8 +423,25 @@ def test_a_fleet_follows_where_its_requests_come_from_by_promql(db_url: str,
             while len(client.query("gateway_requests_per_s")) == len(locations):
                 assert time.monotonic() < deadline, "the series never went stale"
                 time.sleep(0.5)
-            api.runtime.triton = Rates()
+            rates = Rates()
+            api.runtime.triton = rates
             assert rescale_fleets(api.runtime) == 0
+            # with Triton's readings on every member site: their sum, by the declared mix
+            sites = sorted({site for site, _, _ in _members(api, wid)})
+            with api.runtime.db.write() as s:
+                for site in sites:
+                    add_serving(s, workload_id=uuid.UUID(wid), site=site, namespace="ns",
+                                name="n", model=MODEL, now=utcnow(), fleet=True)
+                for row in s.scalars(select(ServingRow)):
+                    row.status = "ready"
+            rates.now = {(site, wid): 2.0 / len(sites) for site in sites}
+            assert rescale_fleets(api.runtime) == 1
+            with api.runtime.db.read() as s:
+                messages = list(s.scalars(select(EventRow.message).where(
+                    EventRow.workload_id == uuid.UUID(wid),
+                    EventRow.type == "fleet_rescaled").order_by(EventRow.id)))
+            assert (f"measured on the fleet's sites (the query of {locations[0]} gave 0 "
+                    "sample(s)") in messages[-1], messages[-1]
     finally:
         gateway.shutdown()
 
@@ -486,3 +505,54 @@ def test_rescaling_a_fleet_does_not_count_its_own_commitment_against_its_team(
         "spec:\n", f"spec:\n  team_budgets:\n    customer-care: {budget:.2f}\n", 1))
     changed, again = grow(config)
     assert changed == 1 and again >= 0.9 * grown  # grown (cloud members within the budget)
+
+
+def test_per_location_queries_are_all_or_none() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"requests_per_s_query is set for some client "
+                                              r"locations but not for b; set it on every"):
+        spec([{"location": "a", "requests_per_s_query": "x"}, {"location": "b"}])
+    got = spec([{"location": "a", "requests_per_s_query": "x"},
+                {"location": "b", "requests_per_s_query": "y"}])
+    assert got.latency is not None and got.latency.clients[1].requests_per_s_query == "y"
+
+
+def test_prometheus_down_falls_back_to_triton_for_the_pass(db_url: str) -> None:
+    """Queries to a Prometheus that refuses connections: the pass plans with Triton's rates
+    (and stops asking Prometheus for the rest of it)."""
+    from placement.signals import PrometheusClient, SignalCache
+    from placement.store.db import utcnow
+    from placement.store.servings import add_serving
+
+    from .services import free_port
+
+    doc = next(w for w in load_bundle(EXAMPLES).workloads if w.name == "global-assistant")
+    assert doc.spec.latency is not None
+    lat = doc.spec.latency
+    queried = doc.model_copy(update={"spec": doc.spec.model_copy(update={
+        "latency": lat.model_copy(update={"clients": [
+            c.model_copy(update={"requests_per_s_query": "gateway_requests_per_s"})
+            for c in lat.clients]})})})
+    with api_on(db_url) as api:
+        api.runtime.signals = SignalCache(
+            PrometheusClient(f"http://127.0.0.1:{free_port()}", timeout_s=2), lambda: None)
+        rates = Rates()
+        api.runtime.triton = rates
+        res = api.client.post("/v1/workloads", json=queried.model_dump(mode="json"),
+                              headers=api.h("admin"))
+        assert res.status_code == 201, res.text
+        wid = res.json()["id"]
+        sites = sorted({site for site, _, _ in _members(api, wid)})
+        with api.runtime.db.write() as s:
+            for site in sites:
+                add_serving(s, workload_id=uuid.UUID(wid), site=site, namespace="ns",
+                            name="n", model=MODEL, now=utcnow(), fleet=True)
+            for row in s.scalars(select(ServingRow)):
+                row.status = "ready"
+        rates.now = {(site, wid): 3 * 28.0 / len(sites) for site in sites}
+        assert rescale_fleets(api.runtime) == 1
+        with api.runtime.db.read() as s:
+            (message,) = s.scalars(select(EventRow.message).where(
+                EventRow.workload_id == uuid.UUID(wid), EventRow.type == "fleet_rescaled"))
+        assert "requests/s measured on the fleet's sites (planned for" in message, message

@@ -37,6 +37,7 @@ from placement.engine.compiled import CAPACITY_NAMES, CompiledInventory
 from placement.engine.fleet import FleetPlan, location_demand, scale
 from placement.errors import PlacementError
 from placement.model import Workload
+from placement.model.common import MAX_RATE
 from placement.model.workload import SERVICE_KINDS, WorkloadSpec
 from placement.signals import Observed, PrometheusClient, SignalError
 from placement.store import fleets as store
@@ -97,7 +98,8 @@ def demand_by_location(spec: WorkloadSpec, measured: dict[str, float]) -> Worklo
 def per_location(client: PrometheusClient, spec: WorkloadSpec
                  ) -> tuple[dict[str, float] | None, str]:
     """Each client location's requests/s now from its `requests_per_s_query`, or None and
-    why: a location without a query, a query that fails or does not give one sample >= 0."""
+    why: a location without a query, a query that fails (SignalError: Prometheus down or
+    slow), or one that does not give one sample between 0 and MAX_RATE."""
     lat = spec.latency
     if lat is None:
         return None, "not a service"
@@ -105,13 +107,10 @@ def per_location(client: PrometheusClient, spec: WorkloadSpec
     for c in lat.clients:
         if c.requests_per_s_query is None:
             return None, f"location {c.location} has no requests_per_s_query"
-        try:
-            samples = client.query(c.requests_per_s_query)
-        except SignalError as exc:
-            return None, f"the query of {c.location} failed: {exc}"
-        if len(samples) != 1 or not samples[0].value >= 0:
+        samples = client.query(c.requests_per_s_query)  # SignalError: the caller's
+        if len(samples) != 1 or not 0 <= samples[0].value <= MAX_RATE:
             return None, (f"the query of {c.location} gave {len(samples)} sample(s), not "
-                          "one value >= 0")
+                          f"one value from 0 to {MAX_RATE:g}")
         got[c.location] = samples[0].value
     return got, "PromQL per location"
 
@@ -146,16 +145,25 @@ def _sizes(fleet: dict[str, Any]) -> list[tuple[str, str, str, int]]:
                   for m in members)
 
 
-def rescale(rt: Runtime, served: store.ServedFleet, rates: dict[tuple[str, str], float]
-            ) -> bool:
-    """Plan one served fleet again for the demand Triton measures; True when its size
+class PrometheusDown(Exception):
+    """A per-location query found Prometheus down or slow: the pass stops asking it."""
+
+
+def rescale(rt: Runtime, served: store.ServedFleet, rates: dict[tuple[str, str], float],
+            prometheus: PrometheusClient | None = None) -> bool:
+    """Plan one served fleet again for the demand measured (per location by `prometheus`
+    where the workload has queries, else on its sites by Triton); True when its size
     changed (a new decision recorded)."""
     wl = Workload.model_validate(served.document)
     if wl.spec.serving is None or wl.spec.latency is None:
         return False
-    measured, why = (per_location(rt.signals.client, wl.spec) if rt.signals is not None
-                     and any(c.requests_per_s_query for c in wl.spec.latency.clients)
-                     else (None, ""))
+    measured: dict[str, float] | None = None
+    why = ""
+    if prometheus is not None and wl.spec.latency.clients[0].requests_per_s_query:
+        try:
+            measured, why = per_location(prometheus, wl.spec)
+        except SignalError as exc:  # down or slow: the rest of this pass does without it
+            raise PrometheusDown(f"Prometheus did not answer ({exc})") from exc
     if measured is not None:  # where the requests come from, as the gateway counts them
         total = float(sum(measured.values()))
         now_spec = demand_by_location(wl.spec, measured)
@@ -226,9 +234,15 @@ def rescale_fleets(rt: Runtime) -> int:
     with rt.db.read() as s:
         fleets = store.served_fleets(s, kinds=tuple(SERVICE_KINDS), phases=SCALED_PHASES)
     changed = 0
+    prometheus = rt.signals.client if rt.signals is not None else None
     for served in fleets:
         try:
-            changed += rescale(rt, served, rates)
+            try:
+                changed += rescale(rt, served, rates, prometheus)
+            except PrometheusDown as exc:  # one timeout per pass at most, not one per fleet
+                log.warning("autoscaling without per-location queries this pass: %s", exc)
+                prometheus = None
+                changed += rescale(rt, served, rates, None)
         except CapacityConflict:
             rt.metrics.capacity_conflicts.inc()
         except (PlacementError, ValueError) as exc:

@@ -58,8 +58,13 @@ def _quiet_new() -> Any:
         try:
             if sys.stdout is not None:
                 sys.stdout.flush()
-            saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+            saved = os.dup(1)
         except (OSError, ValueError):  # no stdout to protect (closed): build it as it is
+            return highspy.Highs()  # type: ignore[no-untyped-call]
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+        except OSError:
+            os.close(saved)
             return highspy.Highs()  # type: ignore[no-untyped-call]
         try:
             os.dup2(null, 1)

@@ -75,6 +75,12 @@ class LatencySpec(Strict):
                 raise ValueError(f"client location {c.location!r} appears twice; list each "
                                  "location once")
             seen.add(c.location)
+        queried = [c.requests_per_s_query is not None for c in self.clients]
+        if any(queried) and not all(queried):
+            missing = ", ".join(c.location for c, q in zip(self.clients, queried, strict=True)
+                                if not q)
+            raise ValueError(f"clients[].requests_per_s_query is set for some client locations "
+                             f"but not for {missing}; set it on every location or on none")
         return self
 
 

@@ -40,15 +40,16 @@ def team_spend(s: Session, *, now: datetime) -> dict[str, float]:
     # commits what the budget filter charged it: its decision's estimated total.
     live_bursts = select(BurstRow.workload_id).where(BurstRow.status.not_in(("failed",
                                                                              "destroyed")))
-    for team, explanation in s.execute(
-            select(WorkloadRow.team, DecisionRow.explanation)
+    for team, total, fleet_demand in s.execute(  # two small JSON values, not the documents
+            select(WorkloadRow.team, DecisionRow.explanation["estimates"]["total_usd"],
+                   DecisionRow.explanation["fleet"]["demand_rps"])
             .join(DecisionRow, DecisionRow.id == WorkloadRow.decision_id)
             .where(WorkloadRow.action == "burst", WorkloadRow.phase.in_(LIVE_PHASES),
                    WorkloadRow.id.not_in(live_bursts))):
-        decision = explanation or {}
-        if decision.get("fleet"):
+        if fleet_demand is not None:
             continue  # a fleet has no burst row: fleet_spend counts it
-        out[team] = out.get(team, 0.0) + committed(decision, now=now)
+        out[team] = out.get(team, 0.0) + committed({"estimates": {"total_usd": total}},
+                                                   now=now)
     for team, usd in fleet_spend(s, month=month, now=now).items():
         out[team] = out.get(team, 0.0) + usd
     return out
