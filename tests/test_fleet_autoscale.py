@@ -5,8 +5,11 @@ actuator then resizes, adds and removes member sites. On SQLite and PostgreSQL."
 
 from __future__ import annotations
 
+import functools
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -279,50 +282,68 @@ def test_a_fleet_bills_its_cloud_members_to_its_team_live_rescaled_and_ended(
                                     rel=1e-3, abs=1e-9)
 
 
+def _serving_everywhere(api: Api, wid: str) -> list[str]:
+    """As if the serving actuator had the fleet ready on every member site; the sites."""
+    from placement.store.db import utcnow
+    from placement.store.servings import add_serving
+
+    sites = sorted({site for site, _, _ in _members(api, wid)})
+    with api.runtime.db.write() as s:
+        for site in sites:
+            add_serving(s, workload_id=uuid.UUID(wid), site=site, namespace="ns", name="n",
+                        model=MODEL, now=utcnow(), fleet=True)
+        for row in s.scalars(select(ServingRow)):
+            row.status = "ready"
+    return sites
+
+
+def _text_server(body: Callable[[], str]) -> ThreadingHTTPServer:
+    """A real HTTP server on 127.0.0.1 answering every GET with Prometheus text from `body`
+    (read per request); shut it down when done."""
+    class Text(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            data = body().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Text)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
 def test_two_workloads_serving_one_model_at_a_site_each_read_their_own_demand(
         db_url: str) -> None:
     """Each workload's Triton servers are its own (their own metrics URL): the feed's
     requests/s are per (site, workload), so two services of one model at one site do not
     take each other's demand; the model's service time there is the slower reading. Two
     real HTTP metrics endpoints, counters from Triton's names."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from placement.actuators.triton.feed import TritonFeed
     from placement.store.tables import ServingRow
 
     counts = {"a": 0, "b": 0}
     us = {"a": 900, "b": 5000}  # each request's time on a's and on b's servers
 
-    def server(key: str) -> ThreadingHTTPServer:
-        class Metrics(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                n, t = counts[key], us[key]
-                body = "\n".join([
-                    "# TYPE nv_inference_request_success counter",
-                    f'nv_inference_request_success{{model="{MODEL}",version="1"}} {n}',
-                    "# TYPE nv_inference_request_failure counter",
-                    f'nv_inference_request_failure{{model="{MODEL}",version="1"}} 0',
-                    "# TYPE nv_inference_request_duration_us counter",
-                    f'nv_inference_request_duration_us{{model="{MODEL}",version="1"}} {n * t}',
-                    "# TYPE nv_inference_queue_duration_us counter",
-                    f'nv_inference_queue_duration_us{{model="{MODEL}",version="1"}} {n * 100}',
-                    "# TYPE nv_inference_compute_infer_duration_us counter",
-                    f'nv_inference_compute_infer_duration_us{{model="{MODEL}",version="1"}} '
-                    f"{n * (t - 200)}", ""]).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.end_headers()
-                self.wfile.write(body)
+    def metrics(key: str) -> str:
+        n, t = counts[key], us[key]
+        return "\n".join([
+            "# TYPE nv_inference_request_success counter",
+            f'nv_inference_request_success{{model="{MODEL}",version="1"}} {n}',
+            "# TYPE nv_inference_request_failure counter",
+            f'nv_inference_request_failure{{model="{MODEL}",version="1"}} 0',
+            "# TYPE nv_inference_request_duration_us counter",
+            f'nv_inference_request_duration_us{{model="{MODEL}",version="1"}} {n * t}',
+            "# TYPE nv_inference_queue_duration_us counter",
+            f'nv_inference_queue_duration_us{{model="{MODEL}",version="1"}} {n * 100}',
+            "# TYPE nv_inference_compute_infer_duration_us counter",
+            f'nv_inference_compute_infer_duration_us{{model="{MODEL}",version="1"}} '
+            f"{n * (t - 200)}", ""])
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        srv = ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        return srv
-
-    servers = {k: server(k) for k in counts}
+    servers = {k: _text_server(functools.partial(metrics, k)) for k in counts}
     clock = [1000.0]
     try:
         with api_on(db_url) as api:
@@ -356,13 +377,9 @@ def test_a_fleet_follows_where_its_requests_come_from_by_promql(db_url: str,
     """Every client location has a requests_per_s_query: the autoscaler reads each from a
     real Prometheus (scraping a gateway's per-location gauge) and plans for that mix, not the
     declared one; with one query failing it says so and falls back to Triton's rates."""
-    import threading
     import time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from placement.signals import PrometheusClient, SignalCache
-    from placement.store.db import utcnow
-    from placement.store.servings import add_serving
 
     from .services import prometheus
 
@@ -372,21 +389,8 @@ def test_a_fleet_follows_where_its_requests_come_from_by_promql(db_url: str,
     now = {loc: 1.0 for loc in locations}
     now[locations[-1]] = 60.0  # nearly all the traffic from the last location
 
-    class Gateway(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = "".join(["# TYPE gateway_requests_per_s gauge\n"] + [
-                f'gateway_requests_per_s{{location="{loc}"}} {v}\n' for loc, v in now.items()
-            ]).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    gateway = ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
-    threading.Thread(target=gateway.serve_forever, daemon=True).start()
+    gateway = _text_server(lambda: "".join(["# TYPE gateway_requests_per_s gauge\n"] + [
+        f'gateway_requests_per_s{{location="{loc}"}} {v}\n' for loc, v in now.items()]))
     lat = doc.spec.latency
     queried = doc.model_copy(update={"spec": doc.spec.model_copy(update={
         "latency": lat.model_copy(update={"clients": [
@@ -427,13 +431,7 @@ def test_a_fleet_follows_where_its_requests_come_from_by_promql(db_url: str,
             api.runtime.triton = rates
             assert rescale_fleets(api.runtime) == 0
             # with Triton's readings on every member site: their sum, by the declared mix
-            sites = sorted({site for site, _, _ in _members(api, wid)})
-            with api.runtime.db.write() as s:
-                for site in sites:
-                    add_serving(s, workload_id=uuid.UUID(wid), site=site, namespace="ns",
-                                name="n", model=MODEL, now=utcnow(), fleet=True)
-                for row in s.scalars(select(ServingRow)):
-                    row.status = "ready"
+            sites = _serving_everywhere(api, wid)
             rates.now = {(site, wid): 2.0 / len(sites) for site in sites}
             assert rescale_fleets(api.runtime) == 1
             with api.runtime.db.read() as s:
@@ -455,8 +453,6 @@ def test_rescaling_a_fleet_does_not_count_its_own_commitment_against_its_team(
 
     from sqlalchemy import delete, update
 
-    from placement.store.db import utcnow
-    from placement.store.servings import add_serving
     from placement.store.tables import DecisionRow
 
     doc = next(w for w in load_bundle(EXAMPLES).workloads if w.name == "global-assistant")
@@ -472,14 +468,8 @@ def test_rescaling_a_fleet_does_not_count_its_own_commitment_against_its_team(
             with api.runtime.db.write() as s:
                 for w in s.scalars(select(WorkloadRow)):
                     w.phase = "running"
-            sites = sorted({site for site, _, _ in _members(api, wid)})
+            sites = _serving_everywhere(api, wid)  # every member site read
             rates.now = {(site, wid): 3 * 28.0 / len(sites) for site in sites}
-            with api.runtime.db.write() as s:  # every member site serving: read them all
-                for site in sites:
-                    add_serving(s, workload_id=uuid.UUID(wid), site=site, namespace="ns",
-                                name="n", model=MODEL, now=utcnow(), fleet=True)
-                for row in s.scalars(select(ServingRow)):
-                    row.status = "ready"
             api.runtime._spend = None  # team spend is read at most every 5 s: read it now
             changed = rescale_fleets(api.runtime)
             fleet = api.client.get(f"/v1/workloads/{wid}", headers=api.h("admin")).json()[
@@ -522,8 +512,6 @@ def test_prometheus_down_falls_back_to_triton_for_the_pass(db_url: str) -> None:
     """Queries to a Prometheus that refuses connections: the pass plans with Triton's rates
     (and stops asking Prometheus for the rest of it)."""
     from placement.signals import PrometheusClient, SignalCache
-    from placement.store.db import utcnow
-    from placement.store.servings import add_serving
 
     from .services import free_port
 
@@ -543,13 +531,7 @@ def test_prometheus_down_falls_back_to_triton_for_the_pass(db_url: str) -> None:
                               headers=api.h("admin"))
         assert res.status_code == 201, res.text
         wid = res.json()["id"]
-        sites = sorted({site for site, _, _ in _members(api, wid)})
-        with api.runtime.db.write() as s:
-            for site in sites:
-                add_serving(s, workload_id=uuid.UUID(wid), site=site, namespace="ns",
-                            name="n", model=MODEL, now=utcnow(), fleet=True)
-            for row in s.scalars(select(ServingRow)):
-                row.status = "ready"
+        sites = _serving_everywhere(api, wid)
         rates.now = {(site, wid): 3 * 28.0 / len(sites) for site in sites}
         assert rescale_fleets(api.runtime) == 1
         with api.runtime.db.read() as s:

@@ -17,13 +17,19 @@ from placement.store.tables import BurstRow, DecisionRow, EventRow, WorkloadRow
 from placement.store.workloads import LIVE_PHASES, DecisionView, WorkloadView
 
 
+def month_bounds(now: datetime) -> tuple[datetime, datetime]:
+    """The start of `now`'s calendar month (UTC) and of the next one."""
+    month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return month, (month + timedelta(days=32)).replace(day=1)
+
+
 def team_spend(s: Session, *, now: datetime) -> dict[str, float]:
     """Burst USD per team this calendar month (UTC): what ended bursts spent, and for live
     ones what they may still spend until they expire (so bursts decided together cannot all
     fit under one budget); a burst decided but not yet requested, its estimated total;
     fleets' cloud members (fleet_spend). A burst that began last month counts from the
     month's start."""
-    month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    month, _ = month_bounds(now)
     out: dict[str, float] = {}
     rows = s.execute(select(BurstRow.team, BurstRow.status, BurstRow.usd_per_hour,
                             BurstRow.ready_at, BurstRow.created_at, BurstRow.ended_at,
@@ -78,8 +84,7 @@ def committed(decision: dict[str, Any], *, now: datetime) -> float:
 def committed_ahead(fleet: dict[str, Any], *, now: datetime) -> float:
     """What a live fleet's decision commits from `now` to the month's end (its cloud $/h):
     the part of its team's spend that re-planning it gives back to it."""
-    month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    month_end = (month + timedelta(days=32)).replace(day=1)
+    _, month_end = month_bounds(now)
     return _cloud_usd_h(fleet) * max(0.0, (month_end - now).total_seconds() / 3600)
 
 
@@ -90,7 +95,7 @@ def fleet_spend(s: Session, *, month: datetime, now: datetime) -> dict[str, floa
     the event that ended the fleet; the live fleet's last decision commits its $/h to the
     month's end (as a live burst commits to its expiry), so fleets decided together cannot all
     fit under one budget. Only the part inside this month counts."""
-    month_end = (month + timedelta(days=32)).replace(day=1)
+    _, month_end = month_bounds(month)
     services = (select(WorkloadRow.id)  # any action now: a fleet may have been requeued
                 .where(WorkloadRow.kind.in_(SERVICE_KINDS),
                        or_(WorkloadRow.phase.in_(LIVE_PHASES), WorkloadRow.updated_at >= month))
