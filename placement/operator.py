@@ -40,6 +40,7 @@ from placement.control import submit
 from placement.control.auth import Principal
 from placement.control.lifecycle import LIVE, transition
 from placement.control.runtime import Runtime
+from placement.engine.explain import render
 from placement.errors import ConflictError, InvalidRequestError, NotFoundError
 from placement.model import Workload
 from placement.model.workload import SERVICE_KINDS, WorkloadSpec
@@ -164,7 +165,8 @@ def stored(rt: Runtime, uid: str) -> tuple[WorkloadView, dict[str, Any] | None] 
         if row is None:
             return None
         drow = store.get_decision(s, decision_id=row.decision_id)
-    return row, (dict(drow.explanation) if drow is not None else None)
+    return row, (render(drow.explanation, drow.candidate_columns) if drow is not None
+                 else None)
 
 
 def routes_of(rt: Runtime, row: WorkloadView) -> list[dict[str, Any]] | None:

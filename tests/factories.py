@@ -130,3 +130,19 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+
+def without_brief(reply: dict[str, Any], stored: dict[str, Any]) -> tuple[Any, Any]:
+    """A submission's reply and the workload read back, less what only the reply leaves out:
+    the reply's decision shows the best few candidates (the ranked ones first) and counts the
+    rest in `candidates_omitted`; read back, every candidate is shown. Asserts that, then
+    returns both without their candidates, to be compared whole."""
+    shown, every = reply["decision"]["decision"], stored["decision"]["decision"]
+    assert every["candidates_omitted"] == 0
+    assert shown["candidates_omitted"] == len(every["candidates"]) - len(shown["candidates"])
+    ranked = [c for c in every["candidates"] if c["rank"] is not None]
+    assert shown["candidates"][:len(ranked)] == ranked[:len(shown["candidates"])]
+    rest = {k: v for k, v in shown.items() if k not in ("candidates", "candidates_omitted")}
+    full = {k: v for k, v in every.items() if k not in ("candidates", "candidates_omitted")}
+    return ({**reply, "decision": {**reply["decision"], "decision": rest}},
+            {**stored, "decision": {**stored["decision"], "decision": full}})

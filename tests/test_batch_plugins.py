@@ -13,7 +13,7 @@ from placement.engine import Engine
 from placement.engine import engine as engine_mod
 from placement.engine.batch import BatchEngine, BatchUnsupportedError, unsupported
 from placement.engine.context import DecisionContext
-from placement.engine.framework import FilterPlugin, FilterResult
+from placement.engine.framework import FilterPlugin, FilterResult, Reasons
 from placement.engine.plugins.registry import default_filters
 from placement.policy.loader import Bundle
 from placement.simulate.baselines import EngineDecider
@@ -33,7 +33,7 @@ class NoOddSites:
 
     def filter(self, ctx: DecisionContext) -> FilterResult:
         odd = np.array([len(n) % 2 == 1 for n in ctx.ci.site_names])[ctx.site]
-        return FilterResult(~odd, lambda i: "the site's name has an odd length")
+        return FilterResult(~odd, Reasons(("the site's name has an odd length",)))
 
 
 class Moody(NoOddSites):

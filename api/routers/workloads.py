@@ -1,4 +1,5 @@
-"""Workloads: submit (the response carries the decision), read, list, transitions, release."""
+"""Workloads: submit (the response carries the decision with its best candidates), read,
+list, transitions, release."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from placement.control import lifecycle
 from placement.control import submit as submission
 from placement.control.runtime import Runtime
 from placement.control.submit import Batcher
+from placement.engine.explain import brief, render
 from placement.errors import NotFoundError
 from placement.model import Workload
 from placement.model.common import NAME_PATTERN
@@ -58,22 +60,27 @@ Action = Literal["place", "burst", "queue", "reject"]
 _iso = timestamp
 
 
-def decision_json(row: Mapping[str, Any] | DecisionView) -> dict[str, Any]:
-    """The stored explanation is already validated JSON: send it as it is."""
+def decision_json(row: Mapping[str, Any] | DecisionView, full: bool = True) -> dict[str, Any]:
+    """A stored decision with its candidates worded now from their packed columns: every one
+    (`full`), or the best few (a submission's reply; `candidates_omitted` counts the rest)."""
     d = row.columns() if isinstance(row, DecisionView) else row
+    explain = render if full else brief
     return {"id": str(d["id"]), "workload_id": str(d["workload_id"]),
-            "created_at": _iso(d["created_at"]), "decision": d["explanation"]}
+            "created_at": _iso(d["created_at"]),
+            "decision": explain(d["explanation"], d.get("candidate_columns"))}
 
 
 def workload_json(row: Mapping[str, Any] | WorkloadView,
-                  decision: Mapping[str, Any] | DecisionView | None = None) -> dict[str, Any]:
+                  decision: Mapping[str, Any] | DecisionView | None = None,
+                  full: bool = True) -> dict[str, Any]:
     """A workload (a stored one or the columns of a new one) with its decision, if given."""
     w = row.columns() if isinstance(row, WorkloadView) else row
     d = decision.columns() if isinstance(decision, DecisionView) else decision
     return {"id": str(w["id"]), "name": w["name"], "team": w["team"], "kind": w["kind"],
             "phase": w["phase"], "action": w["action"], "site": w["site"],
             "created_at": _iso(w["created_at"]), "updated_at": _iso(w["updated_at"]),
-            "spec": w["document"]["spec"], "decision": decision_json(d) if d else None}
+            "spec": w["document"]["spec"],
+            "decision": decision_json(d, full) if d else None}
 
 
 def decision_public(row: DecisionView) -> DecisionPublic:
@@ -185,7 +192,7 @@ async def submit(request: Request) -> Response:
     else:
         row, drow, created = await run_in_threadpool(
             submission.submit, rt, workload=body, idempotency_key=key)
-    return reply(workload_json(row, drow), 201 if created else 200)
+    return reply(workload_json(row, drow, full=False), 201 if created else 200)
 
 
 def add_submit(app: FastAPI) -> None:

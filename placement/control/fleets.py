@@ -208,7 +208,7 @@ def rescale(rt: Runtime, served: store.ServedFleet, rates: dict[tuple[str, str],
         previous = {r: int(m["replicas"]) for m in members
                     if (r := _row_of(engine.ci, m)) is not None}
         out.fleet = scale(previous, out.fleet, out.rule.fleet)
-        decision = view.explain_dict(out)
+        decision = view.record(out)
         if _sizes(decision["fleet"]) == _sizes(served.fleet):
             return False
         drow, ev, held = decision_rows(row.id, decision, out, utcnow())

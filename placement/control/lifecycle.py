@@ -17,6 +17,7 @@ from placement.control.auth import Principal
 from placement.control.runtime import Runtime
 from placement.engine import Engine, Outcome
 from placement.engine.compiled import ONPREM
+from placement.engine.explain import split_record
 from placement.engine.replan import replan
 from placement.errors import (
     ConflictError,
@@ -25,7 +26,6 @@ from placement.errors import (
     NotFoundError,
     PlacementError,
 )
-from placement.jsoncodec import fragment
 from placement.metrics import BYTES_PER_GB
 from placement.model import Workload
 from placement.store import transitions as store
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from placement.store.tables import ReservationRow, WorkloadRow
 
 log = logging.getLogger("placement.control.lifecycle")
-DecisionData = dict[str, Any]  # a Decision as JSON-ready data (Engine.explain_dict)
+DecisionData = dict[str, Any]  # a decision as the service stores it (Engine.record)
 LIVE = frozenset({"submitted", "placed", "queued", "running"})
 ALLOWED: dict[str, frozenset[str]] = {
     "running": frozenset({"placed"}),
@@ -60,11 +60,13 @@ def decision_rows(workload_id: uuid.UUID, decision: DecisionData, out: Outcome, 
                   ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """The rows a decision adds: the decision, its event and, for place/burst, its
     reservations (one per fleet member for a fleet, else one; none for queue/reject).
-    The explanation is encoded here, once, for the store and the response."""
+    The explanation is stored as the decision's fields and its candidates' packed columns
+    (rendered when read: placement.engine.explain.render)."""
     action, did = decision["action"], uuid.uuid4()
+    fields, columns = split_record(decision)
     drow = {"id": did, "workload_id": workload_id, "action": action, "site": decision["site"],
-            "policy_version": decision["policy_version"], "explanation": fragment(decision),
-            "created_at": now}
+            "policy_version": decision["policy_version"], "explanation": fields,
+            "candidate_columns": columns, "created_at": now}
     ev = {"workload_id": workload_id, "at": now, "type": PHASE_OF_ACTION[action],
           "message": decision["summary"],
           "detail": {"decision_id": str(did), "policy_version": decision["policy_version"]}}
@@ -109,7 +111,7 @@ def check_references(engine: Engine, wl: Workload) -> None:
 def decide(rt: Runtime, engine: Engine, wl: Workload) -> tuple[DecisionData, Outcome]:
     t0 = time.perf_counter()
     out = engine.decide(wl)
-    decision = engine.explain_dict(out)
+    decision = engine.record(out)
     rt.metrics.decision_seconds.observe(time.perf_counter() - t0)
     return decision, out
 
@@ -229,7 +231,7 @@ def replan_queue(rt: Runtime, ids: list[uuid.UUID], time_budget_s: float) -> int
         out = outcomes[k]
         chosen = replace(out, chosen=pos,
                          action="burst" if out.ctx.kind[pos] != ONPREM else "place")
-        decision = engine.explain_dict(chosen)
+        decision = engine.record(chosen)
         rank = int(np.flatnonzero(out.ranking == pos)[0]) + 1
         decision["summary"] += (
             f"; re-planned with {plan.workloads} queued workload(s) together (HiGHS, "

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
+import orjson
 from numpy.typing import NDArray
 
 from placement.engine.network import (
@@ -95,6 +97,13 @@ class CompiledInventory:
     def gpu_names(self) -> list[str]:
         """GPU type names by index."""
         return sorted(self.gpu_index, key=self.gpu_index.__getitem__)
+
+    @cached_property
+    def names_json(self) -> bytes:
+        """Site, GPU type and instance type names by index as JSON, encoded once: every
+        decision's stored explanation carries them (placement.engine.explain)."""
+        return orjson.dumps({"sites": self.site_names, "gpus": self.gpu_names,
+                             "instances": self.inst_names})
 
     def selector_mask(self, sel: SiteSelector) -> Bools:
         """Sites matching a selector (all given parts must match)."""

@@ -49,14 +49,23 @@ class cached_property(Generic[T]):  # the name of the functools descriptor it st
         return value
 
 
+OVERDUE_NOTE = (" (includes GPUs held by work past its expected end; when they come back is "
+                "unknown, assumed {overdue_hours:g} h from now by the policy's "
+                "defaults.overdue_release_hours)")
+
+
+def overdue(ctx: DecisionContext) -> Bools:
+    """Per candidate: its wait counts GPUs held by work past its expected end."""
+    held = ctx.cap.schedule.overdue
+    return np.isin(ctx.group, np.fromiter(held, dtype=np.int64, count=len(held)))
+
+
 def overdue_note(ctx: DecisionContext, i: int) -> str:
     """Words for a candidate whose wait counts GPUs held by work past its expected end."""
     schedule = ctx.cap.schedule
     if int(ctx.group[i]) not in schedule.overdue:
         return ""
-    return (f" (includes GPUs held by work past its expected end; when they come back is "
-            f"unknown, assumed {schedule.overdue_hours:g} h from now by the policy's "
-            "defaults.overdue_release_hours)")
+    return OVERDUE_NOTE.format(overdue_hours=schedule.overdue_hours)
 
 
 SIGNAL_BUSY_WAIT_H = 1.0  # assumed wait for GPUs busy with work the scheduler did not place

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,7 @@ from placement.engine.compiled import (
     compile_inventory,
 )
 from placement.engine.context import Billing, DecisionContext, data_move
-from placement.engine.explain import build_decision, decision_dict
+from placement.engine.explain import build_decision, decision_dict, decision_record
 from placement.engine.fleet import FleetPlan, plan_fleet
 from placement.engine.framework import FilterPlugin, FilterResult, ScorePlugin
 from placement.engine.normalize import normalize
@@ -65,19 +64,6 @@ def shape_key(wl: Workload, reads: ShapeReads) -> tuple[Any, ...]:
                                       tuple((c.location, c.share) for c in lat.clients)),
             tuple((d.name, d.access, d.lookups_per_request, d.kb_per_lookup)
                   for d in s.datasets))
-
-
-def _remembered(reason: Callable[[int], str]) -> Callable[[int], str]:
-    """A filter's reasons, each worded once (for results shared by a shape's decisions)."""
-    said: dict[int, str] = {}
-
-    def again(i: int) -> str:
-        got = said.get(i)
-        if got is None:
-            got = said[i] = reason(i)
-        return got
-
-    return again
 
 
 class Engine:
@@ -243,7 +229,8 @@ class Engine:
             if res is None:
                 res = plugin.filter(ctx)
                 if memo is not None and getattr(plugin, "SHAPE_ONLY", False):
-                    memo[plugin.NAME] = res = FilterResult(res.passed, _remembered(res.reason))
+                    # shared by the shape's decisions: its reasons built now, once
+                    memo[plugin.NAME] = res = FilterResult(res.passed, res.reasons())
             results.append(res)
             fails[k] = ~res.passed
             mask = mask & res.passed
@@ -305,6 +292,11 @@ class Engine:
     def explain_dict(self, outcome: Outcome) -> dict[str, Any]:
         """The decision as JSON-ready data (same shape as `Decision`), without validation."""
         return decision_dict(self, outcome)
+
+    def record(self, outcome: Outcome) -> dict[str, Any]:
+        """The decision as the service stores it: its fields, and every candidate as packed
+        columns (placement.engine.explain.decision_record; `render` words them on read)."""
+        return decision_record(self, outcome)
 
     def place(self, wl: Workload) -> Decision:
         """decide + explain."""

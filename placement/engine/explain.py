@@ -1,16 +1,31 @@
-"""Turn an array outcome into a Decision: every candidate with its scores or its rejection."""
+"""A decision's explanation: built once as columns while the decision is fresh, stored
+compactly, and worded per candidate only when someone reads it.
+
+`decision_record` is what the service stores and acts on: the `Decision` fields except the
+candidates (JSON-ready), plus `CANDIDATE_COLUMNS`: every candidate's values as packed arrays
+(float64 and int32 rows, one entry per candidate), its rejection as the filter's `Reasons`
+(templates, a code and arguments per candidate, see placement.engine.framework) and the names
+they index, in one `bytes`. `render` turns a stored record back into the full `Decision`
+shape, every candidate explained; `brief` renders the best few. Building the columns formats
+no text and makes no per-candidate Python objects, so a decision with its explanation costs
+about what the decision costs.
+"""
 
 from __future__ import annotations
 
+import struct
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 
 from placement.engine.compiled import CAPACITY_NAMES, SPOT
 from placement.engine.context import moves_to, overdue_note
 from placement.engine.fleet import FleetMiss, FleetPlan, fleet_dict
+from placement.engine.framework import Reasons
 from placement.engine.network import SOURCE_NAMES
 from placement.model import Decision
 
@@ -18,6 +33,9 @@ if TYPE_CHECKING:
     from placement.engine.outcome import Outcome, Snapshot
 
 UNITS = {"latency": "ms", "data_gravity": "h", "cost": "USD", "wait": "h"}
+CANDIDATE_COLUMNS = "candidate_columns"  # the record's key for the packed columns (bytes)
+FORMAT = 1
+BRIEF = 3  # candidates a brief record renders (the best ranked, then the first rejected)
 
 
 def _cols(values: list[np.ndarray], digits: list[int], zero: list[bool] | None = None
@@ -35,140 +53,347 @@ def _cols(values: list[np.ndarray], digits: list[int], zero: list[bool] | None =
     return out
 
 
-_ESTIMATES = (  # field, Decision digits, zero when missing
+ESTIMATES = (  # field, Decision digits, zero when missing
     ("p99_latency_ms", 3, False), ("total_usd", 2, True), ("gpu_usd", 2, True),
     ("usd_per_hour", 4, True), ("egress_gb", 3, True), ("egress_usd", 2, True),
     ("transfer_hours", 4, True), ("wait_hours", 6, False), ("finish_hours", 6, False),
     ("gpu_hours", 3, True), ("opportunity_usd", 2, True))
+_SOURCE_KEYS = ("client_rtt", "lookup_rtt", "bandwidth", "egress")
+_SPOT_RISK = ("estimated: {rate:g} interruptions per instance-hour (the site's "
+              "spot_interruptions_per_hour) x {instances} instance(s)")
 
 
-_ESTIMATE_NAMES = [name for name, _, _ in _ESTIMATES]
+@dataclass
+class Columns:
+    """Every candidate of one decision as named arrays (one entry per candidate) and the
+    JSON-ready header that says what they mean; `pack` and `unpack` are its stored form."""
+
+    header: dict[str, Any]
+    floats: dict[str, np.ndarray] = field(default_factory=dict)
+    ints: dict[str, np.ndarray] = field(default_factory=dict)
+    encoded: dict[str, bytes] = field(default_factory=dict)  # header parts as JSON already
+    _ids: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+    def add(self, name: str, values: np.ndarray) -> dict[str, str]:
+        """Keep one array (once, however often it is added) and return the reference the
+        header holds for it."""
+        got = self._ids.get(id(values))
+        if got is None:
+            kind = "f" if values.dtype.kind == "f" else "i"
+            (self.floats if kind == "f" else self.ints)[name] = values
+            got = self._ids[id(values)] = (kind, name)
+        return {got[0]: got[1]}
+
+    def put(self, name: str, values: np.ndarray) -> None:
+        """Keep `values` under `name` (the fixed columns every record has)."""
+        kind = "f" if values.dtype.kind == "f" else "i"
+        (self.floats if kind == "f" else self.ints)[name] = values
+        self._ids.setdefault(id(values), (kind, name))
+
+    def get(self, ref: Mapping[str, str]) -> np.ndarray:
+        ((kind, name),) = ref.items()
+        return (self.floats if kind == "f" else self.ints)[name]
+
+    def pack(self) -> bytes:
+        """[header length][header JSON][float64 rows][int32 rows]."""
+        n = self.header["n"]
+        fnames, inames = list(self.floats), list(self.ints)
+        header = orjson.dumps({**self.header, "floats": fnames, "ints": inames,
+                               **{k: orjson.Fragment(v) for k, v in self.encoded.items()}})
+        f = (np.stack([self.floats[k] for k in fnames]).astype(np.float64, copy=False)
+             if fnames else np.zeros((0, n)))
+        i = (np.stack([self.ints[k] for k in inames]).astype(np.int32)
+             if inames else np.zeros((0, n), dtype=np.int32))
+        return b"".join((struct.pack("<I", len(header)), header, f.tobytes(), i.tobytes()))
+
+    @staticmethod
+    def unpack(data: bytes) -> Columns:
+        (size,) = struct.unpack_from("<I", data)
+        header = orjson.loads(data[4:4 + size])
+        n = header["n"]
+        fnames, inames = header.pop("floats"), header.pop("ints")
+        if n == 0:
+            f, i = np.zeros((len(fnames), 0)), np.zeros((len(inames), 0), dtype=np.int32)
+        else:
+            f = np.frombuffer(data, np.float64, len(fnames) * n, 4 + size).reshape(-1, n)
+            i = np.frombuffer(data, np.int32, len(inames) * n, 4 + size + f.nbytes
+                              ).reshape(-1, n)
+        return Columns(header, dict(zip(fnames, f, strict=True)),
+                       dict(zip(inames, i, strict=True)))
 
 
-def _estimate_rows(out: Outcome) -> list[dict[str, Any]]:
-    """Estimates for every candidate, as the fields of `Estimates`."""
-    c = out.ctx
+def _arg(cols: Columns, name: str, value: Any, idx: np.ndarray) -> dict[str, Any]:
+    """One `Reasons` argument as the header holds it: a value, a stored row, or (text per
+    candidate) the values of the candidates the filter rejected first, in order."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "O":
+            return {"o": value[idx].tolist()}
+        return cols.add(name, value)
+    return {"v": value.item() if isinstance(value, np.generic) else value}
+
+
+def build_columns(engine: Snapshot, out: Outcome) -> Columns:
+    """The decision's candidates as columns: values, reasons by template and code, names."""
+    c, ci = out.ctx, engine.ci
+    n = c.n
+    cols = Columns({"format": FORMAT, "n": n, "names": {
+        "sites": ci.site_names, "gpus": ci.gpu_names, "instances": ci.inst_names},
+        "filters": out.filter_names, "service": c.workload.spec.is_service},
+        encoded={"names": ci.names_json, "missing": _missing_sites(engine, out)})
+    add, put = cols.add, cols.put
+    put("site", c.site)
+    put("gpu", ci.row_gpu[c.rows])
+    put("kind", c.kind)
+    put("instance", c.billing.instance[c.rows])
+    put("cloud", c.is_cloud)
+    put("considered", out.considered)
+    rank = np.zeros(n, dtype=np.int64)
+    rank[out.ranking] = np.arange(1, len(out.ranking) + 1)
+    put("rank", rank)
     arrays = [c.p99_ms, c.total_usd, c.gpu_usd, c.usd_per_hour, c.egress_gb, c.egress_usd,
               c.transfer_hours, c.wait_hours, c.finish_hours, c.gpu_hours, c.opportunity_usd]
-    cols = _cols(arrays, [d for _, d, _ in _ESTIMATES], [z for _, _, z in _ESTIMATES])
-    if c.workload.spec.is_service:
-        cols[8] = [None] * c.n
-    rows = [dict(zip(_ESTIMATE_NAMES, vals, strict=True)) for vals in zip(*cols, strict=True)]
-    for row, sources in zip(rows, _sources(out), strict=True):
-        row["sources"] = sources
-    return rows
+    cols.header["estimates"] = [add(name, np.asarray(a, dtype=np.float64))
+                                for (name, _, _), a in zip(ESTIMATES, arrays, strict=True)]
+    cols.header["criteria"] = [
+        {"name": k, "unit": UNITS.get(k, ""), "weight": out.weights[k],
+         "raw": add(f"raw:{k}", np.asarray(out.raw[k], dtype=np.float64)),
+         "score": add(f"score:{k}", out.scores[k])} for k in out.raw]
+    put("total", np.asarray(out.total, dtype=np.float64))
+    _add_sources(cols, c)
+    fails = out.fails
+    bits = np.zeros(n, dtype=np.int64)  # filter k failed: bit k (31 filters per int32 row)
+    for k in range(len(fails)):
+        if k and k % 31 == 0:
+            put(f"fails{k // 31 - 1}", bits)
+            bits = np.zeros(n, dtype=np.int64)
+        bits |= fails[k].astype(np.int64) << (k % 31)
+    put(f"fails{(len(fails) - 1) // 31 if len(fails) else 0}", bits)
+    first = np.where(fails.any(axis=0), np.argmax(fails, axis=0), -1) if len(fails) else \
+        np.full(n, -1)
+    reasons: dict[str, Any] = {}
+    for k in np.unique(first[first >= 0]).tolist():
+        why = out.filter_results[k].reasons()
+        idx = np.flatnonzero(first == k)
+        reasons[str(k)] = {
+            "templates": list(why.templates),
+            "code": _arg(cols, f"code:{k}", why.code, idx),
+            "args": {a: _arg(cols, f"arg:{k}:{a}", v, idx) for a, v in why.args.items()}}
+    cols.header["reasons"] = reasons
+    return cols
 
 
-_SOURCE_KEYS = ("client_rtt", "lookup_rtt", "bandwidth", "egress")
-
-
-def _sources(out: Outcome) -> list[dict[str, str]]:
-    """Per candidate: where each network number in its estimates comes from (`measured` or
-    `estimated: <method>`), for the numbers it uses."""
-    c = out.ctx
+def _add_sources(cols: Columns, c: Any) -> None:
+    """Where each candidate's network numbers come from, the spot rate and the bid price."""
     d = c.data
-    codes = np.stack([c.client_rtt_source] + [
-        arr[c.site] if len(arr) else np.full(c.n, -1, dtype=np.int8)
-        for arr in (d.lookup_rtt_source, d.gbps_source, d.egress_source)]).T.tolist()
-    seen: dict[tuple[int, ...], dict[str, str]] = {}
-    rows = []
-    for row in codes:
-        key = tuple(row)
-        got = seen.get(key)
-        if got is None:
-            got = seen[key] = {name: SOURCE_NAMES[code]
-                               for name, code in zip(_SOURCE_KEYS, row, strict=True) if code >= 0}
-        rows.append(dict(got))
-    for i in np.flatnonzero(c.kind == SPOT).tolist():  # the restarts priced into gpu_hours
-        site = int(c.site[i])
-        rows[i]["spot_risk"] = (
-            f"estimated: {float(c.ci.spot_rate[site]):g} interruptions per instance-hour (the "
-            f"site's spot_interruptions_per_hour) x {int(c.billing.instances[c.rows[i]])} "
-            "instance(s)")
+    refs = [cols.add("src:client_rtt", c.client_rtt_source)]
+    for key, arr in zip(_SOURCE_KEYS[1:], (d.lookup_rtt_source, d.gbps_source,
+                                           d.egress_source), strict=True):
+        refs.append(cols.add(f"src:{key}", arr[c.site]) if len(arr) else {})
+    cols.header["sources"] = refs
+    if (c.kind == SPOT).any():
+        cols.put("spot_rate", c.ci.spot_rate[c.site])
+        cols.put("instances", c.billing.instances[c.rows])
     price = c.cap.bid_price
-    if price is not None:  # on-prem candidates: the bid price and where it came from
-        for i in np.flatnonzero(~c.is_cloud).tolist():
-            rows[i]["opportunity"] = (f"{c.cap.bid_note}: "
-                                      f"${float(price[int(c.group[i])]):,.4f} per GPU-hour")
-    return rows
+    if price is not None:
+        cols.header["bid_note"] = c.cap.bid_note
+        cols.put("bid_price", np.asarray(price, dtype=np.float64)[c.group])
 
 
-def _criteria_rows(out: Outcome) -> tuple[list[dict[str, Any]], list[float | None]]:
-    """Per candidate: each criterion's raw value, score and weight; and the weighted total."""
-    names = list(out.raw)
-    cols = _cols([out.raw[k] for k in names] + [out.scores[k] for k in names] + [out.total],
-                 [6] * (2 * len(names)) + [3])
-    k = len(names)
-    units = [UNITS.get(name, "") for name in names]
-    weights = [out.weights[name] for name in names]
-    rows = [{name: {"raw": raw, "unit": unit, "score": score, "weight": weight}
-             for name, unit, weight, raw, score in zip(names, units, weights, vals[:k],
-                                                       vals[k:2 * k], strict=True)}
-            for vals in zip(*cols[:2 * k], strict=True)] if k else [{} for _ in range(out.ctx.n)]
-    return rows, cols[2 * k]
-
-
-def _gpu_names(engine: Snapshot) -> dict[int, str]:
-    return {v: k for k, v in engine.ci.gpu_index.items()}
-
-
-def _candidates(engine: Snapshot, out: Outcome) -> list[dict[str, Any]]:
-    """Every candidate with its criteria, estimates and, when rejected, the filter and why."""
-    c, ci = out.ctx, engine.ci
-    gpus = _gpu_names(engine)
-    rank = {int(i): r + 1 for r, i in enumerate(out.ranking)}
-    rows = c.rows
-    inst = c.billing.instance[rows].tolist()
-    gpu_of = ci.row_gpu[rows].tolist()
-    criteria, weighted = _criteria_rows(out)
-    estimates = _estimate_rows(out)
-    fails = out.fails.T.tolist()
-    rejected: list[bool] = np.asarray(out.fails.any(axis=0)).tolist()
-    sites, cloud, kinds = c.site.tolist(), c.is_cloud.tolist(), c.kind.tolist()
-    considered = out.considered.tolist()
-    cands = []
-    for i in range(c.n):
-        failed = [k for k, f in enumerate(fails[i]) if f] if rejected[i] else []
-        cands.append({
-            "site": ci.site_names[sites[i]],
-            "site_type": "cloud" if cloud[i] else "onprem",
-            "gpu_type": gpus[gpu_of[i]],
-            "capacity": CAPACITY_NAMES[kinds[i]],
-            "instance_type": ci.inst_names[inst[i]] if inst[i] >= 0 else None,
-            "feasible": not failed,
-            "rejected_by": out.filter_names[failed[0]] if failed else None,
-            "reason": out.filter_results[failed[0]].reason(i) if failed else None,
-            "also_failed": [out.filter_names[k] for k in failed[1:]],
-            "criteria": criteria[i],
-            "total_score": weighted[i] if considered[i] else None,
-            "rank": rank.get(i),
-            "estimates": estimates[i],
-        })
-    return cands
-
-
-def _missing_sites(engine: Snapshot, out: Outcome) -> list[dict[str, Any]]:
-    """Sites without any requested GPU type (the same for every workload of one shape)."""
+def _missing_sites(engine: Snapshot, out: Outcome) -> bytes:
+    """Sites without any requested GPU type as JSON rows (the same for every workload of one
+    shape, so encoded once per shape)."""
     shape = engine.shape(out.ctx.workload)
     if shape.missing_sites is None:
-        shape.missing_sites = _sites_without(engine, out)
-    return [dict(row) for row in shape.missing_sites]
+        present = set(out.ctx.site.tolist())
+        wanted = "/".join(out.ctx.workload.spec.gpu.types)
+        shape.missing_sites = orjson.dumps([
+            {"site": site.name, "site_type": site.spec.type, "gpu_type": None,
+             "capacity": None, "instance_type": None, "feasible": False,
+             "rejected_by": "capacity",
+             "reason": f"offers no {wanted} (has: "
+                       f"{', '.join(g.type for g in site.spec.gpus) or 'no GPUs'})",
+             "also_failed": [], "criteria": {}, "total_score": None, "rank": None,
+             "estimates": None}
+            for s, site in enumerate(engine.inventory.sites) if s not in present])
+    return shape.missing_sites
 
 
-def _sites_without(engine: Snapshot, out: Outcome) -> list[dict[str, Any]]:
-    present = set(out.ctx.site.tolist())
-    wanted = "/".join(out.ctx.workload.spec.gpu.types)
-    extra: list[dict[str, Any]] = []
-    for s, site in enumerate(engine.inventory.sites):
-        if s in present:
-            continue
-        has = ", ".join(f"{g.type}" for g in site.spec.gpus) or "no GPUs"
-        extra.append({"site": site.name, "site_type": site.spec.type, "gpu_type": None,
-                      "capacity": None, "instance_type": None, "feasible": False,
-                      "rejected_by": "capacity", "reason": f"offers no {wanted} (has: {has})",
-                      "also_failed": [], "criteria": {}, "total_score": None, "rank": None,
-                      "estimates": None})
-    return extra
+def candidates(cols: Columns, idx: list[int] | None = None) -> list[dict[str, Any]]:
+    """Candidates `idx` (every one by default, in the engine's order) in the `Candidate`
+    shape: values rounded as the model documents them, reasons worded now."""
+    h = cols.header
+    n = h["n"]
+    pick = np.arange(n) if idx is None else np.asarray(idx, dtype=np.int64)
+    names = h["names"]
+    sites, gpus, insts = names["sites"], names["gpus"], names["instances"]
+    i32 = cols.ints
+
+    def col(name: str) -> list[Any]:
+        got: list[Any] = i32[name][pick].tolist()
+        return got
+
+    est = _cols([cols.get(ref)[pick] for ref in h["estimates"]], [d for _, d, _ in ESTIMATES],
+                [z for _, _, z in ESTIMATES])
+    if h["service"]:
+        est[8] = [None] * len(pick)
+    crit = h["criteria"]
+    vals = _cols([cols.get(k["raw"])[pick] for k in crit]
+                 + [cols.get(k["score"])[pick] for k in crit] + [cols.floats["total"][pick]],
+                 [6] * (2 * len(crit)) + [3])
+    fails = _failed(cols, pick)
+    reasons = _reasons(cols)
+    sources = _sources(cols, pick)
+    out = []
+    for j, (i, site, gpu, kind, inst, cloud, considered, rank) in enumerate(zip(
+            pick.tolist(), col("site"), col("gpu"), col("kind"), col("instance"), col("cloud"),
+            col("considered"), col("rank"), strict=True)):
+        failed = fails[j]
+        estimates: dict[str, Any] = {name: e[j] for (name, _, _), e in zip(ESTIMATES, est,
+                                                                          strict=True)}
+        estimates["sources"] = sources[j]
+        out.append({
+            "site": sites[site], "site_type": "cloud" if cloud else "onprem",
+            "gpu_type": gpus[gpu], "capacity": CAPACITY_NAMES[kind],
+            "instance_type": insts[inst] if inst >= 0 else None,
+            "feasible": not failed,
+            "rejected_by": h["filters"][failed[0]] if failed else None,
+            "reason": reasons(failed[0], i) if failed else None,
+            "also_failed": [h["filters"][k] for k in failed[1:]],
+            "criteria": {k["name"]: {"raw": vals[r][j], "unit": k["unit"],
+                                     "score": vals[len(crit) + r][j], "weight": k["weight"]}
+                         for r, k in enumerate(crit)},
+            "total_score": vals[-1][j] if considered else None,
+            "rank": rank or None,
+            "estimates": estimates})
+    return out
+
+
+def _failed(cols: Columns, pick: np.ndarray) -> list[list[int]]:
+    """Per picked candidate: the filters it failed, in the engine's order."""
+    k_all = len(cols.header["filters"])
+    rows = [cols.ints[f"fails{r}"][pick].tolist() for r in range((k_all + 30) // 31 or 1)]
+    return [[k for k in range(k_all) if rows[k // 31][j] >> (k % 31) & 1]
+            for j in range(len(pick))]
+
+
+def _reasons(cols: Columns) -> Callable[[int, int], str]:
+    """Candidate i's reason from filter k, worded by that filter's own `Reasons`."""
+    h = cols.header
+    built: dict[int, Reasons] = {}
+
+    def value(ref: Mapping[str, Any], idx: Callable[[], np.ndarray]) -> Any:
+        if "v" in ref:
+            return ref["v"]
+        if "o" in ref:
+            full = np.empty(h["n"], dtype=object)
+            full[idx()] = ref["o"]
+            return full
+        return cols.get(ref)
+
+    def word(k: int, i: int) -> str:
+        why = built.get(k)
+        if why is None:
+            spec = h["reasons"][str(k)]
+            first: list[np.ndarray] = []
+
+            def idx() -> np.ndarray:  # the candidates whose first failed filter is k
+                if not first:
+                    first.append(np.flatnonzero(_first_failed(cols) == k))
+                return first[0]
+
+            code = value(spec["code"], idx)
+            why = built[k] = Reasons(spec["templates"], code if isinstance(code, int) else
+                                     np.asarray(code, dtype=np.int64),
+                                     {a: value(r, idx) for a, r in spec["args"].items()})
+        return why.text(i)
+
+    return word
+
+
+def _first_failed(cols: Columns) -> np.ndarray:
+    k_all = len(cols.header["filters"])
+    first = np.full(cols.header["n"], -1)
+    for k in reversed(range(k_all)):
+        hit = (cols.ints[f"fails{k // 31}"] >> (k % 31)) & 1
+        first = np.where(hit == 1, k, first)
+    return first
+
+
+def _sources(cols: Columns, pick: np.ndarray) -> list[dict[str, str]]:
+    """Per picked candidate: where each network number in its estimates comes from
+    (`measured` or `estimated: <method>`), the spot rate behind a spot candidate's GPU-hours
+    and the bid price behind an on-prem one's opportunity cost."""
+    h = cols.header
+    codes = [cols.get(ref)[pick].tolist() if ref else [-1] * len(pick) for ref in h["sources"]]
+    seen: dict[tuple[int, ...], dict[str, str]] = {}
+    rows = []
+    for row in zip(*codes, strict=True):
+        got = seen.get(row)
+        if got is None:
+            got = seen[row] = {name: SOURCE_NAMES[code]
+                               for name, code in zip(_SOURCE_KEYS, row, strict=True) if code >= 0}
+        rows.append(dict(got))
+    kind = cols.ints["kind"][pick]
+    for j in np.flatnonzero(kind == SPOT).tolist():
+        rows[j]["spot_risk"] = _SPOT_RISK.format(
+            rate=float(cols.floats["spot_rate"][pick[j]]),
+            instances=int(cols.ints["instances"][pick[j]]))
+    note = h.get("bid_note")
+    if note is not None:
+        price = cols.floats["bid_price"][pick]
+        for j in np.flatnonzero(cols.ints["cloud"][pick] == 0).tolist():
+            rows[j]["opportunity"] = f"{note}: ${float(price[j]):,.4f} per GPU-hour"
+    return rows
+
+
+def split_record(record: Mapping[str, Any]) -> tuple[dict[str, Any], bytes | None]:
+    """A record as its two stored parts: the fields (JSON) and the packed candidates."""
+    return ({k: v for k, v in record.items() if k != CANDIDATE_COLUMNS},
+            record.get(CANDIDATE_COLUMNS))
+
+
+def ordered(cands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The explanation's order: ranked candidates best first, then the rest by site."""
+    return sorted(cands, key=lambda x: (x["rank"] is None, x["rank"] or 0, x["site"]))
+
+
+def render(record: Mapping[str, Any], columns: bytes | None = None) -> dict[str, Any]:
+    """A stored record as the full `Decision` (JSON-ready), every candidate explained. A
+    record stored before columns existed carries its candidates already; it is returned as
+    it is."""
+    data = columns if columns is not None else record.get(CANDIDATE_COLUMNS)
+    out = {k: v for k, v in record.items() if k != CANDIDATE_COLUMNS}
+    if data is None:
+        out.setdefault("candidates", [])
+        return out
+    cols = Columns.unpack(data)
+    out["candidates"] = ordered(candidates(cols)) + cols.header["missing"]
+    out["candidates_omitted"] = 0
+    return out
+
+
+def brief(record: Mapping[str, Any], columns: bytes | None = None, top: int = BRIEF
+          ) -> dict[str, Any]:
+    """A stored record as a `Decision` with only its best `top` candidates rendered (the
+    ranked ones first, then the first rejected); `candidates_omitted` counts the rest, which
+    GET /v1/decisions/{id} renders."""
+    data = columns if columns is not None else record.get(CANDIDATE_COLUMNS)
+    if data is None:
+        return render(record)
+    out = {k: v for k, v in record.items() if k != CANDIDATE_COLUMNS}
+    cols = Columns.unpack(data)
+    rank = cols.ints["rank"]
+    ranked = np.flatnonzero(rank > 0)
+    best = ranked[np.argsort(rank[ranked])][:top].tolist()
+    if len(best) < top:
+        rest = np.flatnonzero(rank == 0)
+        names = cols.header["names"]["sites"]
+        by_site = sorted(rest.tolist(), key=lambda i: names[int(cols.ints["site"][i])])
+        best += by_site[:top - len(best)]
+    shown = candidates(cols, best) if best else []
+    out["candidates"] = ordered(shown)
+    out["candidates_omitted"] = cols.header["n"] + len(cols.header["missing"]) - len(shown)
+    return out
 
 
 def _label(out: Outcome, i: int) -> str:
@@ -248,22 +473,24 @@ def _summary(out: Outcome, chosen: dict[str, Any] | None) -> str:
     return f"place on {where}; {score}{tie}"
 
 
+def decision_dict(engine: Snapshot, out: Outcome) -> dict[str, Any]:
+    """The outcome as the full `Decision` (JSON-ready, every candidate explained)."""
+    return render(decision_record(engine, out))
+
+
 def build_decision(engine: Snapshot, out: Outcome) -> Decision:
     """The outcome as a validated `Decision` model."""
     return Decision.model_validate(decision_dict(engine, out))
 
 
-def decision_dict(engine: Snapshot, out: Outcome) -> dict[str, Any]:
-    """The outcome as JSON-ready data shaped exactly like `Decision.model_dump(mode="json")`.
-
-    The service stores and returns this without a validation pass (a test holds the shape to
-    the model); everything is assembled as plain data, far faster than building models.
-    """
-    cands = _candidates(engine, out)
-    chosen = cands[out.chosen] if out.chosen is not None else None
-    ordered = sorted(cands, key=lambda x: (x["rank"] is None, x["rank"] or 0, x["site"]))
+def decision_record(engine: Snapshot, out: Outcome) -> dict[str, Any]:
+    """The outcome as the service stores it: the `Decision` fields but the candidates
+    (JSON-ready), and every candidate as columns under `CANDIDATE_COLUMNS` (bytes)."""
+    cols = build_columns(engine, out)
+    chosen = candidates(cols, [out.chosen])[0] if out.chosen is not None else None
     observed = out.ctx.observed
-    signals = (observed.relevant(out.ctx.workload, {c["site"] for c in cands})
+    signals = (observed.relevant(out.ctx.workload, set(np.asarray(
+        engine.ci.site_names, dtype=object)[np.unique(out.ctx.site)].tolist()))
                if observed is not None else [])
     plan = out.fleet if isinstance(out.fleet, FleetPlan) and chosen is not None else None
     summary = _fleet_summary(plan, out) if plan is not None else _summary(out, chosen)
@@ -276,8 +503,7 @@ def decision_dict(engine: Snapshot, out: Outcome) -> dict[str, Any]:
     moves = (moves_to(engine.ci, out.ctx.data, int(out.ctx.site[out.chosen]))
              if out.chosen is not None else [])
     if plan is not None and chosen is not None:
-        fleet = fleet_dict(plan, out, CAPACITY_NAMES, list(_gpu_names(engine).values()),
-                           engine.ci.inst_names)
+        fleet = fleet_dict(plan, out, CAPACITY_NAMES, engine.ci.gpu_names, engine.ci.inst_names)
         chosen = {**chosen, "estimates": _fleet_estimates(out, plan, chosen["estimates"])}
         moves = [m for site in sorted({m.site for m in plan.members})
                  for m in moves_to(engine.ci, out.ctx.data, site)]
@@ -296,9 +522,9 @@ def decision_dict(engine: Snapshot, out: Outcome) -> dict[str, Any]:
         "constraint_rules": sorted({c.rule for c in out.rule.constraints}),
         "policy_version": out.policy_version,
         "signals": signals,
-        "candidates": ordered + _missing_sites(engine, out),
         "data_moves": moves,
         "fleet": fleet,
+        CANDIDATE_COLUMNS: cols.pack(),
     }
 
 

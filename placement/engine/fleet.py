@@ -421,7 +421,7 @@ def _best_effort(out: Outcome, allow: Callable[[Outcome], Bools] | None) -> Bool
 def _first_reason(out: Outcome, k: int) -> str:
     for f, res in enumerate(out.filter_results):
         if out.fails[f, k]:
-            return f"{out.filter_names[f]}: {res.reason(k)}"
+            return f"{out.filter_names[f]}: {res.reasons().text(k)}"
     if not out.considered[k]:
         return "not considered"
     return "would have to wait for GPUs"

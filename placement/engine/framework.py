@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -14,14 +14,53 @@ if TYPE_CHECKING:
 
 Bools = NDArray[np.bool_]
 Floats = NDArray[np.float64]
+Ints = NDArray[np.int64]
+
+
+def literal(text: str) -> str:
+    """`text` as a part of a `Reasons` template that formats to itself (braces doubled)."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 @dataclass(frozen=True)
+class Reasons:
+    """Why a filter rejects each candidate, as data, worded only when read.
+
+    Candidate i's reason is `templates[code[i]]` (or `templates[code]` when `code` is one
+    number) formatted by `str.format` with `args`: each a value shared by every candidate, or
+    an array with one value per candidate. A template's fixed words come from the plugin;
+    names from policies or the inventory go in through `literal` or as args. The decision
+    stores the templates, the codes and the args of the candidates the filter rejected; the
+    explanation renders the words when someone reads it (placement.engine.explain)."""
+
+    templates: Sequence[str]
+    code: int | Ints = 0
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+    def text(self, i: int) -> str:
+        """Candidate i's reason in words."""
+        code = self.code if isinstance(self.code, int) else int(self.code[i])
+        return self.templates[code].format(**{
+            k: (v[i].item() if isinstance(v[i], np.generic) else v[i])
+            if isinstance(v, np.ndarray) else v for k, v in self.args.items()})
+
+
+NO_REASONS = Reasons(("",))
+
+
+@dataclass
 class FilterResult:
-    """Which candidates pass, and a function that explains a rejection of candidate i."""
+    """Which candidates pass, and why each rejected one is rejected: `Reasons`, or a
+    function that builds them, called only if the decision is explained."""
 
     passed: Bools
-    reason: Callable[[int], str]
+    why: Reasons | Callable[[], Reasons] = NO_REASONS
+
+    def reasons(self) -> Reasons:
+        why = self.why
+        if not isinstance(why, Reasons):
+            why = self.why = why()
+        return why
 
 
 @dataclass(frozen=True)
@@ -33,7 +72,7 @@ class ScoreResult:
 
 
 class FilterPlugin(Protocol):
-    """Says yes or no for every candidate at once, with a reason for each no."""
+    """Says yes or no for every candidate at once, with the reasons for each no."""
 
     NAME: ClassVar[str]
 

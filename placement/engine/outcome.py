@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from placement.engine.context import DataMove, DecisionContext
-from placement.engine.framework import FilterResult
+from placement.engine.framework import FilterResult, Reasons
 from placement.engine.rules import EffectiveRule
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ class Shape:
     data: DataMove
     p99_ms: Floats | None = None
     filters: dict[str, FilterResult] = field(default_factory=dict)
-    missing_sites: list[dict[str, Any]] | None = None  # the explanation's sites without the GPU
+    missing_sites: bytes | None = None  # the explanation's sites without the GPU (JSON)
     held_bytes: int = 0  # what the memo holds for it, once weighed (`shape_bytes`)
 
 
@@ -74,12 +74,9 @@ class Snapshot(Protocol):
     def shape(self, wl: Workload) -> Shape: ...
 
 
-ROW_BYTES = 600  # a `missing_sites` row: a dict of a few short strings and numbers
-
-
 def shape_bytes(shape: Shape) -> int:
-    """The bytes a memoized shape keeps alive: its arrays, the arrays of the decision context
-    its remembered filter reasons hold, the reasons worded so far and the explanation rows."""
+    """The bytes a memoized shape keeps alive: its arrays, its filters' results and reasons
+    (templates and arguments) and the explanation's rows of sites without the GPU."""
     seen: set[int] = set()
     total = 0
 
@@ -95,14 +92,11 @@ def shape_bytes(shape: Shape) -> int:
         add(value)
     for res in shape.filters.values():
         add(res.passed)
-        for cell in getattr(res.reason, "__closure__", None) or ():
-            inner = cell.cell_contents
-            for c in getattr(inner, "__closure__", None) or ():
-                held = c.cell_contents
-                add(held)
-                for v in getattr(held, "__dict__", {}).values():
-                    add(v)
-            if isinstance(inner, dict):
-                for v in inner.values():
-                    add(v)
-    return total + ROW_BYTES * len(shape.missing_sites or ())
+        why = res.why
+        if isinstance(why, Reasons):
+            add(why.code)
+            for text in why.templates:
+                add(text)
+            for v in why.args.values():
+                add(v)
+    return total + len(shape.missing_sites or b"")

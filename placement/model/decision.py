@@ -171,6 +171,9 @@ class Decision(_Out):
         default_factory=list, description="Live signals consulted; stale or unavailable ones "
         "were replaced by the store's state.")
     candidates: list[Candidate]
+    candidates_omitted: int = Field(
+        default=0, ge=0, description="Candidates not shown here: a submission's reply shows "
+        "the best few; GET /v1/decisions/{id} shows every one.")
     data_moves: list[DataMoveOut] = Field(
         default_factory=list, description="Bulk datasets to copy to the chosen site, and from "
         "where.")

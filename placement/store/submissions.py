@@ -37,18 +37,20 @@ _RESERVATION_COLUMNS = _columns(ReservationRow)
 def _json_insert(model: Any, columns: list[str]) -> tuple[str, str | None]:
     """PostgreSQL: all rows of a table in one statement from one JSON array (encoded by
     orjson in C; the server turns it into rows), far less client CPU than a parameter per
-    value. A decision's explanation (10-20 KB) comes apart, one text per row, so the server
-    parses it once, as the json column's input, not also as part of the array."""
+    value. A decision's explanation comes apart, one text per row, so the server parses it
+    once, as the json column's input, not also as part of the array; its packed candidates
+    (bytes) come apart too, as one bytea per row."""
     table = _table(model)
     cols = ", ".join(columns)
     if model is not DecisionRow:
         return (f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM "
                 f"json_populate_recordset(NULL::{table.name}, %s::json)"), None
-    picked = ", ".join("e.x::json" if c == "explanation" else f"r.{c}" for c in columns)
+    picked = ", ".join("e.x::json" if c == "explanation" else "e.c" if c == "candidate_columns"
+                       else f"r.{c}" for c in columns)
     return (f"INSERT INTO {table.name} ({cols}) SELECT {picked} FROM "
             f"json_populate_recordset(NULL::{table.name}, %s::json) WITH ORDINALITY AS r "
-            "JOIN unnest(%b::text[]) WITH ORDINALITY AS e(x, n) ON e.n = r.ordinality"), \
-        "explanation"
+            "JOIN unnest(%b::text[], %b::bytea[]) WITH ORDINALITY AS e(x, c, n) "
+            "ON e.n = r.ordinality"), "explanation"
 
 
 _INSERTS = [_json_insert(m, cols)
@@ -70,9 +72,11 @@ def _write_pipelined(s: Session, tables: list[list[dict[str, Any]]],
                     continue
                 if apart is None:
                     cur.execute(sql, (dumps_str(rows),))
-                else:  # a big JSON column goes beside the rows (see _json_insert)
+                else:  # the explanation and the packed candidates go beside the rows
                     texts = [dumps_str(r[apart]) for r in rows]
-                    cur.execute(sql, (dumps_str([{**r, apart: None} for r in rows]), texts))
+                    packed = [r["candidate_columns"] for r in rows]
+                    cur.execute(sql, (dumps_str([{**r, apart: None, "candidate_columns": None}
+                                                 for r in rows]), texts, packed))
             for (site, gpu), n in need:
                 take = raw.cursor()
                 take.execute(TAKE_PG, take_params(site=site, gpu=gpu, n=n))

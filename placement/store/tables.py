@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -120,7 +121,10 @@ class DecisionRow(Base):
     action: Mapped[str] = mapped_column(String(16))
     site: Mapped[str | None] = mapped_column(String(63), nullable=True)
     policy_version: Mapped[str] = mapped_column(String(80))
-    explanation: Mapped[dict[str, Any]]
+    explanation: Mapped[dict[str, Any]]  # the Decision's fields but its candidates
+    # every candidate, packed (placement.engine.explain.Columns); null for rows stored
+    # before it, whose explanation holds its candidates
+    candidate_columns: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -68,7 +68,8 @@ class DecisionView(RowView):
     action: str
     site: str | None
     policy_version: str
-    explanation: dict[str, Any]
+    explanation: dict[str, Any]  # the Decision's fields but its candidates (older rows: all)
+    candidate_columns: bytes | None  # the candidates, packed (placement.engine.explain)
     created_at: datetime
 
 

@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 
 from placement.engine.context import DecisionContext
-from placement.engine.framework import FilterResult
+from placement.engine.framework import FilterResult, Reasons, literal
 
 
 class Boundary:
@@ -20,26 +20,34 @@ class Boundary:
         ci, spec = ctx.ci, ctx.workload.spec
         n_sites = len(ci.site_names)
         ok = np.ones(n_sites, dtype=bool)
-        why: list[tuple[np.ndarray, str]] = []
+        why_not: list[tuple[np.ndarray, str]] = []
         names = {v: k for k, v in ci.boundary_index.items()}
         if spec.latency is not None:
             for client in spec.latency.clients:
                 b = int(ci.client_boundary[ci.client_index[client.location]])
                 reach = ci.reach[b]
                 label = names[b] or "the open network"
-                why.append((reach, f"clients at {client.location} (in {label}) cannot reach it"))
+                why_not.append((reach, f"clients at {client.location} (in {label}) cannot "
+                                       "reach it"))
                 ok &= reach
         for ref in spec.datasets:
             b = int(ci.dataset_boundary[ci.dataset_index[ref.name]])
             if b == 0:
                 continue
             inside = ci.site_boundary == b
-            why.append((inside, f"dataset {ref.name} may not leave network boundary {names[b]}"))
+            why_not.append((inside, f"dataset {ref.name} may not leave network boundary "
+                                    f"{names[b]}"))
             ok &= inside
         passed = ok[ctx.site]
 
-        def reason(i: int) -> str:
-            s = int(ctx.site[i])
-            return "; ".join(text for mask, text in why if not mask[s])
+        def why() -> Reasons:
+            if not why_not:
+                return Reasons(("",))
+            # one template per distinct set of failed reasons among the candidates' sites
+            failed = ~np.stack([mask for mask, _ in why_not])[:, ctx.site]
+            sets, code = np.unique(failed, axis=1, return_inverse=True)
+            return Reasons(["; ".join(literal(text) for (_, text), bad in zip(
+                why_not, column, strict=True) if bad) for column in sets.T.tolist()],
+                code.reshape(-1).astype(np.int64))
 
-        return FilterResult(passed, reason)
+        return FilterResult(passed, why)

@@ -8,7 +8,15 @@ from typing import ClassVar
 import numpy as np
 
 from placement.engine.context import DecisionContext
-from placement.engine.framework import FilterResult
+from placement.engine.framework import FilterResult, Reasons
+
+_PARTS = ("estimated ${total:,.0f} exceeds the budget of ${budget:,.0f}",
+          "${hourly:,.2f}/h exceeds the burst cap of ${cap:,.2f}/h",
+          "team {team} has ${spent:,.0f} spent or committed of its ${allowed:,.0f} burst budget "
+          "this month; this burst would add ${total:,.0f}")
+# code: over the workload's budget (1) + over the burst cap (2) + over the team's budget (4)
+REASONS = tuple("; ".join(part for k, part in enumerate(_PARTS) if code >> k & 1)
+                for code in range(8))
 
 
 class Budget:
@@ -28,16 +36,10 @@ class Budget:
         over_team = (ctx.is_cloud & (spent + total > allowed)) if allowed is not None \
             else np.zeros(ctx.n, dtype=bool)
 
-        def reason(i: int) -> str:
-            parts = []
-            if over_total[i]:
-                parts.append(f"estimated ${total[i]:,.0f} exceeds the budget of ${budget:,.0f}")
-            if over_rate[i]:
-                parts.append(f"${hourly[i]:,.2f}/h exceeds the burst cap of ${cap:,.2f}/h")
-            if over_team[i]:
-                parts.append(f"team {team} has ${spent:,.0f} spent or committed of its "
-                             f"${allowed:,.0f} burst budget this month; this burst would add "
-                             f"${total[i]:,.0f}")
-            return "; ".join(parts)
+        def why() -> Reasons:
+            code = over_total.astype(np.int64) + 2 * over_rate + 4 * over_team
+            return Reasons(REASONS, code, {
+                "total": total, "budget": budget, "hourly": hourly, "cap": cap, "team": team,
+                "spent": spent, "allowed": allowed})
 
-        return FilterResult(~(over_total | over_rate | over_team), reason)
+        return FilterResult(~(over_total | over_rate | over_team), why)

@@ -8,7 +8,23 @@ import numpy as np
 
 from placement.engine.compiled import SPOT
 from placement.engine.context import DecisionContext
-from placement.engine.framework import Bools, FilterResult
+from placement.engine.framework import Bools, FilterResult, Reasons
+
+_GATED = ("on-prem site {best_onprem} can start in {best_wait:.2f} h, within max wait "
+          "{max_wait:g} h; rule {rule!r} bursts only when on-prem cannot")
+_NEAR = (" or running here costs less than moving the data there (${total:,.2f} here, "
+         "${cheapest:,.2f} of egress")
+_SPOT = ("rule {rule!r} does not allow spot capacity",
+         "interrupted on spot {interrupted} times; rule {rule!r} allows {allowed}, so on-demand "
+         "or on-prem only",
+         "deadline leaves no room for spot restarts (needs {slack:g}x the expected "
+         "{overhead:.2f} h of restart overhead)")
+# code: 0 bursting not allowed, 1 gated by `when`, 2-4 the spot rules (never, interrupted,
+# deadline); keyed by (`when` also weighs the data's cost, the policy prices on-prem GPU-hours)
+_REASONS = {(near, bid): ("rule {rule!r} does not allow bursting to cloud",
+                          _GATED + (_NEAR + (" and on-prem GPU-hours' bid price" if bid else "")
+                                    + ")" if near else ""), *_SPOT)
+            for near in (False, True) for bid in (False, True)}
 
 
 class BurstGate:
@@ -20,7 +36,7 @@ class BurstGate:
         burst, rule = ctx.rule.burst, ctx.rule.burst_rule or "defaults"
         onprem_ok = ctx.mask & ~ctx.is_cloud
         gated = when_gated(ctx, onprem_ok)
-        best_onprem = ""
+        best_onprem, best_wait = "", 0.0
         cheapest_onprem = np.inf
         if gated.any():
             j = int(np.flatnonzero(onprem_ok)[np.argmin(ctx.wait_hours[onprem_ok])])
@@ -32,27 +48,19 @@ class BurstGate:
         not_allowed = ~burst_allowed(ctx)
         passed = ~(not_allowed | gated | bad_spot)
 
-        def reason(i: int) -> str:
-            if not_allowed[i]:
-                return f"rule {rule!r} does not allow bursting to cloud"
-            if gated[i]:
-                why = "on-prem cannot" if burst.when == "onprem_unavailable" else (
-                    f"on-prem cannot or running here costs less than moving the data there "
-                    f"(${ctx.total_usd[i]:,.2f} here, ${cheapest_onprem:,.2f} of egress"
-                    + (" and on-prem GPU-hours' bid price" if ctx.cap.bid_price is not None
-                       else "") + ")")
-                return (f"on-prem site {best_onprem} can start in {best_wait:.2f} h, within max "
-                        f"wait {ctx.rule.max_wait_hours:g} h; rule {rule!r} bursts only when "
-                        + why)
-            if burst.spot == "never":
-                return f"rule {rule!r} does not allow spot capacity"
-            if interrupted >= burst.max_spot_interruptions:
-                return (f"interrupted on spot {interrupted} times; rule {rule!r} allows "
-                        f"{burst.max_spot_interruptions}, so on-demand or on-prem only")
-            return (f"deadline leaves no room for spot restarts (needs {burst.spot_slack_factor:g}"
-                    f"x the expected {ctx.run_hours[i] - ctx.hours:.2f} h of restart overhead)")
+        def why() -> Reasons:
+            near = burst.when != "onprem_unavailable"
+            spot_code = 2 if burst.spot == "never" else (
+                3 if interrupted >= burst.max_spot_interruptions else 4)
+            code = np.where(not_allowed, 0, np.where(gated, 1, spot_code))
+            return Reasons(_REASONS[near, ctx.cap.bid_price is not None], code, {
+                "rule": rule, "best_onprem": best_onprem, "best_wait": best_wait,
+                "max_wait": ctx.rule.max_wait_hours, "total": ctx.total_usd,
+                "cheapest": cheapest_onprem, "interrupted": interrupted,
+                "allowed": burst.max_spot_interruptions, "slack": burst.spot_slack_factor,
+                "overhead": ctx.run_hours - ctx.hours})
 
-        return FilterResult(passed, reason)
+        return FilterResult(passed, why)
 
 
 def spot_allowed(ctx: DecisionContext) -> Bools:

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
+
 from placement.engine.compiled import CAPACITY_NAMES
 from placement.engine.context import DecisionContext
-from placement.engine.framework import FilterResult
+from placement.engine.framework import FilterResult, Reasons
+
+REASONS = ("has {total} {gpu} installed; the workload needs {need} on one site",
+           "{capacity} quota allows {room} more {gpu} ({total} in total); the workload needs "
+           "{need}")
 
 
 class Capacity:
@@ -21,16 +27,10 @@ class Capacity:
         # On-prem GPUs in use come back (the wait plugin prices that); cloud quota is a hard cap.
         passed = (total >= need) & (~ctx.is_cloud | (room >= need))
 
-        def reason(i: int) -> str:
-            gpu = _gpu_name(ctx, i)
-            if not ctx.is_cloud[i]:
-                return f"has {total[i]} {gpu} installed; the workload needs {need} on one site"
-            return (f"{CAPACITY_NAMES[ctx.kind[i]]} quota allows {room[i]} more {gpu} "
-                    f"({total[i]} in total); the workload needs {need}")
+        def why() -> Reasons:
+            gpus = np.array(ctx.ci.gpu_names, dtype=object)[ctx.ci.row_gpu[ctx.rows]]
+            kinds = np.array(CAPACITY_NAMES, dtype=object)[ctx.kind]
+            return Reasons(REASONS, ctx.is_cloud.astype(np.int64), {
+                "total": total, "gpu": gpus, "need": need, "capacity": kinds, "room": room})
 
-        return FilterResult(passed, reason)
-
-
-def _gpu_name(ctx: DecisionContext, i: int) -> str:
-    gid = int(ctx.ci.row_gpu[ctx.rows[i]])
-    return next(k for k, v in ctx.ci.gpu_index.items() if v == gid)
+        return FilterResult(passed, why)

@@ -7,7 +7,8 @@ from typing import ClassVar
 import numpy as np
 
 from placement.engine.context import DecisionContext
-from placement.engine.framework import FilterResult
+from placement.engine.framework import FilterResult, Reasons, literal
+from placement.engine.rules import Constraint
 
 
 class Constraints:
@@ -26,17 +27,21 @@ class Constraints:
             first_fail = np.where((first_fail < 0) & bad, k, first_fail)
         fail = first_fail[ctx.site]
 
-        def reason(i: int) -> str:
-            c = constraints[int(fail[i])]
-            parts = []
-            if c.selector.site_types:
-                parts.append(f"site type in {c.selector.site_types}")
-            if c.selector.labels:
-                parts.append("labels " + ", ".join(f"{k}={v}" for k, v in
-                                                   c.selector.labels.items()))
-            if c.selector.sites:
-                parts.append(f"site in {c.selector.sites}")
-            verb = "requires" if c.mode == "require" else "forbids"
-            return f"rule {c.rule!r} {verb} {' and '.join(parts)}"
+        def why() -> Reasons:
+            return Reasons([literal(_words(c)) for c in constraints],
+                           np.maximum(fail, 0).astype(np.int64))
 
-        return FilterResult(fail < 0, reason)
+        return FilterResult(fail < 0, why)
+
+
+def _words(c: Constraint) -> str:
+    """What one require/forbid constraint asks, in words."""
+    parts = []
+    if c.selector.site_types:
+        parts.append(f"site type in {c.selector.site_types}")
+    if c.selector.labels:
+        parts.append("labels " + ", ".join(f"{k}={v}" for k, v in c.selector.labels.items()))
+    if c.selector.sites:
+        parts.append(f"site in {c.selector.sites}")
+    verb = "requires" if c.mode == "require" else "forbids"
+    return f"rule {c.rule!r} {verb} {' and '.join(parts)}"

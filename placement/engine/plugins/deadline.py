@@ -7,7 +7,10 @@ from typing import ClassVar
 import numpy as np
 
 from placement.engine.context import DecisionContext
-from placement.engine.framework import FilterResult
+from placement.engine.framework import FilterResult, Reasons
+
+REASONS = ("would finish in {finish:.1f} h (start {start:.1f} h + run {run:.1f} h), after "
+           "the {deadline:g} h deadline",)
 
 
 class Deadline:
@@ -18,11 +21,8 @@ class Deadline:
     def filter(self, ctx: DecisionContext) -> FilterResult:
         deadline = ctx.workload.spec.deadline_hours
         if deadline is None or ctx.workload.spec.is_service:
-            return FilterResult(np.ones(ctx.n, dtype=bool), lambda i: "")
+            return FilterResult(np.ones(ctx.n, dtype=bool))
         finish = ctx.finish_hours
-
-        def reason(i: int) -> str:
-            return (f"would finish in {finish[i]:.1f} h (start {ctx.start_hours[i]:.1f} h + run "
-                    f"{ctx.run_hours[i]:.1f} h), after the {deadline:g} h deadline")
-
-        return FilterResult(finish <= deadline, reason)
+        return FilterResult(finish <= deadline, Reasons(REASONS, 0, {
+            "finish": finish, "start": ctx.start_hours, "run": ctx.run_hours,
+            "deadline": deadline}))

@@ -7,7 +7,9 @@ from typing import ClassVar
 import numpy as np
 
 from placement.engine.context import DecisionContext
-from placement.engine.framework import FilterResult, ScoreResult
+from placement.engine.framework import FilterResult, Reasons, ScoreResult
+
+REASONS = ("estimated p99 {p99:.1f} ms exceeds the SLO of {slo:g} ms",)
 
 
 class Latency:
@@ -21,14 +23,10 @@ class Latency:
     def filter(self, ctx: DecisionContext) -> FilterResult:
         lat = ctx.workload.spec.latency
         if lat is None:
-            return FilterResult(np.ones(ctx.n, dtype=bool), lambda i: "")
+            return FilterResult(np.ones(ctx.n, dtype=bool))
         p99 = ctx.p99_ms
         slo = lat.p99_slo_ms
-
-        def reason(i: int) -> str:
-            return f"estimated p99 {p99[i]:.1f} ms exceeds the SLO of {slo:g} ms"
-
-        return FilterResult(p99 <= slo, reason)
+        return FilterResult(p99 <= slo, Reasons(REASONS, 0, {"p99": p99, "slo": slo}))
 
     def score(self, ctx: DecisionContext) -> ScoreResult:
         applicable = ctx.workload.spec.latency is not None

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from placement.engine.context import DecisionContext, overdue_note
-from placement.engine.framework import FilterResult, ScoreResult
+import numpy as np
+
+from placement.engine.context import OVERDUE_NOTE, DecisionContext, overdue
+from placement.engine.framework import FilterResult, Reasons, ScoreResult
+
+_BUSY = (" (live signals report {free} free: the rest are busy with work the scheduler did not "
+         "place; their release time is unknown)")
+# code = no release expected (1) + busy per live signals (2) + overdue work counted (4)
+REASONS = tuple(
+    "expected wait for {need} free GPUs is "
+    + ("no release expected" if code & 1 else "{wait:.2f} h")
+    + (_BUSY if code & 2 else "") + (OVERDUE_NOTE if code & 4 else "")
+    + ", over the rule's max wait of {limit:g} h" for code in range(8))
 
 
 class Wait:
@@ -19,18 +30,14 @@ class Wait:
         wait = ctx.wait_hours
         limit = ctx.rule.max_wait_hours
 
-        busy = ctx.busy_per_signals
-        free = ctx.free_gpus
+        def why() -> Reasons:
+            code = (np.isinf(wait).astype(np.int64) + 2 * ctx.busy_per_signals
+                    + 4 * overdue(ctx))
+            return Reasons(REASONS, code, {
+                "need": ctx.gpus_needed, "wait": wait, "free": ctx.free_gpus, "limit": limit,
+                "overdue_hours": ctx.cap.schedule.overdue_hours})
 
-        def reason(i: int) -> str:
-            shown = "no release expected" if wait[i] == float("inf") else f"{wait[i]:.2f} h"
-            why = (f" (live signals report {free[i]} free: the rest are busy with work the "
-                   "scheduler did not place; their release time is unknown)" if busy[i] else "")
-            why += overdue_note(ctx, i)
-            return (f"expected wait for {ctx.gpus_needed} free GPUs is {shown}{why}, over the "
-                    f"rule's max wait of {limit:g} h")
-
-        return FilterResult(wait <= limit, reason)
+        return FilterResult(wait <= limit, why)
 
     def score(self, ctx: DecisionContext) -> ScoreResult:
         return ScoreResult(ctx.wait_hours)
