@@ -3,9 +3,16 @@
 Sites are synthetic but their GPU offers and prices are drawn from the real AWS/GCP/Azure
 catalogs in ../shared/data (prices_*.csv). For each size it times:
 - `decide`: filter, score, pick (Engine.decide alone);
-- `service`: what the service runs per submission, decide + the explanation as it is stored
-  (Engine.explain_dict);
+- `service`: what the service runs per submission, decide + the explanation as it is stored:
+  the decision's record (Engine.record: its fields and every candidate as packed columns,
+  reasons as templates and codes) and the fields' JSON encoding;
+- `reply`: `service` + what a submission's reply adds: the best 3 candidates worded
+  (placement.engine.explain.brief) and the reply's JSON;
+- `read`: `service` + every candidate worded, as GET /v1/decisions/{id} does on read
+  (placement.engine.explain.render), and its JSON;
 - `validated`: decide + the validated `Decision` model (what `place`, `policy diff` use).
+The target (issue 17, item 7): `service` <= 2x `decide` in instructions at 100 and 1,000
+sites.
 Beside the times it prints `anchor_us`, a fixed NumPy + Python workload timed in the same run,
 and each p50 as a multiple of it, so runs on machines 3x apart compare. With --instructions
 (and valgrind installed) it also counts instructions per decision with callgrind: a run that
@@ -39,12 +46,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from placement.engine import Engine
+from placement.engine import Engine, Outcome
+from placement.engine.explain import brief, render, split_record
+from placement.jsoncodec import dumps
 from placement.model import Inventory, Policy, Reservation, Site, Workload
 from placement.model.inventory import ClientLocation, Dataset
 from placement.policy.catalog import Offer, load_offers
@@ -154,17 +164,29 @@ def anchor_us() -> float:
     return statistics.median(times)
 
 
+def _stored(engine: Engine, out: Outcome) -> tuple[dict[str, Any], bytes | None]:
+    fields, columns = split_record(engine.record(out))
+    dumps(fields)  # the store's JSON of the fields (the packed columns go as bytes)
+    return fields, columns
+
+
+AFTER: dict[str, Callable[[Engine, Outcome], Any]] = {  # what each path does after decide
+    "decide": lambda engine, out: None,
+    "service": _stored,
+    "reply": lambda engine, out: dumps(brief(*_stored(engine, out))),
+    "read": lambda engine, out: dumps(render(*_stored(engine, out))),
+    "validated": lambda engine, out: engine.explain(out),
+}
+
+
 def _timed(engine: Engine, workloads: list[Workload], rounds: int, how: str,
            samples: int) -> list[float]:
     out: list[float] = []
+    after = AFTER[how]
     for _ in range(rounds):
         for w in workloads:
             t0 = time.perf_counter()
-            o = engine.decide(w)
-            if how == "service":
-                engine.explain_dict(o)
-            elif how == "validated":
-                engine.explain(o)
+            after(engine, engine.decide(w))
             out.append((time.perf_counter() - t0) * 1000)
             if len(out) >= samples:
                 return out
@@ -181,7 +203,8 @@ def run(n_sites: int, seed: int, rounds: int, anchor: float) -> dict[str, Any]:
     result: dict[str, Any] = {"bench": "engine", "sites": n_sites, "cores": os.cpu_count(),
                               "anchor_us": round(anchor, 2)}
     big = max(1, n_sites // 1000)
-    for how, samples in (("decide", 1000), ("service", 1000 // big), ("validated", 200 // big)):
+    for how, samples in (("decide", 1000), ("service", 1000 // big), ("reply", 1000 // big),
+                         ("read", 200 // big), ("validated", 200 // big)):
         ms = _timed(engine, workloads, rounds, how, samples)
         result[f"{how}_p50_ms"] = round(_pct(ms, 50), 4)
         result[f"{how}_p99_ms"] = round(_pct(ms, 99), 4)
@@ -304,18 +327,14 @@ def _probe(n_sites: int, k: int, how: str) -> None:
         list(itertools.starmap(engine.decide, ((w,) for w in todo)))
         return
     engine, workloads = build(n_sites, 7)
-    for i, w in enumerate(workloads):  # every shape memo warm; explanation memos for a few
-        out = engine.decide(w)
-        if i < 10:
-            engine.explain(out)
+    for w in workloads:  # every shape memo warm, its explanation's rows too (as `run` does)
+        _stored(engine, engine.decide(w))
     tune_gc()
 
+    after = AFTER[how]
+
     def one(w: Workload) -> None:
-        o = engine.decide(w)
-        if how == "service":
-            engine.explain_dict(o)
-        elif how == "validated":
-            engine.explain(o)
+        after(engine, engine.decide(w))
 
     todo = (workloads * (k // len(workloads) + 1))[:k]
     list(itertools.starmap(one, ((w,) for w in todo)))
@@ -338,15 +357,15 @@ def _callgrind(n_sites: int, k: int, how: str) -> int | None:
 
 
 def instructions(n_sites: int, k: int) -> dict[str, Any]:
-    """Instructions per decision for decide alone, the service's explained decision and the
-    validated one (callgrind, collecting only inside the measured loop)."""
+    """Instructions per decision for decide alone and each path after it (`AFTER`), by
+    callgrind, collecting only inside the measured loop."""
     out: dict[str, Any] = {"instructions_k": k}
-    for how in ("decide", "service", "validated"):
+    for how in AFTER:
         got = _callgrind(n_sites, k, how)
         if got is None:
             return {"instructions": "valgrind not installed"}
         out[f"{how}_instructions"] = round(got / k)
-    for how in ("service", "validated"):
+    for how in list(AFTER)[1:]:
         out[f"{how}_vs_decide"] = round(out[f"{how}_instructions"] /
                                         out["decide_instructions"], 2)
     return out
@@ -385,7 +404,8 @@ def main() -> None:
         else:
             print(f"{n:>6} sites: decide p50 {result['decide_p50_ms']} ms p99 "
                   f"{result['decide_p99_ms']} ms; service p50 {result['service_p50_ms']} ms "
-                  f"p99 {result['service_p99_ms']} ms; validated p50 "
+                  f"p99 {result['service_p99_ms']} ms; reply p50 {result['reply_p50_ms']} ms; "
+                  f"read p50 {result['read_p50_ms']} ms; validated p50 "
                   f"{result['validated_p50_ms']} ms ({os.cpu_count()} cores)")
     for n in (int(x) for x in args.fleet_sizes.split(",") if x):
         result = run_fleet(n, args.seed, args.fleet_samples)

@@ -273,7 +273,7 @@ def overview(request: Request) -> Response:
         rows = capacity(s)
         day = estimate_totals(s, since=now - timedelta(days=1), team=team)
         month = estimate_totals(s, since=now - timedelta(days=30), team=team)
-        bursts = [(workload_json(w), decision_json(d)) for w, d in
+        bursts = [(workload_json(w), decision_json(d, full=False)) for w, d in
                   active_bursts(s, team=team)]
     engine = rt.current_engine()
     kinds = {site.name: site.spec.type for site in engine.inventory.sites} if engine else {}

@@ -99,11 +99,19 @@ class CompiledInventory:
         return sorted(self.gpu_index, key=self.gpu_index.__getitem__)
 
     @cached_property
+    def inst_types(self) -> tuple[list[str], Ints]:
+        """The distinct instance type names, and per instance row the index of its name (-1
+        appended last, so that index -1, no instance, stays -1)."""
+        names = sorted(set(self.inst_names))
+        at = {name: k for k, name in enumerate(names)}
+        return names, np.array([at[n] for n in self.inst_names] + [-1], dtype=np.int64)
+
+    @cached_property
     def names_json(self) -> bytes:
         """Site, GPU type and instance type names by index as JSON, encoded once: every
         decision's stored explanation carries them (placement.engine.explain)."""
         return orjson.dumps({"sites": self.site_names, "gpus": self.gpu_names,
-                             "instances": self.inst_names})
+                             "instances": self.inst_types[0]})
 
     def selector_mask(self, sel: SiteSelector) -> Bools:
         """Sites matching a selector (all given parts must match)."""

@@ -143,6 +143,12 @@ class DecisionContext:
         return self.ci.row_kind[self.rows]
 
     @cached_property
+    def gpu(self) -> Ints:
+        """GPU type index per candidate (CompiledInventory.gpu_names)."""
+        got: Ints = self.ci.row_gpu[self.rows]
+        return got
+
+    @cached_property
     def group(self) -> Ints:
         return self.ci.row_group[self.rows]
 

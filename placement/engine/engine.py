@@ -242,7 +242,9 @@ class Engine:
             only_wait = fails[wait_k] & ~others & np.isfinite(ctx.wait_hours)
             if only_wait.any():
                 considered, queue_only = only_wait, True
-        return self._score(ctx, results, fails, considered, queue_only)
+        out = self._score(ctx, results, fails, considered, queue_only)
+        out.shape = shape
+        return out
 
     def _score(self, ctx: DecisionContext, results: list[FilterResult], fails: Bools,
                considered: Bools, queue_only: bool) -> Outcome:

@@ -13,6 +13,7 @@ about what the decision costs.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -22,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from placement.engine.compiled import CAPACITY_NAMES, SPOT
+from placement.engine.compiled import CAPACITY_NAMES, ONPREM, SPOT
 from placement.engine.context import moves_to, overdue_note
 from placement.engine.fleet import FleetMiss, FleetPlan, fleet_dict
-from placement.engine.framework import Reasons
+from placement.engine.framework import Named, Reasons
 from placement.engine.network import SOURCE_NAMES
 from placement.model import Decision
 
@@ -38,11 +39,14 @@ FORMAT = 1
 BRIEF = 3  # candidates a brief record renders (the best ranked, then the first rejected)
 
 
-def _cols(values: list[np.ndarray], digits: list[int], zero: list[bool] | None = None
-          ) -> list[list[float | None]]:
+def _cols(values: list[np.ndarray] | np.ndarray, digits: list[int],
+          zero: list[bool] | None = None) -> list[list[float | None]]:
     """Arrays -> lists, rounded, with NaN/inf as None (or 0.0 where `zero` says so): one
     conversion for all of them."""
     arr = np.array(values, dtype=float).reshape(len(values), -1)
+    if arr.shape[1] == 1:  # one candidate: the same rounding without the array steps
+        return [[_round(v, d, zero is not None and zero[r])]
+                for r, ((v,), d) in enumerate(zip(arr.tolist(), digits, strict=True))]
     finite = np.isfinite(arr)
     scale = 10.0 ** np.array(digits, dtype=float)[:, None]
     out: list[list[float | None]] = (np.rint(np.where(finite, arr, 0.0) * scale) / scale
@@ -51,6 +55,14 @@ def _cols(values: list[np.ndarray], digits: list[int], zero: list[bool] | None =
         if zero is None or not zero[r]:
             out[r][i] = None
     return out
+
+
+def _round(value: float, digits: int, zero: bool) -> float | None:
+    """One value as `_cols` rounds it (half to even, the sign of a zero kept)."""
+    if not math.isfinite(value):
+        return 0.0 if zero else None
+    scale = 10.0 ** digits
+    return round(value * scale) / scale or math.copysign(0.0, value)
 
 
 ESTIMATES = (  # field, Decision digits, zero when missing
@@ -63,72 +75,109 @@ _SPOT_RISK = ("estimated: {rate:g} interruptions per instance-hour (the site's "
               "spot_interruptions_per_hour) x {instances} instance(s)")
 
 
+Ref = dict[str, int]  # a stored row: {"f": float row} or {"i": int row}
+
+
 @dataclass
 class Columns:
-    """Every candidate of one decision as named arrays (one entry per candidate) and the
-    JSON-ready header that says what they mean; `pack` and `unpack` are its stored form."""
+    """Every candidate of one decision as rows of two matrices, float64 and int32 (one entry
+    per candidate), and the JSON-ready header that says what the rows mean; `pack` and
+    `unpack` are its stored form. Rows are added while building, then `seal`ed."""
 
     header: dict[str, Any]
-    floats: dict[str, np.ndarray] = field(default_factory=dict)
-    ints: dict[str, np.ndarray] = field(default_factory=dict)
     encoded: dict[str, bytes] = field(default_factory=dict)  # header parts as JSON already
-    _ids: dict[int, tuple[str, str]] = field(default_factory=dict)
+    names: dict[str, Ref] = field(default_factory=dict)  # the fixed rows, by name
+    floats: Any = None  # float64 matrix, rows x candidates, once sealed
+    ints: Any = None  # int32 matrix
+    packed: memoryview | None = None  # the stored form, once sealed
+    _blocks: tuple[list[np.ndarray], list[np.ndarray]] = field(
+        default_factory=lambda: ([], []))  # rows (1-D) or blocks of rows (2-D), in order
+    _count: list[int] = field(default_factory=lambda: [0, 0])
+    _ids: dict[int, Ref] = field(default_factory=dict)
 
-    def add(self, name: str, values: np.ndarray) -> dict[str, str]:
-        """Keep one array (once, however often it is added) and return the reference the
-        header holds for it."""
-        got = self._ids.get(id(values))
+    def add(self, values: np.ndarray) -> Ref:
+        """Keep one array (once, however often it is added); the header's reference to it."""
+        key = id(values)
+        got = self._ids.get(key)
         if got is None:
-            kind = "f" if values.dtype.kind == "f" else "i"
-            (self.floats if kind == "f" else self.ints)[name] = values
-            got = self._ids[id(values)] = (kind, name)
-        return {got[0]: got[1]}
+            got = self._ids[key] = self._keep(values)
+        return got
 
-    def put(self, name: str, values: np.ndarray) -> None:
-        """Keep `values` under `name` (the fixed columns every record has)."""
-        kind = "f" if values.dtype.kind == "f" else "i"
-        (self.floats if kind == "f" else self.ints)[name] = values
-        self._ids.setdefault(id(values), (kind, name))
+    def put(self, name: str, values: np.ndarray) -> Ref:
+        """Keep `values` as the fixed row `name`."""
+        got = self.names[name] = self._keep(values)
+        self._ids.setdefault(id(values), got)
+        return got
 
-    def get(self, ref: Mapping[str, str]) -> np.ndarray:
-        ((kind, name),) = ref.items()
-        return (self.floats if kind == "f" else self.ints)[name]
+    def put_block(self, block: np.ndarray, names: Mapping[str, Ref]) -> None:
+        """Keep a block of rows that comes first (the shape's rows: `names` say where)."""
+        kind = block.dtype.kind != "f"
+        assert self._count[kind] == 0
+        self._blocks[kind].append(block.reshape(-1))
+        self._count[kind] = len(block)
+        self.names.update(names)
 
-    def pack(self) -> bytes:
-        """[header length][header JSON][float64 rows][int32 rows]."""
+    def _keep(self, values: np.ndarray) -> Ref:
+        kind = values.dtype.kind != "f"
+        self._blocks[kind].append(values)
+        self._count[kind] += 1
+        return {"i" if kind else "f": self._count[kind] - 1}
+
+    def seal(self) -> Columns:
+        """Pack the rows, once, into the stored form: [u32 header size][header JSON, padded
+        to 8 bytes][float64 rows][int32 rows]; `floats` and `ints` are views of it."""
         n = self.header["n"]
-        fnames, inames = list(self.floats), list(self.ints)
-        header = orjson.dumps({**self.header, "floats": fnames, "ints": inames,
-                               **{k: orjson.Fragment(v) for k, v in self.encoded.items()}})
-        f = (np.stack([self.floats[k] for k in fnames]).astype(np.float64, copy=False)
-             if fnames else np.zeros((0, n)))
-        i = (np.stack([self.ints[k] for k in inames]).astype(np.int32)
-             if inames else np.zeros((0, n), dtype=np.int32))
-        return b"".join((struct.pack("<I", len(header)), header, f.tobytes(), i.tobytes()))
+        (f_rows, i_rows), (nf, ni) = self._blocks, self._count
+        head = orjson.dumps({**self.header, "rows": self.names, "shape": self._count,
+                             **{k: orjson.Fragment(v) for k, v in self.encoded.items()}})
+        start = -(-(4 + len(head)) // 8) * 8
+        buf = np.empty(start + n * (8 * nf + 4 * ni), dtype=np.uint8)  # all written below
+        view = memoryview(buf.data)
+        view[:4] = struct.pack("<I", start - 4)
+        view[4:start] = head + b" " * (start - 4 - len(head))  # JSON whitespace
+        f = buf[start:start + 8 * n * nf].view(np.float64).reshape(nf, n)
+        i = buf[start + f.nbytes:].view(np.int32).reshape(ni, n)
+        if n:
+            if f_rows:
+                np.concatenate(f_rows, out=f.reshape(-1))
+            if i_rows:
+                np.concatenate(i_rows, out=i.reshape(-1), casting="unsafe")
+        self.floats, self.ints, self.packed = f, i, view
+        return self
+
+    def get(self, ref: Mapping[str, int]) -> np.ndarray:
+        ((kind, row),) = ref.items()
+        got: np.ndarray = (self.floats if kind == "f" else self.ints)[row]
+        return got
+
+    def row(self, name: str) -> np.ndarray:
+        return self.get(self.names[name])
 
     @staticmethod
-    def unpack(data: bytes) -> Columns:
+    def unpack(data: bytes | memoryview) -> Columns:
         (size,) = struct.unpack_from("<I", data)
         header = orjson.loads(data[4:4 + size])
         n = header["n"]
-        fnames, inames = header.pop("floats"), header.pop("ints")
+        nf, ni = header.pop("shape")
+        names = header.pop("rows")
         if n == 0:
-            f, i = np.zeros((len(fnames), 0)), np.zeros((len(inames), 0), dtype=np.int32)
+            f, i = np.zeros((nf, 0)), np.zeros((ni, 0), dtype=np.int32)
         else:
-            f = np.frombuffer(data, np.float64, len(fnames) * n, 4 + size).reshape(-1, n)
-            i = np.frombuffer(data, np.int32, len(inames) * n, 4 + size + f.nbytes
-                              ).reshape(-1, n)
-        return Columns(header, dict(zip(fnames, f, strict=True)),
-                       dict(zip(inames, i, strict=True)))
+            f = np.frombuffer(data, np.float64, nf * n, 4 + size).reshape(nf, n)
+            i = np.frombuffer(data, np.int32, ni * n, 4 + size + f.nbytes).reshape(ni, n)
+        return Columns(header, names=names, floats=f, ints=i)
 
 
-def _arg(cols: Columns, name: str, value: Any, idx: np.ndarray) -> dict[str, Any]:
-    """One `Reasons` argument as the header holds it: a value, a stored row, or (text per
-    candidate) the values of the candidates the filter rejected first, in order."""
+def _arg(cols: Columns, value: Any, rejected: Callable[[], np.ndarray]) -> Mapping[str, Any]:
+    """One `Reasons` argument as the header holds it: a value, a stored row, names and a
+    stored row of indices (`Named`), or (other objects per candidate) the values of the
+    candidates the filter rejected first, in order."""
+    if isinstance(value, Named):
+        return {"named": list(value.names), "at": cols.add(value.index)}
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "O":
-            return {"o": value[idx].tolist()}
-        return cols.add(name, value)
+            return {"o": value[rejected()].tolist()}
+        return cols.add(value)
     return {"v": value.item() if isinstance(value, np.generic) else value}
 
 
@@ -137,72 +186,78 @@ def build_columns(engine: Snapshot, out: Outcome) -> Columns:
     c, ci = out.ctx, engine.ci
     n = c.n
     cols = Columns({"format": FORMAT, "n": n, "names": {
-        "sites": ci.site_names, "gpus": ci.gpu_names, "instances": ci.inst_names},
+        "sites": ci.site_names, "gpus": ci.gpu_names, "instances": ci.inst_types[0]},
         "filters": out.filter_names, "service": c.workload.spec.is_service},
         encoded={"names": ci.names_json, "missing": _missing_sites(engine, out)})
     add, put = cols.add, cols.put
-    put("site", c.site)
-    put("gpu", ci.row_gpu[c.rows])
-    put("kind", c.kind)
-    put("instance", c.billing.instance[c.rows])
-    put("cloud", c.is_cloud)
-    put("considered", out.considered)
-    rank = np.zeros(n, dtype=np.int64)
+    shape = out.shape or engine.shape(c.workload)
+    if shape.columns is None:  # the same for every decision of the shape
+        shape.columns = _shape_rows(c)
+    block, names = shape.columns
+    cols.put_block(block, names)
+    rank = np.zeros(n, dtype=np.int64)  # 0: not ranked (not considered)
     rank[out.ranking] = np.arange(1, len(out.ranking) + 1)
     put("rank", rank)
     arrays = [c.p99_ms, c.total_usd, c.gpu_usd, c.usd_per_hour, c.egress_gb, c.egress_usd,
               c.transfer_hours, c.wait_hours, c.finish_hours, c.gpu_hours, c.opportunity_usd]
-    cols.header["estimates"] = [add(name, np.asarray(a, dtype=np.float64))
-                                for (name, _, _), a in zip(ESTIMATES, arrays, strict=True)]
+    cols.header["estimates"] = [add(np.asarray(a, dtype=np.float64)) for a in arrays]
     cols.header["criteria"] = [
         {"name": k, "unit": UNITS.get(k, ""), "weight": out.weights[k],
-         "raw": add(f"raw:{k}", np.asarray(out.raw[k], dtype=np.float64)),
-         "score": add(f"score:{k}", out.scores[k])} for k in out.raw]
+         "raw": add(np.asarray(out.raw[k], dtype=np.float64)), "score": add(out.scores[k])}
+        for k in out.raw]
     put("total", np.asarray(out.total, dtype=np.float64))
-    _add_sources(cols, c)
-    fails = out.fails
-    bits = np.zeros(n, dtype=np.int64)  # filter k failed: bit k (31 filters per int32 row)
-    for k in range(len(fails)):
-        if k and k % 31 == 0:
-            put(f"fails{k // 31 - 1}", bits)
-            bits = np.zeros(n, dtype=np.int64)
-        bits |= fails[k].astype(np.int64) << (k % 31)
-    put(f"fails{(len(fails) - 1) // 31 if len(fails) else 0}", bits)
-    first = np.where(fails.any(axis=0), np.argmax(fails, axis=0), -1) if len(fails) else \
-        np.full(n, -1)
-    reasons: dict[str, Any] = {}
-    for k in np.unique(first[first >= 0]).tolist():
-        why = out.filter_results[k].reasons()
-        idx = np.flatnonzero(first == k)
-        reasons[str(k)] = {
-            "templates": list(why.templates),
-            "code": _arg(cols, f"code:{k}", why.code, idx),
-            "args": {a: _arg(cols, f"arg:{k}:{a}", v, idx) for a, v in why.args.items()}}
-    cols.header["reasons"] = reasons
-    return cols
-
-
-def _add_sources(cols: Columns, c: Any) -> None:
-    """Where each candidate's network numbers come from, the spot rate and the bid price."""
-    d = c.data
-    refs = [cols.add("src:client_rtt", c.client_rtt_source)]
-    for key, arr in zip(_SOURCE_KEYS[1:], (d.lookup_rtt_source, d.gbps_source,
-                                           d.egress_source), strict=True):
-        refs.append(cols.add(f"src:{key}", arr[c.site]) if len(arr) else {})
-    cols.header["sources"] = refs
-    if (c.kind == SPOT).any():
-        cols.put("spot_rate", c.ci.spot_rate[c.site])
-        cols.put("instances", c.billing.instances[c.rows])
+    cols.header["sources"] = [cols.names.get(f"src:{key}", {}) for key in _SOURCE_KEYS]
+    if (c.kind == SPOT).any():  # the site's rate per instance-hour, for the sources' words
+        put("spot_rate", c.ci.spot_rate[c.site])
     price = c.cap.bid_price
     if price is not None:
         cols.header["bid_note"] = c.cap.bid_note
-        cols.put("bid_price", np.asarray(price, dtype=np.float64)[c.group])
+        put("bid_price", np.asarray(price, dtype=np.float64)[c.group])
+    fails = out.fails  # filter k failed: bit k % 31 of row fails{k // 31}
+    for r in range(max(1, (len(fails) + 30) // 31)):
+        part = fails[31 * r:31 * (r + 1)]
+        put(f"fails{r}", (part.astype(np.int64) << np.arange(len(part))[:, None]).sum(axis=0)
+            if len(part) else np.zeros(n, dtype=np.int64))
+    first = (np.where(fails.any(axis=0), np.argmax(fails, axis=0), -1) if len(fails)
+             else np.full(n, -1))
+    reasons: dict[str, Any] = {}
+    for k in np.flatnonzero(np.bincount(first[first >= 0], minlength=len(fails))).tolist():
+        why = out.filter_results[k].reasons()
+        idx: list[np.ndarray] = []
+
+        def rejected(k: int = k, idx: list[np.ndarray] = idx) -> np.ndarray:
+            if not idx:  # the candidates filter k rejected first, in order
+                idx.append(np.flatnonzero(first == k))
+            return idx[0]
+
+        reasons[str(k)] = {
+            "templates": list(why.templates),
+            "code": _arg(cols, why.code, rejected),
+            "args": {a: _arg(cols, v, rejected) for a, v in why.args.items()}}
+    cols.header["reasons"] = reasons
+    return cols.seal()
+
+
+def _shape_rows(c: Any) -> tuple[np.ndarray, dict[str, Ref]]:
+    """The rows that depend only on the workload's shape, as one int32 block, and where each
+    is in it: site, GPU type, capacity kind, instance type, where each network number comes
+    from, and the instances billed."""
+    d = c.data
+    rows = {"site": c.site, "gpu": c.gpu, "kind": c.kind,
+            "instance": c.ci.inst_types[1][c.billing.instance[c.rows]],
+            "instances": c.billing.instances[c.rows], "src:client_rtt": c.client_rtt_source}
+    for key, arr in zip(_SOURCE_KEYS[1:], (d.lookup_rtt_source, d.gbps_source,
+                                           d.egress_source), strict=True):
+        if len(arr):
+            rows[f"src:{key}"] = arr[c.site]
+    block = np.array(list(rows.values()), dtype=np.int32).reshape(len(rows), c.n)
+    return block, {name: {"i": k} for k, name in enumerate(rows)}
 
 
 def _missing_sites(engine: Snapshot, out: Outcome) -> bytes:
     """Sites without any requested GPU type as JSON rows (the same for every workload of one
     shape, so encoded once per shape)."""
-    shape = engine.shape(out.ctx.workload)
+    shape = out.shape or engine.shape(out.ctx.workload)
     if shape.missing_sites is None:
         present = set(out.ctx.site.tolist())
         wanted = "/".join(out.ctx.workload.spec.gpu.types)
@@ -222,58 +277,63 @@ def candidates(cols: Columns, idx: list[int] | None = None) -> list[dict[str, An
     """Candidates `idx` (every one by default, in the engine's order) in the `Candidate`
     shape: values rounded as the model documents them, reasons worded now."""
     h = cols.header
-    n = h["n"]
-    pick = np.arange(n) if idx is None else np.asarray(idx, dtype=np.int64)
+    pick = np.arange(h["n"]) if idx is None else np.asarray(idx, dtype=np.int64)
     names = h["names"]
     sites, gpus, insts = names["sites"], names["gpus"], names["instances"]
-    i32 = cols.ints
+    f = cols.floats[:, pick]
+    ints = cols.ints[:, pick].tolist()
 
     def col(name: str) -> list[Any]:
-        got: list[Any] = i32[name][pick].tolist()
+        got: list[Any] = ints[cols.names[name]["i"]]
         return got
 
-    est = _cols([cols.get(ref)[pick] for ref in h["estimates"]], [d for _, d, _ in ESTIMATES],
+    def rows(refs: list[Mapping[str, int]]) -> np.ndarray:
+        got: np.ndarray = f[[ref["f"] for ref in refs]]
+        return got
+
+    est = _cols(rows(h["estimates"]), [d for _, d, _ in ESTIMATES],
                 [z for _, _, z in ESTIMATES])
     if h["service"]:
         est[8] = [None] * len(pick)
     crit = h["criteria"]
-    vals = _cols([cols.get(k["raw"])[pick] for k in crit]
-                 + [cols.get(k["score"])[pick] for k in crit] + [cols.floats["total"][pick]],
-                 [6] * (2 * len(crit)) + [3])
-    fails = _failed(cols, pick)
+    vals = _cols(rows([k["raw"] for k in crit] + [k["score"] for k in crit]
+                      + [cols.names["total"]]), [6] * (2 * len(crit)) + [3])
+    fails = _failed(cols, col)
     reasons = _reasons(cols)
-    sources = _sources(cols, pick)
+    sources = _sources(cols, pick, col)
+    filters = h["filters"]
+    k_crit = len(crit)
     out = []
-    for j, (i, site, gpu, kind, inst, cloud, considered, rank) in enumerate(zip(
-            pick.tolist(), col("site"), col("gpu"), col("kind"), col("instance"), col("cloud"),
-            col("considered"), col("rank"), strict=True)):
+    for j, (i, site, gpu, kind, inst, rank) in enumerate(zip(
+            pick.tolist(), col("site"), col("gpu"), col("kind"), col("instance"), col("rank"),
+            strict=True)):
         failed = fails[j]
         estimates: dict[str, Any] = {name: e[j] for (name, _, _), e in zip(ESTIMATES, est,
                                                                           strict=True)}
         estimates["sources"] = sources[j]
         out.append({
-            "site": sites[site], "site_type": "cloud" if cloud else "onprem",
+            "site": sites[site], "site_type": "onprem" if kind == ONPREM else "cloud",
             "gpu_type": gpus[gpu], "capacity": CAPACITY_NAMES[kind],
             "instance_type": insts[inst] if inst >= 0 else None,
             "feasible": not failed,
-            "rejected_by": h["filters"][failed[0]] if failed else None,
+            "rejected_by": filters[failed[0]] if failed else None,
             "reason": reasons(failed[0], i) if failed else None,
-            "also_failed": [h["filters"][k] for k in failed[1:]],
+            "also_failed": [filters[k] for k in failed[1:]],
             "criteria": {k["name"]: {"raw": vals[r][j], "unit": k["unit"],
-                                     "score": vals[len(crit) + r][j], "weight": k["weight"]}
+                                     "score": vals[k_crit + r][j], "weight": k["weight"]}
                          for r, k in enumerate(crit)},
-            "total_score": vals[-1][j] if considered else None,
+            "total_score": vals[-1][j] if rank else None,
             "rank": rank or None,
             "estimates": estimates})
     return out
 
 
-def _failed(cols: Columns, pick: np.ndarray) -> list[list[int]]:
+def _failed(cols: Columns, col: Callable[[str], list[Any]]) -> list[list[int]]:
     """Per picked candidate: the filters it failed, in the engine's order."""
     k_all = len(cols.header["filters"])
-    rows = [cols.ints[f"fails{r}"][pick].tolist() for r in range((k_all + 30) // 31 or 1)]
-    return [[k for k in range(k_all) if rows[k // 31][j] >> (k % 31) & 1]
-            for j in range(len(pick))]
+    rows = [col(f"fails{r}") for r in range((k_all + 30) // 31 or 1)]
+    return [[k for k in range(k_all) if bits[k // 31] >> (k % 31) & 1] if any(bits) else []
+            for bits in zip(*rows, strict=True)]
 
 
 def _reasons(cols: Columns) -> Callable[[int, int], str]:
@@ -288,6 +348,8 @@ def _reasons(cols: Columns) -> Callable[[int, int], str]:
             full = np.empty(h["n"], dtype=object)
             full[idx()] = ref["o"]
             return full
+        if "named" in ref:
+            return Named(ref["named"], cols.get(ref["at"]))
         return cols.get(ref)
 
     def word(k: int, i: int) -> str:
@@ -314,12 +376,13 @@ def _first_failed(cols: Columns) -> np.ndarray:
     k_all = len(cols.header["filters"])
     first = np.full(cols.header["n"], -1)
     for k in reversed(range(k_all)):
-        hit = (cols.ints[f"fails{k // 31}"] >> (k % 31)) & 1
+        hit = (cols.row(f"fails{k // 31}") >> (k % 31)) & 1
         first = np.where(hit == 1, k, first)
     return first
 
 
-def _sources(cols: Columns, pick: np.ndarray) -> list[dict[str, str]]:
+def _sources(cols: Columns, pick: np.ndarray, col: Callable[[str], list[Any]]
+             ) -> list[dict[str, str]]:
     """Per picked candidate: where each network number in its estimates comes from
     (`measured` or `estimated: <method>`), the spot rate behind a spot candidate's GPU-hours
     and the bid price behind an on-prem one's opportunity cost."""
@@ -333,20 +396,23 @@ def _sources(cols: Columns, pick: np.ndarray) -> list[dict[str, str]]:
             got = seen[row] = {name: SOURCE_NAMES[code]
                                for name, code in zip(_SOURCE_KEYS, row, strict=True) if code >= 0}
         rows.append(dict(got))
-    kind = cols.ints["kind"][pick]
-    for j in np.flatnonzero(kind == SPOT).tolist():
-        rows[j]["spot_risk"] = _SPOT_RISK.format(
-            rate=float(cols.floats["spot_rate"][pick[j]]),
-            instances=int(cols.ints["instances"][pick[j]]))
+    kinds = col("kind")
+    if SPOT in kinds:
+        rate, count = cols.row("spot_rate")[pick].tolist(), col("instances")
+        for j, kind in enumerate(kinds):
+            if kind == SPOT:
+                rows[j]["spot_risk"] = _SPOT_RISK.format(rate=rate[j], instances=count[j])
     note = h.get("bid_note")
     if note is not None:
-        price = cols.floats["bid_price"][pick]
-        for j in np.flatnonzero(cols.ints["cloud"][pick] == 0).tolist():
-            rows[j]["opportunity"] = f"{note}: ${float(price[j]):,.4f} per GPU-hour"
+        price = cols.row("bid_price")[pick].tolist()
+        for j, kind in enumerate(kinds):
+            if kind == ONPREM:
+                rows[j]["opportunity"] = f"{note}: ${price[j]:,.4f} per GPU-hour"
     return rows
 
 
-def split_record(record: Mapping[str, Any]) -> tuple[dict[str, Any], bytes | None]:
+def split_record(record: Mapping[str, Any]
+                 ) -> tuple[dict[str, Any], bytes | memoryview | None]:
     """A record as its two stored parts: the fields (JSON) and the packed candidates."""
     return ({k: v for k, v in record.items() if k != CANDIDATE_COLUMNS},
             record.get(CANDIDATE_COLUMNS))
@@ -357,7 +423,8 @@ def ordered(cands: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(cands, key=lambda x: (x["rank"] is None, x["rank"] or 0, x["site"]))
 
 
-def render(record: Mapping[str, Any], columns: bytes | None = None) -> dict[str, Any]:
+def render(record: Mapping[str, Any], columns: bytes | memoryview | None = None
+           ) -> dict[str, Any]:
     """A stored record as the full `Decision` (JSON-ready), every candidate explained. A
     record stored before columns existed carries its candidates already; it is returned as
     it is."""
@@ -372,8 +439,8 @@ def render(record: Mapping[str, Any], columns: bytes | None = None) -> dict[str,
     return out
 
 
-def brief(record: Mapping[str, Any], columns: bytes | None = None, top: int = BRIEF
-          ) -> dict[str, Any]:
+def brief(record: Mapping[str, Any], columns: bytes | memoryview | None = None,
+          top: int = BRIEF) -> dict[str, Any]:
     """A stored record as a `Decision` with only its best `top` candidates rendered (the
     ranked ones first, then the first rejected); `candidates_omitted` counts the rest, which
     GET /v1/decisions/{id} renders."""
@@ -382,13 +449,14 @@ def brief(record: Mapping[str, Any], columns: bytes | None = None, top: int = BR
         return render(record)
     out = {k: v for k, v in record.items() if k != CANDIDATE_COLUMNS}
     cols = Columns.unpack(data)
-    rank = cols.ints["rank"]
+    rank = cols.row("rank")
     ranked = np.flatnonzero(rank > 0)
     best = ranked[np.argsort(rank[ranked])][:top].tolist()
     if len(best) < top:
         rest = np.flatnonzero(rank == 0)
         names = cols.header["names"]["sites"]
-        by_site = sorted(rest.tolist(), key=lambda i: names[int(cols.ints["site"][i])])
+        site = cols.row("site")
+        by_site = sorted(rest.tolist(), key=lambda i: names[int(site[i])])
         best += by_site[:top - len(best)]
     shown = candidates(cols, best) if best else []
     out["candidates"] = ordered(shown)
@@ -423,8 +491,9 @@ def _tie_break(out: Outcome, queue_only: bool) -> str:
                 ("wait", lambda i: float(c.wait_hours[i])),
                 ("site name", lambda i: names[int(c.site[i])]),
                 ("capacity kind", lambda i: int(c.kind[i]))]
-    first = keys[0][1]
-    tied = [int(i) for i in out.ranking[1:] if first(int(i)) == first(chosen)]
+    primary = c.wait_hours if queue_only else -np.round(out.total, 9)  # the ranking's own
+    rest = out.ranking[1:]
+    tied = rest[primary[rest] == primary[chosen]].tolist()
     if not tied:
         return ""
     runner = tied[0]
@@ -524,7 +593,7 @@ def decision_record(engine: Snapshot, out: Outcome) -> dict[str, Any]:
         "signals": signals,
         "data_moves": moves,
         "fleet": fleet,
-        CANDIDATE_COLUMNS: cols.pack(),
+        CANDIDATE_COLUMNS: cols.packed,
     }
 
 

@@ -23,14 +23,26 @@ def literal(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class Named:
+    """A `Reasons` argument that names each candidate's item (its GPU type, say) by an index
+    into `names`: stored as the index, worded as the name."""
+
+    names: Sequence[str]
+    index: Ints
+
+    def __getitem__(self, i: int) -> str:
+        return self.names[int(self.index[i])]
+
+
+@dataclass(frozen=True)
 class Reasons:
     """Why a filter rejects each candidate, as data, worded only when read.
 
     Candidate i's reason is `templates[code[i]]` (or `templates[code]` when `code` is one
-    number) formatted by `str.format` with `args`: each a value shared by every candidate, or
-    an array with one value per candidate. A template's fixed words come from the plugin;
-    names from policies or the inventory go in through `literal` or as args. The decision
-    stores the templates, the codes and the args of the candidates the filter rejected; the
+    number) formatted by `str.format` with `args`: each a value shared by every candidate, an
+    array with one value per candidate, or `Named` (one name per candidate). A template's
+    fixed words come from the plugin; names from policies or the inventory go in through
+    `literal` or as args. The decision stores the templates, the codes and the args; the
     explanation renders the words when someone reads it (placement.engine.explain)."""
 
     templates: Sequence[str]
@@ -40,9 +52,14 @@ class Reasons:
     def text(self, i: int) -> str:
         """Candidate i's reason in words."""
         code = self.code if isinstance(self.code, int) else int(self.code[i])
-        return self.templates[code].format(**{
-            k: (v[i].item() if isinstance(v[i], np.generic) else v[i])
-            if isinstance(v, np.ndarray) else v for k, v in self.args.items()})
+        return self.templates[code].format(**{k: _at(v, i) for k, v in self.args.items()})
+
+
+def _at(value: Any, i: int) -> Any:
+    if isinstance(value, np.ndarray):
+        got = value[i]
+        return got.item() if isinstance(got, np.generic) else got
+    return value[i] if isinstance(value, Named) else value
 
 
 NO_REASONS = Reasons(("",))

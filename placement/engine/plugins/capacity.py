@@ -8,7 +8,7 @@ import numpy as np
 
 from placement.engine.compiled import CAPACITY_NAMES
 from placement.engine.context import DecisionContext
-from placement.engine.framework import FilterResult, Reasons
+from placement.engine.framework import FilterResult, Named, Reasons
 
 REASONS = ("has {total} {gpu} installed; the workload needs {need} on one site",
            "{capacity} quota allows {room} more {gpu} ({total} in total); the workload needs "
@@ -28,9 +28,8 @@ class Capacity:
         passed = (total >= need) & (~ctx.is_cloud | (room >= need))
 
         def why() -> Reasons:
-            gpus = np.array(ctx.ci.gpu_names, dtype=object)[ctx.ci.row_gpu[ctx.rows]]
-            kinds = np.array(CAPACITY_NAMES, dtype=object)[ctx.kind]
             return Reasons(REASONS, ctx.is_cloud.astype(np.int64), {
-                "total": total, "gpu": gpus, "need": need, "capacity": kinds, "room": room})
+                "total": total, "gpu": Named(ctx.ci.gpu_names, ctx.gpu), "need": need,
+                "capacity": Named(CAPACITY_NAMES, ctx.kind), "room": room})
 
         return FilterResult(passed, why)
