@@ -164,7 +164,7 @@ def anchor_us() -> float:
     return statistics.median(times)
 
 
-def _stored(engine: Engine, out: Outcome) -> tuple[dict[str, Any], bytes | None]:
+def _stored(engine: Engine, out: Outcome) -> tuple[dict[str, Any], bytes | memoryview | None]:
     fields, columns = split_record(engine.record(out))
     dumps(fields)  # the store's JSON of the fields (the packed columns go as bytes)
     return fields, columns

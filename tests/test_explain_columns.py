@@ -112,13 +112,14 @@ def test_a_template_holds_names_with_braces_literally() -> None:
 
 def test_a_decision_stored_before_columns_reads_back_as_it_was(api: Api) -> None:
     """Rows stored with their candidates in the explanation (candidate_columns null)."""
-    old = {"workload": "legacy", "action": "reject", "site": None, "gpu_type": None,
+    reason = "has 8 A100 installed; the workload needs 64 on one site"
+    old: dict[str, Any] = {"workload": "legacy", "action": "reject", "site": None, "gpu_type": None,
            "capacity": None, "instance_type": None, "summary": "reject: stored long ago",
            "estimates": None, "rule": None, "constraint_rules": [], "policy_version": "v0",
            "signals": [], "data_moves": [], "fleet": None,
            "candidates": [{"site": "dc", "site_type": "onprem", "gpu_type": "A100",
                            "capacity": "onprem", "feasible": False, "rejected_by": "capacity",
-                           "reason": "has 8 A100 installed; the workload needs 64 on one site"}]}
+                           "reason": reason}]}
     wid, did = uuid.uuid4(), uuid.uuid4()
     with api.runtime.db.write() as s:
         s.add(WorkloadRow(id=wid, name="legacy", team="vision", kind="training", phase="rejected",
@@ -130,6 +131,6 @@ def test_a_decision_stored_before_columns_reads_back_as_it_was(api: Api) -> None
     got = api.client.get(f"/v1/decisions/{did}", headers=api.h("admin"))
     assert got.status_code == 200, got.text
     shown = got.json()["decision"]
-    assert shown["candidates"][0]["reason"] == old["candidates"][0]["reason"]
+    assert shown["candidates"][0]["reason"] == reason
     assert shown["summary"] == old["summary"] and shown["candidates_omitted"] == 0
     assert CANDIDATE_COLUMNS not in shown
