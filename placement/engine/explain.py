@@ -299,14 +299,19 @@ def candidates(cols: Columns, idx: list[int] | None = None) -> list[dict[str, An
     vals = _cols(rows([k["raw"] for k in crit] + [k["score"] for k in crit]
                       + [cols.names["total"]]), [6] * (2 * len(crit)) + [3])
     fails = _failed(cols, col)
-    reasons = _reasons(cols)
+    firsts = [failed[0] if failed else -1 for failed in fails]
+    words: list[str | None] = [None] * len(pick)
+    reasons_of = _reasons(cols)
+    for k in sorted(set(firsts) - {-1}):  # each filter's reasons worded together
+        js = [j for j, first in enumerate(firsts) if first == k]
+        for j, text in zip(js, reasons_of(k).texts(pick[js]), strict=True):
+            words[j] = text
     sources = _sources(cols, pick, col)
     filters = h["filters"]
     k_crit = len(crit)
     out = []
-    for j, (i, site, gpu, kind, inst, rank) in enumerate(zip(
-            pick.tolist(), col("site"), col("gpu"), col("kind"), col("instance"), col("rank"),
-            strict=True)):
+    for j, (site, gpu, kind, inst, rank) in enumerate(zip(
+            col("site"), col("gpu"), col("kind"), col("instance"), col("rank"), strict=True)):
         failed = fails[j]
         estimates: dict[str, Any] = {name: e[j] for (name, _, _), e in zip(ESTIMATES, est,
                                                                           strict=True)}
@@ -317,7 +322,7 @@ def candidates(cols: Columns, idx: list[int] | None = None) -> list[dict[str, An
             "instance_type": insts[inst] if inst >= 0 else None,
             "feasible": not failed,
             "rejected_by": filters[failed[0]] if failed else None,
-            "reason": reasons(failed[0], i) if failed else None,
+            "reason": words[j],
             "also_failed": [filters[k] for k in failed[1:]],
             "criteria": {k["name"]: {"raw": vals[r][j], "unit": k["unit"],
                                      "score": vals[k_crit + r][j], "weight": k["weight"]}
@@ -336,8 +341,8 @@ def _failed(cols: Columns, col: Callable[[str], list[Any]]) -> list[list[int]]:
             for bits in zip(*rows, strict=True)]
 
 
-def _reasons(cols: Columns) -> Callable[[int, int], str]:
-    """Candidate i's reason from filter k, worded by that filter's own `Reasons`."""
+def _reasons(cols: Columns) -> Callable[[int], Reasons]:
+    """Filter k's `Reasons`, as the decision stored them."""
     h = cols.header
     built: dict[int, Reasons] = {}
 
@@ -352,7 +357,7 @@ def _reasons(cols: Columns) -> Callable[[int, int], str]:
             return Named(ref["named"], cols.get(ref["at"]))
         return cols.get(ref)
 
-    def word(k: int, i: int) -> str:
+    def reasons_of(k: int) -> Reasons:
         why = built.get(k)
         if why is None:
             spec = h["reasons"][str(k)]
@@ -367,9 +372,9 @@ def _reasons(cols: Columns) -> Callable[[int, int], str]:
             why = built[k] = Reasons(spec["templates"], code if isinstance(code, int) else
                                      np.asarray(code, dtype=np.int64),
                                      {a: value(r, idx) for a, r in spec["args"].items()})
-        return why.text(i)
+        return why
 
-    return word
+    return reasons_of
 
 
 def _first_failed(cols: Columns) -> np.ndarray:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
+import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -51,15 +54,58 @@ class Reasons:
 
     def text(self, i: int) -> str:
         """Candidate i's reason in words."""
-        code = self.code if isinstance(self.code, int) else int(self.code[i])
-        return self.templates[code].format(**{k: _at(v, i) for k, v in self.args.items()})
+        return self.texts([i])[0]
+
+    def texts(self, idx: Sequence[int] | Ints) -> list[str]:
+        """The reasons of candidates `idx`, in words: each template formatted once per
+        candidate that uses it, from the arguments it names only."""
+        at = np.asarray(idx, dtype=np.int64)
+        codes = ([self.code] * len(at) if isinstance(self.code, int)
+                 else self.code[at].tolist())
+        out = [""] * len(at)
+        values: dict[str, list[Any] | None] = {}
+        for code in sorted(set(codes)):
+            pattern, fields = _positional(self.templates[code])
+            js = [j for j, c in enumerate(codes) if c == code]
+            columns = []
+            for name in fields:
+                if name not in values:
+                    values[name] = _values(self.args[name], at)
+                got = values[name]
+                columns.append([got[j] for j in js] if got is not None
+                               else itertools.repeat(self.args[name], len(js)))
+            rows = zip(*columns, strict=True) if columns else itertools.repeat((), len(js))
+            for j, text in zip(js, itertools.starmap(pattern.format, rows), strict=True):
+                out[j] = text
+        return out
 
 
-def _at(value: Any, i: int) -> Any:
+def _values(value: Any, at: Ints) -> list[Any] | None:
+    """An argument's values at candidates `at`, as Python objects (None: one shared value)."""
     if isinstance(value, np.ndarray):
-        got = value[i]
-        return got.item() if isinstance(got, np.generic) else got
-    return value[i] if isinstance(value, Named) else value
+        got: list[Any] = value[at].tolist()
+        return got
+    if isinstance(value, Named):
+        return [value.names[k] for k in value.index[at].tolist()]
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _positional(template: str) -> tuple[str, tuple[str, ...]]:
+    """A named `str.format` template as a positional one, and the names in its order."""
+    fields: list[str] = []
+    parts = []
+    for text, name, spec, conversion in string.Formatter().parse(template):
+        parts.append(literal(text))
+        if name is None:
+            continue
+        if not name.isidentifier():
+            raise ValueError(f"reason template field {name!r}: use a plain argument name")
+        if name not in fields:
+            fields.append(name)
+        parts.append("{" + str(fields.index(name)) + (f"!{conversion}" if conversion else "")
+                     + (f":{spec}" if spec else "") + "}")
+    return "".join(parts), tuple(fields)
 
 
 NO_REASONS = Reasons(("",))
