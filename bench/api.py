@@ -158,7 +158,7 @@ def _bundle(out: Path, n_sites: int, scale: int) -> list[dict[str, Any]]:
     if len(bundle.inventory.sites) != n_sites:
         raise RuntimeError(f"{out}: {len(bundle.inventory.sites)} sites, wanted {n_sites}")
     engine = engine_for(bundle)
-    actions = [engine.explain_dict(engine.decide(Workload.model_validate(w)))["action"]
+    actions = [engine.decide(Workload.model_validate(w)).action
                for w in pool]
     if not any(a in ("place", "burst") for a in actions):
         raise RuntimeError(f"{n_sites} sites: no workload is placed offline ({actions})")

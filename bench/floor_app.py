@@ -3,13 +3,14 @@ decides nothing.
 
 At start each worker builds the runtime as the service does (`build_runtime`: schema, policy,
 seeded inventory and capacity rows) and decides each workload listed in the JSON file named by
-BENCH_FLOOR_WORKLOADS once, with the real engine (`engine_for(bundle)`, `Engine.explain_dict`).
+BENCH_FLOOR_WORKLOADS once, with the real engine (`engine_for(bundle)`, `Engine.record`).
 Per request it checks the token (`principal_of`, cached as in the service), parses the body
 into `Workload` (`read_workload`) and hands it to a batcher that, in place of deciding, takes
 the cached decision of the workload with that name and stores the batch through the service's
-own code: `submit._prepare` (`_rows_for`, `lifecycle.decision_rows`: workload, decision with the
-full explanation, events, reservation) and `submit._store` (one transaction, the guarded
-capacity update). The reply is written as the service writes it (`workload_json`, `reply`).
+own code: `submit._prepare` (`_rows_for`, `lifecycle.decision_rows`: workload, decision with its
+fields and packed candidates, events, reservation) and `submit._store` (one transaction, the guarded
+capacity update). The reply is written as the service writes it (`workload_json` with the best 3
+candidates, `reply`).
 
 Run `python -m bench.floor_app --port P --workers N`: N processes, each listening on the port
 with SO_REUSEPORT, as `placement serve --workers N` does (placement.service.workers).
@@ -68,7 +69,7 @@ class FloorBatcher(Batcher):
         if hit is None:  # not in the start list: decided once, here, then cached
             with self.lock:
                 out = self.engine.decide(wl)
-                hit = self.cached[wl.name] = (self.engine.explain_dict(out), out)
+                hit = self.cached[wl.name] = (self.engine.record(out), out)
         return hit
 
     def _place(self, batch: list[Pending]) -> None:
@@ -84,7 +85,7 @@ def decide_once(engine: Engine, workloads: list[dict[str, Any]]) -> dict[str, Ca
         wl = Workload.model_validate(doc)
         if wl.name not in cached:
             out = engine.decide(wl)
-            cached[wl.name] = (engine.explain_dict(out), out)
+            cached[wl.name] = (engine.record(out), out)
     return cached
 
 
@@ -97,7 +98,7 @@ async def submit(request: Request) -> Response:
     who.require_team(body.spec.team)
     batcher: FloorBatcher = request.app.state.batcher
     row, drow, created = await asyncio.wrap_future(batcher.enqueue(body, None))
-    return reply(workload_json(row, drow), 201 if created else 200)
+    return reply(workload_json(row, drow, full=False), 201 if created else 200)
 
 
 def create_app() -> FastAPI:
