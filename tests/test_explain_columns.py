@@ -10,11 +10,14 @@ from unittest import mock
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from placement.engine import Engine
 from placement.engine.explain import (
     CANDIDATE_COLUMNS,
     Columns,
+    _cols,
     brief,
     build_columns,
     render,
@@ -42,13 +45,20 @@ def _engine(**kw: Any) -> Engine:
 def test_recording_words_no_reason_and_reading_words_each_rejected_candidate_once() -> None:
     eng = _engine(reservations=[Reservation(site="cloud", gpu_type="A100", count=64)])
     out = eng.decide(f.job(count=16))
-    with mock.patch.object(Reasons, "text", autospec=True, side_effect=Reasons.text) as words:
+    worded: list[int] = []
+
+    def texts(self: Reasons, idx: Any) -> list[str]:
+        worded.extend(np.asarray(idx).tolist())
+        return original(self, idx)
+
+    original = Reasons.texts
+    with mock.patch.object(Reasons, "texts", texts):
         record = eng.record(out)
-        assert words.call_count == 0
+        assert worded == []
         decision = Decision.model_validate(render(record))
     # sites without the GPU type are said per shape, not by a filter's Reasons
     rejected = [c for c in decision.candidates if c.reason and c.gpu_type is not None]
-    assert words.call_count == len(rejected) > 0
+    assert len(worded) == len(set(worded)) == len(rejected) > 0
 
 
 def test_columns_survive_packing_bit_for_bit() -> None:
@@ -134,3 +144,33 @@ def test_a_decision_stored_before_columns_reads_back_as_it_was(api: Api) -> None
     assert shown["candidates"][0]["reason"] == reason
     assert shown["summary"] == old["summary"] and shown["candidates_omitted"] == 0
     assert CANDIDATE_COLUMNS not in shown
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(allow_nan=True, allow_infinity=True, width=64), st.sampled_from([2, 3, 4, 6]),
+       st.booleans())
+def test_one_candidate_rounds_as_the_array_path_does(value: float, digits: int,
+                                                     zero: bool) -> None:
+    """The chosen candidate is rendered alone; its values must be the ones every reader
+    sees when all candidates are rendered together."""
+    alone = _cols([np.array([value])], [digits], [zero])[0][0]
+    together = _cols([np.array([value, 1.0])], [digits], [zero])[0][0]
+    assert repr(alone) == repr(together)  # -0.0 and 0.0 told apart
+
+
+WORDS = [
+    ("a conversion and a spec", "rule {rule!r} allows {n:,.2f} h", {"rule": "r", "n": 1234.5}),
+    ("braces kept", literal("{x}") + " {n}", {"n": 3}),
+    ("a name twice", "{a} and {a:>3}", {"a": 7}),
+    ("no argument", "plain words", {}),
+]
+
+
+@pytest.mark.parametrize(("template", "args"), [c[1:] for c in WORDS],
+                         ids=[c[0] for c in WORDS])
+def test_words_for_many_are_the_words_for_each(template: str, args: dict[str, Any]) -> None:
+    per = {k: np.array([v, v, v]) if isinstance(v, float) else v for k, v in args.items()}
+    why = Reasons([template, "other"], np.array([0, 0, 1]), per)
+    assert why.texts([0, 2, 1]) == [template.format(**{k: v for k, v in args.items()}),
+                                    "other", template.format(**args)]
+    assert why.text(1) == template.format(**args)

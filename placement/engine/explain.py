@@ -49,8 +49,9 @@ def _cols(values: list[np.ndarray] | np.ndarray, digits: list[int],
                 for r, ((v,), d) in enumerate(zip(arr.tolist(), digits, strict=True))]
     finite = np.isfinite(arr)
     scale = 10.0 ** np.array(digits, dtype=float)[:, None]
-    out: list[list[float | None]] = (np.rint(np.where(finite, arr, 0.0) * scale) / scale
-                                     ).tolist()
+    with np.errstate(over="ignore"):  # a huge value stays as it is (inf)
+        out: list[list[float | None]] = (np.rint(np.where(finite, arr, 0.0) * scale) / scale
+                                         ).tolist()
     for r, i in np.argwhere(~finite).tolist():
         if zero is None or not zero[r]:
             out[r][i] = None
@@ -62,7 +63,10 @@ def _round(value: float, digits: int, zero: bool) -> float | None:
     if not math.isfinite(value):
         return 0.0 if zero else None
     scale = 10.0 ** digits
-    return round(value * scale) / scale or math.copysign(0.0, value)
+    scaled = value * scale
+    if not math.isfinite(scaled):  # huge: as np.rint leaves it
+        return scaled / scale
+    return round(scaled) / scale or math.copysign(0.0, value)
 
 
 ESTIMATES = (  # field, Decision digits, zero when missing
