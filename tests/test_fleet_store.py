@@ -92,7 +92,7 @@ def service_decision(rt: Runtime) -> tuple[DecisionData, Outcome]:
     return decision, out
 
 
-def as_fleet(decision: DecisionData, members: list[Member]) -> DecisionData:
+def as_fleet(decision: Any, members: list[Member]) -> Any:
     """`decision` turned into a fleet's: site and GPU type of the member with most replicas,
     `burst` when a member is a cloud site."""
     d = copy.deepcopy(decision)
@@ -138,7 +138,7 @@ def expected(members: list[Member]) -> dict[tuple[str, str], int]:
 
 def requeued(rt: Runtime, decision: DecisionData, out: Outcome) -> uuid.UUID:
     """A stored, queued workload given `decision` as the queue's re-evaluation records it."""
-    queued = {**copy.deepcopy(decision), "action": "queue", "site": None, "fleet": None}
+    queued: Any = {**copy.deepcopy(decision), "action": "queue", "site": None, "fleet": None}
     wid = submit_fleet(rt, named(0), queued, out)
     with rt.db.write() as s:
         row = transitions.load(s, workload_id=wid, lock=True)
@@ -224,7 +224,7 @@ def test_a_fleet_beside_other_submissions_in_one_batch(db_url: str) -> None:
         ok = as_fleet(base, TWO_ONPREM)
         batch = [(Pending(named(1), None), base, out), (Pending(named(2), None), ok, out)]
         _store(rt, _prepare(batch))
-        single = (base["site"], base["gpu_type"])
+        single = (str(base["site"]), str(base["gpu_type"]))
         want = expected(TWO_ONPREM)
         want[single] = want.get(single, 0) + out.ctx.gpus_needed
         assert reserved(rt) == want
@@ -299,7 +299,7 @@ def test_racing_fleets_never_over_commit_on_postgresql(cancel: bool) -> None:
 
 
 # --- the fleet in `placement place` -----------------------------------------------------------
-def rendered(decision: DecisionData) -> str:
+def rendered(decision: Any) -> str:
     console = Console(record=True, width=200, color_system=None)
     print_decision(Decision.model_validate(decision), console)
     return console.export_text()
@@ -328,7 +328,7 @@ def test_place_prints_members_and_routing(example_engine: Engine, members: list[
 
 
 # --- a real fleet, planned by the engine, through the service ----------------------------------
-def members_of(decision: DecisionData) -> list[Member]:
+def members_of(decision: Any) -> list[Member]:
     return [(m["site"], m["gpu_type"], m["gpus"], m["capacity"])
             for m in decision["fleet"]["members"]]
 

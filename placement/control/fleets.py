@@ -209,6 +209,7 @@ def rescale(rt: Runtime, served: store.ServedFleet, rates: dict[tuple[str, str],
                     if (r := _row_of(engine.ci, m)) is not None}
         out.fleet = scale(previous, out.fleet, out.rule.fleet)
         decision = view.record(out)
+        assert decision["fleet"] is not None  # out.fleet is a plan
         if _sizes(decision["fleet"]) == _sizes(served.fleet):
             return False
         drow, ev, held = decision_rows(row.id, decision, out, utcnow())

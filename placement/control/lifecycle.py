@@ -17,7 +17,7 @@ from placement.control.auth import Principal
 from placement.control.runtime import Runtime
 from placement.engine import Engine, Outcome
 from placement.engine.compiled import ONPREM
-from placement.engine.explain import split_record
+from placement.engine.explain import DecisionRecord, split_record
 from placement.engine.replan import replan
 from placement.errors import (
     ConflictError,
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from placement.store.tables import ReservationRow, WorkloadRow
 
 log = logging.getLogger("placement.control.lifecycle")
-DecisionData = dict[str, Any]  # a decision as the service stores it (Engine.record)
+DecisionData = DecisionRecord  # a decision as the service stores it (Engine.record)
 LIVE = frozenset({"submitted", "placed", "queued", "running"})
 ALLOWED: dict[str, frozenset[str]] = {
     "running": frozenset({"placed"}),

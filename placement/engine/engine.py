@@ -16,7 +16,12 @@ from placement.engine.compiled import (
     compile_inventory,
 )
 from placement.engine.context import Billing, DecisionContext, data_move
-from placement.engine.explain import build_decision, decision_dict, decision_record
+from placement.engine.explain import (
+    DecisionRecord,
+    build_decision,
+    decision_dict,
+    decision_record,
+)
 from placement.engine.fleet import FleetPlan, plan_fleet
 from placement.engine.framework import FilterPlugin, FilterResult, ScorePlugin
 from placement.engine.normalize import normalize
@@ -295,7 +300,7 @@ class Engine:
         """The decision as JSON-ready data (same shape as `Decision`), without validation."""
         return decision_dict(self, outcome)
 
-    def record(self, outcome: Outcome) -> dict[str, Any]:
+    def record(self, outcome: Outcome) -> DecisionRecord:
         """The decision as the service stores it: its fields, and every candidate as packed
         columns (placement.engine.explain.decision_record; `render` words them on read)."""
         return decision_record(self, outcome)

@@ -18,10 +18,11 @@ import struct
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import orjson
+from numpy.typing import NDArray
 
 from placement.engine.compiled import CAPACITY_NAMES, ONPREM, SPOT
 from placement.engine.context import moves_to, overdue_note
@@ -79,6 +80,30 @@ _SPOT_RISK = ("estimated: {rate:g} interruptions per instance-hour (the site's "
               "spot_interruptions_per_hour) x {instances} instance(s)")
 
 
+Packed = bytes | memoryview | NDArray[np.uint8]  # the stored form of Columns
+
+
+class DecisionRecord(TypedDict):
+    """A decision as the engine hands it to the service and the service stores it: the
+    `Decision` fields but the candidates (JSON-ready), and the candidates packed."""
+
+    workload: str
+    action: str
+    site: str | None
+    gpu_type: str | None
+    capacity: str | None
+    instance_type: str | None
+    summary: str
+    estimates: dict[str, Any] | None
+    rule: str | None
+    constraint_rules: list[str]
+    policy_version: str
+    signals: list[dict[str, Any]]
+    data_moves: list[dict[str, Any]]
+    fleet: dict[str, Any] | None
+    candidate_columns: Packed | None  # Columns, packed (None: stored before)
+
+
 Ref = dict[str, int]  # a stored row: {"f": float row} or {"i": int row}
 
 
@@ -93,7 +118,7 @@ class Columns:
     names: dict[str, Ref] = field(default_factory=dict)  # the fixed rows, by name
     floats: Any = None  # float64 matrix, rows x candidates, once sealed
     ints: Any = None  # int32 matrix
-    packed: memoryview | None = None  # the stored form, once sealed
+    packed: NDArray[np.uint8] | None = None  # the stored form, once sealed
     _blocks: tuple[list[np.ndarray], list[np.ndarray]] = field(
         default_factory=lambda: ([], []))  # rows (1-D) or blocks of rows (2-D), in order
     _count: list[int] = field(default_factory=lambda: [0, 0])
@@ -146,7 +171,7 @@ class Columns:
                 np.concatenate(f_rows, out=f.reshape(-1))
             if i_rows:
                 np.concatenate(i_rows, out=i.reshape(-1), casting="unsafe")
-        self.floats, self.ints, self.packed = f, i, view
+        self.floats, self.ints, self.packed = f, i, buf
         return self
 
     def get(self, ref: Mapping[str, int]) -> np.ndarray:
@@ -158,7 +183,8 @@ class Columns:
         return self.get(self.names[name])
 
     @staticmethod
-    def unpack(data: bytes | memoryview) -> Columns:
+    def unpack(packed: Packed) -> Columns:
+        data = memoryview(packed.data) if isinstance(packed, np.ndarray) else memoryview(packed)
         (size,) = struct.unpack_from("<I", data)
         header = orjson.loads(data[4:4 + size])
         n = header["n"]
@@ -421,10 +447,12 @@ def _sources(cols: Columns, pick: np.ndarray, col: Callable[[str], list[Any]]
 
 
 def split_record(record: Mapping[str, Any]
-                 ) -> tuple[dict[str, Any], bytes | memoryview | None]:
-    """A record as its two stored parts: the fields (JSON) and the packed candidates."""
+                 ) -> tuple[dict[str, Any], memoryview | bytes | None]:
+    """A record as its two stored parts: the fields (JSON) and the packed candidates (bytes
+    for the store's binary column)."""
+    packed = record.get(CANDIDATE_COLUMNS)
     return ({k: v for k, v in record.items() if k != CANDIDATE_COLUMNS},
-            record.get(CANDIDATE_COLUMNS))
+            memoryview(packed.data) if isinstance(packed, np.ndarray) else packed)
 
 
 def ordered(cands: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -432,7 +460,7 @@ def ordered(cands: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(cands, key=lambda x: (x["rank"] is None, x["rank"] or 0, x["site"]))
 
 
-def render(record: Mapping[str, Any], columns: bytes | memoryview | None = None
+def render(record: Mapping[str, Any], columns: Packed | None = None
            ) -> dict[str, Any]:
     """A stored record as the full `Decision` (JSON-ready), every candidate explained. A
     record stored before columns existed carries its candidates already; it is returned as
@@ -448,7 +476,7 @@ def render(record: Mapping[str, Any], columns: bytes | memoryview | None = None
     return out
 
 
-def brief(record: Mapping[str, Any], columns: bytes | memoryview | None = None,
+def brief(record: Mapping[str, Any], columns: Packed | None = None,
           top: int = BRIEF) -> dict[str, Any]:
     """A stored record as a `Decision` with only its best `top` candidates rendered (the
     ranked ones first, then the first rejected); `candidates_omitted` counts the rest, which
@@ -561,7 +589,7 @@ def build_decision(engine: Snapshot, out: Outcome) -> Decision:
     return Decision.model_validate(decision_dict(engine, out))
 
 
-def decision_record(engine: Snapshot, out: Outcome) -> dict[str, Any]:
+def decision_record(engine: Snapshot, out: Outcome) -> DecisionRecord:
     """The outcome as the service stores it: the `Decision` fields but the candidates
     (JSON-ready), and every candidate as columns under `CANDIDATE_COLUMNS` (bytes)."""
     cols = build_columns(engine, out)
@@ -602,7 +630,7 @@ def decision_record(engine: Snapshot, out: Outcome) -> dict[str, Any]:
         "signals": signals,
         "data_moves": moves,
         "fleet": fleet,
-        CANDIDATE_COLUMNS: cols.packed,
+        "candidate_columns": cols.packed,
     }
 
 

@@ -4,6 +4,7 @@ dashboard the decided placements' estimated totals and the bursts live now."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -72,7 +73,7 @@ def _cloud_usd_h(fleet: dict[str, Any] | None) -> float:
                if m.get("capacity") != "onprem")
 
 
-def committed(decision: dict[str, Any], *, now: datetime) -> float:
+def committed(decision: Mapping[str, Any], *, now: datetime) -> float:
     """What a new burst decision commits of its team's burst budget this month: a fleet's
     cloud $/h to the month's end, else the estimated total the budget filter charged it."""
     fleet = decision.get("fleet")

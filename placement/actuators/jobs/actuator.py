@@ -53,6 +53,7 @@ from placement.actuators.kube import (
 )
 from placement.actuators.kube import read as kube_read
 from placement.control.lifecycle import (
+    DecisionData,
     active_reservations,
     count_decision,
     decide,
@@ -295,7 +296,7 @@ class JobActuator(Actuator[JobOptions]):
         """Decide again for the work left after the last checkpoint, one more interruption
         counted, and free the interrupted run's GPUs, in one transaction with the workload
         locked (a cancel in between wins: nothing is decided then)."""
-        decision: dict[str, Any] | None = None
+        decision: DecisionData | None = None
         for attempt in (1, 2):
             try:
                 with self.rt.db.write() as s:
@@ -318,7 +319,7 @@ class JobActuator(Actuator[JobOptions]):
             count_decision(self.rt, decision, engine)
 
     def _decide_again(self, s: Session, jrow: JobRunRecord, w: WorkloadRecord, wl: Workload,
-                      reason: str) -> tuple[dict[str, Any], Any]:
+                      reason: str) -> tuple[DecisionData, Any]:
         ran_h = accounting.run_hours(jrow, None, self.clock())
         step_h = wl.spec.checkpoint_minutes / 60
         kept_h = math.floor(ran_h / step_h) * step_h  # work up to the last checkpoint survives
