@@ -32,6 +32,7 @@ class Monitor(threading.Thread):
         super().__init__(daemon=True)
         self.engine = create_engine(normalize_url(url))
         self.stop = threading.Event()
+        self.sampled = threading.Event()  # set after the first sample: start the race then
         self.violations: list[str] = []
         self.samples = 0
 
@@ -46,7 +47,8 @@ class Monitor(threading.Thread):
                         self.violations.append(f"{site}/{gpu}: total {total} reserved "
                                                f"{reserved} held {held}")
             self.samples += 1
-            time.sleep(0.01)
+            self.sampled.set()
+            time.sleep(0.002)
         self.engine.dispose()
 
 

@@ -5,7 +5,7 @@ candidates stored whole) read back as they were."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 from unittest import mock
 
 import numpy as np
@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from placement.engine import Engine
+from placement.engine.compiled import CAPACITY_NAMES
 from placement.engine.explain import (
     CANDIDATE_COLUMNS,
     Columns,
@@ -23,8 +24,9 @@ from placement.engine.explain import (
     render,
     split_record,
 )
-from placement.engine.framework import Reasons, literal
+from placement.engine.framework import FilterResult, Reasons, literal
 from placement.engine.offline import engine_for
+from placement.engine.plugins.registry import default_filters
 from placement.model import Decision, Reservation
 from placement.policy.loader import load_bundle
 from placement.store.db import utcnow
@@ -93,6 +95,7 @@ def test_a_rendered_record_is_the_decision_the_engine_explains(name: str) -> Non
 BRIEF = [
     ("placed: the ranked ones first", {"count": 8}, "place"),
     ("rejected: the first rejected", {"count": 512}, "reject"),
+    ("no site has the GPU: those sites", {"gpu": "H200"}, "reject"),
 ]
 
 
@@ -103,13 +106,13 @@ def test_a_brief_shows_the_best_three_and_counts_the_rest(job: dict[str, Any],
     record = eng.record(eng.decide(f.job(**job)))
     full, short = render(record), brief(record)
     assert full["action"] == short["action"] == action
-    assert short["candidates_omitted"] == len(full["candidates"]) - 3
+    assert short["candidates_omitted"] == len(full["candidates"]) - len(short["candidates"])
+    assert len(short["candidates"]) == min(3, len(full["candidates"])) > 0
     ranked = [c for c in full["candidates"] if c["rank"]]
-    if ranked:
-        assert short["candidates"][:len(ranked[:3])] == ranked[:3]
-    else:
-        listed = [c for c in full["candidates"] if c["gpu_type"] is not None]
-        assert short["candidates"] == sorted(listed, key=lambda c: c["site"])[:3]
+    listed = [c for c in full["candidates"] if c["gpu_type"] is not None and not c["rank"]]
+    missing = [c for c in full["candidates"] if c["gpu_type"] is None]
+    assert short["candidates"] == (ranked + sorted(listed, key=lambda c: c["site"])
+                                   + missing)[:3]
     assert {k: v for k, v in short.items() if not k.startswith("candidates")} == {
         k: v for k, v in full.items() if not k.startswith("candidates")}
 
@@ -174,3 +177,30 @@ def test_words_for_many_are_the_words_for_each(template: str, args: dict[str, An
     assert why.texts([0, 2, 1]) == [template.format(**{k: v for k, v in args.items()}),
                                     "other", template.format(**args)]
     assert why.text(1) == template.format(**args)
+
+
+class Odd:
+    """A test-only filter whose reasons take what JSON and int32 rows cannot hold as such."""
+
+    NAME: ClassVar[str] = "odd"
+
+    def filter(self, ctx: Any) -> FilterResult:
+        n = ctx.n
+        return FilterResult(np.zeros(n, dtype=bool), Reasons(
+            ["limit {limit} and {big} with {flag} and {none}"], 0,
+            {"limit": float("inf"), "big": np.full(n, 3_000_000_000 + np.arange(n)),
+             "flag": np.arange(n) % 2 == 0, "none": None}))
+
+
+def test_reasons_read_back_as_worded_live_whatever_their_arguments() -> None:
+    """Non-finite shared values, integers beyond int32 and booleans read back as the live
+    Reasons word them."""
+    eng = Engine(_engine().inventory, f.policy([f.BURST_ALL]), "v1",
+                 filters=[Odd(), *default_filters()])
+    out = eng.decide(f.job(count=8))
+    live = out.filter_results[0].reasons()
+    words = {(c["site"], c["capacity"]): c["reason"] for c in render(eng.record(out))[
+        "candidates"] if c["gpu_type"] is not None}
+    expect = {(out.ctx.ci.site_names[int(out.ctx.site[i])], CAPACITY_NAMES[int(
+        out.ctx.kind[i])]): live.text(i) for i in range(out.ctx.n)}
+    assert words == expect and "limit inf and 3000000000 with True and None" in words.values()

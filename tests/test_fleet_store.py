@@ -254,6 +254,7 @@ def test_racing_fleets_never_over_commit_on_postgresql(cancel: bool) -> None:
         base, out = service_decision(rt)
         monitor = Monitor(url)
         monitor.start()
+        monitor.sampled.wait(10)
         stored: list[tuple[uuid.UUID, list[Member]]] = []
         conflicts = [0]
         lock = threading.Lock()
@@ -396,6 +397,7 @@ def test_racing_planned_fleets_never_over_commit_on_postgresql() -> None:
     with postgres_database() as url, runtime(url) as rt:
         monitor = Monitor(url)
         monitor.start()
+        monitor.sampled.wait(10)
         with ThreadPoolExecutor(SUBMITTERS) as pool:
             results = list(pool.map(lambda i: submit(rt, workload=named(i, GLOBAL)),
                                     range(SUBMITTERS * PER_SUBMITTER)))

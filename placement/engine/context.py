@@ -56,7 +56,7 @@ OVERDUE_NOTE = (" (includes GPUs held by work past its expected end; when they c
 
 def overdue(ctx: DecisionContext) -> Bools:
     """Per candidate: its wait counts GPUs held by work past its expected end."""
-    held = ctx.cap.schedule.overdue
+    held = ctx.cap.schedule.overdue.copy()  # one copy (other decisions may add to it)
     return np.isin(ctx.group, np.fromiter(held, dtype=np.int64, count=len(held)))
 
 

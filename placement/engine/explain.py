@@ -104,6 +104,7 @@ class DecisionRecord(TypedDict):
     candidate_columns: Packed | None  # Columns, packed (None: stored before)
 
 
+INT32 = (-(2 ** 31), 2 ** 31 - 1)  # what an int row holds
 Ref = dict[str, int]  # a stored row: {"f": float row} or {"i": int row}
 
 
@@ -205,10 +206,16 @@ def _arg(cols: Columns, value: Any, rejected: Callable[[], np.ndarray]) -> Mappi
     if isinstance(value, Named):
         return {"named": list(value.names), "at": cols.add(value.index)}
     if isinstance(value, np.ndarray):
-        if value.dtype.kind == "O":
-            return {"o": value[rejected()].tolist()}
+        kind = value.dtype.kind
+        if kind == "O" or kind == "b" or (kind in "iu" and len(value) and (
+                value.min() < INT32[0] or value.max() > INT32[1])):
+            return {"o": value[rejected()].tolist()}  # as they are: objects, bools, big ints
         return cols.add(value)
-    return {"v": value.item() if isinstance(value, np.generic) else value}
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"nonfinite": repr(value)}  # JSON has no inf or nan
+    return {"v": value}
 
 
 def build_columns(engine: Snapshot, out: Outcome) -> Columns:
@@ -379,6 +386,8 @@ def _reasons(cols: Columns) -> Callable[[int], Reasons]:
     def value(ref: Mapping[str, Any], idx: Callable[[], np.ndarray]) -> Any:
         if "v" in ref:
             return ref["v"]
+        if "nonfinite" in ref:
+            return float(ref["nonfinite"])
         if "o" in ref:
             full = np.empty(h["n"], dtype=object)
             full[idx()] = ref["o"]
@@ -479,8 +488,8 @@ def render(record: Mapping[str, Any], columns: Packed | None = None
 def brief(record: Mapping[str, Any], columns: Packed | None = None,
           top: int = BRIEF) -> dict[str, Any]:
     """A stored record as a `Decision` with only its best `top` candidates rendered (the
-    ranked ones first, then the first rejected); `candidates_omitted` counts the rest, which
-    GET /v1/decisions/{id} renders."""
+    ranked ones first, then the rejected by site, then sites without the GPU type);
+    `candidates_omitted` counts the rest, which GET /v1/decisions/{id} renders."""
     data = columns if columns is not None else record.get(CANDIDATE_COLUMNS)
     if data is None:
         return render(record)
@@ -495,8 +504,9 @@ def brief(record: Mapping[str, Any], columns: Packed | None = None,
         site = cols.row("site")
         by_site = sorted(rest.tolist(), key=lambda i: names[int(site[i])])
         best += by_site[:top - len(best)]
-    shown = candidates(cols, best) if best else []
-    out["candidates"] = ordered(shown)
+    shown = ordered(candidates(cols, best)) if best else []
+    shown += cols.header["missing"][:top - len(shown)]  # sites without the GPU type, last
+    out["candidates"] = shown
     out["candidates_omitted"] = cols.header["n"] + len(cols.header["missing"]) - len(shown)
     return out
 
