@@ -125,6 +125,11 @@ class Columns:
     _count: list[int] = field(default_factory=lambda: [0, 0])
     _ids: dict[int, Ref] = field(default_factory=dict)
 
+    @property
+    def kept(self) -> Mapping[int, Ref]:
+        """The arrays kept so far, by id."""
+        return self._ids
+
     def add(self, values: np.ndarray) -> Ref:
         """Keep one array (once, however often it is added); the header's reference to it."""
         key = id(values)
@@ -203,12 +208,14 @@ def _arg(cols: Columns, value: Any, rejected: Callable[[], np.ndarray]) -> Mappi
     """One `Reasons` argument as the header holds it: a value, a stored row, names and a
     stored row of indices (`Named`), or (other objects per candidate) the values of the
     candidates the filter rejected first, in order."""
+    if value is None or type(value) in (str, int, bool):
+        return {"v": value}
     if isinstance(value, Named):
         return {"named": list(value.names), "at": cols.add(value.index)}
     if isinstance(value, np.ndarray):
         kind = value.dtype.kind
-        if kind == "O" or kind == "b" or (kind in "iu" and len(value) and (
-                value.min() < INT32[0] or value.max() > INT32[1])):
+        if kind == "O" or kind == "b" or (kind in "iu" and id(value) not in cols.kept and len(
+                value) and (value.min() < INT32[0] or value.max() > INT32[1])):
             return {"o": value[rejected()].tolist()}  # as they are: objects, bools, big ints
         return cols.add(value)
     if isinstance(value, np.generic):
@@ -230,8 +237,11 @@ def build_columns(engine: Snapshot, out: Outcome) -> Columns:
     shape = out.shape or engine.shape(c.workload)
     if shape.columns is None:  # the same for every decision of the shape
         shape.columns = _shape_rows(c)
-    block, names = shape.columns
-    cols.put_block(block, names)
+    ints, floats, names, sources = shape.columns
+    cols.put_block(ints, names)
+    if floats is not None:
+        cols.put_block(floats, {"spot_rate": {"f": 0}})
+    cols.header["sources"] = sources
     rank = np.zeros(n, dtype=np.int64)  # 0: not ranked (not considered)
     rank[out.ranking] = np.arange(1, len(out.ranking) + 1)
     put("rank", rank)
@@ -243,9 +253,6 @@ def build_columns(engine: Snapshot, out: Outcome) -> Columns:
          "raw": add(np.asarray(out.raw[k], dtype=np.float64)), "score": add(out.scores[k])}
         for k in out.raw]
     put("total", np.asarray(out.total, dtype=np.float64))
-    cols.header["sources"] = [cols.names.get(f"src:{key}", {}) for key in _SOURCE_KEYS]
-    if (c.kind == SPOT).any():  # the site's rate per instance-hour, for the sources' words
-        put("spot_rate", c.ci.spot_rate[c.site])
     price = c.cap.bid_price
     if price is not None:
         cols.header["bid_note"] = c.cap.bid_note
@@ -275,10 +282,12 @@ def build_columns(engine: Snapshot, out: Outcome) -> Columns:
     return cols.seal()
 
 
-def _shape_rows(c: Any) -> tuple[np.ndarray, dict[str, Ref]]:
-    """The rows that depend only on the workload's shape, as one int32 block, and where each
-    is in it: site, GPU type, capacity kind, instance type, where each network number comes
-    from, and the instances billed."""
+def _shape_rows(c: Any) -> tuple[np.ndarray, np.ndarray | None, dict[str, Ref],
+                                  list[Ref | dict[str, int]]]:
+    """The rows that depend only on the workload's shape: as one int32 block (site, GPU type,
+    capacity kind, instance type, instances billed, where each network number comes from),
+    where each is in it, a float block (the site's spot rate per instance-hour, where a
+    candidate is spot) and the sources' references."""
     d = c.data
     rows = {"site": c.site, "gpu": c.gpu, "kind": c.kind,
             "instance": c.ci.inst_types[1][c.billing.instance[c.rows]],
@@ -288,7 +297,9 @@ def _shape_rows(c: Any) -> tuple[np.ndarray, dict[str, Ref]]:
         if len(arr):
             rows[f"src:{key}"] = arr[c.site]
     block = np.array(list(rows.values()), dtype=np.int32).reshape(len(rows), c.n)
-    return block, {name: {"i": k} for k, name in enumerate(rows)}
+    names = {name: {"i": k} for k, name in enumerate(rows)}
+    spot = c.ci.spot_rate[c.site][None, :] if (c.kind == SPOT).any() else None
+    return block, spot, names, [names.get(f"src:{key}", {}) for key in _SOURCE_KEYS]
 
 
 def _missing_sites(engine: Snapshot, out: Outcome) -> bytes:
@@ -324,17 +335,16 @@ def candidates(cols: Columns, idx: list[int] | None = None) -> list[dict[str, An
         got: list[Any] = ints[cols.names[name]["i"]]
         return got
 
-    def rows(refs: list[Mapping[str, int]]) -> np.ndarray:
-        got: np.ndarray = f[[ref["f"] for ref in refs]]
-        return got
-
-    est = _cols(rows(h["estimates"]), [d for _, d, _ in ESTIMATES],
-                [z for _, _, z in ESTIMATES])
+    crit = h["criteria"]
+    k_crit = len(crit)
+    refs = (h["estimates"] + [k["raw"] for k in crit] + [k["score"] for k in crit]
+            + [cols.names["total"]])
+    rounded = _cols(f[[ref["f"] for ref in refs]],
+                    [d for _, d, _ in ESTIMATES] + [6] * (2 * k_crit) + [3],
+                    [z for _, _, z in ESTIMATES] + [False] * (2 * k_crit + 1))
+    est, vals = rounded[:len(ESTIMATES)], rounded[len(ESTIMATES):]
     if h["service"]:
         est[8] = [None] * len(pick)
-    crit = h["criteria"]
-    vals = _cols(rows([k["raw"] for k in crit] + [k["score"] for k in crit]
-                      + [cols.names["total"]]), [6] * (2 * len(crit)) + [3])
     fails = _failed(cols, col)
     firsts = [failed[0] if failed else -1 for failed in fails]
     words: list[str | None] = [None] * len(pick)
@@ -343,9 +353,8 @@ def candidates(cols: Columns, idx: list[int] | None = None) -> list[dict[str, An
         js = [j for j, first in enumerate(firsts) if first == k]
         for j, text in zip(js, reasons_of(k).texts(pick[js]), strict=True):
             words[j] = text
-    sources = _sources(cols, pick, col)
+    sources = _sources(cols, pick, col, ints)
     filters = h["filters"]
-    k_crit = len(crit)
     out = []
     for j, (site, gpu, kind, inst, rank) in enumerate(zip(
             col("site"), col("gpu"), col("kind"), col("instance"), col("rank"), strict=True)):
@@ -425,13 +434,13 @@ def _first_failed(cols: Columns) -> np.ndarray:
     return first
 
 
-def _sources(cols: Columns, pick: np.ndarray, col: Callable[[str], list[Any]]
-             ) -> list[dict[str, str]]:
+def _sources(cols: Columns, pick: np.ndarray, col: Callable[[str], list[Any]],
+             ints: list[list[int]]) -> list[dict[str, str]]:
     """Per picked candidate: where each network number in its estimates comes from
     (`measured` or `estimated: <method>`), the spot rate behind a spot candidate's GPU-hours
     and the bid price behind an on-prem one's opportunity cost."""
     h = cols.header
-    codes = [cols.get(ref)[pick].tolist() if ref else [-1] * len(pick) for ref in h["sources"]]
+    codes = [ints[ref["i"]] if ref else [-1] * len(pick) for ref in h["sources"]]
     seen: dict[tuple[int, ...], dict[str, str]] = {}
     rows = []
     for row in zip(*codes, strict=True):

@@ -34,7 +34,7 @@ class Shape:
     p99_ms: Floats | None = None
     filters: dict[str, FilterResult] = field(default_factory=dict)
     missing_sites: bytes | None = None  # the explanation's sites without the GPU (JSON)
-    columns: tuple[Any, Any] | None = None  # the explanation's rows its decisions share
+    columns: tuple[Any, ...] | None = None  # the explanation's rows its decisions share
     held_bytes: int = 0  # what the memo holds for it, once weighed (`shape_bytes`)
 
 
@@ -90,7 +90,7 @@ def shape_bytes(shape: Shape) -> int:
         elif isinstance(value, str):
             total += len(value) + 49
 
-    for value in (*vars(shape.data).values(), shape.p99_ms, *(shape.columns or ())[:1]):
+    for value in (*vars(shape.data).values(), shape.p99_ms, *(shape.columns or ())[:2]):
         add(value)
     for res in shape.filters.values():
         add(res.passed)
