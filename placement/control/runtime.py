@@ -146,8 +146,8 @@ class Runtime:
             return engine
         cached = self._spend
         if cached is None or time.monotonic() - cached[0] > 5.0:
-            with self.db.read() as s:
-                spend = team_spend(s, now=utcnow())
+            with self.db.snapshot() as s:  # its statements see one state: no burst counted
+                spend = team_spend(s, now=utcnow())  # twice or missed between them
             cached = self._spend = (time.monotonic(), spend)
         return engine.with_team_spend(cached[1])
 

@@ -89,6 +89,16 @@ class Database:
         with self.reads() as session, session.begin():
             yield session
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A read-only transaction whose statements all see one state of the store, for a
+        sum read in several statements (PostgreSQL: REPEATABLE READ; a SQLite read
+        transaction is one snapshot already)."""
+        with self.reads() as session, session.begin():
+            if self.dialect == "postgresql":
+                session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+            yield session
+
     def dispose(self) -> None:
         self.engine.dispose()
         if self.read_engine is not self.engine:

@@ -29,7 +29,8 @@ def team_spend(s: Session, *, now: datetime) -> dict[str, float]:
     ones what they may still spend until they expire (so bursts decided together cannot all
     fit under one budget); a burst decided but not yet requested, its estimated total;
     fleets' cloud members (fleet_spend). A burst that began last month counts from the
-    month's start."""
+    month's start. Several statements: read it in one snapshot (`Database.snapshot`), so that
+    a burst row committed between them is neither missed nor counted twice."""
     month, _ = month_bounds(now)
     out: dict[str, float] = {}
     rows = s.execute(select(BurstRow.team, BurstRow.status, BurstRow.usd_per_hour,
