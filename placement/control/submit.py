@@ -156,8 +156,11 @@ def _follow(leader: Pending, follower: Pending) -> None:
 Decided = list[tuple[Pending, DecisionData, Outcome]]
 
 
-def _decide_all(rt: Runtime, todo: list[Pending], fresh: bool
+def _decide_all(rt: Runtime, todo: list[Pending], fresh: bool,
+                keep: dict[int, tuple[DecisionData, Outcome]] | None = None
                 ) -> tuple[Decided, Engine, CapacityState, dict[int, int]]:
+    """Decide the batch in order, each decision seeing the GPUs and burst spend of those
+    before it; `keep` (by id of the Pending): decisions taken as they are, counted the same."""
     with rt.db.read() as s:
         engine = rt.engine(s, fresh=fresh)
     origin = engine.cap
@@ -168,9 +171,13 @@ def _decide_all(rt: Runtime, todo: list[Pending], fresh: bool
     for p in todo:
         if p.future.done():  # answered already (e.g. an invalid reference on an earlier try)
             continue
+        kept = keep.get(id(p)) if keep else None
         try:
-            check_references(engine, p.workload)
-            decision, out = decide(rt, engine, p.workload)
+            if kept is not None:
+                decision, out = kept
+            else:
+                check_references(engine, p.workload)
+                decision, out = decide(rt, engine, p.workload)
         except PlacementError as exc:
             p.future.set_exception(exc)
             continue
@@ -333,9 +340,11 @@ def place_batch(rt: Runtime, batch: list[Pending]) -> None:
     for attempt in range(MAX_ATTEMPTS):
         decided, engine, origin, taken = _decide_all(rt, todo, fresh=attempt > 0)
         if attempt == 0 and any(d["action"] in ("queue", "reject") for _, d, _ in decided):
-            # The cached state may lack recent release times: queue and reject are decided on
-            # a fresh read.
-            decided, engine, origin, taken = _decide_all(rt, todo, fresh=True)
+            # The cached state may lack recent release times: queue and reject are decided
+            # again on a fresh read. Places and bursts stand (as in a batch with neither) and
+            # count first, in batch order; the guarded update checks every one.
+            keep = {id(p): (d, o) for p, d, o in decided if d["action"] in ("place", "burst")}
+            decided, engine, origin, taken = _decide_all(rt, todo, fresh=True, keep=keep)
         if not decided:
             return
         prep = _prepare(decided)

@@ -155,10 +155,10 @@ class LocationView:
         """Every candidate with its p99, $/h per replica and, unless it qualifies, the first
         rule it fails; qualifying ones first, then by price and p99."""
         out = self.probe
+        reasons = _first_reasons(out, ~self.qualified)
         return tuple(sorted(
-            (Option(k, float(self.p99_ms[k]), float(self.usd_per_hour[k]),
-                    "" if self.qualified[k] else _first_reason(out, k))
-             for k in range(out.ctx.n)),
+            (Option(k, p99, usd, reasons[k]) for k, (p99, usd) in enumerate(zip(
+                self.p99_ms.tolist(), self.usd_per_hour.tolist(), strict=True))),
             key=lambda o: (o.reason != "", o.usd_per_hour, o.p99_ms)))
 
 
@@ -418,13 +418,21 @@ def _best_effort(out: Outcome, allow: Callable[[Outcome], Bools] | None) -> Bool
     return best
 
 
-def _first_reason(out: Outcome, k: int) -> str:
-    for f, res in enumerate(out.filter_results):
-        if out.fails[f, k]:
-            return f"{out.filter_names[f]}: {res.reasons().text(k)}"
-    if not out.considered[k]:
-        return "not considered"
-    return "would have to wait for GPUs"
+def _first_reasons(out: Outcome, which: Bools) -> list[str]:
+    """Per candidate of a probe ("" where `which` is False): the first rule it fails, as
+    "filter: reason" (each filter's reasons worded together), else why it was not used."""
+    words = [""] * out.ctx.n
+    fails = out.fails
+    failed = fails.any(axis=0)
+    first = np.argmax(fails, axis=0) if len(fails) else np.zeros(out.ctx.n, dtype=np.int64)
+    for f in np.unique(first[which & failed]).tolist():
+        ks = np.flatnonzero(which & failed & (first == f))
+        name = out.filter_names[f]
+        for k, text in zip(ks.tolist(), out.filter_results[f].reasons().texts(ks), strict=True):
+            words[k] = f"{name}: {text}"
+    for k in np.flatnonzero(which & ~failed).tolist():
+        words[k] = "not considered" if not out.considered[k] else "would have to wait for GPUs"
+    return words
 
 
 def _subset(t: _Table, keep: Ints) -> _Table:
