@@ -407,3 +407,32 @@ def test_racing_planned_fleets_never_over_commit_on_postgresql() -> None:
         assert all(created for _, _, created in results)
         held = check_store(rt)
         assert held[FULL_SITE] == 32, held
+
+
+def test_a_queued_decision_is_decided_again_on_a_fresh_read_and_places_are_not(
+        tmp_path: Any) -> None:
+    """A batch with a queue decision re-decides only that one on the fresh read; the
+    placement beside it stands (decided once) and both are stored."""
+    url = f"sqlite:///{tmp_path}/q.db"
+    with runtime(url) as rt:
+        calls: list[str] = []
+        inner = decide
+
+        def counted(rt_: Runtime, engine: Engine, wl: Workload) -> Any:
+            calls.append(wl.name)
+            return inner(rt_, engine, wl)
+
+        big = named(1).model_copy(update={"spec": named(1).spec.model_copy(update={
+            "gpu": named(1).spec.gpu.model_copy(update={"count": 10_000})})})
+        batch = [Pending(named(0), None), Pending(big, None)]
+        import placement.control.submit as sub
+        original = sub.decide
+        sub.decide = counted
+        try:
+            place_batch(rt, batch)
+        finally:
+            sub.decide = original
+        results = [p.future.result() for p in batch]
+        actions = [row["action"] for row, _, _ in results]
+        assert actions[0] in ("place", "burst") and actions[1] in ("queue", "reject")
+        assert calls == [named(0).name, big.name, big.name]
