@@ -410,7 +410,7 @@ def test_racing_planned_fleets_never_over_commit_on_postgresql() -> None:
 
 
 def test_a_queued_decision_is_decided_again_on_a_fresh_read_and_places_are_not(
-        tmp_path: Any) -> None:
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch with a queue decision re-decides only that one on the fresh read; the
     placement beside it stands (decided once) and both are stored."""
     url = f"sqlite:///{tmp_path}/q.db"
@@ -425,13 +425,8 @@ def test_a_queued_decision_is_decided_again_on_a_fresh_read_and_places_are_not(
         big = named(1).model_copy(update={"spec": named(1).spec.model_copy(update={
             "gpu": named(1).spec.gpu.model_copy(update={"count": 10_000})})})
         batch = [Pending(named(0), None), Pending(big, None)]
-        import placement.control.submit as sub
-        original = sub.decide
-        sub.decide = counted
-        try:
-            place_batch(rt, batch)
-        finally:
-            sub.decide = original
+        monkeypatch.setattr("placement.control.submit.decide", counted)
+        place_batch(rt, batch)
         results = [p.future.result() for p in batch]
         actions = [row["action"] for row, _, _ in results]
         assert actions[0] in ("place", "burst") and actions[1] in ("queue", "reject")
