@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
@@ -9,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 import numpy as np
 from numpy.typing import NDArray
 
+from placement.engine import elementwise as ew
 from placement.engine.compiled import ONPREM, SPOT, CapacityState, CompiledInventory
 from placement.engine.network import SITE_RATE, TIERED_RATE, tiered_egress_usd
 from placement.engine.rules import EffectiveRule
@@ -68,6 +71,8 @@ def overdue_note(ctx: DecisionContext, i: int) -> str:
     return OVERDUE_NOTE.format(overdue_hours=schedule.overdue_hours)
 
 
+BURST_WHEN = ("always", "onprem_unavailable", "onprem_unavailable_or_near_data")
+_PARAMS: dict[Callable[..., Any], tuple[str, ...]] = {}
 SIGNAL_BUSY_WAIT_H = 1.0  # assumed wait for GPUs busy with work the scheduler did not place
 Ints = NDArray[np.int64]
 Int8s = NDArray[np.int8]
@@ -104,7 +109,8 @@ class DataMove:
 
     def usd(self, site: Ints, hours: float) -> Floats:
         """Egress $ at each of `site` for `hours` of work: the bulk move plus the lookups."""
-        usd: Floats = self.egress_usd[site] + self.lookup_egress_usd_per_hour[site] * hours
+        usd: Floats = ew.egress_usd(self.egress_usd[site], self.lookup_egress_usd_per_hour[site],
+                                    hours)
         return usd
 
     def gb(self, site: Ints, hours: float) -> Floats:
@@ -161,6 +167,91 @@ class DecisionContext:
     def gpus_needed(self) -> int:
         return self.workload.spec.gpu.count * self.workload.spec.replicas
 
+    def call(self, formula: Callable[..., T]) -> T:
+        """`formula` (a plugin's `rule` or `value`, placement.engine.elementwise) over this
+        decision's candidates: each parameter is the attribute of that name; a setting that is
+        not set (None) is NaN, which every comparison treats as no limit."""
+        names = _PARAMS.get(formula)
+        if names is None:
+            names = _PARAMS[formula] = tuple(inspect.signature(formula).parameters)
+        args = [getattr(self, name) for name in names]
+        return formula(*[math.nan if a is None else a for a in args])
+
+    # The workload's settings the rules read, by the names the batch kernel uses too.
+
+    @cached_property
+    def is_spot(self) -> Bools:
+        spot: Bools = self.kind == SPOT
+        return spot
+
+    @cached_property
+    def installed_gpus(self) -> Ints:
+        """GPUs installed (on-prem) or the quota (cloud) of each candidate's group."""
+        got: Ints = self.ci.group_capacity[self.group]
+        return got
+
+    @property
+    def max_wait_hours(self) -> float:
+        return self.rule.max_wait_hours
+
+    @property
+    def deadline_hours(self) -> float | None:
+        return self.workload.spec.deadline_hours
+
+    @property
+    def deadline_applies(self) -> bool:
+        """A job's deadline filters candidates (a service's never does)."""
+        return self.workload.spec.deadline_hours is not None and not self.workload.spec.is_service
+
+    @property
+    def budget_usd(self) -> float | None:
+        return self.workload.spec.budget_usd
+
+    @property
+    def burst_cap_usd_per_hour(self) -> float | None:
+        return self.rule.burst.max_usd_per_hour
+
+    @property
+    def bursting_allowed(self) -> bool:
+        return self.rule.burst.allowed
+
+    @property
+    def burst_when(self) -> int:
+        """The rule's `when`, as BURST_WHEN's index."""
+        return BURST_WHEN.index(self.rule.burst.when)
+
+    @property
+    def spot_never(self) -> bool:
+        """Spot is closed: the rule never allows it, or the workload was interrupted too often."""
+        burst = self.rule.burst
+        return burst.spot == "never" or (
+            self.workload.spec.interruptions >= burst.max_spot_interruptions)
+
+    @property
+    def spot_room_applies(self) -> bool:
+        """Spot needs deadline room for its expected restarts."""
+        return self.rule.burst.spot == "when_deadline_allows" and not self.spot_never and bool(
+            self.workload.spec.deadline_hours)
+
+    @property
+    def spot_slack_factor(self) -> float:
+        return self.rule.burst.spot_slack_factor
+
+    @property
+    def onprem_ok_any(self) -> bool:
+        """Some on-prem candidate passes every filter run so far (`mask`)."""
+        return bool((self.mask & ~self.is_cloud).any())
+
+    @property
+    def onprem_ok_min_usd(self) -> float:
+        """The least `onprem_side_usd` among on-prem candidates passing every filter run so far
+        (inf when there is none)."""
+        ok = self.mask & ~self.is_cloud
+        if not ok.any():
+            return math.inf
+        side: Floats = ew.onprem_side_usd(self.egress_usd, self.opportunity_usd)
+        return float(side[ok].min())
+
     @cached_property
     def hours(self) -> float:
         """Hours of work: a job's duration or a service's cost horizon."""
@@ -186,7 +277,8 @@ class DecisionContext:
 
     @cached_property
     def run_hours(self) -> Floats:
-        return self.hours * (1.0 + self.spot_overhead)
+        got: Floats = ew.run_hours(self.hours, self.spot_overhead)
+        return got
 
     @cached_property
     def usd_per_hour(self) -> Floats:
@@ -213,30 +305,55 @@ class DecisionContext:
         return self.data.usd(self.site, self.hours)
 
     @cached_property
+    def bulk_egress_usd(self) -> Floats:
+        """Egress $ of moving the bulk datasets in (once)."""
+        got: Floats = self.data.egress_usd[self.site]
+        return got
+
+    @cached_property
+    def lookup_usd_per_hour(self) -> Floats:
+        """Egress $ per hour of the RAG lookups' traffic."""
+        got: Floats = self.data.lookup_egress_usd_per_hour[self.site]
+        return got
+
+    @cached_property
     def transfer_hours(self) -> Floats:
         return self.data.transfer_hours[self.site]
 
     @cached_property
     def total_usd(self) -> Floats:
-        return self.gpu_usd + self.egress_usd
+        got: Floats = ew.total_usd(self.usd_per_hour, self.run_hours, self.egress_usd)
+        return got
+
+    @cached_property
+    def billed_gpus(self) -> Ints:
+        """GPUs billed per candidate (whole instances in the cloud)."""
+        got: Ints = self.billing.billed_gpus[self.rows]
+        return got
+
+    @cached_property
+    def bid_usd_per_gpu_hour(self) -> Floats:
+        """The on-prem group's bid price per GPU-hour where the policy prices on-prem capacity
+        (placement.engine.shadow); 0 in the cloud and without bid prices."""
+        price = self.cap.bid_price
+        if price is None:
+            return np.zeros(self.n)
+        bid: Floats = np.where(self.kind == ONPREM, price[self.group], 0.0)
+        return bid
 
     @cached_property
     def opportunity_usd(self) -> Floats:
         """What the on-prem GPU-hours are worth to work only on-prem can run: the group's bid
         price x GPU-hours (0 in the cloud, and without bid prices)."""
-        price = self.cap.bid_price
-        if price is None:
-            return np.zeros(self.n)
-        opp: Floats = np.where(self.kind == ONPREM, price[self.group] * self.gpu_hours, 0.0)
-        return opp
+        got: Floats = ew.opportunity_usd(self.bid_usd_per_gpu_hour, self.billed_gpus,
+                                         self.run_hours)
+        return got
 
     @cached_property
     def cost_usd(self) -> Floats:
         """The cost criterion: billed $ plus the opportunity cost of on-prem GPUs."""
-        if self.cap.bid_price is None:
-            return self.total_usd
-        cost: Floats = self.total_usd + self.opportunity_usd
-        return cost
+        got: Floats = ew.cost_usd(self.total_usd, self.opportunity_usd)
+        return got
 
     @cached_property
     def store_free_gpus(self) -> Ints:
@@ -272,24 +389,43 @@ class DecisionContext:
         with other work come back at an unknown time, assumed SIGNAL_BUSY_WAIT_H: the workload
         queues (and is re-decided as signals change) instead of being rejected.
         """
+        got: Floats = ew.wait_hours(self.is_cloud, self.short, self.provision_hours,
+                                    self.queue_wait_hours)
+        return got
+
+    @cached_property
+    def short(self) -> Bools:
+        """Fewer GPUs free than the workload needs (per the store, or per live signals)."""
+        got: Bools = (self.gpus_needed > self.store_free_gpus) | self.busy_per_signals
+        return got
+
+    @cached_property
+    def queue_wait_hours(self) -> Floats:
+        """On-prem: hours until enough reserved GPUs are released (0 when free now)."""
         deficit = self.gpus_needed - self.store_free_gpus
         wait = np.zeros(self.n)
         short = deficit > 0
         if short.any():
             wait[short] = self.cap.schedule.wait(self.group[short], deficit[short])
-        wait = np.where(self.busy_per_signals, np.maximum(wait, SIGNAL_BUSY_WAIT_H), wait)
-        short = short | self.busy_per_signals
-        prov = self.ci.provision_h[self.site]
-        return np.where(self.is_cloud, np.where(short, np.inf, prov), wait)
+        got: Floats = np.where(self.busy_per_signals, np.maximum(wait, SIGNAL_BUSY_WAIT_H), wait)
+        return got
+
+    @cached_property
+    def provision_hours(self) -> Floats:
+        """Hours to provision capacity at each candidate's site (0 on-prem)."""
+        got: Floats = self.ci.provision_h[self.site]
+        return got
 
     @cached_property
     def start_hours(self) -> Floats:
         """Data moves while the workload waits: it starts when both are done."""
-        return np.maximum(self.wait_hours, self.transfer_hours)
+        got: Floats = ew.start_hours(self.wait_hours, self.transfer_hours)
+        return got
 
     @cached_property
     def finish_hours(self) -> Floats:
-        return self.start_hours + self.run_hours
+        got: Floats = ew.finish_hours(self.start_hours, self.run_hours)
+        return got
 
     @cached_property
     def client_rtt_ms(self) -> Floats:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from placement.engine import elementwise as ew
 from placement.engine.compiled import (
-    ONPREM,
     CapacityState,
     CompiledInventory,
     capacity_state,
@@ -29,7 +29,7 @@ from placement.engine.outcome import Bools, Floats, Ints, Outcome, Shape, shape_
 from placement.engine.plugins.registry import check_unique, default_filters, default_scores
 from placement.engine.rules import resolve
 from placement.errors import UnknownReferenceError
-from placement.model import Decision, Inventory, Policy, Reservation
+from placement.model import Decision, Inventory, Policy, Reservation, Scales
 from placement.model.workload import Workload
 
 if TYPE_CHECKING:
@@ -69,6 +69,12 @@ def shape_key(wl: Workload, reads: ShapeReads) -> tuple[Any, ...]:
                                       tuple((c.location, c.share) for c in lat.clients)),
             tuple((d.name, d.access, d.lookups_per_request, d.kb_per_lookup)
                   for d in s.datasets))
+
+
+def scale_of(plugin: ScorePlugin, scales: Scales) -> float:
+    """The policy's indifference scale for the plugin's criterion (0 without one)."""
+    field = getattr(plugin, "SCALE", None)
+    return float(getattr(scales, field)) if field else 0.0
 
 
 class Engine:
@@ -253,9 +259,6 @@ class Engine:
 
     def _score(self, ctx: DecisionContext, results: list[FilterResult], fails: Bools,
                considered: Bools, queue_only: bool) -> Outcome:
-        scales = ctx.scales
-        scale_of = {"latency": scales.latency_ms, "data_gravity": scales.data_gravity_hours,
-                    "cost": scales.cost_usd, "wait": scales.wait_hours}
         raw: dict[str, Floats] = {}
         scores: dict[str, Floats] = {}
         weights: dict[str, float] = {}
@@ -266,7 +269,7 @@ class Engine:
             raw[crit] = res.raw
             w = float(getattr(ctx.rule.weights, crit, 0.0)) if res.applicable else 0.0
             weights[crit] = w
-            scores[crit] = normalize(res.raw, considered, scale_of.get(crit, 0.0))
+            scores[crit] = normalize(res.raw, considered, scale_of(plugin, ctx.scales))
             if w > 0:
                 s = scores[crit]
                 total = total + w * np.where(np.isnan(s), 0.0, s)
@@ -274,21 +277,16 @@ class Engine:
         total = total / wsum if wsum > 0 else total
         idx = np.flatnonzero(considered)
         keys: tuple[NDArray[Any], ...]
+        rank = self._site_rank[ctx.site[idx]]
         if queue_only:  # nothing can start in time: queue where it starts soonest
-            keys = (self._site_rank[ctx.site[idx]], ctx.total_usd[idx], ctx.wait_hours[idx])
+            keys = ew.queue_key(ctx.total_usd[idx], ctx.wait_hours[idx], rank)
         else:
-            keys = (ctx.kind[idx], self._site_rank[ctx.site[idx]], ctx.wait_hours[idx],
-                    ctx.total_usd[idx], -np.round(total[idx], 9))
-        ranking = idx[np.lexsort(keys)]
+            keys = ew.ranking_key(total[idx], ctx.total_usd[idx], ctx.wait_hours[idx], rank,
+                                  ctx.kind[idx])
+        ranking = idx[np.lexsort(keys[::-1])]  # lexsort: the last key decides first
         chosen = int(ranking[0]) if len(ranking) else None
-        if chosen is None:
-            action = "reject"
-        elif ctx.kind[chosen] != ONPREM:
-            action = "burst"
-        elif queue_only or ctx.wait_hours[chosen] > 0:
-            action = "queue"
-        else:
-            action = "place"
+        action = "reject" if chosen is None else ew.ACTIONS[int(ew.action_code(
+            bool(ctx.is_cloud[chosen]), queue_only, float(ctx.wait_hours[chosen])))]
         return Outcome(ctx, [p.NAME for p in self.filters], results, fails, considered, raw,
                        scores, weights, total, ranking, chosen, action, self.policy_version)
 

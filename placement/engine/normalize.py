@@ -5,12 +5,15 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from placement.engine.elementwise import normalized
+
 Floats = NDArray[np.float64]
 Bools = NDArray[np.bool_]
 
 
 def normalize(raw: Floats, considered: Bools, scale: float) -> Floats:
-    """Score = 100 x (best + scale) / (raw + scale); lower raw is better.
+    """Score = 100 x (best + scale) / (raw + scale); lower raw is better (elementwise.normalized,
+    which the batch kernel also runs).
 
     `best` is the lowest raw value among considered candidates, so a candidate that is worse on
     every criterion never changes the others' scores (no rank reversal), and with scale 0 a
@@ -23,11 +26,6 @@ def normalize(raw: Floats, considered: Bools, scale: float) -> Floats:
         return out
     vals = raw[considered]
     best = float(np.min(vals))
-    if scale > 0:
-        out[considered] = 100.0 * (best + scale) / (vals + scale)
-    elif best > 0:
-        out[considered] = 100.0 * best / vals
-    else:  # best is 0 with no scale: only exact zeros are best
-        out[considered] = np.where(vals <= 0, 100.0, 0.0)
-    out[considered & ~np.isfinite(raw)] = 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):  # `where` computes every branch
+        out[considered] = normalized(vals, best, scale)
     return out

@@ -3,11 +3,12 @@ monthly burst budget."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from placement.engine.context import DecisionContext
+from placement.engine.elementwise import jitable
 from placement.engine.framework import FilterResult, Reasons
 
 _PARTS = ("estimated ${total:,.0f} exceeds the budget of ${budget:,.0f}",
@@ -19,27 +20,40 @@ REASONS = tuple("; ".join(part for k, part in enumerate(_PARTS) if code >> k & 1
                 for code in range(8))
 
 
+@jitable
+def over(total_usd: Any, budget_usd: Any, is_cloud: Any, usd_per_hour: Any,
+         burst_cap_usd_per_hour: Any, team_spent_usd: Any, team_budget_usd: Any
+         ) -> tuple[Any, Any, Any]:
+    """(over the workload's budget, over the burst $/h cap, over the team's monthly burst
+    budget); a limit not set (NaN) is never exceeded."""
+    return (total_usd > budget_usd,
+            np.logical_and(is_cloud, usd_per_hour > burst_cap_usd_per_hour),
+            np.logical_and(is_cloud, team_spent_usd + total_usd > team_budget_usd))
+
+
 class Budget:
     """Rejects candidates whose estimated total $ or burst $/hour exceed what is allowed."""
 
     NAME: ClassVar[str] = "budget"
 
+    @staticmethod
+    @jitable
+    def rule(total_usd: Any, budget_usd: Any, is_cloud: Any, usd_per_hour: Any,
+             burst_cap_usd_per_hour: Any, team_spent_usd: Any, team_budget_usd: Any) -> Any:
+        total, rate, team = over(total_usd, budget_usd, is_cloud, usd_per_hour,
+                                 burst_cap_usd_per_hour, team_spent_usd, team_budget_usd)
+        return np.logical_not(np.logical_or(np.logical_or(total, rate), team))
+
     def filter(self, ctx: DecisionContext) -> FilterResult:
-        budget = ctx.workload.spec.budget_usd
-        cap = ctx.rule.burst.max_usd_per_hour
+        budget, cap = ctx.budget_usd, ctx.burst_cap_usd_per_hour
+        team, allowed, spent = ctx.workload.spec.team, ctx.team_budget_usd, ctx.team_spent_usd
         total, hourly = ctx.total_usd, ctx.usd_per_hour
-        over_total = total > budget if budget is not None else np.zeros(ctx.n, dtype=bool)
-        over_rate = (ctx.is_cloud & (hourly > cap)) if cap is not None else np.zeros(
-            ctx.n, dtype=bool)
-        team, allowed = ctx.workload.spec.team, ctx.team_budget_usd
-        spent = ctx.team_spent_usd
-        over_team = (ctx.is_cloud & (spent + total > allowed)) if allowed is not None \
-            else np.zeros(ctx.n, dtype=bool)
 
         def why() -> Reasons:
+            over_total, over_rate, over_team = ctx.call(over)
             code = over_total.astype(np.int64) + 2 * over_rate + 4 * over_team
             return Reasons(REASONS, code, {
                 "total": total, "budget": budget, "hourly": hourly, "cap": cap, "team": team,
                 "spent": spent, "allowed": allowed})
 
-        return FilterResult(~(over_total | over_rate | over_team), why)
+        return FilterResult(ctx.call(self.rule), why)

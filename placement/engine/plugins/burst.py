@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from placement.engine.compiled import SPOT
 from placement.engine.context import DecisionContext
+from placement.engine.elementwise import jitable, onprem_side_usd
 from placement.engine.framework import Bools, FilterResult, Reasons
 
 _GATED = ("on-prem site {best_onprem} can start in {best_wait:.2f} h, within max wait "
@@ -32,27 +32,37 @@ class BurstGate:
 
     NAME: ClassVar[str] = "burst"
 
+    @staticmethod
+    @jitable
+    def rule(is_cloud: Any, is_spot: Any, total_usd: Any, onprem_ok_any: Any,
+             onprem_ok_min_usd: Any, bursting_allowed: Any, burst_when: Any, spot_never: Any,
+             spot_room_applies: Any, spot_slack_factor: Any, start_hours: Any, hours: Any,
+             run_hours: Any, deadline_hours: Any) -> Any:
+        closed = np.logical_or(
+            not_allowed(is_cloud, bursting_allowed),
+            gated(is_cloud, total_usd, onprem_ok_any, onprem_ok_min_usd, burst_when))
+        return np.logical_not(np.logical_or(closed, bad_spot(
+            is_spot, spot_never, spot_room_applies, spot_slack_factor, start_hours, hours,
+            run_hours, deadline_hours)))
+
     def filter(self, ctx: DecisionContext) -> FilterResult:
         burst, rule = ctx.rule.burst, ctx.rule.burst_rule or "defaults"
-        onprem_ok = ctx.mask & ~ctx.is_cloud
-        gated = when_gated(ctx, onprem_ok)
+        closed = ctx.call(gated)
         best_onprem, best_wait = "", 0.0
         cheapest_onprem = np.inf
-        if gated.any():
+        if closed.any():
+            onprem_ok = ctx.mask & ~ctx.is_cloud
             j = int(np.flatnonzero(onprem_ok)[np.argmin(ctx.wait_hours[onprem_ok])])
             best_onprem = ctx.ci.site_names[int(ctx.site[j])]
             best_wait = float(ctx.wait_hours[j])
-            cheapest_onprem = float((ctx.egress_usd + ctx.opportunity_usd)[onprem_ok].min())
+            cheapest_onprem = ctx.onprem_ok_min_usd
         interrupted = ctx.workload.spec.interruptions
-        bad_spot = ~spot_allowed(ctx)
-        not_allowed = ~burst_allowed(ctx)
-        passed = ~(not_allowed | gated | bad_spot)
 
         def why() -> Reasons:
             near = burst.when != "onprem_unavailable"
             spot_code = 2 if burst.spot == "never" else (
                 3 if interrupted >= burst.max_spot_interruptions else 4)
-            code = np.where(not_allowed, 0, np.where(gated, 1, spot_code))
+            code = np.where(ctx.call(not_allowed), 0, np.where(closed, 1, spot_code))
             return Reasons(_REASONS[near, ctx.cap.bid_price is not None], code, {
                 "rule": rule, "best_onprem": best_onprem, "best_wait": best_wait,
                 "max_wait": ctx.rule.max_wait_hours, "total": ctx.total_usd,
@@ -60,45 +70,57 @@ class BurstGate:
                 "allowed": burst.max_spot_interruptions, "slack": burst.spot_slack_factor,
                 "overhead": ctx.run_hours - ctx.hours})
 
-        return FilterResult(passed, why)
+        return FilterResult(ctx.call(self.rule), why)
+
+
+@jitable
+def not_allowed(is_cloud: Any, bursting_allowed: Any) -> Any:
+    """A cloud candidate where the rule does not allow bursting."""
+    return np.logical_and(is_cloud, np.logical_not(bursting_allowed))
+
+
+@jitable
+def gated(is_cloud: Any, total_usd: Any, onprem_ok_any: Any, onprem_ok_min_usd: Any,
+          burst_when: Any) -> Any:
+    """A cloud region the rule's `when` keeps closed while an on-prem candidate can start the
+    workload within its max wait (`onprem_ok_any`): with `when` onprem_unavailable (1) every
+    cloud region; with onprem_unavailable_or_near_data (2) the regions whose total $ is not
+    below the cheapest such on-prem candidate's `onprem_side_usd` (moving the data there, plus
+    its GPU-hours' bid price where the policy prices them: the on-prem GPUs are paid for
+    already); with always (0) none."""
+    open_here = np.logical_or(burst_when == 0, np.logical_and(
+        burst_when == 2, total_usd < onprem_ok_min_usd))
+    return np.logical_and(np.logical_and(is_cloud, onprem_ok_any), np.logical_not(open_here))
+
+
+@jitable
+def bad_spot(is_spot: Any, spot_never: Any, spot_room_applies: Any, spot_slack_factor: Any,
+             start_hours: Any, hours: Any, run_hours: Any, deadline_hours: Any) -> Any:
+    """A spot candidate the rule closes: spot never (or interrupted too often), or the deadline
+    leaves no room for the expected restarts (times the rule's slack factor)."""
+    latest = start_hours + hours + spot_slack_factor * (run_hours - hours)
+    return np.logical_and(is_spot, np.logical_or(spot_never, np.logical_and(
+        spot_room_applies, latest > deadline_hours)))
 
 
 def spot_allowed(ctx: DecisionContext) -> Bools:
     """Per candidate: False for a spot candidate the rule does not allow (never; after too many
     interruptions; when the deadline leaves no room for the expected restarts); True for every
     other candidate. The engine's gate and the simulator's baselines both ask this."""
-    burst = ctx.rule.burst
-    spot = ctx.kind == SPOT
-    if burst.spot == "never" or ctx.workload.spec.interruptions >= burst.max_spot_interruptions:
-        never: Bools = ~spot
-        return never
-    if burst.spot == "when_deadline_allows" and ctx.workload.spec.deadline_hours:
-        slack_need = burst.spot_slack_factor * (ctx.run_hours - ctx.hours)
-        latest = ctx.start_hours + ctx.hours + slack_need
-        room: Bools = ~(spot & (latest > ctx.workload.spec.deadline_hours))
-        return room
-    return np.ones(ctx.n, dtype=bool)
+    ok: Bools = ~ctx.call(bad_spot)
+    return ok
 
 
 def burst_allowed(ctx: DecisionContext) -> Bools:
     """Per candidate: on-prem, or a cloud region where the rule allows bursting."""
-    ok: Bools = ~ctx.is_cloud | ctx.rule.burst.allowed
+    ok: Bools = ~ctx.call(not_allowed)
     return ok
 
 
 def when_gated(ctx: DecisionContext, onprem_ok: Bools) -> Bools:
-    """Per candidate: a cloud region the rule's `when` keeps closed, given the on-prem
-    candidates that can start the workload within its max wait (`onprem_ok`): with `when`
-    onprem_unavailable every cloud region while there is one; with
-    onprem_unavailable_or_near_data the regions whose total $ is not below what moving the
-    data to on-prem costs (the on-prem GPUs are paid for already), plus the on-prem GPU-hours'
-    bid price where the policy prices it."""
-    burst = ctx.rule.burst
-    if burst.when == "always" or not onprem_ok.any():
-        return np.zeros(ctx.n, dtype=bool)
-    gated: Bools = ctx.is_cloud.copy()
-    if burst.when == "onprem_unavailable_or_near_data":  # on-prem's side: the data move,
-        # plus what its GPU-hours are worth to work only on-prem can run
-        onprem_usd = ctx.egress_usd + ctx.opportunity_usd
-        gated &= ctx.total_usd >= float(onprem_usd[onprem_ok].min())
-    return gated
+    """Per candidate: a cloud region the rule's `when` keeps closed (`gated`), given the
+    on-prem candidates that can start the workload within its max wait (`onprem_ok`)."""
+    some = bool(onprem_ok.any())
+    least = float(ctx.call(onprem_side_usd)[onprem_ok].min()) if some else np.inf
+    got: Bools = gated(ctx.is_cloud, ctx.total_usd, some, least, ctx.burst_when)
+    return got

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from placement.engine.compiled import CAPACITY_NAMES
 from placement.engine.context import DecisionContext
+from placement.engine.elementwise import jitable
 from placement.engine.framework import FilterResult, Named, Reasons
 
 REASONS = ("has {total} {gpu} installed; the workload needs {need} on one site",
@@ -20,12 +21,19 @@ class Capacity:
 
     NAME: ClassVar[str] = "capacity"
 
+    @staticmethod
+    @jitable
+    def rule(installed_gpus: Any, gpus_needed: Any, is_cloud: Any, free_gpus: Any) -> Any:
+        """On-prem GPUs in use come back (the wait plugin prices that); cloud quota is a hard
+        cap."""
+        return np.logical_and(installed_gpus >= gpus_needed, np.logical_or(
+            np.logical_not(is_cloud), free_gpus >= gpus_needed))
+
     def filter(self, ctx: DecisionContext) -> FilterResult:
         need = ctx.gpus_needed
-        total = ctx.ci.group_capacity[ctx.group]
+        total = ctx.installed_gpus
         room = ctx.free_gpus
-        # On-prem GPUs in use come back (the wait plugin prices that); cloud quota is a hard cap.
-        passed = (total >= need) & (~ctx.is_cloud | (room >= need))
+        passed = ctx.call(self.rule)
 
         def why() -> Reasons:
             return Reasons(REASONS, ctx.is_cloud.astype(np.int64), {

@@ -3,9 +3,10 @@ plus its opportunity cost where the policy prices it (placement.engine.shadow)."
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from placement.engine.context import DecisionContext
+from placement.engine.elementwise import jitable
 from placement.engine.framework import ScoreResult
 
 
@@ -16,6 +17,12 @@ class Cost:
     NAME: ClassVar[str] = "cost"
     CRITERION: ClassVar[str] = "cost"
     UNIT: ClassVar[str] = "USD"
+    SCALE: ClassVar[str | None] = "cost_usd"  # the policy's Scales field
+
+    @staticmethod
+    @jitable
+    def value(cost_usd: Any) -> Any:
+        return cost_usd
 
     def score(self, ctx: DecisionContext) -> ScoreResult:
-        return ScoreResult(ctx.cost_usd)
+        return ScoreResult(ctx.call(self.value))

@@ -19,6 +19,7 @@ class Latency:
     NAME: ClassVar[str] = "latency"
     CRITERION: ClassVar[str] = "latency"
     UNIT: ClassVar[str] = "ms"
+    SCALE: ClassVar[str | None] = "latency_ms"  # the policy's Scales field
 
     def filter(self, ctx: DecisionContext) -> FilterResult:
         lat = ctx.workload.spec.latency

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from placement.engine.context import OVERDUE_NOTE, DecisionContext, overdue
+from placement.engine.elementwise import jitable
 from placement.engine.framework import FilterResult, Reasons, ScoreResult
 
 _BUSY = (" (live signals report {free} free: the rest are busy with work the scheduler did not "
@@ -25,6 +26,17 @@ class Wait:
     NAME: ClassVar[str] = "wait"
     CRITERION: ClassVar[str] = "wait"
     UNIT: ClassVar[str] = "h"
+    SCALE: ClassVar[str | None] = "wait_hours"  # the policy's Scales field
+
+    @staticmethod
+    @jitable
+    def rule(wait_hours: Any, max_wait_hours: Any) -> Any:
+        return wait_hours <= max_wait_hours
+
+    @staticmethod
+    @jitable
+    def value(wait_hours: Any) -> Any:
+        return wait_hours
 
     def filter(self, ctx: DecisionContext) -> FilterResult:
         wait = ctx.wait_hours
@@ -37,7 +49,7 @@ class Wait:
                 "need": ctx.gpus_needed, "wait": wait, "free": ctx.free_gpus, "limit": limit,
                 "overdue_hours": ctx.cap.schedule.overdue_hours})
 
-        return FilterResult(wait <= limit, why)
+        return FilterResult(ctx.call(self.rule), why)
 
     def score(self, ctx: DecisionContext) -> ScoreResult:
-        return ScoreResult(ctx.wait_hours)
+        return ScoreResult(ctx.call(self.value))
