@@ -188,16 +188,28 @@ def test_the_batch_path_picks_what_decide_picks_on_the_example_bundle(
     assert {"place", "queue", "burst", "reject"} <= set(seen)
 
 
-def test_the_batch_path_refuses_engines_it_cannot_mirror(example_engine: Engine) -> None:
+def test_the_batch_path_refuses_live_signals(example_engine: Engine) -> None:
     n = len(example_engine.ci.group_site)
     observed = Observed(free_gpus=np.full(n, np.nan), service_ms={})
     assert not supports(example_engine.with_observed(observed))  # signals: use decide
-    custom = Engine(example_engine.inventory, example_engine.policy, "v",
-                    filters=default_filters()[:-1])
-    assert not supports(custom)
-    with pytest.raises(ValueError, match="default plugins"):
-        BatchEngine(custom)
+    with pytest.raises(ValueError, match="live signals"):
+        BatchEngine(example_engine.with_observed(observed))
     assert supports(example_engine)
+
+
+@pytest.mark.parametrize("drop", ["burst", "wait", "capacity", "budget"])
+def test_the_kernel_follows_the_engine_s_plugin_list(example_engine: Engine, bundle: Bundle,
+                                                     drop: str) -> None:
+    """The kernel is generated from the engine's plugins: without one of them (the burst
+    gate, or the wait filter and with it the queue fallback) it still picks what decide
+    picks."""
+    custom = Engine(example_engine.inventory, example_engine.policy, "v",
+                    filters=[p for p in default_filters() if drop != p.NAME])
+    assert supports(custom)
+    seen = _compare(custom, random.Random(13), states=10, per_state=12,
+                    datasets=[d.name for d in bundle.inventory.datasets],
+                    clients=[c.name for c in bundle.inventory.client_locations])
+    assert len(seen) >= 2
 
 
 def test_unknown_references_fail_as_in_decide(example_engine: Engine) -> None:

@@ -42,6 +42,7 @@ from placement.control.auth import (
 from placement.control.runtime import Runtime
 from placement.errors import InvalidRequestError, UnauthorizedError
 from placement.model.common import NAME_PATTERN
+from placement.model.policy import CRITERIA
 from placement.service.settings import Settings
 from placement.store import workloads as store
 from placement.store.db import utcnow
@@ -55,7 +56,6 @@ COOKIE = "placement_session"
 OLD_COOKIE = "placement_token"  # held the raw token before sessions: cleared when seen
 FRAME_ANCESTORS = "frame-ancestors 'none'"
 PAGE_SIZE = 25
-CRITERIA = ("latency", "data_gravity", "cost", "wait")
 KINDS = ("inference", "rag", "training", "finetune", "batch")
 PHASES = ("submitted", "placed", "queued", "rejected", "running", "succeeded", "failed",
           "cancelled", "released")
@@ -405,7 +405,7 @@ def _chart(decision: dict[str, Any]) -> dict[str, Any]:
         weights = {k: v["weight"] for k, v in c["criteria"].items() if v["weight"] > 0}
         total_weight = sum(weights.values()) or 1.0
         x, parts = 0.0, []
-        for name in CRITERIA:
+        for name in c["criteria"]:  # the engine's criteria, in its order
             crit = c["criteria"].get(name)
             if crit is None or name not in weights or crit["score"] is None:
                 continue
@@ -421,7 +421,9 @@ def _chart(decision: dict[str, Any]) -> dict[str, Any]:
     bars.sort(key=lambda b: (b["rank"] is None, b["rank"] or 0))
     rejected = [c for c in decision["candidates"] if c["rejected_by"]]
     return {"bars": bars[:20], "hidden": max(0, len(bars) - 20), "rejected": rejected,
-            "groups": _rejection_groups(rejected), "criteria": CRITERIA}
+            "groups": _rejection_groups(rejected),
+            "criteria": list(next((c["criteria"] for c in decision["candidates"]
+                                   if c["criteria"]), CRITERIA))}
 
 
 # The parts of a reason that vary between candidates rejected for the same cause: a

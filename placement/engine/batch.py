@@ -3,57 +3,90 @@ per-decision overhead (the simulator replays a million of them).
 
 A decision has two parts:
 - What follows from the workload's shape: every field the engine reads except duration,
-  deadline and budget (kind, team, labels, GPU types and count, datasets, clients,
-  checkpointing, interruptions). The shape fixes the candidate rows and the filters that
-  ignore capacity: GPUs installed, constraints, network boundaries, the latency SLO, and the
-  burst rule's permissions, $/h cap and spot permission. It also fixes prices, the data move
-  and latency. A `ShapeTable` holds the rows that pass those filters, with their numbers. The
-  plugins' own code builds it (one DecisionContext), once per shape.
+  deadline and budget (see `shape_key`). It fixes the candidates, prices, the data move and
+  latency, the filters and criteria that read nothing else (plugins with SHAPE_ONLY), and the
+  rule's settings. A `ShapeTable` holds the candidates that pass those filters, with their
+  numbers and those criteria's raw values: the plugins' own code computes them (one
+  DecisionContext), once per shape.
 - What follows from the moment and the workload's own duration, deadline and budget: GPUs
-  reserved, release times and the team's burst spend. One compiled kernel (numba) applies the
-  remaining filters: quota, wait, deadline, budget, the burst gate and the spot deadline room.
-  It normalizes the four criteria over the considered candidates and ranks them by
-  Engine.decide's keys and tie-breaks, in the same floating-point operations, so the choice is
-  the same, bit for bit (tests/test_batch.py compares the two on randomized states).
+  reserved, release times, bid prices and the team's burst spend. The other filters and
+  criteria run inside one compiled kernel (numba), which is generated from the engine's
+  plugins: each such filter supplies its `rule` and each criterion its `value`, elementwise
+  functions of named quantities (placement.engine.elementwise) that Engine.decide runs over
+  arrays and the kernel for one candidate at a time. The kernel derives the quantities by the
+  same formulas (QUANTITIES), applies the filters in the engine's order, falls back to queueing
+  as Engine.decide does, normalizes and weighs the criteria and ranks by the same keys, so the
+  choice is the same, bit for bit (tests/test_batch.py compares the two on randomized states).
 
-The batch path covers the default plugins, and any other SHAPE_ONLY filter (it runs the
-plugin's own `filter` once per shape), without live signals; `unsupported` says why an engine
-does not qualify, and `BatchEngine` refuses it with that reason (callers then use
-Engine.decide). It gives the choice, not its explanation: the
-explanation of any decision comes from Engine.decide.
+The batch path runs any engine without live signals whose filters and criteria are SHAPE_ONLY
+or have an elementwise form over the quantities below; `unsupported` says why one does not
+qualify, and `BatchEngine` refuses it with that reason (callers then use Engine.decide). It
+gives the choice, not its explanation: the explanation of any decision comes from
+Engine.decide.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import inspect
 import math
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from placement.engine import elementwise as ew
 from placement.engine.compiled import ONPREM, SPOT
-from placement.engine.context import DecisionContext
-from placement.engine.engine import Engine, shape_key
-from placement.engine.plugins.registry import default_filters, default_scores
+from placement.engine.context import (
+    DecisionContext,
+    deadline_applies,
+    spot_room_applies,
+    work_hours,
+)
+from placement.engine.engine import WAIT_FILTER, Engine, scale_of, shape_key, weight_of
+from placement.engine.framework import FilterPlugin, ScorePlugin
+from placement.engine.rules import EffectiveRule
 from placement.engine.shadow import Demand, demand_of, work_value_usd_per_gpu_hour
 from placement.model.workload import Workload
 
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
 
-ACTIONS = ("reject", "place", "queue", "burst")
-WHEN = {"always": 0, "onprem_unavailable": 1, "onprem_unavailable_or_near_data": 2}
-# Columns of ShapeTable.floats and .ints.
-F_USD_H, F_FACTOR, F_EGRESS_USD, F_LOOKUP_USD_H, F_TRANSFER_H, F_P99, F_PROVISION_H = range(7)
-F_EGRESS_GB, F_LOOKUP_GB_H, F_SPOT_RATE = 7, 8, 9
-I_GROUP, I_KIND, I_RANK, I_CAPACITY, I_ROW, I_POS, I_SITE, I_BILLED = range(8)
-# Slots of the kernel's parameter vector.
-(P_HOURS, P_MAX_WAIT, P_DEADLINE, P_BUDGET, P_SPENT, P_ALLOWED, P_W_LAT, P_W_DG, P_W_COST,
- P_W_WAIT, P_WSUM, P_S_LAT, P_S_DG, P_S_COST, P_S_WAIT, P_WHEN, P_SPOT_ROOM, P_SLACK,
- P_DEADLINE_FILTER) = range(19)
+# Columns of ShapeTable.floats: per candidate, what the shape fixes (DecisionContext's
+# attributes of these names), then the raw values of the SHAPE_ONLY criteria.
+FLOAT_COLUMNS = ("usd_per_hour", "spot_overhead", "bulk_egress_usd", "lookup_usd_per_hour",
+                 "transfer_hours", "provision_hours", "p99_ms", "spot_rate")
+F_USD_H, F_OVERHEAD, F_BULK_USD, F_LOOKUP_USD_H, F_TRANSFER_H, F_PROVISION_H, F_P99, \
+    F_SPOT_RATE = range(len(FLOAT_COLUMNS))
+F_BULK_GB, F_LOOKUP_GB_H = len(FLOAT_COLUMNS), len(FLOAT_COLUMNS) + 1  # for the Pick's GB
+F_CRITERIA = len(FLOAT_COLUMNS) + 2
+I_GROUP, I_KIND, I_RANK, I_INSTALLED, I_ROW, I_POS, I_SITE, I_BILLED = range(8)
+
+# The quantities a plugin's `rule` or `value` may read, as the kernel provides them. Per
+# candidate (DecisionContext's attributes of these names; the kernel derives them in this
+# order by the same formulas):
+PER_CANDIDATE = ("is_cloud", "is_spot", "installed_gpus", "free_gpus", "short",
+                 "queue_wait_hours", "wait_hours", "usd_per_hour", "spot_overhead", "run_hours",
+                 "bulk_egress_usd", "lookup_usd_per_hour", "egress_usd", "total_usd",
+                 "billed_gpus", "bid_usd_per_gpu_hour", "opportunity_usd", "cost_usd",
+                 "transfer_hours", "provision_hours", "start_hours", "finish_hours", "p99_ms",
+                 "spot_rate")
+# Per workload: of its shape (read from the shape's DecisionContext once) ...
+PER_SHAPE = ("gpus_needed", "max_wait_hours", "burst_cap_usd_per_hour", "bursting_allowed",
+             "burst_when", "spot_never", "spot_slack_factor", "team_budget_usd")
+# ... and its own (`_workload_values`):
+PER_WORKLOAD = ("hours", "deadline_hours", "deadline_applies", "budget_usd",
+                "spot_room_applies", "team_spent_usd")
+# Over the candidates that pass every earlier filter (the burst gate reads them):
+REDUCED = ("onprem_ok_any", "onprem_ok_min_usd")
+QUANTITIES = PER_CANDIDATE + PER_SHAPE + PER_WORKLOAD + REDUCED
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,53 +127,51 @@ class Pick:
 
 @dataclass(frozen=True)
 class ShapeTable:
-    """One workload shape's candidates that pass the capacity-blind filters, in row order."""
+    """One workload shape's candidates that pass the SHAPE_ONLY filters, in row order."""
 
-    floats: Floats  # m x 10 (F_* columns)
+    floats: Floats  # m x (FLOAT_COLUMNS, bulk GB, lookup GB/h, SHAPE_ONLY criteria's raw)
     ints: Ints  # m x 8 (I_* columns)
     onprem: Ints  # positions in this table of the on-prem candidates
     onprem_group: Ints
     onprem_capacity: Ints
-    params: Floats  # the kernel's parameters except the workload's own (hours, deadline, ...)
+    params: Floats  # the kernel's parameters; the workload's own are set per decision
     need: int
-    horizon_hours: float
+    rule: EffectiveRule
     restart_hours: float
-    deadline_filter: bool  # a job: a deadline filters candidates
-    spot_room: bool  # spot candidates need deadline room for restarts
     lists: tuple[list[float], ...]  # floats' columns as lists (scalar reads are cheaper)
     int_lists: tuple[list[int], ...]
     no_bid: Floats  # zeros: the kernel's bid prices when none are set
 
 
-# The filters and criteria whose per-workload part the kernel below implements. Every other
-# filter must be SHAPE_ONLY: the batch path runs its own `filter` once per shape.
-KERNEL_FILTERS = ("capacity", "wait", "deadline", "budget", "burst")
-KERNEL_SCORES = ("latency", "data_gravity", "cost", "wait")
+def _params_of(formula: Callable[..., Any]) -> tuple[str, ...]:
+    return tuple(inspect.signature(formula).parameters)
+
+
+def _unknown(formula: Callable[..., Any]) -> list[str]:
+    return [n for n in _params_of(formula) if n not in QUANTITIES]
 
 
 def unsupported(engine: Engine) -> str | None:
     """Why the batch path cannot decide exactly as `engine.decide`, or None when it can: live
-    signals, a filter that is neither SHAPE_ONLY nor one the kernel implements, a kernel filter
-    missing or replaced, the burst gate not last, or other score plugins."""
+    signals, or a filter (criterion) that is not SHAPE_ONLY and has no `rule` (`value`) over
+    the kernel's QUANTITIES."""
     if engine.observed is not None:
         return "live signals are in use"
-    kernel = {p.NAME: type(p) for p in default_filters() if p.NAME in KERNEL_FILTERS}
-    for plugin in engine.filters:
-        if not getattr(plugin, "SHAPE_ONLY", False) and kernel.get(plugin.NAME) is not type(
-                plugin):
-            return (f"filter {plugin.NAME!r} ({type(plugin).__name__}) is neither SHAPE_ONLY "
-                    "nor implemented by the batch kernel")
-    names = [p.NAME for p in engine.filters]
-    types = {type(p) for p in engine.filters}
-    missing = [n for n in KERNEL_FILTERS if kernel[n] not in types]
-    if missing:
-        return f"the kernel applies filters the engine lacks: {', '.join(missing)}"
-    if names[-1] != "burst":
-        return "the burst gate must run last"
-    if [type(p) for p in engine.scores] != [type(p) for p in default_scores()]:
-        return ("the kernel scores exactly the default criteria "
-                f"({', '.join(KERNEL_SCORES)}); this engine has "
-                f"{', '.join(p.CRITERION for p in engine.scores)}")
+    plugins: list[tuple[str, Any, str]] = [(f"filter {p.NAME!r}", p, "rule")
+                                           for p in engine.filters]
+    plugins += [(f"criterion {p.CRITERION!r}", p, "value") for p in engine.scores]
+    for what, plugin, form in plugins:
+        if getattr(plugin, "SHAPE_ONLY", False):
+            continue
+        formula = getattr(type(plugin), form, None)
+        if formula is None:
+            return (f"{what} ({type(plugin).__name__}) is not SHAPE_ONLY and has no "
+                    f"elementwise `{form}` for the batch kernel")
+        unknown = _unknown(formula)
+        if unknown:
+            return (f"{what} ({type(plugin).__name__}): its `{form}` reads "
+                    f"{', '.join(unknown)}, which the batch kernel does not provide (it "
+                    f"provides {', '.join(QUANTITIES)})")
     return None
 
 
@@ -160,9 +191,10 @@ class BatchEngine:
         why = unsupported(engine)
         if why is not None:
             raise BatchUnsupportedError(
-                f"the batch path needs the default plugins (or SHAPE_ONLY filters) and no live "
-                f"signals: {why}; use Engine.decide, or give the plugin a kernel form")
+                f"the batch path runs SHAPE_ONLY plugins and plugins with an elementwise form, "
+                f"without live signals: {why}; use Engine.decide, or give the plugin its form")
         self.engine = engine
+        self.kernel = kernel_for(engine.filters, engine.scores)
         self._tables: dict[tuple[Any, ...], ShapeTable] = {}
         self._shape_filters = [p for p in engine.filters if getattr(p, "SHAPE_ONLY", False)]
         self._values: dict[tuple[str, ...], float] = {}
@@ -180,76 +212,60 @@ class BatchEngine:
     def _build(self, wl: Workload) -> ShapeTable:
         engine = self.engine
         ctx = engine.context(wl)
-        ci, rule, spec = engine.ci, ctx.rule, wl.spec
+        rule = ctx.rule
         if rule.fleet is not None:
             raise BatchUnsupportedError(
                 f"{wl.name}: the batch path places on one site; rule {rule.fleet_rule!r} "
                 "serves this service as a fleet (placement.engine.fleet): use Engine.decide")
-        burst = rule.burst
-        need = ctx.gpus_needed
-        cloud, spot = ctx.is_cloud, ctx.kind == SPOT
-        keep = ci.group_capacity[ctx.group] >= need
+        keep = np.ones(ctx.n, dtype=bool)
         for plugin in self._shape_filters:  # the plugins' own code, once per shape
             keep &= plugin.filter(ctx).passed
-        if not burst.allowed:
-            keep &= ~cloud
-        if burst.max_usd_per_hour is not None:
-            keep &= ~(cloud & (ctx.usd_per_hour > burst.max_usd_per_hour))
-        if burst.spot == "never" or spec.interruptions >= burst.max_spot_interruptions:
-            keep &= ~spot
         pos = np.flatnonzero(keep)
+        d = self.kernel
+        criteria = [np.asarray(p.score(ctx).raw, dtype=np.float64)
+                    for p in engine.scores if getattr(p, "SHAPE_ONLY", False)]
         site = ctx.site[pos]
-        d = ctx.data
-        floats = np.column_stack([
-            ctx.usd_per_hour[pos], (1.0 + ctx.spot_overhead)[pos], d.egress_usd[site],
-            d.lookup_egress_usd_per_hour[site], ctx.transfer_hours[pos], ctx.p99_ms[pos],
-            ci.provision_h[site], d.egress_gb[site], d.lookup_egress_gb_per_hour[site],
-            ctx.spot_rate[pos],
-        ]).astype(np.float64) if len(pos) else np.zeros((0, 10))
+        floats = np.column_stack(
+            [getattr(ctx, name)[pos] for name in FLOAT_COLUMNS]
+            + [ctx.data.egress_gb[site], ctx.data.lookup_egress_gb_per_hour[site]]
+            + [raw[pos] for raw in criteria]).astype(np.float64) if len(pos) else np.zeros(
+                (0, F_CRITERIA + len(criteria)))
         rows = ctx.rows[pos]
         ints = np.column_stack([
-            ctx.group[pos], ctx.kind[pos], engine._site_rank[site],
-            ci.group_capacity[ctx.group[pos]], rows, pos, site, ctx.billing.billed_gpus[rows],
+            ctx.group[pos], ctx.kind[pos], engine._site_rank[site], ctx.installed_gpus[pos],
+            rows, pos, site, ctx.billed_gpus[pos],
         ]).astype(np.int64) if len(pos) else np.zeros((0, 8), dtype=np.int64)
         floats, ints = np.ascontiguousarray(floats), np.ascontiguousarray(ints)
         onprem = np.flatnonzero(ints[:, I_KIND] == ONPREM)
-        w = rule.weights
-        lat_w = float(w.latency) if spec.latency is not None else 0.0
-        dg_w = float(w.data_gravity) if any(r.access == "bulk" for r in spec.datasets) else 0.0
-        weights = {"latency": lat_w, "data_gravity": dg_w, "cost": float(w.cost),
-                   "wait": float(w.wait)}
-        sc = engine.policy.spec.scales
-        allowed = engine.policy.spec.team_budgets.get(spec.team)
-        params = np.zeros(19)
-        params[P_MAX_WAIT] = rule.max_wait_hours
-        params[P_ALLOWED] = math.nan if allowed is None else allowed
-        params[[P_W_LAT, P_W_DG, P_W_COST, P_W_WAIT]] = list(weights.values())
-        params[P_WSUM] = sum(weights.values())
-        params[[P_S_LAT, P_S_DG, P_S_COST, P_S_WAIT]] = [
-            sc.latency_ms, sc.data_gravity_hours, sc.cost_usd, sc.wait_hours]
-        params[P_WHEN] = WHEN[burst.when]
-        params[P_SLACK] = burst.spot_slack_factor
-        spot_room = burst.spot == "when_deadline_allows" and not (
-            spec.interruptions >= burst.max_spot_interruptions)
+        params = np.zeros(len(d.params))
+        for name in PER_SHAPE[1:]:  # gpus_needed is the kernel's `need`
+            params[d.params.index(name)] = _number(getattr(ctx, name))
+        weights = []
+        for scorer in engine.scores:
+            crit = scorer.CRITERION
+            w = weight_of(rule, crit, scorer.score(ctx).applicable)
+            weights.append(w)
+            params[d.params.index(f"w_{crit}")] = w
+            params[d.params.index(f"s_{crit}")] = scale_of(scorer, ctx.scales)
+        params[d.params.index("wsum")] = sum(weights)
         return ShapeTable(floats, ints, onprem, ints[onprem, I_GROUP].copy(),
-                          ints[onprem, I_CAPACITY].copy(), params, need,
-                          rule.service_horizon_hours, burst.restart_overhead_minutes / 60,
-                          not spec.is_service, spot_room,
+                          ints[onprem, I_INSTALLED].copy(), params, ctx.gpus_needed, rule,
+                          rule.burst.restart_overhead_minutes / 60,
                           tuple(floats[:, k].tolist() for k in range(floats.shape[1])),
                           tuple(ints[:, k].tolist() for k in range(ints.shape[1])),
                           np.zeros(len(ints)))
 
     def demand(self, wl: Workload, at_h: float) -> Demand | None:
         """`wl`'s demand for on-prem GPUs (placement.engine.shadow), from its candidates that
-        pass the capacity-blind rules."""
+        pass the SHAPE_ONLY rules."""
         t = self.table(wl)
         if not len(t.ints):
             return None
         spec = wl.spec
-        hours = spec.duration_hours if spec.duration_hours else t.horizon_hours
+        hours = work_hours(spec, t.rule)
         f = t.floats
-        totals = f[:, F_USD_H] * (hours * f[:, F_FACTOR]) + f[:, F_EGRESS_USD] + \
-            f[:, F_LOOKUP_USD_H] * hours
+        totals = ew.total_usd(f[:, F_USD_H], ew.run_hours(hours, f[:, F_OVERHEAD]),
+                              ew.moved(f[:, F_BULK_USD], f[:, F_LOOKUP_USD_H], hours))
         types = tuple(spec.gpu.types)
         value = self._values.get(types)
         if value is None:
@@ -264,14 +280,16 @@ class BatchEngine:
         if not len(t.ints):
             return None
         spec = wl.spec
-        hours = spec.duration_hours if spec.duration_hours else t.horizon_hours
+        rule = t.rule
         p = t.params.copy()
-        p[P_HOURS] = hours
-        p[P_DEADLINE] = math.nan if spec.deadline_hours is None else spec.deadline_hours
-        p[P_BUDGET] = math.nan if spec.budget_usd is None else spec.budget_usd
-        p[P_SPENT] = view.team_spend.get(spec.team, 0.0)
-        p[P_DEADLINE_FILTER] = t.deadline_filter and spec.deadline_hours is not None
-        p[P_SPOT_ROOM] = t.spot_room and bool(spec.deadline_hours)
+        at = self.kernel.workload_at
+        hours = work_hours(spec, rule)
+        p[at[0]] = hours
+        p[at[1]] = math.nan if spec.deadline_hours is None else spec.deadline_hours
+        p[at[2]] = deadline_applies(spec)
+        p[at[3]] = math.nan if spec.budget_usd is None else spec.budget_usd
+        p[at[4]] = spot_room_applies(spec, rule)
+        p[at[5]] = view.team_spend.get(spec.team, 0.0)
         cap = view.cap
         waits = np.zeros(len(t.ints))
         deficit = t.need - (t.onprem_capacity - cap.reserved[t.onprem_group])
@@ -280,155 +298,274 @@ class BatchEngine:
             waits[t.onprem[short]] = cap.schedule.wait(t.onprem_group[short], deficit[short])
         bid = t.no_bid if cap.bid_price is None else np.where(
             t.ints[:, I_KIND] == ONPREM, cap.bid_price[t.ints[:, I_GROUP]], 0.0)
-        i, action, wait = _kernel(t.floats, t.ints, cap.reserved, waits, p, t.need, bid)
+        i, action, wait = self.kernel.run(t.floats, t.ints, cap.reserved, waits, bid, p,
+                                          t.need)
         if action == 0:
             return None
         f, n = t.lists, t.int_lists
-        run_h = hours * f[F_FACTOR][i]
-        return Pick(n[I_POS][i], n[I_ROW][i], ACTIONS[action], n[I_SITE][i], n[I_GROUP][i],
+        run_h = float(ew.run_hours(hours, f[F_OVERHEAD][i]))
+        return Pick(n[I_POS][i], n[I_ROW][i], ew.ACTIONS[action], n[I_SITE][i], n[I_GROUP][i],
                     n[I_KIND][i], t.need, n[I_BILLED][i], hours, run_h, wait,
                     f[F_TRANSFER_H][i], f[F_USD_H][i],
-                    f[F_EGRESS_USD][i] + f[F_LOOKUP_USD_H][i] * hours,
-                    f[F_EGRESS_GB][i] + f[F_LOOKUP_GB_H][i] * hours, f[F_P99][i],
+                    float(ew.moved(f[F_BULK_USD][i], f[F_LOOKUP_USD_H][i], hours)),
+                    float(ew.moved(f[F_BULK_GB][i], f[F_LOOKUP_GB_H][i], hours)), f[F_P99][i],
                     t.restart_hours, f[F_SPOT_RATE][i])
 
 
-def _score_py(v: float, best: float, scale: float) -> float:
-    """normalize() for one considered value."""
-    if not math.isfinite(v):
-        return 0.0
-    if scale > 0:
-        return 100.0 * (best + scale) / (v + scale)
-    if best > 0:
-        return 100.0 * best / v
-    return 100.0 if v <= 0 else 0.0
+def _number(value: Any) -> float:
+    """A setting as the kernel's parameter: None is NaN (no limit), a bool 0 or 1."""
+    return math.nan if value is None else float(value)
 
 
-def _before_py(a0: float, a1: float, a2: float, a3: float, a4: float,
-               b: tuple[float, float, float, float, float]) -> bool:
-    """Lexicographic (a0..a4) < b: np.lexsort's order, the first key deciding first."""
-    for x, y in ((a0, b[0]), (a1, b[1]), (a2, b[2]), (a3, b[3]), (a4, b[4])):
-        if x < y:
-            return True
-        if y < x:
-            return False
-    return False
+KernelFn = Callable[[Floats, Ints, Ints, Floats, Floats, Floats, int], tuple[int, int, float]]
 
 
-def _kernel_py(fl: Floats, it: Ints, reserved: Ints, onprem_wait: Floats, p: Floats,
-               need: int, bid: Floats) -> tuple[int, int, float]:
-    """(table position, action code, wait) of Engine.decide's choice; see the module doc.
+@dataclass(frozen=True)
+class Kernel:
+    """A compiled kernel for one list of plugins: `run(floats, ints, reserved, queue waits,
+    bids, params, need)` gives (table position, ACTIONS code, wait) of Engine.decide's choice;
+    `params` names the parameter vector's slots, `workload_at` PER_WORKLOAD's."""
 
-    Mirrors, in order: Capacity, Wait, Deadline, Budget and BurstGate's filters (the others
-    are in the table already), Engine.decide's queue-only fallback, normalize() and
-    Engine._score's weighted total and lexsort keys. `bid` is each row's bid price per
-    GPU-hour (0 in the cloud): the cost criterion and the gate's on-prem side add it x
-    GPU-hours, as DecisionContext.cost_usd and when_gated do.
-    """
-    m = fl.shape[0]
-    hours, max_wait, deadline = p[P_HOURS], p[P_MAX_WAIT], p[P_DEADLINE]
-    budget, spent, allowed = p[P_BUDGET], p[P_SPENT], p[P_ALLOWED]
-    dl_filter = p[P_DEADLINE_FILTER] > 0
-    wait = np.empty(m)
-    total = np.empty(m)
-    cost = np.empty(m)
-    start = np.empty(m)
-    run_h = np.empty(m)
-    egress = np.empty(m)
-    ok7 = np.zeros(m, dtype=np.bool_)
-    wait_ok = np.zeros(m, dtype=np.bool_)
-    other_ok = np.zeros(m, dtype=np.bool_)  # every filter but wait (and, here, the gate)
-    any_onprem = False
-    cheapest_onprem = np.inf
-    for i in range(m):
-        cloud = it[i, I_KIND] != ONPREM
-        short = need > it[i, I_CAPACITY] - reserved[it[i, I_GROUP]]
-        if cloud:
-            wait[i] = np.inf if short else fl[i, F_PROVISION_H]
+    run: KernelFn
+    params: tuple[str, ...]
+    workload_at: tuple[int, ...]
+    source: str
+
+
+_KERNELS: dict[str, Kernel] = {}
+# Where generated kernels and numba's cache of them live (PLACEMENT_KERNEL_CACHE overrides).
+KERNEL_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / \
+    "placement" / "kernels"
+
+
+def kernel_for(filters: Sequence[FilterPlugin], scores: Sequence[ScorePlugin]) -> Kernel:
+    """The kernel of these plugins, generated and compiled on first use (one per plugin list
+    and their forms' source, shared by every engine that has them). Where every form can be
+    imported by name, the kernel is written to KERNEL_CACHE as a module and numba caches its
+    machine code there, so a later process loads it instead of compiling (about 3 s)."""
+    source, params, funcs = _generate(filters, scores)
+    modules = {inspect.getmodule(f) for f in funcs.values()} | {ew}  # the forms and helpers
+    key = hashlib.sha256("\n".join(
+        [source, numba.__version__] + sorted(_source_of(m) for m in modules)
+        + [f"{k}={f.__module__}.{f.__qualname__}" for k, f in sorted(funcs.items())]
+    ).encode()).hexdigest()
+    got = _KERNELS.get(key)
+    if got is not None:
+        return got
+    run = _cached(key, source, funcs) or _compiled(key, source, funcs)
+    empty = np.zeros((0, F_CRITERIA + sum(
+        1 for p in scores if getattr(p, "SHAPE_ONLY", False))))
+    try:  # compile now: a form numba cannot compile fails here, with the plugin's name
+        run(empty, np.zeros((0, 8), dtype=np.int64), np.zeros(1, dtype=np.int64), np.zeros(0),
+            np.zeros(0), np.zeros(len(params)), 1)
+    except numba.core.errors.NumbaError as e:
+        names = ", ".join(sorted(funcs))
+        raise BatchUnsupportedError(
+            f"the batch kernel could not compile the plugins' elementwise forms ({names}): "
+            f"{str(e).splitlines()[0]}") from e
+    got = _KERNELS[key] = Kernel(run, params, tuple(params.index(n) for n in PER_WORKLOAD),
+                                 source)
+    return got
+
+
+def _source_of(obj: Any) -> str:
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return repr(obj)
+
+
+_PRELUDE = """import math
+
+import numba
+import numpy as np
+
+from placement.engine import elementwise as ew
+from placement.engine.compiled import ONPREM, SPOT
+"""
+
+
+def _compiled(key: str, source: str, funcs: dict[str, Callable[..., Any]]) -> KernelFn:
+    """The kernel compiled in this process only."""
+    space: dict[str, Any] = {"np": np, "math": math, "ew": ew, "ONPREM": ONPREM, "SPOT": SPOT}
+    space.update({k: numba.njit(error_model="numpy")(f) for k, f in funcs.items()})
+    exec(compile(source, f"<batch kernel {key[:12]}>", "exec"), space)  # noqa: S102
+    return cast(KernelFn, numba.njit(error_model="numpy")(space["kernel"]))
+
+
+def _cached(key: str, source: str, funcs: dict[str, Callable[..., Any]]) -> KernelFn | None:
+    """The kernel as a module in KERNEL_CACHE, its machine code cached by numba; None when a
+    form is not importable by name (defined in a function) or the cache cannot be written."""
+    imports = []
+    for tag, fn in sorted(funcs.items()):
+        owner, _, attr = fn.__qualname__.rpartition(".")
+        if "<" in fn.__qualname__ or fn.__module__ in ("__main__", None):
+            return None
+        name = owner or attr
+        imports.append(f"from {fn.__module__} import {name} as _{tag}")
+        imports.append(f"{tag} = numba.njit(error_model='numpy')(_{tag}"
+                       + (f".{attr})" if owner else ")"))
+    text = (f"# The batch kernel of one plugin list, generated by {__name__}.\n" + _PRELUDE
+            + "\n".join(imports) + "\n\n\n" + source
+            + "\n\nkernel = numba.njit(error_model='numpy', cache=True)(kernel)\n")
+    try:
+        root = Path(os.environ.get("PLACEMENT_KERNEL_CACHE") or KERNEL_CACHE)
+        root.mkdir(parents=True, exist_ok=True)
+        path = root / f"kernel_{key[:24]}.py"
+        if not path.exists():
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        spec = importlib.util.spec_from_file_location(f"placement_kernel_{key[:24]}", path)
+        if spec is None or spec.loader is None:
+            return None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    except (OSError, ImportError):
+        return None
+    return cast(KernelFn, module.kernel)
+
+
+def _generate(filters: Sequence[FilterPlugin], scores: Sequence[ScorePlugin]
+              ) -> tuple[str, tuple[str, ...], dict[str, Callable[..., Any]]]:
+    """The kernel's source for these plugins, its parameters' names and the forms it calls."""
+    params = list(PER_SHAPE[1:] + PER_WORKLOAD)  # gpus_needed is the `need` argument
+    for plugin in scores:
+        params += [f"w_{plugin.CRITERION}", f"s_{plugin.CRITERION}"]
+    params.append("wsum")
+    funcs: dict[str, Callable[..., Any]] = {}
+
+    def arg(name: str) -> str:
+        if name in PER_CANDIDATE:
+            return f"q_{name}[i]"
+        if name == "gpus_needed":
+            return "need"
+        return name  # a parameter or a reduced quantity: a local
+
+    def call(tag: str, formula: Callable[..., Any]) -> str:
+        funcs[tag] = formula
+        return f"{tag}({', '.join(arg(n) for n in _params_of(formula))})"
+
+    bools = {"deadline_applies", "bursting_allowed", "spot_never", "spot_room_applies"}
+    out = ["def kernel(fl, it, reserved, qwait, bid, p, need):",
+           "    m = fl.shape[0]"]
+    out += [f"    {n} = p[{k}] > 0" if n in bools else f"    {n} = p[{k}]"
+            for k, n in enumerate(params)]
+    out += [f"    q_{n} = np.empty(m, dtype=np.bool_)" if n in ("is_cloud", "is_spot", "short")
+            else f"    q_{n} = np.empty(m)" for n in PER_CANDIDATE]
+    out += ["    for i in range(m):",
+            *(f"        q_{n}[i] = fl[i, {k}]" for k, n in enumerate(FLOAT_COLUMNS)),
+            "        kind = it[i, 1]",
+            "        q_is_cloud[i] = kind != ONPREM",
+            "        q_is_spot[i] = kind == SPOT",
+            "        q_installed_gpus[i] = it[i, 3]",
+            "        q_billed_gpus[i] = it[i, 7]",
+            "        q_free_gpus[i] = it[i, 3] - reserved[it[i, 0]]",
+            "        q_short[i] = need > q_free_gpus[i]",
+            "        q_queue_wait_hours[i] = qwait[i]",
+            "        q_bid_usd_per_gpu_hour[i] = bid[i]",
+            "        q_wait_hours[i] = ew.wait_hours(q_is_cloud[i], q_short[i], "
+            "q_provision_hours[i], q_queue_wait_hours[i])",
+            "        q_run_hours[i] = ew.run_hours(hours, q_spot_overhead[i])",
+            "        q_egress_usd[i] = ew.moved(q_bulk_egress_usd[i], q_lookup_usd_per_hour[i], "
+            "hours)",
+            "        q_total_usd[i] = ew.total_usd(q_usd_per_hour[i], q_run_hours[i], "
+            "q_egress_usd[i])",
+            "        q_opportunity_usd[i] = ew.opportunity_usd(q_bid_usd_per_gpu_hour[i], "
+            "q_billed_gpus[i], q_run_hours[i])",
+            "        q_cost_usd[i] = ew.cost_usd(q_total_usd[i], q_opportunity_usd[i])",
+            "        q_start_hours[i] = ew.start_hours(q_wait_hours[i], q_transfer_hours[i])",
+            "        q_finish_hours[i] = ew.finish_hours(q_start_hours[i], q_run_hours[i])",
+            "    ok = np.ones(m, dtype=np.bool_)  # every filter so far passes",
+            "    other_ok = np.ones(m, dtype=np.bool_)  # every filter but wait passes",
+            "    wait_fails = np.zeros(m, dtype=np.bool_)"]
+    has_wait = False
+    pending: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            out.append("    for i in range(m):")
+            out.extend(pending)
+            pending.clear()
+
+    for k, flt in enumerate(filters):
+        if getattr(flt, "SHAPE_ONLY", False):
+            continue  # applied to the table
+        formula = type(flt).rule  # type: ignore[attr-defined]
+        names = _params_of(formula)
+        if any(n in REDUCED for n in names):
+            flush()
+            out += ["    onprem_ok_any = False",
+                    "    onprem_ok_min_usd = np.inf",
+                    "    for i in range(m):",
+                    "        if ok[i] and not q_is_cloud[i]:",
+                    "            side = ew.onprem_side_usd(q_egress_usd[i], q_opportunity_usd[i])",
+                    "            if side < onprem_ok_min_usd or not onprem_ok_any:",
+                    "                onprem_ok_min_usd = side",
+                    "            onprem_ok_any = True"]
+        pending.append(f"        r = {call(f'filter_{k}', formula)}")
+        pending.append("        ok[i] = ok[i] and r")
+        if flt.NAME == WAIT_FILTER:
+            has_wait = True
+            pending.append("        wait_fails[i] = not r")
         else:
-            wait[i] = onprem_wait[i] if short else 0.0
-        run_h[i] = hours * fl[i, F_FACTOR]
-        egress[i] = fl[i, F_EGRESS_USD] + fl[i, F_LOOKUP_USD_H] * hours
-        total[i] = fl[i, F_USD_H] * run_h[i] + egress[i]
-        opp = bid[i] * (float(it[i, I_BILLED]) * run_h[i])
-        cost[i] = total[i] + opp
-        start[i] = max(wait[i], fl[i, F_TRANSFER_H])
-        ok = not (cloud and short)
-        if dl_filter and not start[i] + run_h[i] <= deadline:
-            ok = False
-        if not math.isnan(budget) and total[i] > budget:
-            ok = False
-        if cloud and not math.isnan(allowed) and spent + total[i] > allowed:
-            ok = False
-        other_ok[i] = ok
-        wait_ok[i] = wait[i] <= max_wait
-        ok7[i] = ok and wait_ok[i]
-        if ok7[i] and not cloud:
-            if not any_onprem or egress[i] + opp < cheapest_onprem:
-                cheapest_onprem = egress[i] + opp
-            any_onprem = True
-    when = p[P_WHEN]
-    considered = np.zeros(m, dtype=np.bool_)
-    n_pass = 0
-    for i in range(m):
-        gate_ok = True
-        if it[i, I_KIND] != ONPREM and when != 0 and any_onprem:
-            gate_ok = when == 2 and total[i] < cheapest_onprem
-        if it[i, I_KIND] == SPOT and p[P_SPOT_ROOM] > 0:
-            slack_need = p[P_SLACK] * (run_h[i] - hours)
-            if start[i] + hours + slack_need > deadline:
-                gate_ok = False
-        other_ok[i] = other_ok[i] and gate_ok
-        considered[i] = ok7[i] and gate_ok
-        if considered[i]:
-            n_pass += 1
-    queue_only = n_pass == 0
-    if queue_only:
-        for i in range(m):
-            considered[i] = not wait_ok[i] and other_ok[i] and math.isfinite(wait[i])
-    best_lat = best_dg = best_cost = best_wait = np.inf
-    found = False
-    for i in range(m):
-        if considered[i]:
-            found = True
-            best_lat = min(best_lat, fl[i, F_P99])
-            best_dg = min(best_dg, fl[i, F_TRANSFER_H])
-            best_cost = min(best_cost, cost[i])
-            best_wait = min(best_wait, wait[i])
-    if not found:
-        return -1, 0, 0.0
-    w_lat, w_dg, w_cost, w_wait, wsum = (p[P_W_LAT], p[P_W_DG], p[P_W_COST], p[P_W_WAIT],
-                                          p[P_WSUM])
-    chosen = -1
-    key = (0.0, 0.0, 0.0, 0.0, 0.0)
-    for i in range(m):
-        if not considered[i]:
-            continue
-        rank, kind = float(it[i, I_RANK]), float(it[i, I_KIND])
-        if queue_only:
-            k = (wait[i], total[i], rank, 0.0, 0.0)
+            pending.append("        other_ok[i] = other_ok[i] and r")
+    flush()
+    out += ["    considered = ok.copy()",
+            "    queue_only = False"]
+    if has_wait:
+        out += ["    if not considered.any():",
+                "        for i in range(m):",
+                "            considered[i] = ew.waits_only(wait_fails[i], not other_ok[i], "
+                "q_wait_hours[i])",
+                "        queue_only = considered.any()"]
+    out += ["    if not considered.any():",
+            "        return -1, 0, 0.0"]
+    column = F_CRITERIA
+    crits: list[tuple[str, str]] = []
+    for c, scorer in enumerate(scores):
+        crit = scorer.CRITERION
+        if getattr(scorer, "SHAPE_ONLY", False):
+            raw = f"fl[i, {column}]"
+            column += 1
         else:
-            s = 0.0
-            if w_lat > 0:
-                s = s + w_lat * _score(fl[i, F_P99], best_lat, p[P_S_LAT])
-            if w_dg > 0:
-                s = s + w_dg * _score(fl[i, F_TRANSFER_H], best_dg, p[P_S_DG])
-            if w_cost > 0:
-                s = s + w_cost * _score(cost[i], best_cost, p[P_S_COST])
-            if w_wait > 0:
-                s = s + w_wait * _score(wait[i], best_wait, p[P_S_WAIT])
-            if wsum > 0:
-                s = s / wsum
-            k = (-(np.rint(s * 1e9) / 1e9), total[i], wait[i], rank, kind)
-        if chosen < 0 or _before(k[0], k[1], k[2], k[3], k[4], key):
-            chosen, key = i, k
-    cloud = it[chosen, I_KIND] != ONPREM
-    action = 3 if cloud else (2 if queue_only or wait[chosen] > 0 else 1)
-    return chosen, action, wait[chosen]
-
-
-_score = numba.njit(cache=True)(_score_py)
-_before = numba.njit(cache=True)(_before_py)
-_kernel = cast(Callable[[Floats, Ints, Ints, Floats, Floats, int, Floats],
-                        tuple[int, int, float]],
-               numba.njit(cache=True)(_kernel_py))
+            raw = call(f"value_{c}", type(scorer).value)  # type: ignore[attr-defined]
+        out += [f"    raw_{c} = np.empty(m)",
+                f"    best_{c} = np.inf",
+                "    for i in range(m):",
+                f"        raw_{c}[i] = {raw}",
+                "        if considered[i]:  # np.min's: NaN if any is",
+                f"            v = raw_{c}[i]",
+                f"            if math.isnan(v) or math.isnan(best_{c}):",
+                f"                best_{c} = np.nan",
+                f"            elif v < best_{c}:",
+                f"                best_{c} = v"]
+        crits.append((crit, f"raw_{c}"))
+    out += ["    chosen = -1",
+            "    if queue_only:",
+            "        qbest = (0.0, 0.0, 0.0)",
+            "        for i in range(m):",
+            "            if considered[i]:",
+            "                k = ew.queue_key(q_total_usd[i], q_wait_hours[i], it[i, 2])",
+            "                if chosen < 0 or k < qbest:",
+            "                    chosen, qbest = i, k",
+            "    else:",
+            "        best = (0.0, 0.0, 0.0, 0.0, 0.0)",
+            "        for i in range(m):",
+            "            if not considered[i]:",
+            "                continue",
+            "            s = 0.0"]
+    for c, (crit, raw) in enumerate(crits):
+        out += [f"            if w_{crit} > 0:",
+                f"                s = ew.add_weighted(s, w_{crit}, ew.normalized({raw}[i], "
+                f"best_{c}, s_{crit}))"]
+    out += ["            if wsum > 0:",
+            "                s = s / wsum",
+            "            k = ew.ranking_key(s, q_total_usd[i], q_wait_hours[i], it[i, 2], "
+            "it[i, 1])",
+            "            if chosen < 0 or k < best:",
+            "                chosen, best = i, k",
+            "    action = ew.action_code(q_is_cloud[chosen], queue_only, q_wait_hours[chosen])",
+            "    return chosen, action, q_wait_hours[chosen]"]
+    return "\n".join(out) + "\n", tuple(params), funcs

@@ -16,7 +16,7 @@ from placement.engine.compiled import ONPREM, SPOT, CapacityState, CompiledInven
 from placement.engine.network import SITE_RATE, TIERED_RATE, tiered_egress_usd
 from placement.engine.rules import EffectiveRule
 from placement.model import Scales
-from placement.model.workload import Workload
+from placement.model.workload import Workload, WorkloadSpec
 
 if TYPE_CHECKING:
     from placement.signals import Observed
@@ -109,14 +109,39 @@ class DataMove:
 
     def usd(self, site: Ints, hours: float) -> Floats:
         """Egress $ at each of `site` for `hours` of work: the bulk move plus the lookups."""
-        usd: Floats = ew.egress_usd(self.egress_usd[site], self.lookup_egress_usd_per_hour[site],
-                                    hours)
+        usd: Floats = ew.moved(self.egress_usd[site], self.lookup_egress_usd_per_hour[site],
+                               hours)
         return usd
 
     def gb(self, site: Ints, hours: float) -> Floats:
         """GB moved into each of `site` for `hours` of work (bulk and lookups)."""
-        gb: Floats = self.egress_gb[site] + self.lookup_egress_gb_per_hour[site] * hours
+        gb: Floats = ew.moved(self.egress_gb[site], self.lookup_egress_gb_per_hour[site], hours)
         return gb
+
+
+# A workload's settings that are not per candidate: functions of its spec and rule, which
+# DecisionContext and the batch path (per workload) both read.
+
+def work_hours(spec: WorkloadSpec, rule: EffectiveRule) -> float:
+    """Hours of work: a job's duration or a service's cost horizon."""
+    return spec.duration_hours if spec.duration_hours else rule.service_horizon_hours
+
+
+def deadline_applies(spec: WorkloadSpec) -> bool:
+    """A job's deadline filters candidates (a service's never does)."""
+    return spec.deadline_hours is not None and not spec.is_service
+
+
+def spot_never(spec: WorkloadSpec, rule: EffectiveRule) -> bool:
+    """Spot is closed: the rule never allows it, or the workload was interrupted too often."""
+    burst = rule.burst
+    return burst.spot == "never" or spec.interruptions >= burst.max_spot_interruptions
+
+
+def spot_room_applies(spec: WorkloadSpec, rule: EffectiveRule) -> bool:
+    """Spot needs deadline room for its expected restarts."""
+    return rule.burst.spot == "when_deadline_allows" and not spot_never(spec, rule) and bool(
+        spec.deadline_hours)
 
 
 @dataclass
@@ -200,8 +225,7 @@ class DecisionContext:
 
     @property
     def deadline_applies(self) -> bool:
-        """A job's deadline filters candidates (a service's never does)."""
-        return self.workload.spec.deadline_hours is not None and not self.workload.spec.is_service
+        return deadline_applies(self.workload.spec)
 
     @property
     def budget_usd(self) -> float | None:
@@ -222,16 +246,11 @@ class DecisionContext:
 
     @property
     def spot_never(self) -> bool:
-        """Spot is closed: the rule never allows it, or the workload was interrupted too often."""
-        burst = self.rule.burst
-        return burst.spot == "never" or (
-            self.workload.spec.interruptions >= burst.max_spot_interruptions)
+        return spot_never(self.workload.spec, self.rule)
 
     @property
     def spot_room_applies(self) -> bool:
-        """Spot needs deadline room for its expected restarts."""
-        return self.rule.burst.spot == "when_deadline_allows" and not self.spot_never and bool(
-            self.workload.spec.deadline_hours)
+        return spot_room_applies(self.workload.spec, self.rule)
 
     @property
     def spot_slack_factor(self) -> float:
@@ -255,8 +274,7 @@ class DecisionContext:
     @cached_property
     def hours(self) -> float:
         """Hours of work: a job's duration or a service's cost horizon."""
-        spec = self.workload.spec
-        return spec.duration_hours if spec.duration_hours else self.rule.service_horizon_hours
+        return work_hours(self.workload.spec, self.rule)
 
     @cached_property
     def spot_rate(self) -> Floats:

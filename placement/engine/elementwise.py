@@ -56,9 +56,9 @@ def run_hours(hours: Any, spot_overhead: Any) -> Any:
 
 
 @jitable
-def egress_usd(bulk_egress_usd: Any, lookup_usd_per_hour: Any, hours: Any) -> Any:
-    """Egress $ over the work: the bulk move in plus the lookups' traffic."""
-    return bulk_egress_usd + lookup_usd_per_hour * hours
+def moved(bulk: Any, lookups_per_hour: Any, hours: Any) -> Any:
+    """Egress over the work ($ or GB): the bulk move in plus the lookups' traffic."""
+    return bulk + lookups_per_hour * hours
 
 
 @jitable
@@ -113,6 +113,20 @@ def normalized(raw: Any, best: Any, scale: Any) -> Any:
     ratio = where(scale > 0, 100.0 * (best + scale) / (raw + scale),
                   where(best > 0, 100.0 * best / raw, where(raw <= 0, 100.0, 0.0)))
     return where(np.isfinite(raw), ratio, 0.0)
+
+
+@jitable
+def waits_only(fails_wait: Any, fails_other: Any, wait_hours: Any) -> Any:
+    """A candidate that may queue when none passes: it fails only the wait filter, and its
+    GPUs are expected back at a known time."""
+    return np.logical_and(np.logical_and(fails_wait, np.logical_not(fails_other)),
+                          np.isfinite(wait_hours))
+
+
+@jitable
+def add_weighted(total_score: Any, weight: Any, score: Any) -> Any:
+    """The weighted sum's next term; a score left undefined (NaN) adds nothing."""
+    return total_score + weight * where(np.isnan(score), 0.0, score)
 
 
 @jitable

@@ -26,8 +26,13 @@ from placement.engine.fleet import FleetPlan, plan_fleet
 from placement.engine.framework import FilterPlugin, FilterResult, ScorePlugin
 from placement.engine.normalize import normalize
 from placement.engine.outcome import Bools, Floats, Ints, Outcome, Shape, shape_bytes
-from placement.engine.plugins.registry import check_unique, default_filters, default_scores
-from placement.engine.rules import resolve
+from placement.engine.plugins.registry import (
+    check_unique,
+    check_weights,
+    default_filters,
+    default_scores,
+)
+from placement.engine.rules import EffectiveRule, resolve
 from placement.errors import UnknownReferenceError
 from placement.model import Decision, Inventory, Policy, Reservation, Scales
 from placement.model.workload import Workload
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
 
 
 
+WAIT_FILTER = "wait"  # when no candidate passes, those failing only this filter may queue
 MEMO_BYTES = 64 << 20  # shape memos per engine, by their arrays' bytes; least recent go first
 
 
@@ -71,6 +77,11 @@ def shape_key(wl: Workload, reads: ShapeReads) -> tuple[Any, ...]:
                   for d in s.datasets))
 
 
+def weight_of(rule: EffectiveRule, criterion: str, applicable: bool) -> float:
+    """The rule's weight of a criterion for one workload (0 where it does not apply)."""
+    return float(getattr(rule.weights, criterion, 0.0)) if applicable else 0.0
+
+
 def scale_of(plugin: ScorePlugin, scales: Scales) -> float:
     """The policy's indifference scale for the plugin's criterion (0 without one)."""
     field = getattr(plugin, "SCALE", None)
@@ -88,6 +99,8 @@ class Engine:
         self.filters = filters if filters is not None else default_filters()
         self.scores = scores if scores is not None else default_scores()
         check_unique(self.filters, self.scores)
+        check_weights(policy, self.scores)
+        self._units = {p.CRITERION: p.UNIT for p in self.scores}
         self.inventory = inventory
         self.policy = policy
         self.policy_version = policy_version
@@ -247,10 +260,10 @@ class Engine:
             mask = mask & res.passed
         considered, queue_only = mask, False
         names = [p.NAME for p in self.filters]
-        if not mask.any() and "wait" in names:
-            wait_k = names.index("wait")
+        if not mask.any() and WAIT_FILTER in names:
+            wait_k = names.index(WAIT_FILTER)
             others = np.delete(fails, wait_k, axis=0).any(axis=0)
-            only_wait = fails[wait_k] & ~others & np.isfinite(ctx.wait_hours)
+            only_wait = ew.waits_only(fails[wait_k], others, ctx.wait_hours)
             if only_wait.any():
                 considered, queue_only = only_wait, True
         out = self._score(ctx, results, fails, considered, queue_only)
@@ -267,12 +280,11 @@ class Engine:
             res = plugin.score(ctx)
             crit = plugin.CRITERION
             raw[crit] = res.raw
-            w = float(getattr(ctx.rule.weights, crit, 0.0)) if res.applicable else 0.0
+            w = weight_of(ctx.rule, crit, res.applicable)
             weights[crit] = w
             scores[crit] = normalize(res.raw, considered, scale_of(plugin, ctx.scales))
             if w > 0:
-                s = scores[crit]
-                total = total + w * np.where(np.isnan(s), 0.0, s)
+                total = ew.add_weighted(total, w, scores[crit])
         wsum = sum(weights.values())
         total = total / wsum if wsum > 0 else total
         idx = np.flatnonzero(considered)
@@ -288,7 +300,8 @@ class Engine:
         action = "reject" if chosen is None else ew.ACTIONS[int(ew.action_code(
             bool(ctx.is_cloud[chosen]), queue_only, float(ctx.wait_hours[chosen])))]
         return Outcome(ctx, [p.NAME for p in self.filters], results, fails, considered, raw,
-                       scores, weights, total, ranking, chosen, action, self.policy_version)
+                       scores, weights, total, ranking, chosen, action, self.policy_version,
+                       units=self._units)
 
     def explain(self, outcome: Outcome) -> Decision:
         """The full, serializable decision with every candidate's story."""

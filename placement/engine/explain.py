@@ -34,7 +34,6 @@ from placement.model import Decision
 if TYPE_CHECKING:
     from placement.engine.outcome import Outcome, Snapshot
 
-UNITS = {"latency": "ms", "data_gravity": "h", "cost": "USD", "wait": "h"}
 CANDIDATE_COLUMNS = "candidate_columns"  # the record's key for the packed columns (bytes)
 FORMAT = 1
 BRIEF = 3  # candidates a brief record renders (the best ranked, then the first rejected)
@@ -249,7 +248,7 @@ def build_columns(engine: Snapshot, out: Outcome) -> Columns:
               c.transfer_hours, c.wait_hours, c.finish_hours, c.gpu_hours, c.opportunity_usd]
     cols.header["estimates"] = [add(np.asarray(a, dtype=np.float64)) for a in arrays]
     cols.header["criteria"] = [
-        {"name": k, "unit": UNITS.get(k, ""), "weight": out.weights[k],
+        {"name": k, "unit": out.units.get(k, ""), "weight": out.weights[k],
          "raw": add(np.asarray(out.raw[k], dtype=np.float64)), "score": add(out.scores[k])}
         for k in out.raw]
     put("total", np.asarray(out.total, dtype=np.float64))

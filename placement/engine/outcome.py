@@ -57,6 +57,7 @@ class Outcome:
     policy_version: str
     fleet: Any = None  # placement.engine.fleet.FleetPlan or FleetMiss under a fleet rule
     shape: Shape | None = None  # what the decision shares with its shape's others
+    units: dict[str, str] = field(default_factory=dict)  # per criterion (the plugin's UNIT)
 
     @property
     def rule(self) -> EffectiveRule:

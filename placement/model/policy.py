@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from placement.model.common import MAX_HOURS, MAX_USD, Document, Labels, Name, Strict, Text
 from placement.model.inventory import Classification
 from placement.model.workload import WorkloadKind
 
-CRITERIA: tuple[str, ...] = ("latency", "data_gravity", "cost", "wait")
+CRITERIA: tuple[str, ...] = ("latency", "data_gravity", "cost", "wait")  # built in
+CRITERION_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+_PLUGIN_CRITERIA: set[str] = set()  # criteria score plugins add (register_criterion)
+
+
+def register_criterion(name: str) -> None:
+    """Let policies weigh a criterion a score plugin adds (the plugin registry calls this for
+    every criterion it registers)."""
+    if not CRITERION_NAME.fullmatch(name):
+        raise ValueError(f"criterion name {name!r}: use lower-case letters, digits and "
+                         "underscores, starting with a letter")
+    _PLUGIN_CRITERIA.add(name)
+
+
+def known_criteria() -> tuple[str, ...]:
+    """Every criterion a policy may weigh: the built-in four, then the plugins' (sorted)."""
+    return CRITERIA + tuple(sorted(_PLUGIN_CRITERIA - set(CRITERIA)))
 
 
 class SiteSelector(Strict):
@@ -39,7 +57,13 @@ class Match(Strict):
 
 
 class Weights(Strict):
-    """Relative importance of each score criterion (any non-negative scale)."""
+    """Relative importance of each score criterion (any non-negative scale). Besides the four
+    built-in criteria, a key may name a criterion a score plugin adds (its CRITERION): the
+    engine refuses a policy that weighs a criterion it does not score."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={
+        "additionalProperties": {"type": "number", "minimum": 0,
+                                 "description": "A plugin's criterion, by its name."}})
 
     latency: float = Field(default=0, ge=0)
     data_gravity: float = Field(default=0, ge=0)
@@ -48,9 +72,24 @@ class Weights(Strict):
 
     @model_validator(mode="after")
     def _some_weight(self) -> Weights:
-        if not any(getattr(self, c) > 0 for c in CRITERIA):
+        for name, value in self.plugin_weights().items():
+            if not CRITERION_NAME.fullmatch(name):
+                raise ValueError(f"weight {name!r}: a criterion name is lower-case letters, "
+                                 "digits and underscores, starting with a letter")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                    math.isfinite(value) and value >= 0):
+                raise ValueError(f"weight {name!r} must be a finite number >= 0, not {value!r}")
+        if not any(v > 0 for v in self.all().values()):
             raise ValueError("at least one weight must be above 0")
         return self
+
+    def plugin_weights(self) -> dict[str, float]:
+        """The weights of criteria beyond the built-in four."""
+        return dict(self.__pydantic_extra__ or {})
+
+    def all(self) -> dict[str, float]:
+        """Every weight by criterion, the built-in four first."""
+        return {**{c: float(getattr(self, c)) for c in CRITERIA}, **self.plugin_weights()}
 
 
 class Burst(Strict):

@@ -6,6 +6,7 @@ from typing import Any
 
 from placement.errors import Issue
 from placement.model import ClientLocation, Dataset, Policy, Site, SiteSelector
+from placement.model.policy import known_criteria
 from placement.policy.yamlsrc import SourceDoc, format_path
 
 Grouped = dict[str, list[tuple[Any, SourceDoc]]]
@@ -102,6 +103,16 @@ def _policy_issues(items: list[tuple[Policy, SourceDoc]], sites: set[str],
     issues = []
     for pol, doc in items:
         pre = f"Policy {pol.name!r} "
+        known = known_criteria()
+        places = [(("spec", "defaults", "weights"), pol.spec.defaults.weights)] + [
+            (("spec", "rules", i, "weights"), r.weights) for i, r in enumerate(pol.spec.rules)
+            if r.weights is not None]
+        for path, weights in places:
+            for name in weights.plugin_weights():
+                if name not in known:
+                    issues.append(_issue(doc, (*path, name), pre, f"unknown criterion {name!r}",
+                                         f"use one of: {', '.join(known)} (a score plugin "
+                                         "registers any other)"))
         for i, rule in enumerate(pol.spec.rules):
             for part in ("require", "forbid"):
                 sel = getattr(rule, part)

@@ -16,6 +16,7 @@ from placement.engine.plugins.deadline import Deadline
 from placement.engine.plugins.latency import Latency
 from placement.engine.plugins.wait import Wait
 from placement.errors import PlacementError
+from placement.model.policy import Policy, register_criterion
 
 
 class DuplicatePluginError(PlacementError):
@@ -24,6 +25,16 @@ class DuplicatePluginError(PlacementError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"plugin name {name!r} is registered twice; give each plugin its own NAME")
+
+
+class UnscoredCriterionError(PlacementError):
+    """A policy weighs a criterion that no score plugin of the engine scores."""
+
+    def __init__(self, where: str, name: str, scored: Sequence[str]) -> None:
+        self.name = name
+        super().__init__(f"{where}.{name}: no score plugin scores criterion {name!r}; this "
+                         f"engine scores {', '.join(scored)} (remove the weight, or register "
+                         "the plugin that scores it)")
 
 
 def check_unique(filters: Sequence[FilterPlugin], scores: Sequence[ScorePlugin]) -> None:
@@ -36,6 +47,20 @@ def check_unique(filters: Sequence[FilterPlugin], scores: Sequence[ScorePlugin])
             seen.add(plugin.NAME)
 
 
+def check_weights(policy: Policy, scores: Sequence[ScorePlugin]) -> None:
+    """Fail when the policy weighs a plugin criterion (beyond the built-in four) that none of
+    `scores` scores: its weight would be ignored."""
+    scored = [p.CRITERION for p in scores]
+    spec = policy.spec
+    places = [("spec.defaults.weights", spec.defaults.weights)] + [
+        (f"spec.rules[{i}].weights", r.weights) for i, r in enumerate(spec.rules)
+        if r.weights is not None]
+    for where, weights in places:
+        for name in weights.plugin_weights():
+            if name not in scored:
+                raise UnscoredCriterionError(where, name, scored)
+
+
 def default_filters() -> list[FilterPlugin]:
     """Filters in the order they run."""
     return [Capacity(), Constraints(), Boundary(), Latency(), Wait(), Deadline(), Budget(),
@@ -45,3 +70,7 @@ def default_filters() -> list[FilterPlugin]:
 def default_scores() -> list[ScorePlugin]:
     """Score plugins, one per criterion."""
     return [Latency(), DataGravity(), Cost(), Wait()]
+
+
+for _plugin in default_scores():  # policies may weigh every registered criterion
+    register_criterion(_plugin.CRITERION)
