@@ -67,6 +67,12 @@ CASES: list[tuple[str, dict[str, str], str, int, str, str]] = [
                                 "          residency: mars\n"},
      "p.yaml", 8, "Policy 'p' spec.rules[0].require.labels.residency",
      "no site has the label residency=mars"),
+    ("unknown criterion", {"u.yaml": "kind: Policy\nmetadata: {name: p}\nspec:\n  rules:\n"
+                           "    - name: r\n      weights:\n        cost: 1\n        carbn: 2\n"},
+     "u.yaml", 8, "Policy 'p' spec.rules[0].weights.carbn", "unknown criterion 'carbn'"),
+    ("plugin weight not a number", {"v.yaml": "kind: Policy\nmetadata: {name: p}\nspec:\n"
+                                    "  defaults:\n    weights: {cost: 1, carbon: high}\n"},
+     "v.yaml", 5, "Policy 'p' spec.defaults.weights", "weight 'carbon' must be a finite number"),
     ("duplicate names", {"z-dup.yaml": GOOD_SITE},
      "z-dup.yaml", 2, "Site 'dc' metadata.name", "duplicate name; also defined at"),
     ("replica on unknown site", {"r.yaml": "kind: Dataset\nmetadata: {name: d2}\nspec:\n"

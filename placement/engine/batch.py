@@ -389,7 +389,7 @@ def _compiled(key: str, source: str, funcs: dict[str, Callable[..., Any]]) -> Ke
     """The kernel compiled in this process only."""
     space: dict[str, Any] = {"np": np, "math": math, "ew": ew, "ONPREM": ONPREM, "SPOT": SPOT}
     space.update({k: numba.njit(error_model="numpy")(f) for k, f in funcs.items()})
-    exec(compile(source, f"<batch kernel {key[:12]}>", "exec"), space)  # noqa: S102
+    exec(compile(source, f"<batch kernel {key[:12]}>", "exec"), space)
     return cast(KernelFn, numba.njit(error_model="numpy")(space["kernel"]))
 
 
