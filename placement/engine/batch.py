@@ -56,6 +56,8 @@ from placement.engine.rules import EffectiveRule
 from placement.engine.shadow import Demand, demand_of, work_value_usd_per_gpu_hour
 from placement.model.workload import Workload
 
+ew.use_numba()
+
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
 

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
-from numba import types
-from numba.extending import overload, register_jitable
 
 F = TypeVar("F", bound=Callable[..., Any])
+_MARKED: list[Callable[..., Any]] = []  # every `jitable` function, for `use_numba`
+_NUMBA: list[Callable[[Callable[..., Any]], Any]] = []  # register_jitable once numba is used
 
 # Action codes (Outcome.action's words by index).
 ACTIONS = ("reject", "place", "queue", "burst")
@@ -28,23 +28,38 @@ ACTIONS = ("reject", "place", "queue", "burst")
 
 def jitable(fn: F) -> F:
     """Marks `fn` as one of these formulas: it runs as itself over arrays, and compiles into
-    the batch kernel where the kernel (or another formula) calls it."""
-    register_jitable(fn)
+    the batch kernel where the kernel (or another formula) calls it. Numba (the 'sim' extra)
+    is imported only by the batch path (`use_numba`), never by Engine.decide."""
+    _MARKED.append(fn)
+    for register in _NUMBA:
+        register(fn)
     return fn
 
 
+def use_numba() -> None:
+    """Make every `jitable` function (and those marked later) callable from numba-compiled
+    code, and `where` a plain choice there. The batch path calls this on import."""
+    if _NUMBA:
+        return
+    from numba import types
+    from numba.extending import overload, register_jitable
+
+    @overload(where)
+    def _where_scalar(cond: Any, a: Any, b: Any) -> Any:
+        if isinstance(cond, types.Boolean):
+            def choose(cond: Any, a: Any, b: Any) -> Any:
+                return a if cond else b
+            return choose
+        return None
+
+    for fn in _MARKED:
+        register_jitable(fn)
+    _NUMBA.append(register_jitable)
+
+
 def where(cond: Any, a: Any, b: Any) -> Any:
-    """np.where over arrays; a plain choice for one candidate in the kernel (overload below)."""
+    """np.where over arrays; a plain choice for one candidate in the kernel (`use_numba`)."""
     return np.where(cond, a, b)
-
-
-@overload(where)
-def _where_scalar(cond: Any, a: Any, b: Any) -> Any:
-    if isinstance(cond, types.Boolean):
-        def choose(cond: Any, a: Any, b: Any) -> Any:
-            return a if cond else b
-        return choose
-    return None
 
 
 # Quantities derived from others. DecisionContext's attributes of the same names call these.
