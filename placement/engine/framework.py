@@ -135,7 +135,14 @@ class ScoreResult:
 
 
 class FilterPlugin(Protocol):
-    """Says yes or no for every candidate at once, with the reasons for each no."""
+    """Says yes or no for every candidate at once, with the reasons for each no.
+
+    Optional class attributes: `SHAPE_ONLY = True` when the filter reads only the workload's
+    shape (its result is memoized per shape, and the batch path runs `filter` once per shape);
+    otherwise a static `rule`, an elementwise function of named quantities
+    (placement.engine.elementwise) that `filter` evaluates through `ctx.call(rule)` and the
+    batch path compiles into its kernel. A filter with neither runs in Engine.decide only.
+    """
 
     NAME: ClassVar[str]
 
@@ -143,7 +150,13 @@ class FilterPlugin(Protocol):
 
 
 class ScorePlugin(Protocol):
-    """Returns one raw value per candidate for one criterion; lower is better."""
+    """Returns one raw value per candidate for one criterion; lower is better.
+
+    The criterion's weight is the policy's `weights.<CRITERION>` (a criterion beyond the
+    built-in four is registered with placement.model.policy.register_criterion); `SCALE`
+    optionally names the policy's Scales field that normalizes it. As for filters,
+    `SHAPE_ONLY = True` or a static elementwise `value` lets the batch path run it.
+    """
 
     NAME: ClassVar[str]
     CRITERION: ClassVar[str]
