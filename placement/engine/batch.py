@@ -335,15 +335,19 @@ class Kernel:
 
 
 _KERNELS: dict[str, Kernel] = {}
-# Where generated kernels and numba's cache of them live (PLACEMENT_KERNEL_CACHE overrides).
-KERNEL_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / \
-    "placement" / "kernels"
+
+
+def kernel_cache() -> Path:
+    """Where generated kernels and numba's cache of them live: placement/kernels under
+    $XDG_CACHE_HOME (default ~/.cache)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "placement" / \
+        "kernels"
 
 
 def kernel_for(filters: Sequence[FilterPlugin], scores: Sequence[ScorePlugin]) -> Kernel:
     """The kernel of these plugins, generated and compiled on first use (one per plugin list
     and their forms' source, shared by every engine that has them). Where every form can be
-    imported by name, the kernel is written to KERNEL_CACHE as a module and numba caches its
+    imported by name, the kernel is written to kernel_cache() as a module and numba caches its
     machine code there, so a later process loads it instead of compiling (about 3 s)."""
     source, params, funcs = _generate(filters, scores)
     modules = {inspect.getmodule(f) for f in funcs.values()} | {ew}  # the forms and helpers
@@ -396,7 +400,7 @@ def _compiled(key: str, source: str, funcs: dict[str, Callable[..., Any]]) -> Ke
 
 
 def _cached(key: str, source: str, funcs: dict[str, Callable[..., Any]]) -> KernelFn | None:
-    """The kernel as a module in KERNEL_CACHE, its machine code cached by numba; None when a
+    """The kernel as a module in kernel_cache(), its machine code cached by numba; None when a
     form is not importable by name (defined in a function) or the cache cannot be written."""
     imports = []
     for tag, fn in sorted(funcs.items()):
@@ -411,7 +415,7 @@ def _cached(key: str, source: str, funcs: dict[str, Callable[..., Any]]) -> Kern
             + "\n".join(imports) + "\n\n\n" + source
             + "\n\nkernel = numba.njit(error_model='numpy', cache=True)(kernel)\n")
     try:
-        root = Path(os.environ.get("PLACEMENT_KERNEL_CACHE") or KERNEL_CACHE)
+        root = kernel_cache()
         root.mkdir(parents=True, exist_ok=True)
         path = root / f"kernel_{key[:24]}.py"
         if not path.exists():
