@@ -192,14 +192,15 @@ class DecisionContext:
     def gpus_needed(self) -> int:
         return self.workload.spec.gpu.count * self.workload.spec.replicas
 
-    def call(self, formula: Callable[..., T]) -> T:
+    def call(self, formula: Callable[..., T], **known: Any) -> T:
         """`formula` (a plugin's `rule` or `value`, placement.engine.elementwise) over this
-        decision's candidates: each parameter is the attribute of that name; a setting that is
-        not set (None) is NaN, which every comparison treats as no limit."""
+        decision's candidates: each parameter is the attribute of that name (or `known`'s
+        value, computed already); a setting that is not set (None) is NaN, which every
+        comparison treats as no limit."""
         names = _PARAMS.get(formula)
         if names is None:
             names = _PARAMS[formula] = tuple(inspect.signature(formula).parameters)
-        args = [getattr(self, name) for name in names]
+        args = [known[n] if n in known else getattr(self, n) for n in names]
         return formula(*[math.nan if a is None else a for a in args])
 
     # The workload's settings the rules read, by the names the batch kernel uses too.
@@ -369,7 +370,10 @@ class DecisionContext:
 
     @cached_property
     def cost_usd(self) -> Floats:
-        """The cost criterion: billed $ plus the opportunity cost of on-prem GPUs."""
+        """The cost criterion: billed $ plus the opportunity cost of on-prem GPUs (without bid
+        prices that cost is 0, and x + 0.0 is x: the sum is skipped)."""
+        if self.cap.bid_price is None:
+            return self.total_usd
         got: Floats = ew.cost_usd(self.total_usd, self.opportunity_usd)
         return got
 

@@ -125,8 +125,12 @@ def onprem_side_usd(egress_usd: Any, opportunity_usd: Any) -> Any:
 def normalized(raw: Any, best: Any, scale: Any) -> Any:
     """Score = 100 x (best + scale) / (raw + scale) of a considered candidate; lower raw is
     better; with scale 0 a ratio (best 0: only exact zeros score 100); non-finite raw 0."""
-    ratio = where(scale > 0, 100.0 * (best + scale) / (raw + scale),
-                  where(best > 0, 100.0 * best / raw, where(raw <= 0, 100.0, 0.0)))
+    if scale > 0:  # best and scale are one number for every candidate
+        ratio = 100.0 * (best + scale) / (raw + scale)
+    elif best > 0:
+        ratio = 100.0 * best / raw
+    else:
+        ratio = where(raw <= 0, 100.0, 0.0)
     return where(np.isfinite(raw), ratio, 0.0)
 
 

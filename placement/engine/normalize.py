@@ -26,6 +26,5 @@ def normalize(raw: Floats, considered: Bools, scale: float) -> Floats:
         return out
     vals = raw[considered]
     best = float(np.min(vals))
-    with np.errstate(divide="ignore", invalid="ignore"):  # `where` computes every branch
-        out[considered] = normalized(vals, best, scale)
+    out[considered] = normalized(vals, best, scale)
     return out

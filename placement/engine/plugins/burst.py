@@ -47,18 +47,18 @@ class BurstGate:
 
     def filter(self, ctx: DecisionContext) -> FilterResult:
         burst, rule = ctx.rule.burst, ctx.rule.burst_rule or "defaults"
-        closed = ctx.call(gated)
-        best_onprem, best_wait = "", 0.0
-        cheapest_onprem = np.inf
-        if closed.any():
-            onprem_ok = ctx.mask & ~ctx.is_cloud
-            j = int(np.flatnonzero(onprem_ok)[np.argmin(ctx.wait_hours[onprem_ok])])
-            best_onprem = ctx.ci.site_names[int(ctx.site[j])]
-            best_wait = float(ctx.wait_hours[j])
-            cheapest_onprem = ctx.onprem_ok_min_usd
         interrupted = ctx.workload.spec.interruptions
+        onprem_ok = ctx.mask & ~ctx.is_cloud  # `mask` changes after this filter: keep it
+        cheapest_onprem = ctx.onprem_ok_min_usd
 
         def why() -> Reasons:
+            closed = gated(ctx.is_cloud, ctx.total_usd, bool(onprem_ok.any()), cheapest_onprem,
+                           ctx.burst_when)
+            best_onprem, best_wait = "", 0.0
+            if closed.any():
+                j = int(np.flatnonzero(onprem_ok)[np.argmin(ctx.wait_hours[onprem_ok])])
+                best_onprem = ctx.ci.site_names[int(ctx.site[j])]
+                best_wait = float(ctx.wait_hours[j])
             near = burst.when != "onprem_unavailable"
             spot_code = 2 if burst.spot == "never" else (
                 3 if interrupted >= burst.max_spot_interruptions else 4)
@@ -70,7 +70,7 @@ class BurstGate:
                 "allowed": burst.max_spot_interruptions, "slack": burst.spot_slack_factor,
                 "overhead": ctx.run_hours - ctx.hours})
 
-        return FilterResult(ctx.call(self.rule), why)
+        return FilterResult(ctx.call(self.rule, onprem_ok_min_usd=cheapest_onprem), why)
 
 
 @jitable
